@@ -1,0 +1,32 @@
+# Two entry points for a fresh machine (see README):
+#   make run   - create .venv, build a demo data folder from fixtures/, run the demo job
+#   make test  - create .venv with the test extras and run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= reunite-data
+
+.PHONY: run test venv test-venv lint demo clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+venv: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+test-venv: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+
+run: venv
+	$(BIN)/python -m api.demo --data $(DATA)
+
+test: test-venv
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: test-venv
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) $(DATA) .pytest_cache .ruff_cache

@@ -1,0 +1,210 @@
+"""The ``reunite`` command.
+
+Every verb takes the data folder from ``--data DIR`` (before the verb; default
+``./reunite-data``, or ``$REUNITE_DATA``). Bad input exits with code 2 and one
+line on stderr that names the problem; nothing already stored is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="reunite: image hashing and missing-person matching for counter-trafficking work.",
+    pretty_exceptions_enable=False,
+)
+
+DEFAULT_KIND_SIGNALS = {
+    # Families indexed by default per bank kind; later issues add faces and scene.
+    "ads": ["hashes"],
+    "venue": ["hashes"],
+    "missing_person": ["hashes"],
+    "hashes": ["hashes"],
+}
+
+
+class State:
+    data_dir: Path = Path(os.environ.get("REUNITE_DATA", "reunite-data"))
+
+
+state = State()
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print one line on stderr and return the exit to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@app.callback()
+def _root(
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="Data folder (catalog + indexes).", envvar="REUNITE_DATA")] = None,
+) -> None:
+    if data is not None:
+        state.data_dir = data
+
+
+def open_store():  # noqa: ANN201 - imported lazily to keep `--help` fast
+    from indexer.store.store import Store
+    return Store(state.data_dir)
+
+
+def default_signals(kind: str) -> list[str]:
+    from indexer.signals import base as signals
+    wanted = DEFAULT_KIND_SIGNALS.get(kind, ["hashes"])
+    available = set(signals.families())
+    return [f for f in wanted if f in available]
+
+
+def parse_signals(value: str | None, kind: str) -> list[str]:
+    from indexer.signals import base as signals
+    families = [f.strip() for f in value.split(",")] if value else default_signals(kind)
+    try:
+        return [s.name for s in signals.select(families)]
+    except KeyError as exc:
+        raise fail(str(exc.args[0])) from None
+
+
+@app.command("index")
+def index_cmd(
+    source: Annotated[Path, typer.Argument(help="Folder, CSV/JSONL manifest or image file.")],
+    bank: Annotated[str, typer.Option("--bank", help="Bank to index into.")],
+    kind: Annotated[str, typer.Option("--kind", help="ads | venue | missing_person")] = "ads",
+    signals_opt: Annotated[str | None, typer.Option(
+        "--signals", help="Signal families or names, comma separated (default: per kind).")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Index a crawl (folder or manifest) into a bank; re-running resumes."""
+    from tqdm import tqdm
+
+    from indexer import ingest
+
+    if kind == "missing_person":
+        raise fail("missing-person references are added with `reunite enroll`, which "
+                   "records consent; `index` is for crawls")
+    try:
+        records = ingest.read_source(source)
+    except ingest.ManifestError as exc:
+        raise fail(str(exc)) from None
+    names = parse_signals(signals_opt, kind)
+    store = open_store()
+    try:
+        bank_row = store.catalog.ensure_bank(bank, kind)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    bar = tqdm(total=len(records), unit="img", disable=quiet or None, file=sys.stderr,
+               dynamic_ncols=True)
+
+    def progress(done: int, failed: int) -> None:
+        bar.n = done
+        bar.set_postfix(errors=failed, refresh=False)
+        bar.refresh()
+
+    report = ingest.index_records(store, bank_row, records, names, workers=workers,
+                                  source=str(source), progress=progress)
+    bar.close()
+    path = ingest.write_report(store, report)
+    for err in report.errors[:20]:
+        typer.echo(f"  skipped {err['path']}: {err['detail']}", err=True)
+    if len(report.errors) > 20:
+        typer.echo(f"  ... and {len(report.errors) - 20} more", err=True)
+    typer.echo(report.summary())
+    typer.echo(f"report: {path}")
+    if report.interrupted:
+        typer.echo("interrupted: run the same command again to resume", err=True)
+        raise typer.Exit(130)
+
+
+def _read_queries(images: list[Path], manifest: Path | None) -> list[tuple[str, Path]]:
+    from indexer import ingest
+
+    queries = [(str(p), p) for p in images]
+    if manifest is not None:
+        try:
+            queries += [(r.shown_as, r.path) for r in ingest.read_source(manifest)]
+        except ingest.ManifestError as exc:
+            raise fail(str(exc)) from None
+    if not queries:
+        raise fail("give at least one IMAGE or --manifest FILE")
+    return queries
+
+
+@app.command("match")
+def match_cmd(
+    images: Annotated[list[Path] | None, typer.Argument(help="Query images.")] = None,
+    bank: Annotated[str, typer.Option("--bank", help="Bank name(s), comma separated.")] = "",
+    manifest: Annotated[Path | None, typer.Option("--manifest", help="CSV/JSONL of queries.")
+                        ] = None,
+    top: Annotated[int, typer.Option("--top", min=1, max=100, help="Candidates per query.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per query.")] = False,
+) -> None:
+    """Rank the candidates of each query image in the given banks."""
+    from indexer import images as image_io
+    from matcher.search import Matcher
+
+    queries = _read_queries(images or [], manifest)
+    if not bank.strip():
+        raise fail("--bank is required")
+    store = open_store()
+    banks = []
+    for name in [b.strip() for b in bank.split(",") if b.strip()]:
+        try:
+            banks.append(store.bank_or_error(name))
+        except LookupError as exc:
+            raise fail(str(exc.args[0])) from None
+    matcher = Matcher(store)
+    failures = 0
+    for shown, path in queries:
+        try:
+            data = image_io._read_bytes(path, image_io.DEFAULT_MAX_BYTES)
+            candidates = matcher.match(data, banks, top=top)
+        except image_io.ImageError as exc:
+            failures += 1
+            typer.echo(f"error: {shown}: {exc}", err=True)
+            if as_json:
+                typer.echo(json.dumps({"query": shown, "error": exc.code, "detail": str(exc),
+                                       "candidates": []}))
+            continue
+        if as_json:
+            typer.echo(json.dumps({"query": shown,
+                                   "candidates": [c.to_json() for c in candidates]}))
+        else:
+            typer.echo(shown)
+            for c in candidates:
+                typer.echo(f"  {c.decision:6} {c.score:.3f}  {c.bank}/{c.label}  "
+                           f"item {c.item}  {c.evidence}")
+            if not candidates:
+                typer.echo("  no candidates")
+    if failures:
+        raise typer.Exit(2)
+
+
+@app.command("banks")
+def banks_cmd() -> None:
+    """List the banks of the data folder with their sizes."""
+    store = open_store()
+    for bank in store.catalog.banks():
+        typer.echo(f"{bank.name}\t{bank.kind}\t{store.catalog.count_items(bank.id)} items")
+
+
+def main() -> None:
+    """Entry point of the ``reunite`` console script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""The per-image work as one pure function: bytes in, signals out.
+
+Pure so that it runs unchanged in a worker process, a Ray task or a request
+handler: no catalog, no index, no global state beyond the signal registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from indexer import images
+from indexer.signals import base as signals
+from indexer.signals.base import Signal, SignalVector
+
+
+@dataclass
+class Extraction:
+    """Everything reunite keeps about one image's content."""
+
+    sha256: str
+    width: int
+    height: int
+    format: str
+    frames: int
+    vectors: list[SignalVector] = field(default_factory=list)
+    # Query-side extras (dihedral hash variants) that are never stored.
+    variants: dict[str, list[tuple[str, SignalVector]]] = field(default_factory=dict)
+
+
+def decode_side_for(chosen: list[Signal]) -> int | None:
+    """The smallest decode that serves every chosen signal (None: full size)."""
+    sides = [getattr(s, "decode_side", None) for s in chosen]
+    if not sides or any(side is None for side in sides):
+        return None
+    return max(sides)
+
+
+def extract(data: bytes, signal_names: list[str], *, with_variants: bool = False,
+            max_pixels: int = images.DEFAULT_MAX_PIXELS) -> Extraction:
+    """Decode ``data`` once and compute every named signal from that one picture.
+
+    Raises :class:`indexer.images.ImageError` for input that is not a usable image.
+    """
+    chosen = [signals.get(n) for n in signal_names]
+    picture = images.load(data, max_side=decode_side_for(chosen), max_pixels=max_pixels)
+    out = Extraction(
+        sha256=hashlib.sha256(data).hexdigest(),
+        width=picture.original_size[0], height=picture.original_size[1],
+        format=picture.format, frames=picture.frames,
+    )
+    for signal in chosen:
+        out.vectors.extend(signal.extract(picture))
+        if with_variants and hasattr(signal, "variants"):
+            out.variants[signal.name] = signal.variants(picture)
+    return out

@@ -1,0 +1,7 @@
+"""Importing this module registers every signal that ships with reunite.
+
+Optional plug-ins (ONNX models loaded from a local path) register themselves
+when configured; they are not imported here.
+"""
+
+from indexer.signals import hashes  # noqa: F401

@@ -1,0 +1,340 @@
+"""The catalog: the source of truth for banks, subjects, items and their vectors.
+
+Everything a vector index holds can be rebuilt from here, so the indexes are a
+cache that may be lost or stale without losing data. The catalog speaks
+SQLAlchemy 2: a SQLite file in the data folder by default (WAL mode so that the
+service can read while a batch job writes), PostgreSQL or anything else by URL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+BANK_KINDS = ("ads", "venue", "missing_person", "hashes")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    """Shared declarative base: other packages add their tables to the same catalog."""
+
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class Bank(Base):
+    """A named collection of references or crawled ads, with its policy."""
+
+    __tablename__ = "banks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    # Per-bank overrides: thresholds, retention, visibility, encryption.
+    policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Subject(Base):
+    """What a set of images shows: a missing person, a venue or an ad.
+
+    ``label`` is the caller's identifier (ad id, venue id, case label) and
+    ``pseudonym`` the opaque id shown to roles that may not see it. Personal
+    fields live in ``personal``, which the service encrypts for missing persons.
+    """
+
+    __tablename__ = "subjects"
+    __table_args__ = (UniqueConstraint("bank_id", "label"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(300))
+    pseudonym: Mapped[str] = mapped_column(String(40), unique=True, default=lambda: new_pseudonym())
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    personal: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    consent_expires: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    bank: Mapped[Bank] = relationship()
+
+
+class Item(Base):
+    """One stored image of a bank, unique by content (sha256) within the bank."""
+
+    __tablename__ = "items"
+    __table_args__ = (UniqueConstraint("bank_id", "sha256"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id", ondelete="CASCADE"), index=True)
+    subject_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subjects.id", ondelete="CASCADE"), index=True, nullable=True
+    )
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(String(2000), default="")
+    width: Mapped[int] = mapped_column(Integer, default=0)
+    height: Mapped[int] = mapped_column(Integer, default=0)
+    format: Mapped[str] = mapped_column(String(16), default="")
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    subject: Mapped[Subject | None] = relationship()
+
+
+class Vector(Base):
+    """One signal vector of one item; its ``id`` is its id in the vector index."""
+
+    __tablename__ = "vectors"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    bank_id: Mapped[int] = mapped_column(Integer, index=True)
+    signal: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    quality: Mapped[float | None] = mapped_column(Float, nullable=True)
+    box: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class IndexRevision(Base):
+    """A counter per (bank, signal) bumped by every change of its vectors.
+
+    A saved index records the revision it was built at; one that is older than
+    the catalog's is stale and gets rebuilt.
+    """
+
+    __tablename__ = "index_revisions"
+    bank_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    signal: Mapped[str] = mapped_column(String(64), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+
+
+def new_pseudonym() -> str:
+    return "S-" + secrets.token_hex(8)
+
+
+def sqlite_url(data_dir: Path) -> str:
+    return f"sqlite:///{Path(data_dir).resolve() / 'catalog.sqlite'}"
+
+
+class Catalog:
+    """Typed access to the catalog tables; one instance per process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url, future=True)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, data_dir: Path, url: str | None = None) -> Catalog:
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        return cls(url or sqlite_url(Path(data_dir)))
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A unit of work: committed on success, rolled back on any error."""
+        with self._sessions() as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    # banks -----------------------------------------------------------------
+    def bank(self, name: str) -> Bank | None:
+        with self.session() as s:
+            return s.scalar(select(Bank).where(Bank.name == name))
+
+    def banks(self) -> list[Bank]:
+        with self.session() as s:
+            return list(s.scalars(select(Bank).order_by(Bank.name)))
+
+    def ensure_bank(self, name: str, kind: str, policy: dict[str, Any] | None = None) -> Bank:
+        """The bank called ``name``, created with ``kind`` if it does not exist.
+
+        Asking for an existing bank with another kind is an error: silently
+        indexing ads into a missing-person bank would be a privacy incident.
+        """
+        if kind not in BANK_KINDS:
+            raise ValueError(f"unknown bank kind {kind!r} (one of {', '.join(BANK_KINDS)})")
+        name = name.strip()
+        if not name or len(name) > 120:
+            raise ValueError("a bank name must be 1 to 120 characters")
+        with self.session() as s:
+            bank = s.scalar(select(Bank).where(Bank.name == name))
+            if bank is None:
+                bank = Bank(name=name, kind=kind, policy=policy or {})
+                s.add(bank)
+                s.flush()
+            elif bank.kind != kind:
+                raise ValueError(f"bank {name!r} already exists with kind {bank.kind!r}, not {kind!r}")
+            return bank
+
+    # subjects and items ----------------------------------------------------
+    def subject_by_label(self, s: Session, bank_id: int, label: str) -> Subject | None:
+        return s.scalar(select(Subject).where(Subject.bank_id == bank_id, Subject.label == label))
+
+    def ensure_subject(self, s: Session, bank_id: int, label: str, **fields: Any) -> Subject:
+        subject = self.subject_by_label(s, bank_id, label)
+        if subject is None:
+            subject = Subject(bank_id=bank_id, label=label, **fields)
+            s.add(subject)
+            s.flush()
+        return subject
+
+    def item_by_sha(self, s: Session, bank_id: int, sha256: str) -> Item | None:
+        return s.scalar(select(Item).where(Item.bank_id == bank_id, Item.sha256 == sha256))
+
+    def known_sha256(self, bank_id: int) -> set[str]:
+        with self.session() as s:
+            return set(s.scalars(select(Item.sha256).where(Item.bank_id == bank_id)))
+
+    def items_by_sha(self, sha256: str, bank_ids: Iterable[int]) -> list[Item]:
+        with self.session() as s:
+            rows = s.scalars(
+                select(Item).where(Item.sha256 == sha256, Item.bank_id.in_(list(bank_ids)))
+            )
+            return list(rows)
+
+    def add_vectors(self, s: Session, item: Item, vectors: Iterable[Any]) -> list[Vector]:
+        """Store signal vectors of ``item`` and bump the revisions they touch.
+
+        The new revision of each touched signal is left in ``s.info['revisions']``
+        so that the caller can update an in-memory index after the commit.
+        """
+        rows = []
+        touched: set[str] = set()
+        for ordinal, v in enumerate(vectors):
+            rows.append(Vector(
+                item_id=item.id, bank_id=item.bank_id, signal=v.signal,
+                data=v.vector.tobytes(), quality=v.quality,
+                box=list(v.box) if v.box is not None else None,
+                extra={**v.extra, "ordinal": ordinal},
+            ))
+            touched.add(v.signal)
+        s.add_all(rows)
+        s.flush()
+        for signal in touched:
+            self.bump_revision(s, item.bank_id, signal)
+        return rows
+
+    def count_items(self, bank_id: int) -> int:
+        with self.session() as s:
+            return int(s.scalar(select(func.count(Item.id)).where(Item.bank_id == bank_id)) or 0)
+
+    def count_vectors(self, bank_id: int, signal: str) -> int:
+        with self.session() as s:
+            q = select(func.count(Vector.id)).where(Vector.bank_id == bank_id, Vector.signal == signal)
+            return int(s.scalar(q) or 0)
+
+    def signals_in_bank(self, bank_id: int) -> list[str]:
+        with self.session() as s:
+            q = select(Vector.signal).where(Vector.bank_id == bank_id).distinct()
+            return sorted(s.scalars(q))
+
+    def iter_vectors(self, bank_id: int, signal: str, batch: int = 10_000
+                     ) -> Iterator[list[tuple[int, bytes]]]:
+        """All (vector id, bytes) of a (bank, signal), in batches, for rebuilding an index."""
+        last = 0
+        while True:
+            with self.session() as s:
+                rows = s.execute(
+                    select(Vector.id, Vector.data)
+                    .where(Vector.bank_id == bank_id, Vector.signal == signal, Vector.id > last)
+                    .order_by(Vector.id).limit(batch)
+                ).all()
+            if not rows:
+                return
+            yield [(int(r[0]), bytes(r[1])) for r in rows]
+            last = int(rows[-1][0])
+
+    def vector_owners(self, vector_ids: Iterable[int]) -> dict[int, tuple[Vector, Item, Subject | None]]:
+        """Map vector ids (as returned by an index) to their vector, item and subject."""
+        ids = [int(i) for i in vector_ids]
+        if not ids:
+            return {}
+        out: dict[int, tuple[Vector, Item, Subject | None]] = {}
+        with self.session() as s:
+            for chunk_start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
+                chunk = ids[chunk_start:chunk_start + 900]
+                q = (select(Vector, Item, Subject)
+                     .join(Item, Item.id == Vector.item_id)
+                     .outerjoin(Subject, Subject.id == Item.subject_id)
+                     .where(Vector.id.in_(chunk)))
+                for vec, item, subject in s.execute(q):
+                    out[vec.id] = (vec, item, subject)
+        return out
+
+    # revisions -------------------------------------------------------------
+    def bump_revision(self, s: Session, bank_id: int, signal: str) -> int:
+        """Increase the (bank, signal) revision; returns the new value."""
+        updated = s.execute(
+            update(IndexRevision)
+            .where(IndexRevision.bank_id == bank_id, IndexRevision.signal == signal)
+            .values(revision=IndexRevision.revision + 1)
+        ).rowcount
+        if not updated:
+            s.add(IndexRevision(bank_id=bank_id, signal=signal, revision=1))
+            s.flush()
+        rev = int(s.scalar(select(IndexRevision.revision).where(
+            IndexRevision.bank_id == bank_id, IndexRevision.signal == signal)) or 0)
+        s.info.setdefault("revisions_before", {}).setdefault((bank_id, signal), rev - 1)
+        s.info.setdefault("revisions", {})[(bank_id, signal)] = rev
+        return rev
+
+    def revision(self, bank_id: int, signal: str) -> int:
+        with self.session() as s:
+            rev = s.scalar(select(IndexRevision.revision).where(
+                IndexRevision.bank_id == bank_id, IndexRevision.signal == signal))
+            return int(rev or 0)
+
+    # deletion --------------------------------------------------------------
+    def delete_items(self, s: Session, item_ids: list[int]) -> dict[str, list[int]]:
+        """Delete items and their vectors; returns the removed vector ids per signal."""
+        if not item_ids:
+            return {}
+        removed: dict[str, list[int]] = {}
+        rows = s.execute(select(Vector.id, Vector.signal, Vector.bank_id)
+                         .where(Vector.item_id.in_(item_ids))).all()
+        for vid, signal, _bank_id in rows:
+            removed.setdefault(signal, []).append(int(vid))
+        banks = {int(b) for _v, _s, b in rows}
+        for bank_id in banks:
+            for signal in {sig for _v, sig, b in rows if b == bank_id}:
+                self.bump_revision(s, bank_id, signal)
+        s.execute(delete(Vector).where(Vector.item_id.in_(item_ids)))
+        s.execute(delete(Item).where(Item.id.in_(item_ids)))
+        return removed
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    # Deleted personal data must not linger in free pages of the file.
+    cursor.execute("PRAGMA secure_delete=ON")
+    cursor.close()

@@ -1,0 +1,103 @@
+"""One data folder: the catalog plus its vector indexes, kept in step.
+
+Writes go to the catalog first (one transaction per batch) and then into the
+in-memory indexes; indexes are saved at checkpoints. A crash between the two
+loses nothing: the catalog is ahead, the saved index is stale, and the next
+open rebuilds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from indexer.pipeline import Extraction
+from indexer.signals import base as signals
+from indexer.store.catalog import Bank, Catalog, Item, Subject
+from indexer.store.indexes import IndexSet
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """An extracted image ready to be stored, with where it came from."""
+
+    extraction: Extraction
+    label: str
+    source: str = ""
+    attributes: dict[str, Any] | None = None
+    subject_fields: dict[str, Any] | None = None
+
+
+class Store:
+    """Catalog + indexes of one data folder (the embedded default)."""
+
+    def __init__(self, data_dir: Path | str, catalog_url: str | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.catalog = Catalog.open(self.data_dir, catalog_url)
+        self.indexes = IndexSet(self.data_dir, self.catalog)
+
+    def add_images(self, bank: Bank, batch: list[NewImage]) -> list[tuple[Item, bool]]:
+        """Store a batch in one transaction; returns (item, created) per image.
+
+        An image whose sha256 is already in the bank is not stored again
+        (idempotent re-runs); its existing item is returned with created=False.
+        """
+        results: list[tuple[Item, bool]] = []
+        added: dict[tuple[int, str], tuple[list[int], list[np.ndarray]]] = {}
+        with self.catalog.session() as s:
+            for new in batch:
+                ex = new.extraction
+                existing = self.catalog.item_by_sha(s, bank.id, ex.sha256)
+                if existing is not None:
+                    results.append((existing, False))
+                    continue
+                subject = self.catalog.ensure_subject(
+                    s, bank.id, new.label, **(new.subject_fields or {}))
+                item = Item(bank_id=bank.id, subject_id=subject.id, sha256=ex.sha256,
+                            source=new.source, width=ex.width, height=ex.height,
+                            format=ex.format, attributes=new.attributes or {})
+                s.add(item)
+                s.flush()
+                rows = self.catalog.add_vectors(s, item, ex.vectors)
+                for row, vec in zip(rows, ex.vectors, strict=True):
+                    ids, vecs = added.setdefault((bank.id, vec.signal), ([], []))
+                    ids.append(row.id)
+                    vecs.append(vec.vector)
+                results.append((item, True))
+            before = dict(s.info.get("revisions_before", {}))
+            after = dict(s.info.get("revisions", {}))
+        self.indexes.apply(before, after, {
+            key: (np.asarray(ids, dtype=np.int64), np.stack(vecs))
+            for key, (ids, vecs) in added.items()
+        })
+        return results
+
+    def delete_items(self, s: Session, item_ids: list[int]) -> None:
+        """Delete items inside the caller's transaction (indexes follow on next get)."""
+        self.catalog.delete_items(s, item_ids)
+
+    def subject_items(self, s: Session, subject_id: int) -> list[Item]:
+        return list(s.scalars(select(Item).where(Item.subject_id == subject_id)))
+
+    def bank_or_error(self, name: str) -> Bank:
+        bank = self.catalog.bank(name)
+        if bank is None:
+            known = ", ".join(b.name for b in self.catalog.banks()) or "none yet"
+            raise LookupError(f"no bank named {name!r} (banks: {known})")
+        return bank
+
+    def index_signals(self, bank: Bank) -> list[str]:
+        """Signals that have vectors in ``bank`` and are registered in this process."""
+        names = {s.name for s in signals.all_signals()}
+        return [n for n in self.catalog.signals_in_bank(bank.id) if n in names]
+
+    def checkpoint(self) -> None:
+        self.indexes.save()
+
+    def subject(self, s: Session, subject_id: int) -> Subject | None:
+        return s.get(Subject, subject_id)

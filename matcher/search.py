@@ -1,0 +1,165 @@
+"""Nearest references per signal, per bank, merged into ranked candidates.
+
+For every hash signal the query's vector (and, for mirrored or rotated reposts,
+its dihedral variants) is searched exactly: the ``k`` nearest plus everything
+within the review radius. Hits are merged per reference item (best distance per
+signal), scored by :mod:`matcher.decide`, and reported per subject (an ad, a
+venue, a missing person) with the best item's evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from indexer import pipeline
+from indexer.signals import base as signals
+from indexer.signals.base import VectorKind
+from indexer.store.catalog import Bank
+from indexer.store.store import Store
+from matcher import decide
+from matcher import defaults as defaults_mod
+
+HASH_FAMILY = "hashes"
+
+
+@dataclass
+class Candidate:
+    """One ranked answer: a subject of a bank, how close, and why."""
+
+    bank: str
+    label: str
+    subject_id: int | None
+    pseudonym: str | None
+    item: int
+    score: float
+    decision: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "bank": self.bank, "item": self.item,
+                "score": round(self.score, 4), "decision": self.decision,
+                "evidence": self.evidence}
+
+
+@dataclass
+class _ItemHits:
+    distances: dict[str, float] = field(default_factory=dict)
+    transforms: dict[str, str] = field(default_factory=dict)
+    qualities: dict[str, float | None] = field(default_factory=dict)
+
+
+class Matcher:
+    """Answers "what in these banks does this image match?"."""
+
+    def __init__(self, store: Store, defaults: defaults_mod.Defaults | None = None) -> None:
+        self.store = store
+        self.defaults = defaults or defaults_mod.load()
+
+    def query_signals(self, banks: list[Bank]) -> list[str]:
+        names: set[str] = set()
+        for bank in banks:
+            names.update(self.store.index_signals(bank))
+        return sorted(names)
+
+    def extract_query(self, data: bytes, banks: list[Bank]) -> pipeline.Extraction:
+        return pipeline.extract(data, self.query_signals(banks) or ["pdq"], with_variants=True)
+
+    def match(self, data: bytes, banks: list[Bank], top: int = 10) -> list[Candidate]:
+        """Ranked candidates for an image given as bytes (raises ImageError)."""
+        return self.match_extraction(self.extract_query(data, banks), banks, top)
+
+    def match_extraction(self, query: pipeline.Extraction, banks: list[Bank],
+                         top: int = 10) -> list[Candidate]:
+        candidates: list[Candidate] = []
+        for bank in banks:
+            candidates.extend(self._match_bank(query, bank, top))
+        candidates.sort(key=lambda c: (-c.score, c.bank, c.label))
+        return candidates[:top]
+
+    def _match_bank(self, query: pipeline.Extraction, bank: Bank, top: int) -> list[Candidate]:
+        per_item: dict[int, _ItemHits] = {}
+        exact = self.store.catalog.items_by_sha(query.sha256, [bank.id])
+        for signal_name in self.store.index_signals(bank):
+            signal = signals.get(signal_name)
+            if signal.family != HASH_FAMILY or signal.kind is not VectorKind.BINARY:
+                continue
+            t = self.defaults.thresholds(signal_name, bank.policy)
+            queries = query.variants.get(signal_name) or [
+                ("original", v) for v in query.vectors if v.signal == signal_name]
+            if not queries:
+                continue
+            matrix = np.stack([v.vector for _name, v in queries])
+            index = self.store.indexes.get(bank.id, signal_name)
+            knn = index.search(matrix, max(top, 10))
+            near = index.radius_search(matrix, t.review)
+            owners = self.store.catalog.vector_owners(
+                {h.vector_id for hits in knn + near for h in hits})
+            for (transform, qvec), hits_a, hits_b in zip(queries, knn, near, strict=True):
+                for hit in hits_a + hits_b:
+                    owner = owners.get(hit.vector_id)
+                    if owner is None:
+                        continue
+                    vec, item, _subject = owner
+                    slot = per_item.setdefault(item.id, _ItemHits())
+                    if hit.distance < slot.distances.get(signal_name, float("inf")):
+                        slot.distances[signal_name] = hit.distance
+                        slot.transforms[signal_name] = transform
+                        quality = min(x for x in (qvec.quality, vec.quality) if x is not None) \
+                            if (qvec.quality is not None or vec.quality is not None) else None
+                        slot.qualities[signal_name] = quality
+        for item in exact:
+            per_item.setdefault(item.id, _ItemHits()).distances["sha256"] = 0.0
+        return self._rank(bank, per_item, top)
+
+    def _rank(self, bank: Bank, per_item: dict[int, _ItemHits], top: int) -> list[Candidate]:
+        if not per_item:
+            return []
+        items = self._items(list(per_item))
+        best: dict[Any, Candidate] = {}
+        for item_id, hits in per_item.items():
+            scores: dict[str, float] = {}
+            evidence: dict[str, Any] = {}
+            for name, dist in hits.distances.items():
+                if name == "sha256":
+                    scores[name] = 1.0
+                    evidence["sha256"] = 0
+                    continue
+                signal = signals.get(name)
+                t = self.defaults.thresholds(name, bank.policy)
+                score = decide.signal_score(dist, t, signal.max_distance())
+                quality = hits.qualities.get(name)
+                min_quality = getattr(signal, "min_quality", None)
+                if min_quality is not None and quality is not None and quality * 100 < min_quality:
+                    score = decide.cap(score, decide.REVIEW_SCORE)  # flat images: never auto-match
+                scores[name] = score
+                evidence[name] = int(dist) if float(dist).is_integer() else round(dist, 4)
+                if hits.transforms.get(name, "original") != "original":
+                    evidence[f"{name}_transform"] = hits.transforms[name]
+            score = decide.combine(scores, bank.policy)
+            item, subject = items[item_id]
+            label = subject.label if subject is not None else str(item.id)
+            cand = Candidate(bank=bank.name, label=label,
+                             subject_id=subject.id if subject else None,
+                             pseudonym=subject.pseudonym if subject else None,
+                             item=item.id, score=score, decision=decide.decision_for(score),
+                             evidence=evidence)
+            key = subject.id if subject is not None else ("item", item.id)
+            if key not in best or cand.score > best[key].score:
+                best[key] = cand
+        ranked = sorted(best.values(), key=lambda c: (-c.score, c.label))
+        return ranked[:top]
+
+    def _items(self, item_ids: list[int]) -> dict[int, tuple[Any, Any]]:
+        from sqlalchemy import select
+
+        from indexer.store.catalog import Item, Subject
+        out = {}
+        with self.store.catalog.session() as s:
+            q = (select(Item, Subject).outerjoin(Subject, Subject.id == Item.subject_id)
+                 .where(Item.id.in_(item_ids)))
+            for item, subject in s.execute(q):
+                out[item.id] = (item, subject)
+        return out
