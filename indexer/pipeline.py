@@ -44,6 +44,13 @@ def extract(data: bytes, signal_names: list[str], *, with_variants: bool = False
     """
     chosen = [signals.get(n) for n in signal_names]
     picture = images.load(data, max_side=decode_side_for(chosen), max_pixels=max_pixels)
+    return extract_picture(data, picture, signal_names, with_variants=with_variants)
+
+
+def extract_picture(data: bytes, picture: images.Picture, signal_names: list[str], *,
+                    with_variants: bool = False) -> Extraction:
+    """Signals of an already decoded ``picture`` of ``data``."""
+    chosen = [signals.get(n) for n in signal_names]
     out = Extraction(
         sha256=hashlib.sha256(data).hexdigest(),
         width=picture.original_size[0], height=picture.original_size[1],

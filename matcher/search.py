@@ -1,20 +1,22 @@
-"""Nearest references per signal, per bank, merged into ranked candidates.
+"""Ranked candidates for a query image: every searcher, every bank, merged per subject.
 
-For every hash signal the query's vector (and, for mirrored or rotated reposts,
-its dihedral variants) is searched exactly: the ``k`` nearest plus everything
-within the review radius. Hits are merged per reference item (best distance per
-signal), scored by :mod:`matcher.decide`, and reported per subject (an ad, a
-venue, a missing person) with the best item's evidence.
+A *searcher* is one way of finding candidates (perceptual hashes, local
+features for crops and overlays, faces, room backgrounds). Each gets the same
+:class:`Query` (the image decoded once, its hash extraction, a cache the
+searchers share) and returns candidates per subject; :class:`Matcher` merges
+them so that a subject found by several searchers appears once, with the best
+score and all the evidence.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from indexer import pipeline
+from indexer import images, pipeline
+from indexer.images import Picture
 from indexer.signals import base as signals
 from indexer.signals.base import VectorKind
 from indexer.store.catalog import Bank
@@ -45,6 +47,40 @@ class Candidate:
 
 
 @dataclass
+class Query:
+    """One query image, decoded once and shared by every searcher."""
+
+    data: bytes
+    picture: Picture
+    hashes: pipeline.Extraction
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+class Searcher(Protocol):
+    """A way of finding candidates in a bank."""
+
+    name: str
+
+    def applies(self, bank: Bank) -> bool:
+        """Whether this searcher has anything to search in ``bank``."""
+
+    def search(self, query: Query, bank: Bank, top: int) -> list[Candidate]:
+        """Candidates of ``bank`` (one per subject), best first."""
+
+
+# The largest picture any searcher needs; hashes shrink it further themselves.
+QUERY_DECODE_SIDE = 2048
+
+_SEARCHER_FACTORIES: list[Any] = []
+
+
+def register_searcher(factory: Any) -> Any:
+    """Register a searcher class (called with the Store and Defaults)."""
+    _SEARCHER_FACTORIES.append(factory)
+    return factory
+
+
+@dataclass
 class _ItemHits:
     distances: dict[str, float] = field(default_factory=dict)
     transforms: dict[str, str] = field(default_factory=dict)
@@ -57,27 +93,66 @@ class Matcher:
     def __init__(self, store: Store, defaults: defaults_mod.Defaults | None = None) -> None:
         self.store = store
         self.defaults = defaults or defaults_mod.load()
+        _load_builtin_searchers()
+        self.searchers: list[Searcher] = [f(store, self.defaults) for f in _SEARCHER_FACTORIES]
 
-    def query_signals(self, banks: list[Bank]) -> list[str]:
-        names: set[str] = set()
-        for bank in banks:
-            names.update(self.store.index_signals(bank))
-        return sorted(names)
-
-    def extract_query(self, data: bytes, banks: list[Bank]) -> pipeline.Extraction:
-        return pipeline.extract(data, self.query_signals(banks) or ["pdq"], with_variants=True)
+    def prepare(self, data: bytes, banks: list[Bank]) -> Query:
+        """Decode and hash the query once (raises ImageError for bad input)."""
+        picture = images.load(data, max_side=QUERY_DECODE_SIDE)
+        hash_names = sorted({n for b in banks for n in self.store.index_signals(b)
+                             if signals.get(n).family == HASH_FAMILY}) or ["pdq"]
+        extraction = pipeline.extract_picture(data, picture, hash_names, with_variants=True)
+        return Query(data=data, picture=picture, hashes=extraction)
 
     def match(self, data: bytes, banks: list[Bank], top: int = 10) -> list[Candidate]:
         """Ranked candidates for an image given as bytes (raises ImageError)."""
-        return self.match_extraction(self.extract_query(data, banks), banks, top)
+        return self.match_query(self.prepare(data, banks), banks, top)
 
-    def match_extraction(self, query: pipeline.Extraction, banks: list[Bank],
-                         top: int = 10) -> list[Candidate]:
-        candidates: list[Candidate] = []
+    def match_query(self, query: Query, banks: list[Bank], top: int = 10) -> list[Candidate]:
+        merged: dict[tuple[str, Any], Candidate] = {}
         for bank in banks:
-            candidates.extend(self._match_bank(query, bank, top))
-        candidates.sort(key=lambda c: (-c.score, c.bank, c.label))
-        return candidates[:top]
+            for searcher in self.searchers:
+                if not searcher.applies(bank):
+                    continue
+                for cand in searcher.search(query, bank, top):
+                    key = (cand.bank, cand.subject_id if cand.subject_id is not None
+                           else ("item", cand.item))
+                    merged[key] = merge(merged.get(key), cand)
+        ranked = sorted(merged.values(), key=lambda c: (-c.score, c.bank, c.label))
+        return ranked[:top]
+
+
+def merge(a: Candidate | None, b: Candidate) -> Candidate:
+    """One candidate per subject: the best score decides, all evidence is kept."""
+    if a is None:
+        return b
+    best, other = (a, b) if a.score >= b.score else (b, a)
+    evidence = {**other.evidence, **best.evidence}
+    return Candidate(bank=best.bank, label=best.label, subject_id=best.subject_id,
+                     pseudonym=best.pseudonym, item=best.item, score=best.score,
+                     decision=best.decision, evidence=evidence)
+
+
+class HashSearcher:
+    """Exact and perceptual-hash search, dihedral variants included.
+
+    For every hash signal the query's vector (and, for mirrored or rotated
+    reposts, its dihedral variants) is searched exactly: the ``k`` nearest plus
+    everything within the review radius. Hits are merged per reference item
+    (best distance per signal) and scored by :mod:`matcher.decide`.
+    """
+
+    name = "hashes"
+
+    def __init__(self, store: Store, defaults: defaults_mod.Defaults) -> None:
+        self.store = store
+        self.defaults = defaults
+
+    def applies(self, bank: Bank) -> bool:
+        return True  # sha256 is always there
+
+    def search(self, query: Query, bank: Bank, top: int) -> list[Candidate]:
+        return self._match_bank(query.hashes, bank, top)
 
     def _match_bank(self, query: pipeline.Extraction, bank: Bank, top: int) -> list[Candidate]:
         per_item: dict[int, _ItemHits] = {}
@@ -163,3 +238,22 @@ class Matcher:
             for item, subject in s.execute(q):
                 out[item.id] = (item, subject)
         return out
+
+
+register_searcher(HashSearcher)
+
+
+def _load_builtin_searchers() -> None:
+    """Import the modules whose import registers further searchers."""
+    import importlib
+
+    for module in BUILTIN_SEARCHER_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:  # optional searcher not installed
+            if exc.name != module:
+                raise
+
+
+# Searcher modules are added here as they land (each registers itself on import).
+BUILTIN_SEARCHER_MODULES: list[str] = []
