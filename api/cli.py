@@ -22,14 +22,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-DEFAULT_KIND_SIGNALS = {
-    # Families indexed by default per bank kind; later issues add faces and scene.
-    "ads": ["hashes"],
-    "venue": ["hashes"],
-    "missing_person": ["hashes"],
-    "hashes": ["hashes"],
-}
-
 
 class State:
     data_dir: Path = Path(os.environ.get("REUNITE_DATA", "reunite-data"))
@@ -59,10 +51,8 @@ def open_store():  # noqa: ANN201 - imported lazily to keep `--help` fast
 
 
 def default_signals(kind: str) -> list[str]:
-    from indexer.signals import base as signals
-    wanted = DEFAULT_KIND_SIGNALS.get(kind, ["hashes"])
-    available = set(signals.families())
-    return [f for f in wanted if f in available]
+    from indexer.kinds import default_families
+    return default_families(kind)
 
 
 def parse_signals(value: str | None, kind: str) -> list[str]:
@@ -197,8 +187,21 @@ def banks_cmd() -> None:
         typer.echo(f"{bank.name}\t{bank.kind}\t{store.catalog.count_items(bank.id)} items")
 
 
+# --- commands defined in their own modules (each registers on `app` when imported) ---
+# Add one line per module; keep this block just above main().
+COMMAND_MODULES: list[str] = []
+
+
+def _load_command_modules() -> None:
+    import importlib
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module)
+
+
 def main() -> None:
     """Entry point of the ``reunite`` console script."""
+    _load_command_modules()
     try:
         app()
     except KeyboardInterrupt:
@@ -208,3 +211,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+else:
+    _load_command_modules()
