@@ -189,7 +189,9 @@ def banks_cmd() -> None:
 
 # --- commands defined in their own modules (each registers on `app` when imported) ---
 # Add one line per module; keep this block just above main().
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "api.cli_eval",
+]
 
 
 def _load_command_modules() -> None:
