@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
@@ -93,12 +94,19 @@ class Picture:
             return self
         key = ("shrunk", max_side)
         if key not in self._cache:
-            img = self.pil.copy()
-            img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
-            self._cache[key] = Picture(
-                np.asarray(img), self.format, self.original_size, self.frames
-            )
+            self._cache[key] = Picture(shrink(self.rgb, max_side), self.format,
+                                       self.original_size, self.frames)
         return self._cache[key]
+
+
+def shrink(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    """Area-average downscale so the long side is ``max_side`` (OpenCV: ~10x Pillow)."""
+    h, w = rgb.shape[:2]
+    if max(h, w) <= max_side:
+        return rgb
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
 def load(
@@ -164,9 +172,10 @@ def load(
 
     # Orientations 5-8 are quarter turns: the upright picture swaps its sides.
     original = (height, width) if orientation in {5, 6, 7, 8} else (width, height)
-    if max_side is not None and max(rgb.size) > max_side:
-        rgb.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return Picture(np.ascontiguousarray(np.asarray(rgb)), fmt, original, frames)
+    pixels = np.asarray(rgb)
+    if max_side is not None:
+        pixels = shrink(pixels, max_side)
+    return Picture(np.ascontiguousarray(pixels), fmt, original, frames)
 
 
 _MAGIC_PREFIXES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM",

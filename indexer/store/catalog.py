@@ -164,6 +164,7 @@ class Catalog:
         with self._sessions() as session:
             try:
                 yield session
+                self._bump_touched(session)
                 session.commit()
             except BaseException:
                 session.rollback()
@@ -228,8 +229,9 @@ class Catalog:
     def add_vectors(self, s: Session, item: Item, vectors: Iterable[Any]) -> list[Vector]:
         """Store signal vectors of ``item`` and bump the revisions they touch.
 
-        The new revision of each touched signal is left in ``s.info['revisions']``
-        so that the caller can update an in-memory index after the commit.
+        Revisions are bumped once per (bank, signal) when the session commits;
+        the old and new values are then in ``s.info['revisions_before']`` and
+        ``s.info['revisions']`` so that the caller can update an in-memory index.
         """
         rows = []
         touched: set[str] = set()
@@ -243,9 +245,15 @@ class Catalog:
             touched.add(v.signal)
         s.add_all(rows)
         s.flush()
-        for signal in touched:
-            self.bump_revision(s, item.bank_id, signal)
+        pending = s.info.setdefault("touched", set())
+        pending.update((item.bank_id, signal) for signal in touched)
         return rows
+
+    def _bump_touched(self, s: Session) -> None:
+        """Bump each (bank, signal) revision once per transaction, however many
+        vectors it added (one UPDATE per signal instead of one per image)."""
+        for bank_id, signal in sorted(s.info.pop("touched", set())):
+            self.bump_revision(s, bank_id, signal)
 
     def count_items(self, bank_id: int) -> int:
         with self.session() as s:

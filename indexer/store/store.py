@@ -47,9 +47,14 @@ class Store:
         An image whose sha256 is already in the bank is not stored again
         (idempotent re-runs); its existing item is returned with created=False.
         """
+        # Load (or rebuild) the indexes first so that this change is applied in
+        # memory and saved at the next checkpoint instead of forcing a rebuild.
+        for name in sorted({v.signal for new in batch for v in new.extraction.vectors}):
+            self.indexes.get(bank.id, name)
         results: list[tuple[Item, bool]] = []
         added: dict[tuple[int, str], tuple[list[int], list[np.ndarray]]] = {}
         with self.catalog.session() as s:
+            info = s.info
             for new in batch:
                 ex = new.extraction
                 existing = self.catalog.item_by_sha(s, bank.id, ex.sha256)
@@ -69,8 +74,8 @@ class Store:
                     ids.append(row.id)
                     vecs.append(vec.vector)
                 results.append((item, True))
-            before = dict(s.info.get("revisions_before", {}))
-            after = dict(s.info.get("revisions", {}))
+        before = dict(info.get("revisions_before", {}))
+        after = dict(info.get("revisions", {}))
         self.indexes.apply(before, after, {
             key: (np.asarray(ids, dtype=np.int64), np.stack(vecs))
             for key, (ids, vecs) in added.items()

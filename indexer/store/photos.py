@@ -1,0 +1,105 @@
+"""Image bytes kept in the data folder so that a reviewer can look at them later.
+
+Signals are enough to *find* a match, but a person deciding it needs the
+pictures: the reference photo of a missing person and the ad that matched it.
+Photos of banks that hold people (``missing_person``) and the query images
+kept for review are sealed with :mod:`indexer.crypto`; other banks' photos
+(ads, venues) are stored as they came.
+
+Files are named by an opaque random token, never by a label or a content
+hash, and written atomically, so a crash leaves either no file or a whole one.
+Callers write the file *before* committing the catalog row that points at it
+and remove it again when that commit fails: a stray file is harmless, a row
+that points at nothing is not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+from indexer.crypto import Cipher, is_sealed
+
+ENCRYPTED_KINDS = frozenset({"missing_person"})
+
+
+def needs_encryption(bank_kind: str, policy: dict | None = None) -> bool:
+    """Whether a bank's photos and personal fields must be encrypted at rest."""
+    return bank_kind in ENCRYPTED_KINDS or bool((policy or {}).get("encrypt"))
+
+
+class PhotoStore:
+    """``<data>/photos/<namespace>/<token>``: sealed or plain image bytes."""
+
+    def __init__(self, data_dir: Path, cipher: Cipher | None) -> None:
+        self.root = Path(data_dir) / "photos"
+        self.cipher = cipher
+
+    def _path(self, namespace: str, token: str) -> Path:
+        if not token.isalnum() or not namespace.replace("-", "").isalnum():
+            raise ValueError("malformed photo reference")
+        return self.root / namespace / token
+
+    def put(self, namespace: str, data: bytes, *, encrypt: bool) -> str:
+        """Store ``data`` and return its token (raises MissingKey-like errors first)."""
+        token = secrets.token_hex(16)
+        if encrypt:
+            if self.cipher is None:
+                from indexer.crypto import require_cipher
+                require_cipher()  # raises with the clear message
+            assert self.cipher is not None
+            payload = self.cipher.encrypt(data, _context(namespace, token))
+        else:
+            payload = data
+        path = self._path(namespace, token)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return token
+
+    def get(self, namespace: str, token: str) -> bytes:
+        """The original bytes (raises FileNotFoundError, DecryptionFailed or MissingKey)."""
+        blob = self._path(namespace, token).read_bytes()
+        if not is_sealed(blob):
+            return blob
+        if self.cipher is None:
+            from indexer.crypto import require_cipher
+            require_cipher()
+        assert self.cipher is not None
+        return self.cipher.decrypt(blob, _context(namespace, token))
+
+    def delete(self, namespace: str, token: str) -> None:
+        """Remove a photo, overwriting its bytes first (best effort below the filesystem)."""
+        path = self._path(namespace, token)
+        with contextlib.suppress(FileNotFoundError):
+            size = path.stat().st_size
+            with path.open("r+b") as f:
+                f.write(b"\0" * size)
+                f.flush()
+                os.fsync(f.fileno())
+            path.unlink()
+
+    def exists(self, namespace: str, token: str) -> bool:
+        return self._path(namespace, token).exists()
+
+
+def bank_namespace(bank_id: int) -> str:
+    return f"bank-{int(bank_id)}"
+
+
+QUERY_NAMESPACE = "queries"
+
+
+def _context(namespace: str, token: str) -> bytes:
+    return f"photo:{namespace}:{token}".encode()

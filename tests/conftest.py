@@ -1,0 +1,74 @@
+"""Shared test helpers: fixture photos, generated edits and a CLI runner.
+
+Everything runs for real: SQLite files and FAISS indexes in tmp_path, the real
+`reunite` command in a subprocess where exit codes and stderr matter.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+PHOTOS = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "camera.png", "brick.png"]
+
+
+def photo(name: str) -> Image.Image:
+    """A fixture photo as RGB."""
+    return Image.open(FIXTURES / name).convert("RGB")
+
+
+def jpeg_bytes(img: Image.Image, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def tiles(n: int, size: int = 96, seed: int = 0) -> list[Image.Image]:
+    """``n`` distinct small photos cut from the fixtures at random places and scales."""
+    rng = np.random.default_rng(seed)
+    sources = [photo(p) for p in PHOTOS]
+    out = []
+    for i in range(n):
+        src = sources[i % len(sources)]
+        side = int(rng.integers(min(src.size) // 4, min(src.size) // 2))
+        x = int(rng.integers(0, src.width - side))
+        y = int(rng.integers(0, src.height - side))
+        tile = src.crop((x, y, x + side, y + side)).resize((size, size))
+        # A unique stamp makes every tile a different picture even if crops overlap.
+        arr = np.asarray(tile).copy()
+        arr[:8, :8] = rng.integers(0, 255, (8, 8, 3))
+        out.append(Image.fromarray(arr))
+    return out
+
+
+def run_reunite(*args: str, data: Path, timeout: float = 300, check: bool = False,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real `reunite` command (python -m api.cli) and capture its output."""
+    cmd = [sys.executable, "-m", "api.cli", "--data", str(data), *args]
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env=full_env)
+    if check and done.returncode != 0:
+        raise AssertionError(f"reunite {' '.join(args)} failed ({done.returncode}):\n"
+                             f"{done.stdout}\n{done.stderr}")
+    return done
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"

@@ -1,0 +1,94 @@
+"""`reunite match`: the output format users parse, and the decisions they act on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import ImageOps
+
+from tests.conftest import FIXTURES, jpeg_bytes, photo, run_reunite
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("data")
+    run_reunite("index", str(FIXTURES), "--bank", "ads", "--quiet", data=data, check=True)
+    return data
+
+
+def _match(data: Path, *images: Path, extra: tuple[str, ...] = ()) -> list[dict]:
+    done = run_reunite("match", *map(str, images), "--bank", "ads", "--json", *extra,
+                       data=data, check=True)
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def test_reencoded_photo_is_found_at_rank_one_with_match(indexed: Path, tmp_path: Path) -> None:
+    src = photo("astronaut.png")
+    query = tmp_path / "repost.jpg"
+    query.write_bytes(jpeg_bytes(src.resize((src.width // 2, src.height // 2)), quality=50))
+    [answer] = _match(indexed, query)
+    assert answer["query"] == str(query)
+    first = answer["candidates"][0]
+    assert first["label"] == "astronaut" and first["decision"] == "match"
+    assert set(first) == {"label", "bank", "item", "score", "decision", "evidence"}
+    assert first["bank"] == "ads" and isinstance(first["item"], int)
+    assert 0.0 <= first["score"] <= 1.0
+    assert all(isinstance(v, int | float | str | list | dict) for v in first["evidence"].values())
+    scores = [c["score"] for c in answer["candidates"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_mirrored_repost_matches_through_dihedral_hashes(indexed: Path, tmp_path: Path) -> None:
+    query = tmp_path / "mirror.jpg"
+    query.write_bytes(jpeg_bytes(ImageOps.mirror(photo("coffee.png"))))
+    first = _match(indexed, query)[0]["candidates"][0]
+    assert first["label"] == "coffee" and first["decision"] == "match"
+
+
+def test_unrelated_photo_gets_no_match(indexed: Path, tmp_path: Path) -> None:
+    query = tmp_path / "unrelated.jpg"
+    # A photo not in the bank: a crop of the rocket's sky region, flipped upside down.
+    rocket = photo("rocket.jpg")
+    query.write_bytes(jpeg_bytes(photo("astronaut.png").crop((0, 0, 200, 200))
+                                 .resize(rocket.size).rotate(45)))
+    answer = _match(indexed, query)[0]
+    assert all(c["decision"] != "match" for c in answer["candidates"])
+
+
+def test_top_limits_candidates(indexed: Path) -> None:
+    answer = _match(indexed, FIXTURES / "chelsea.png", extra=("--top", "2"))[0]
+    assert len(answer["candidates"]) == 2
+    assert answer["candidates"][0]["evidence"].get("sha256") == 0  # the exact file
+
+
+def test_manifest_queries_keep_paths_as_given(indexed: Path, tmp_path: Path) -> None:
+    (tmp_path / "q.jpg").write_bytes(jpeg_bytes(photo("camera.png")))
+    (tmp_path / "queries.csv").write_text("path\nq.jpg\n")
+    done = run_reunite("match", "--manifest", str(tmp_path / "queries.csv"), "--bank", "ads",
+                       "--json", data=indexed, check=True)
+    answer = json.loads(done.stdout)
+    assert answer["query"] == "q.jpg" and answer["candidates"][0]["label"] == "camera"
+
+
+def test_bad_query_image_exits_2_and_keeps_other_answers(indexed: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    done = run_reunite("match", str(bad), str(FIXTURES / "coffee.png"), "--bank", "ads", "--json",
+                       data=indexed)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"error: {bad}: not a recognised image file"]
+    lines = [json.loads(x) for x in done.stdout.splitlines()]
+    assert lines[0]["error"] == "unsupported_image" and lines[1]["candidates"]
+
+
+def test_unknown_bank_exits_2(indexed: Path) -> None:
+    done = run_reunite("match", str(FIXTURES / "coffee.png"), "--bank", "nope", data=indexed)
+    assert done.returncode == 2 and "no bank named 'nope'" in done.stderr
+
+
+def test_index_refuses_missing_person_banks(indexed: Path) -> None:
+    done = run_reunite("index", str(FIXTURES), "--bank", "mp", "--kind", "missing_person",
+                       data=indexed)
+    assert done.returncode == 2 and "enroll" in done.stderr

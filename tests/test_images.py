@@ -1,0 +1,156 @@
+"""The safe loader: every kind of hostile or unusual input a crawl contains."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from indexer import images
+from tests.conftest import jpeg_bytes, photo, png_bytes
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (a bomb's shape)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def test_plain_jpeg_decodes_to_rgb() -> None:
+    pic = images.load(jpeg_bytes(photo("coffee.png")))
+    assert pic.rgb.dtype == np.uint8 and pic.rgb.shape == (400, 600, 3)
+    assert pic.format == "JPEG" and pic.original_size == (600, 400)
+
+
+def test_zero_byte_file_is_corrupt(tmp_path) -> None:
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(images.CorruptImage, match="empty"):
+        images.load(empty)
+
+
+def test_text_renamed_jpg_is_unsupported(tmp_path) -> None:
+    fake = tmp_path / "ad.jpg"
+    fake.write_text("<html><body>not a photo</body></html>")
+    with pytest.raises(images.UnsupportedImage, match="not a recognised image"):
+        images.load(fake)
+
+
+def test_truncated_jpeg_is_corrupt() -> None:
+    data = jpeg_bytes(photo("astronaut.png"))
+    with pytest.raises(images.CorruptImage):
+        images.load(data[: len(data) // 2])
+
+
+def test_truncated_header_is_corrupt_not_unsupported() -> None:
+    data = jpeg_bytes(photo("astronaut.png"))
+    with pytest.raises(images.CorruptImage):
+        images.load(data[:200])
+
+
+def test_damaged_png_is_corrupt() -> None:
+    data = bytearray(png_bytes(photo("chelsea.png")))
+    data[200:400] = b"\x00" * 200
+    with pytest.raises(images.CorruptImage):
+        images.load(bytes(data))
+
+
+def test_decompression_bomb_is_refused_before_decoding() -> None:
+    with pytest.raises(images.ImageTooLarge, match="decompression bomb"):
+        images.load(_png_claiming(100_000, 100_000))
+
+
+def test_pixel_limit_is_configurable() -> None:
+    with pytest.raises(images.ImageTooLarge):
+        images.load(jpeg_bytes(photo("coffee.png")), max_pixels=1000)
+
+
+def test_byte_limit_refuses_huge_uploads() -> None:
+    with pytest.raises(images.ImageTooLarge, match="bytes"):
+        images.load(b"\xff\xd8\xff" + b"\x00" * 2048, max_bytes=1024)
+
+
+def test_format_outside_allow_list_is_refused() -> None:
+    buf = io.BytesIO()
+    photo("coffee.png").resize((64, 64)).save(buf, "ICO")
+    with pytest.raises(images.UnsupportedImage, match="ICO"):
+        images.load(buf.getvalue())
+
+
+def test_animated_gif_uses_first_frame() -> None:
+    red = Image.new("RGB", (40, 30), (255, 0, 0))
+    blue = Image.new("RGB", (40, 30), (0, 0, 255))
+    buf = io.BytesIO()
+    red.save(buf, "GIF", save_all=True, append_images=[blue], duration=100, loop=0)
+    pic = images.load(buf.getvalue())
+    assert pic.frames == 2
+    r, g, b = pic.rgb[15, 20]
+    assert r > 200 and b < 50
+
+
+def test_cmyk_jpeg_converts_to_rgb() -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 30, 30)).convert("CMYK").save(buf, "JPEG", quality=95)
+    pic = images.load(buf.getvalue())
+    r, g, b = (int(v) for v in pic.rgb[16, 16])
+    assert r > 150 and g < 90 and b < 90
+
+
+def test_sixteen_bit_png_keeps_its_tones() -> None:
+    ramp = (np.linspace(0, 65535, 64 * 64).reshape(64, 64)).astype(np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(ramp).save(buf, "PNG")
+    pic = images.load(buf.getvalue())
+    grey = pic.rgb[..., 0].astype(int)
+    # Pillow's naive convert would clip almost everything to white.
+    assert grey.min() < 10 and grey.max() > 245 and 100 < grey.mean() < 155
+
+
+def test_transparent_png_is_composited_on_white() -> None:
+    rgba = Image.new("RGBA", (20, 20), (0, 0, 0, 0))
+    pic = images.load(png_bytes(rgba))
+    assert pic.rgb.min() == 255
+
+
+def test_palette_bmp_webp_tiff_all_decode() -> None:
+    src = photo("rocket.jpg").resize((64, 48))
+    for fmt, img in (("BMP", src), ("WEBP", src), ("TIFF", src), ("PNG", src.convert("P"))):
+        buf = io.BytesIO()
+        img.save(buf, fmt)
+        pic = images.load(buf.getvalue())
+        assert pic.rgb.shape == (48, 64, 3), fmt
+
+
+def test_exif_rotation_is_applied() -> None:
+    img = photo("coffee.png")  # 600x400, landscape
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: viewers rotate 90 degrees clockwise
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif.tobytes(), quality=90)
+    pic = images.load(buf.getvalue())
+    assert pic.rgb.shape[:2] == (600, 400)
+    assert pic.original_size == (400, 600)
+    upright = np.asarray(img.rotate(-90, expand=True), dtype=int)
+    assert np.abs(pic.rgb.astype(int) - upright).mean() < 8
+
+
+def test_reduced_size_decode_uses_jpeg_draft() -> None:
+    big = photo("astronaut.png").resize((2048, 2048))
+    pic = images.load(jpeg_bytes(big), max_side=300)
+    assert max(pic.size) <= 300
+    assert pic.original_size == (2048, 2048)
+
+
+def test_shrunk_views_are_cached_and_bounded() -> None:
+    pic = images.load(jpeg_bytes(photo("astronaut.png")))
+    small = pic.shrunk(100)
+    assert max(small.size) == 100 and pic.shrunk(100) is small
+    assert pic.shrunk(5000) is pic

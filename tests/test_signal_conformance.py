@@ -1,0 +1,113 @@
+"""One conformance test run over every registered signal.
+
+Whatever a signal computes, users rely on the same contract: the same image
+gives the same vectors, vectors survive serialisation, a re-encoded copy stays
+within the signal's review distance, vectors have the declared size, and bad
+input is refused with a typed error rather than garbage vectors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from indexer import images, pipeline
+from indexer.signals import base as signals
+from indexer.signals.base import VectorKind
+from tests.conftest import jpeg_bytes, photo, png_bytes
+
+ALL = signals.all_signals()
+# A photo with a face, texture and structure, so every family finds something.
+SOURCE = photo("astronaut.png")
+
+
+@pytest.fixture(scope="module")
+def original() -> bytes:
+    return png_bytes(SOURCE)
+
+
+@pytest.mark.parametrize("signal", ALL, ids=lambda s: s.name)
+def test_declares_its_shape(signal: signals.Signal) -> None:
+    assert signal.name and signal.family and signal.dim > 0
+    assert signal.kind in (VectorKind.BINARY, VectorKind.FLOAT)
+    t = signal.default_thresholds
+    assert 0 <= t.match <= t.review <= signal.max_distance()
+    assert signals.get(signal.name) is signal
+
+
+@pytest.mark.parametrize("signal", ALL, ids=lambda s: s.name)
+def test_is_deterministic_and_sized(signal: signals.Signal, original: bytes) -> None:
+    a = pipeline.extract(original, [signal.name]).vectors
+    b = pipeline.extract(original, [signal.name]).vectors
+    assert a, f"{signal.name} found nothing in the reference photo"
+    assert [v.vector.tobytes() for v in a] == [v.vector.tobytes() for v in b]
+    for v in a:
+        assert v.signal == signal.name
+        assert v.vector.dtype == signal.dtype and v.vector.nbytes == signal.nbytes
+        if v.quality is not None:
+            assert 0.0 <= v.quality <= 1.0
+
+
+@pytest.mark.parametrize("signal", ALL, ids=lambda s: s.name)
+def test_serialisation_round_trip(signal: signals.Signal, original: bytes) -> None:
+    for v in pipeline.extract(original, [signal.name]).vectors:
+        assert np.array_equal(signal.from_hex(signal.to_hex(v.vector)), v.vector)
+        assert np.array_equal(signal.from_bytes(signal.to_bytes(v.vector)), v.vector)
+    with pytest.raises(ValueError):
+        signal.from_hex("zz")
+    with pytest.raises(ValueError):
+        signal.from_bytes(b"\x00")
+
+
+@pytest.mark.parametrize("signal", ALL, ids=lambda s: s.name)
+def test_robust_to_reencoding(signal: signals.Signal, original: bytes) -> None:
+    ref = pipeline.extract(original, [signal.name]).vectors
+    half = SOURCE.resize((SOURCE.width // 2, SOURCE.height // 2))
+    copy = pipeline.extract(jpeg_bytes(half, quality=50), [signal.name]).vectors
+    assert copy, f"{signal.name} lost the picture after re-encoding"
+    best = min(signal.distance(a.vector, b.vector) for a in ref for b in copy)
+    assert best <= signal.default_thresholds.review
+
+
+@pytest.mark.parametrize("signal", ALL, ids=lambda s: s.name)
+def test_unrelated_photo_is_far(signal: signals.Signal, original: bytes) -> None:
+    ref = pipeline.extract(original, [signal.name]).vectors
+    other = pipeline.extract(png_bytes(photo("coffee.png")), [signal.name]).vectors
+    if not other:
+        return  # nothing found is the right answer for a signal that has nothing to say
+    best = min(signal.distance(a.vector, b.vector) for a in ref for b in other)
+    assert best > signal.default_thresholds.match
+
+
+@pytest.mark.parametrize("signal", ALL, ids=lambda s: s.name)
+@pytest.mark.parametrize("bad", [b"", b"GIF89a-truncated", b"plain text, not a picture"])
+def test_bad_input_raises_typed_error(signal: signals.Signal, bad: bytes) -> None:
+    with pytest.raises(images.ImageError):
+        pipeline.extract(bad, [signal.name])
+
+
+def test_one_decode_serves_every_hash() -> None:
+    names = [s.name for s in signals.select(["hashes"])]
+    assert {"pdq", "phash", "dhash", "ahash", "whash"} <= set(names)
+    out = pipeline.extract(jpeg_bytes(SOURCE), names, with_variants=True)
+    assert sorted(v.signal for v in out.vectors) == sorted(names)
+    assert len(out.variants["pdq"]) == 8  # the dihedral group
+    assert len(out.sha256) == 64
+
+
+def test_unknown_family_is_named_in_the_error() -> None:
+    with pytest.raises(KeyError, match="nonsense"):
+        signals.select(["nonsense"])
+
+
+def test_fast_whash_equals_imagehash() -> None:
+    import imagehash
+
+    from indexer.signals.hashes import _whash
+    from tests.conftest import tiles
+
+    total = 0
+    for tile in tiles(50, size=64, seed=11):
+        grey = tile.convert("L")
+        total += imagehash.whash(grey, image_scale=64) - _whash(grey)
+    assert total <= 3  # float ties only: at most a few bits in 3,200

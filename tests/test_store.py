@@ -1,0 +1,148 @@
+"""Catalog and vector indexes: atomic saves, staleness, rebuilds, deletes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer import pipeline
+from indexer.signals import base as signals
+from indexer.store import vectors
+from indexer.store.store import NewImage, Store
+from tests.conftest import jpeg_bytes, tiles
+
+HASHES = [s.name for s in signals.select(["hashes"])]
+
+
+def _fill(store: Store, n: int, bank_name: str = "ads", seed: int = 0) -> None:
+    bank = store.catalog.ensure_bank(bank_name, "ads")
+    batch = [NewImage(pipeline.extract(jpeg_bytes(t), HASHES), f"ad-{i}", f"tile-{i}")
+             for i, t in enumerate(tiles(n, seed=seed))]
+    store.add_images(bank, batch)
+
+
+def test_binary_index_knn_radius_remove() -> None:
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 256, (50, 32), dtype=np.uint8)
+    idx = vectors.FaissBinaryIndex(256)
+    idx.add(np.arange(100, 150), data)
+    assert len(idx) == 50
+    hits = idx.search(data[:1], 3)[0]
+    assert hits[0].vector_id == 100 and hits[0].distance == 0
+    near = data[0].copy()
+    near[0] ^= 0b111  # three bits away
+    within = idx.radius_search(near[None], 3)[0]
+    assert [h.vector_id for h in within] == [100]  # the radius is inclusive
+    assert idx.radius_search(near[None], 2)[0] == []
+    assert idx.remove(np.array([100])) == 1
+    assert idx.search(data[:1], 1)[0][0].vector_id != 100
+
+
+def test_float_index_reports_cosine_distance() -> None:
+    idx = vectors.FaissFloatIndex(4)
+    idx.add(np.array([1, 2]), np.array([[1, 0, 0, 0], [0, 1, 0, 0]], dtype=np.float32))
+    hits = idx.search(np.array([[2, 0, 0, 0]], dtype=np.float32), 2)[0]
+    assert hits[0].vector_id == 1 and abs(hits[0].distance) < 1e-6
+    assert abs(hits[1].distance - 1.0) < 1e-6
+    assert [h.vector_id for h in idx.radius_search(np.array([[1, 0.1, 0, 0]]), 0.1)[0]] == [1]
+
+
+def test_atomic_save_keeps_the_old_file_when_a_write_fails(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "idx" / "pdq.faiss"
+    idx = vectors.FaissBinaryIndex(256)
+    idx.add(np.array([1]), np.zeros((1, 32), np.uint8))
+    idx.revision = 7
+    vectors.save_atomically(idx, path)
+    before = path.read_bytes()
+
+    idx.add(np.array([2]), np.ones((1, 32), np.uint8))
+    idx.revision = 8
+
+    def crash(*_args, **_kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        vectors.save_atomically(idx, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == ["pdq.faiss"]  # no temp file left
+    loaded = vectors.load_saved(signals.get("pdq"), path)
+    assert loaded is not None and loaded.revision == 7 and len(loaded) == 1
+
+
+def test_damaged_index_file_is_a_cache_miss(tmp_path: Path) -> None:
+    path = tmp_path / "pdq.faiss"
+    path.write_bytes(b"RUNIDX1\0" + b"\x01" * 8 + b"garbage")
+    assert vectors.load_saved(signals.get("pdq"), path) is None
+    assert vectors.load_saved(signals.get("pdq"), tmp_path / "missing.faiss") is None
+
+
+def test_indexes_persist_and_reload(data_dir: Path) -> None:
+    store = Store(data_dir)
+    _fill(store, 12)
+    store.checkpoint()
+    bank = store.bank_or_error("ads")
+    saved = store.indexes.path(bank.id, "pdq")
+    assert saved.exists()
+    reopened = Store(data_dir)
+    idx = reopened.indexes.get(bank.id, "pdq")
+    assert len(idx) == 12 and idx.revision == reopened.catalog.revision(bank.id, "pdq")
+
+
+def test_stale_or_missing_index_is_rebuilt_from_the_catalog(data_dir: Path) -> None:
+    store = Store(data_dir)
+    _fill(store, 8)
+    store.checkpoint()
+    bank = store.bank_or_error("ads")
+    old = store.indexes.path(bank.id, "pdq").read_bytes()
+    # A second process adds images but "crashes" before saving its indexes.
+    other = Store(data_dir)
+    _fill(other, 5, seed=99)
+    store.indexes.path(bank.id, "pdq").write_bytes(old)
+    fresh = Store(data_dir).indexes.get(bank.id, "pdq")
+    assert len(fresh) == 13
+    store.indexes.path(bank.id, "phash").unlink()
+    assert len(Store(data_dir).indexes.get(bank.id, "phash")) == 13
+
+
+def test_adding_the_same_image_twice_is_idempotent(data_dir: Path) -> None:
+    store = Store(data_dir)
+    bank = store.catalog.ensure_bank("ads", "ads")
+    ex = pipeline.extract(jpeg_bytes(tiles(1)[0]), HASHES)
+    first = store.add_images(bank, [NewImage(ex, "ad-1")])
+    second = store.add_images(bank, [NewImage(ex, "ad-2")])
+    assert first[0][1] is True and second[0][1] is False
+    assert store.catalog.count_items(bank.id) == 1
+    assert len(store.indexes.get(bank.id, "pdq")) == 1
+
+
+def test_deleting_items_removes_their_vectors_from_the_index(data_dir: Path) -> None:
+    store = Store(data_dir)
+    _fill(store, 6)
+    bank = store.bank_or_error("ads")
+    assert len(store.indexes.get(bank.id, "pdq")) == 6
+    with store.catalog.session() as s:
+        ids = [i.id for i in store.subject_items(s, store.catalog.subject_by_label(s, bank.id, "ad-0").id)]
+        removed = store.catalog.delete_items(s, ids)
+    assert len(removed["pdq"]) == 1
+    assert len(store.indexes.get(bank.id, "pdq")) == 5
+    assert store.catalog.count_items(bank.id) == 5
+
+
+def test_bank_kind_conflicts_are_refused(data_dir: Path) -> None:
+    store = Store(data_dir)
+    store.catalog.ensure_bank("refs", "missing_person")
+    with pytest.raises(ValueError, match="already exists with kind"):
+        store.catalog.ensure_bank("refs", "ads")
+    with pytest.raises(ValueError, match="unknown bank kind"):
+        store.catalog.ensure_bank("x", "people")
+
+
+def test_catalog_is_sqlite_in_wal_mode(data_dir: Path) -> None:
+    store = Store(data_dir)
+    with store.catalog.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    assert (data_dir / "catalog.sqlite").exists()
