@@ -115,8 +115,15 @@ def load(
     max_side: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    grey: bool = False,
 ) -> Picture:
     """Decode ``source`` (bytes or a file path) into an upright RGB :class:`Picture`.
+
+    ``grey=True`` says that only luma matters to the caller (perceptual hashes):
+    JPEGs are then decoded as their Y channel alone, skipping chroma upsampling
+    and colour conversion (half the decode time); JPEG's Y is the same ITU-R 601
+    luma the hashes compute, and the picture is still handed out as 3 equal
+    channels so that every signal sees the same shape.
 
     ``max_side`` asks for a reduced-size decode: JPEGs are decoded at 1/2, 1/4
     or 1/8 scale by the codec itself (``draft``), which is several times faster
@@ -159,7 +166,9 @@ def load(
         if max_side is not None and fmt == "JPEG":
             # The orientation tag may swap width and height, but draft only
             # needs a lower bound on both sides.
-            img.draft("RGB", (max_side, max_side))
+            img.draft("L" if grey else "RGB", (max_side, max_side))
+        elif grey and fmt == "JPEG":
+            img.draft("L", img.size)
         img.load()  # first frame only for GIF/WebP/TIFF sequences
         img = ImageOps.exif_transpose(img) or img
         rgb = _to_rgb(img)
@@ -172,9 +181,15 @@ def load(
 
     # Orientations 5-8 are quarter turns: the upright picture swaps its sides.
     original = (height, width) if orientation in {5, 6, 7, 8} else (width, height)
-    pixels = np.asarray(rgb)
-    if max_side is not None:
-        pixels = shrink(pixels, max_side)
+    if grey:
+        luma = np.asarray(rgb.convert("L"))
+        if max_side is not None:
+            luma = shrink(luma, max_side)
+        pixels = cv2.cvtColor(luma, cv2.COLOR_GRAY2RGB)
+    else:
+        pixels = np.asarray(rgb)
+        if max_side is not None:
+            pixels = shrink(pixels, max_side)
     return Picture(np.ascontiguousarray(pixels), fmt, original, frames)
 
 

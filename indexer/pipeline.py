@@ -43,7 +43,8 @@ def extract(data: bytes, signal_names: list[str], *, with_variants: bool = False
     Raises :class:`indexer.images.ImageError` for input that is not a usable image.
     """
     chosen = [signals.get(n) for n in signal_names]
-    picture = images.load(data, max_side=decode_side_for(chosen), max_pixels=max_pixels)
+    grey = bool(chosen) and not any(getattr(s, "needs_color", True) for s in chosen)
+    picture = images.load(data, max_side=decode_side_for(chosen), max_pixels=max_pixels, grey=grey)
     return extract_picture(data, picture, signal_names, with_variants=with_variants)
 
 

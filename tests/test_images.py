@@ -154,3 +154,12 @@ def test_shrunk_views_are_cached_and_bounded() -> None:
     small = pic.shrunk(100)
     assert max(small.size) == 100 and pic.shrunk(100) is small
     assert pic.shrunk(5000) is pic
+
+
+def test_grey_decode_keeps_luma_and_shape() -> None:
+    data = jpeg_bytes(photo("chelsea.png"))
+    colour = images.load(data, max_side=256)
+    grey = images.load(data, max_side=256, grey=True)
+    assert grey.rgb.shape == colour.rgb.shape
+    assert np.array_equal(grey.rgb[..., 0], grey.rgb[..., 2])
+    assert np.abs(grey.rgb[..., 0].astype(int) - colour.gray.astype(int)).mean() < 3

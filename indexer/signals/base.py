@@ -66,6 +66,9 @@ class Signal(ABC):
     # The smallest long side the signal needs; the pipeline decodes once at the
     # largest size any selected signal needs (JPEG draft makes that cheap).
     decode_side: int = 512
+    # False for signals that only look at luma (hashes): when no chosen signal
+    # needs colour, JPEGs are decoded as their Y channel alone (twice as fast).
+    needs_color: bool = True
     default_thresholds: Thresholds
 
     @abstractmethod

@@ -63,6 +63,7 @@ class _ImageHashSignal(Signal):
     dim = 64
     family = "hashes"
     decode_side = PDQ_SIDE
+    needs_color = False
 
     def __init__(self, name: str, fn: Callable[[Image.Image], imagehash.ImageHash],
                  thresholds: Thresholds) -> None:
@@ -92,6 +93,7 @@ class PdqSignal(Signal):
     kind = VectorKind.BINARY
     dim = 256
     decode_side = PDQ_SIDE
+    needs_color = False  # PDQ hashes ITU-R 601 luma
     default_thresholds = Thresholds(match=31, review=70)
     # PDQ's authors: hashes with quality below 50 come from flat images and
     # match each other far too easily.
