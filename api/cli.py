@@ -191,6 +191,7 @@ def banks_cmd() -> None:
 # Add one line per module; keep this block just above main().
 COMMAND_MODULES: list[str] = [
     "api.cli_eval",
+    "api.cli_enroll",
 ]
 
 
@@ -212,6 +213,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m api.cli` runs this file as __main__, a second copy of the module:
+    # command modules register on `api.cli.app`, so run that one.
+    from api.cli import main as _main
+
+    _main()
 else:
     _load_command_modules()

@@ -256,4 +256,6 @@ def _load_builtin_searchers() -> None:
 
 
 # Searcher modules are added here as they land (each registers itself on import).
-BUILTIN_SEARCHER_MODULES: list[str] = []
+BUILTIN_SEARCHER_MODULES: list[str] = [
+    "matcher.face_search",
+]

@@ -4,4 +4,7 @@ Optional plug-ins (ONNX models loaded from a local path) register themselves
 when configured; they are not imported here.
 """
 
-from indexer.signals import hashes  # noqa: F401
+from indexer.signals import (
+    faces,  # noqa: F401
+    hashes,  # noqa: F401
+)

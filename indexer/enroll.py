@@ -1,0 +1,245 @@
+"""Enrolling reference photos: consented missing persons and known venues.
+
+A missing person's photos may be searched for only with the consent of whoever
+reported them, and only until that consent expires. So enrollment is
+all-or-nothing: every row of a manifest is checked (consent record complete,
+dated, not expired; image decodable) before anything is written, and one bad
+row refuses the whole manifest with a message that names the row, never its
+personal fields. Accepted subjects get a pseudonymous id; the personal fields
+(who consented, the case reference) are sealed by :mod:`indexer.privacy`.
+
+A reference photo is about one person, so only its primary face (large and central)
+is stored as that person's face vector: a bystander in a family photo must not
+become a reference. Several photos of one label form one subject, so that
+candidates are reported per person, not per photo.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from indexer import images, pipeline, privacy
+from indexer.kinds import default_families
+from indexer.signals import base as signals
+from indexer.signals.base import SignalVector
+from indexer.signals.faces import primary_weight
+from indexer.store.catalog import Subject
+from indexer.store.store import NewImage, Store
+
+ENROLL_KINDS = ("missing_person", "venue")
+CONSENT_COLUMNS = ("consent_by", "consent_date", "consent_expires", "case_ref")
+VENUE_COLUMNS = ("name", "address", "room")
+FACE_FAMILY = "faces"
+# Synthetic consent of `reunite eval` lasts this long: long enough for one run.
+EVALUATION_CONSENT_DAYS = 7
+
+
+class EnrollError(ValueError):
+    """The manifest is refused as a whole; the message is safe to print (no personal data)."""
+
+
+@dataclass(frozen=True)
+class Consent:
+    """A valid consent record; ``expires`` is the first moment it no longer holds (UTC)."""
+
+    granted_by: str
+    granted_on: dt.date
+    expires: dt.datetime
+    case_ref: str
+
+
+def parse_day_or_time(text: str) -> dt.datetime:
+    """ISO date (whole day) or ISO date-time; naive UTC. Raises ValueError."""
+    text = text.strip()
+    if len(text) == 10:
+        return dt.datetime.combine(dt.date.fromisoformat(text), dt.time())
+    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
+
+
+def check_consent(row: dict[str, Any], now: dt.datetime) -> Consent:
+    """The row's consent record, or :class:`ValueError` saying what is wrong with it.
+
+    A date-only expiry means consent holds through that whole day.
+    """
+    missing = [c for c in CONSENT_COLUMNS if not str(row.get(c) or "").strip()]
+    if missing:
+        raise ValueError(f"no valid consent record (missing {', '.join(missing)})")
+    try:
+        granted = parse_day_or_time(str(row["consent_date"]))
+    except ValueError:
+        raise ValueError("consent_date is not an ISO date (YYYY-MM-DD)") from None
+    raw_expiry = str(row["consent_expires"]).strip()
+    try:
+        expires = parse_day_or_time(raw_expiry)
+    except ValueError:
+        raise ValueError("consent_expires is not an ISO date (YYYY-MM-DD)") from None
+    if len(raw_expiry) == 10:
+        expires += dt.timedelta(days=1)
+    if granted > now:
+        raise ValueError("consent_date is in the future")
+    if expires <= granted:
+        raise ValueError("consent_expires is not after consent_date")
+    if expires <= now:
+        raise ValueError("consent has expired")
+    return Consent(str(row["consent_by"]).strip(), granted.date(), expires,
+                   str(row["case_ref"]).strip())
+
+
+def evaluation_consent(now: dt.datetime) -> Consent:
+    """Synthetic consent for benchmark galleries (``reunite eval`` only)."""
+    return Consent("evaluation", now.date(), now + dt.timedelta(days=EVALUATION_CONSENT_DAYS),
+                   "evaluation")
+
+
+def consent_active(subject: Subject, now: dt.datetime | None = None) -> bool:
+    """Whether a subject may still be matched (subjects without an expiry: always)."""
+    if subject.consent_expires is None:
+        return True
+    return subject.consent_expires > (now or utcnow())
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def primary_face(vectors: list[SignalVector], width: int, height: int) -> list[SignalVector]:
+    """Keep only the primary face of each face signal: the person the photo is of.
+
+    See :func:`indexer.signals.faces.primary_weight` (large and central).
+    """
+    out: list[SignalVector] = []
+    best: dict[str, tuple[float, SignalVector]] = {}
+    for v in vectors:
+        if signals.get(v.signal).family != FACE_FAMILY:
+            out.append(v)
+            continue
+        weight = primary_weight(v.box, width, height) if v.box is not None else 0.0
+        if v.signal not in best or weight > best[v.signal][0]:
+            best[v.signal] = (weight, v)
+    for _weight, v in best.values():
+        out.append(replace(v, extra={**v.extra, "primary": True}))
+    return out
+
+
+@dataclass
+class _Prepared:
+    row_number: int
+    label: str
+    source: str
+    extraction: pipeline.Extraction
+    subject_fields: dict[str, Any]
+    consent: Consent | None
+
+
+def enroll_records(store: Store, bank_name: str, kind: str, records: list[dict[str, Any]], *,
+                   for_evaluation: bool = False, signal_names: list[str] | None = None,
+                   progress: Callable[[int, int], None] | None = None,
+                   now: dt.datetime | None = None) -> dict[str, Any]:
+    """Enroll reference photos into ``bank_name``; all rows or none.
+
+    ``records`` are dicts with ``path`` and ``label`` plus, for missing persons,
+    the consent columns (``for_evaluation`` creates synthetic consent instead;
+    only ``reunite eval`` may use it) and, for venues, optional ``name``,
+    ``address`` and ``room``. Raises :class:`EnrollError` before writing
+    anything when a row is refused. Returns counts (no labels or personal data).
+    """
+    if kind not in ENROLL_KINDS:
+        raise EnrollError(f"unknown enroll kind {kind!r} (one of {', '.join(ENROLL_KINDS)})")
+    now = now or utcnow()
+    start = time.monotonic()
+    names = signal_names or [s.name for s in signals.select(default_families(kind))]
+    if kind == "missing_person" and not any(signals.get(n).family == FACE_FAMILY for n in names):
+        raise EnrollError("missing-person references need the faces signal, which is not available")
+    existing = store.catalog.bank(bank_name)
+    if existing is not None and existing.kind != kind:
+        raise EnrollError(f"bank {bank_name!r} already exists with kind {existing.kind!r}, not {kind!r}")
+    if not records:
+        raise EnrollError("the manifest has no rows")
+
+    prepared: list[_Prepared] = []
+    for n, row in enumerate(records, start=1):
+        prepared.append(_prepare(n, row, kind, names, now, for_evaluation))
+        if progress:
+            progress(n, len(records))
+
+    no_face = [p.row_number for p in prepared if kind == "missing_person"
+               and not any(signals.get(v.signal).family == FACE_FAMILY for v in p.extraction.vectors)]
+    bank = store.catalog.ensure_bank(bank_name, kind)
+    renewed = _renew_consent(store, bank.id, prepared)
+    batch = [NewImage(p.extraction, p.label, p.source, {"row": p.row_number}, p.subject_fields)
+             for p in prepared]
+    results = store.add_images(bank, batch)
+    store.checkpoint()
+    created = sum(1 for _item, was_new in results if was_new)
+    return {
+        "bank": bank_name, "kind": kind, "rows": len(records), "enrolled": created,
+        "already_enrolled": len(results) - created,
+        "subjects": len({p.label for p in prepared}), "consent_renewed": renewed,
+        "no_face_rows": no_face, "signals": names,
+        "seconds": round(time.monotonic() - start, 2),
+    }
+
+
+def _prepare(n: int, row: dict[str, Any], kind: str, names: list[str], now: dt.datetime,
+             for_evaluation: bool) -> _Prepared:
+    where = f"row {n}"
+    path_text = str(row.get("path") or "").strip()
+    if not path_text:
+        raise EnrollError(f"{where}: empty 'path'")
+    label = str(row.get("label") or "").strip()
+    if not label:
+        raise EnrollError(f"{where}: empty 'label' (every reference needs its subject's label)")
+    consent: Consent | None = None
+    fields: dict[str, Any] = {}
+    if kind == "missing_person":
+        if for_evaluation:
+            consent = evaluation_consent(now)
+        else:
+            try:
+                consent = check_consent(row, now)
+            except ValueError as exc:
+                raise EnrollError(f"{where}: refused: {exc}") from None
+        fields = {"personal": privacy.seal(_personal(consent)), "consent_expires": consent.expires}
+    else:
+        fields = {"attributes": {k: str(row[k]).strip() for k in VENUE_COLUMNS
+                                 if str(row.get(k) or "").strip()}}
+    try:
+        data = images._read_bytes(Path(path_text), images.DEFAULT_MAX_BYTES)
+        extraction = pipeline.extract(data, names)
+    except images.ImageError as exc:
+        raise EnrollError(f"{where}: refused: {exc}") from None
+    except OSError as exc:
+        raise EnrollError(f"{where}: cannot read the file ({exc.strerror or exc})") from None
+    if kind == "missing_person":
+        extraction.vectors = primary_face(extraction.vectors, extraction.width, extraction.height)
+    return _Prepared(n, label, path_text, extraction, fields, consent)
+
+
+def _personal(consent: Consent) -> dict[str, Any]:
+    return {"consent_by": consent.granted_by, "consent_date": consent.granted_on.isoformat(),
+            "consent_expires": consent.expires.isoformat(timespec="seconds"),
+            "case_ref": consent.case_ref}
+
+
+def _renew_consent(store: Store, bank_id: int, prepared: list[_Prepared]) -> int:
+    """A newer consent record for an already enrolled subject replaces its old one."""
+    renewed = 0
+    with store.catalog.session() as s:
+        for p in prepared:
+            if p.consent is None:
+                continue
+            subject = store.catalog.subject_by_label(s, bank_id, p.label)
+            if subject is None or subject.consent_expires == p.consent.expires:
+                continue
+            subject.consent_expires = p.consent.expires
+            subject.personal = p.subject_fields["personal"]
+            renewed += 1
+    return renewed

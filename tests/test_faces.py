@@ -1,0 +1,121 @@
+"""The dlib face signal on a real face (astronaut.png), its edits, and a photo without a face."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from indexer import images
+from indexer.signals import base as signals
+from indexer.signals import faces as F
+from matcher import face_search as fs
+from tests.conftest import jpeg_bytes, photo, png_bytes
+
+FACE_BOX = (175, 76, 265, 166)  # where dlib finds the face in the 512x512 fixture
+
+
+def extract(img: Image.Image, jpeg: int | None = None) -> list:
+    data = jpeg_bytes(img, jpeg) if jpeg else png_bytes(img)
+    return F.FACE_DLIB.extract(images.load(data, max_side=F.FACE_DLIB.decode_side))
+
+
+def primary(found: list, size: tuple[int, int]):  # noqa: ANN201
+    """The face the photo is about (HOG also fires on the mission patch of the suit)."""
+    assert found
+    return max(found, key=lambda v: F.primary_weight(v.box, *size))
+
+
+@pytest.fixture(scope="module")
+def reference() -> np.ndarray:
+    return primary(extract(photo("astronaut.png")), (512, 512)).vector
+
+
+def near(box: tuple[int, ...], expected: tuple[float, ...], tol: float) -> bool:
+    return all(abs(a - b) <= tol for a, b in zip(box, expected, strict=True))
+
+
+def test_registered_in_the_faces_family() -> None:
+    signal = signals.get("face_dlib")
+    assert signal.family == "faces" and signal.dim == 128
+    assert signal in signals.select(["faces"])
+
+
+def test_one_good_face_with_box_and_quality(reference: np.ndarray) -> None:
+    v = primary(extract(photo("astronaut.png")), (512, 512))
+    assert v.vector.dtype == np.float32 and v.vector.shape == (128,)
+    assert abs(float(np.linalg.norm(v.vector)) - 1.0) < 1e-4
+    assert near(v.box, FACE_BOX, 4)
+    assert v.quality is not None and v.quality > 0.8 and v.extra["low_quality"] is False
+    assert v.extra["detector"] == "hog"
+    assert np.array_equal(F.FACE_DLIB.from_bytes(F.FACE_DLIB.to_bytes(v.vector)), v.vector)
+    assert np.allclose(primary(extract(photo("astronaut.png")), (512, 512)).vector, v.vector)
+
+
+@pytest.mark.parametrize("edit", ["crop", "resize", "jpeg", "mirror"])
+def test_edits_keep_the_identity(edit: str, reference: np.ndarray) -> None:
+    img = photo("astronaut.png")
+    expected: tuple[float, ...] = FACE_BOX
+    if edit == "crop":
+        img = img.crop((100, 20, 380, 300))
+        expected = (75, 56, 165, 146)
+    elif edit == "resize":
+        img = img.resize((300, 300), Image.Resampling.LANCZOS)
+        expected = tuple(c * 300 / 512 for c in FACE_BOX)
+    elif edit == "mirror":
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        expected = (512 - FACE_BOX[2], FACE_BOX[1], 512 - FACE_BOX[0], FACE_BOX[3])
+    found = extract(img, jpeg=25 if edit == "jpeg" else None)
+    main = primary(found, img.size)
+    assert near(main.box, expected, 8)
+    # Same person: far inside dlib's 0.6 Euclidean (~0.18 cosine) decision distance.
+    assert F.FACE_DLIB.distance(main.vector, reference) < 0.06
+
+
+def test_no_face_in_a_coffee_cup() -> None:
+    picture = images.load(png_bytes(photo("coffee.png")))
+    assert F.FACE_DLIB.extract(picture) == []
+    assert F.detect(picture, fallback=False) == []
+
+
+def test_cnn_fallback_finds_what_hog_misses() -> None:
+    picture = images.load(png_bytes(photo("camera.png")))  # the cameraman, a turned head
+    assert F.detect(picture, fallback=False) == []
+    found = F.FACE_DLIB.extract(picture)
+    assert len(found) == 1 and found[0].extra["detector"] == "cnn"
+
+
+def test_blur_and_size_mark_low_quality(reference: np.ndarray) -> None:
+    from PIL import ImageFilter
+
+    blurred = primary(extract(photo("astronaut.png").filter(ImageFilter.GaussianBlur(3))), (512, 512))
+    assert blurred.extra["low_quality"] is True and "blurred" in blurred.extra["reasons"]
+    assert F.FACE_DLIB.distance(blurred.vector, reference) < 0.1  # kept, still useful
+    small = primary(extract(photo("astronaut.png").resize((260, 260))), (260, 260))
+    assert "small" in small.extra["reasons"]
+
+
+def test_primary_weight_prefers_large_and_central() -> None:
+    central = F.primary_weight((100, 100, 150, 150), 250, 250)
+    corner = F.primary_weight((0, 0, 52, 52), 250, 250)
+    assert central > corner
+    assert F.primary_weight((0, 0, 120, 120), 250, 250) > F.primary_weight((110, 110, 140, 140), 250, 250)
+
+
+def test_scores_normalise_by_reference_cohort_and_gap() -> None:
+    model = fs.FaceModel(weights=(40.0, 40.0), bias=-20.0, alpha=0.5, ref_k=2, prior_mean=0.8,
+                         prior_weight=1.0, prior_other=0.05)
+    vectors = np.eye(4, dtype=np.float32)
+    vectors[1] = vectors[0] * 0.6 + vectors[1] * 0.8  # subjects 0 and 1 look alike
+    ids = np.array([0, 1, 2, 2])
+    means = fs.reference_cohort_means(vectors, ids, model)
+    assert means[0] > means[2]  # a look-alike raises the cohort mean
+    assert means[2] == pytest.approx(means[3])  # a subject's own photos are not its cohort
+    feats = fs.features(np.array([0.9, 0.5, 0.1]), model)
+    assert feats[0, 1] == pytest.approx(0.4) and feats[1, 1] == pytest.approx(-0.4)
+    assert fs.features(np.array([0.9]), model)[0, 1] == pytest.approx(0.85)
+    probs = fs.probabilities(feats, model)
+    assert probs[0] > probs[1] > probs[2]
+    tuned = fs.FaceModel(match=0.9, review=0.3)
+    assert fs.to_common_scale(0.9, tuned) == pytest.approx(0.8)
+    assert fs.to_common_scale(0.3, tuned) == pytest.approx(0.5)
