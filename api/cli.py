@@ -192,6 +192,7 @@ def banks_cmd() -> None:
 COMMAND_MODULES: list[str] = [
     "api.cli_eval",
     "api.cli_enroll",
+    "api.cli_service",
 ]
 
 

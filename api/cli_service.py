@@ -1,0 +1,111 @@
+"""``reunite serve``, ``reunite keys ...`` and ``reunite audit verify``.
+
+Keys are created and revoked on the command line only (never over HTTP), by
+whoever can reach the data folder: that person is the admin of last resort.
+`keys create` prints the key alone on its last line so that scripts can take
+it with ``tail -n1``; it is shown once and only its hash is kept.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from api.cli import app, fail, state
+
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+audit_app = typer.Typer(help="Check the audit trail.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+
+
+def _catalog():  # noqa: ANN202 - lazy imports keep `--help` fast
+    from api.audit import AuditEvent  # noqa: F401
+    from api.auth import ApiKey  # noqa: F401 - registers the table
+    from indexer.store.catalog import Base, Catalog
+    catalog = Catalog.open(state.data_dir)
+    Base.metadata.create_all(catalog.engine)
+    return catalog
+
+
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
+    max_upload_mb: Annotated[float | None, typer.Option(
+        "--max-upload-mb", min=0.01, help="Largest request body (default 20, or $REUNITE_MAX_UPLOAD_BYTES).")
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the HTTP API (OpenAPI at /docs) over the data folder."""
+    import uvicorn
+
+    from api.app import create_app
+    from indexer.crypto import KeyProblem
+
+    try:
+        application = create_app(state.data_dir, max_upload_bytes=int(max_upload_mb * 1024 * 1024)
+                                 if max_upload_mb else None)
+    except KeyProblem as exc:
+        raise fail(str(exc)) from None
+    # Access logs carry paths only (pseudonyms, bank names, candidate ids), never bodies.
+    uvicorn.run(application, host=host, port=port, log_level=log_level, server_header=False)
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option("--role", help="admin | investigator | reviewer | ingest | partner")],
+    name: Annotated[str, typer.Option("--name", help="Who holds the key (shown in the audit log).")],
+) -> None:
+    """Issue a key; the key is printed alone on the last line, once."""
+    from api.auth import create_key
+
+    try:
+        key = create_key(_catalog(), role, name)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"created a {role} key named {name!r}; store it now, it is not shown again:")
+    typer.echo(key)
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
+    """Revoke a key (takes effect on the next request)."""
+    from api.auth import revoke_key
+
+    if not revoke_key(_catalog(), name):
+        raise fail(f"no active key named {name!r}")
+    typer.echo(f"revoked {name!r}")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Names, roles and states of the keys (never the keys)."""
+    from api.auth import list_keys
+
+    for k in list_keys(_catalog()):
+        status = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+        typer.echo(f"{k.name}\t{k.role}\t{status}")
+
+
+@keys_app.command("generate-encryption-key")
+def keys_generate_encryption_key() -> None:
+    """Print a fresh value for REUNITE_ENCRYPTION_KEY (keep it outside the data folder)."""
+    from indexer.crypto import generate_key
+
+    typer.echo(generate_key())
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Walk the hash chain; exit 1 when an event was edited or deleted."""
+    from api.audit import HEAD_FILE, verify
+
+    report = verify(_catalog(), state.data_dir / HEAD_FILE)
+    for problem in report.problems[:50]:
+        typer.echo(f"  {problem}", err=True)
+    if not report.ok:
+        typer.echo(f"audit log BROKEN: {len(report.problems)} problem(s) in {report.events} events")
+        raise typer.Exit(1)
+    typer.echo(f"audit log intact: {report.events} events")

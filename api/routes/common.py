@@ -1,0 +1,55 @@
+"""Small helpers every route module shares: the service, 404s, audit annotations."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy import select
+
+from api.errors import ApiError
+from api.service import Service
+from indexer.store.catalog import Bank, Subject
+
+
+def service(request: Request) -> Service:
+    return request.app.state.service
+
+
+def audit(request: Request, obj: str | None = None, **detail: Any) -> None:
+    """Name the object of this request's audit event and add non-personal detail."""
+    if obj is not None:
+        request.state.audit_object = obj
+    current = getattr(request.state, "audit_detail", None) or {}
+    request.state.audit_detail = {**current, **detail}
+
+
+def bank_or_404(svc: Service, name: str) -> Bank:
+    bank = svc.store.catalog.bank(name)
+    if bank is None:
+        raise ApiError(404, "bank_not_found", "no bank by that name")
+    return bank
+
+
+def subject_or_404(svc: Service, pseudonym: str) -> tuple[Subject, Bank]:
+    with svc.store.catalog.session() as s:
+        subject = s.scalar(select(Subject).where(Subject.pseudonym == pseudonym))
+        if subject is None:
+            raise ApiError(404, "subject_not_found", "no subject by that pseudonym")
+        bank = s.get(Bank, subject.bank_id)
+        assert bank is not None
+        return subject, bank
+
+
+def parse_json_field(text: str | None, field: str, expect: type) -> Any:
+    """A form field holding JSON (multipart requests carry metadata this way)."""
+    if text is None or not text.strip():
+        return expect()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ApiError(422, "validation_error", f"{field}: not valid JSON ({exc.msg})") from None
+    if not isinstance(value, expect):
+        raise ApiError(422, "validation_error", f"{field}: must be a JSON {expect.__name__}")
+    return value

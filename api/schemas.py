@@ -1,0 +1,252 @@
+"""Request and response bodies of the HTTP API (the OpenAPI schema is built from these).
+
+Field limits are part of the contract: they keep hostile input bounded before
+any work is done, and tell generated clients (and schemathesis) exactly what
+the server accepts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Ids travel as SQLite integers: anything larger is refused before it reaches the catalog.
+MAX_ID = 2**62
+Name = Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+Evidence = dict[str, Any]
+
+
+class ThresholdPair(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    match: float = Field(ge=0, le=10_000)
+    review: float = Field(ge=0, le=10_000)
+
+
+class BankPolicy(BaseModel):
+    """Per-bank settings; anything not set follows the defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+    thresholds: dict[str, ThresholdPair] | None = None
+    second_review: bool | None = Field(
+        default=None, description="Two different reviewers must confirm (default: yes for missing_person).")
+    partner_lookup: bool | None = Field(
+        default=None, description="Partners may look hashes up in this bank (default: yes).")
+    signals: list[str] | None = Field(
+        default=None, min_length=1, max_length=20,
+        description="Signal families or names to index (default: per kind, as `reunite index`).")
+    encrypt: bool | None = Field(
+        default=None, description="Encrypt photos at rest even though the bank holds no people.")
+
+
+class BankIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Name
+    kind: Literal["ads", "venue", "missing_person", "hashes"]
+    policy: BankPolicy = Field(default_factory=BankPolicy)
+
+
+class BankOut(BaseModel):
+    name: str
+    kind: str
+    policy: dict[str, Any]
+    items: int
+    created_at: str | None
+
+
+class BankList(BaseModel):
+    banks: list[BankOut]
+
+
+class EnrollRecord(BaseModel):
+    """The JSON part of an enrollment (the ``record`` form field); the same columns as `reunite enroll`.
+
+    ``label`` groups photos into one subject and must be a case code, not a
+    name: it is stored in clear (unique per bank) and shown to admins and
+    reviewers only. Missing persons need the four consent fields; anything
+    personal goes into them or into ``personal``, which is sealed.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    label: str = Field(min_length=1, max_length=300, pattern=r"\S")
+    consent_by: str | None = Field(default=None, max_length=200)
+    consent_date: str | None = Field(default=None, max_length=40, description="ISO date")
+    consent_expires: str | None = Field(default=None, max_length=40, description="ISO date or date-time")
+    case_ref: str | None = Field(default=None, max_length=200)
+    personal: dict[str, str] = Field(
+        default_factory=dict, max_length=20,
+        description="missing_person: further personal fields (sealed), e.g. name, age")
+    name: str | None = Field(default=None, max_length=200, description="venue: its name")
+    address: str | None = Field(default=None, max_length=500, description="venue: its address")
+    room: str | None = Field(default=None, max_length=100, description="venue: the room")
+
+
+class EnrollOut(BaseModel):
+    subject: SubjectOut
+    photos_added: int
+    already_enrolled: int
+    without_face: int
+
+
+class PhotoOut(BaseModel):
+    item: int
+    width: int
+    height: int
+    format: str
+
+
+class SubjectOut(BaseModel):
+    pseudonym: str
+    bank: str
+    kind: str
+    label: str | None
+    attributes: dict[str, Any]
+    personal: dict[str, Any] | None
+    consent_expires: str | None
+    photos: list[PhotoOut]
+    created_at: str | None
+
+
+class SubjectList(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    subjects: list[SubjectOut]
+
+
+class WithdrawalOut(BaseModel):
+    withdrawn: str
+    photos: int
+    vectors: int
+    candidates: int
+
+
+class IngestResult(BaseModel):
+    index: int
+    sha256: str | None = None
+    item: int | None = None
+    created: bool | None = None
+    error: str | None = None
+    detail: str | None = None
+
+
+class IngestBatchOut(BaseModel):
+    bank: str
+    indexed: int
+    already_indexed: int
+    failed: int
+    results: list[IngestResult]
+
+
+class MatchCandidate(BaseModel):
+    bank: str
+    pseudonym: str | None
+    label: str | None
+    item: int
+    score: float
+    decision: str
+    evidence: Evidence
+    candidate_id: int | None
+
+
+class MatchOut(BaseModel):
+    query_sha256: str
+    candidates: list[MatchCandidate]
+
+
+class HashQuery(BaseModel):
+    """A partner's lookup: hashes of an image they hold, never the image."""
+
+    model_config = ConfigDict(extra="forbid")
+    hashes: dict[str, str] = Field(
+        min_length=1, max_length=10,
+        description="signal name -> hex digest, e.g. {\"pdq\": \"<64 hex digits>\"}")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    banks: list[str] | None = Field(default=None, max_length=50)
+    top: int = Field(default=10, ge=1, le=100)
+
+
+class PartnerHit(BaseModel):
+    ref: str
+    bank: str
+    score: float
+    decision: str
+    evidence: Evidence
+
+
+class HashMatchOut(BaseModel):
+    hits: list[PartnerHit]
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["confirm", "reject", "escalate"]
+    note: str = Field(default="", max_length=4000)
+
+
+class DecisionOut(BaseModel):
+    reviewer: str | None
+    action: str
+    state_after: str
+    note: str | None
+    at: str | None
+
+
+class CandidateOut(BaseModel):
+    id: int
+    bank: str
+    kind: str
+    pseudonym: str | None
+    label: str | None
+    personal: dict[str, Any] | None
+    ref_item: int
+    query_sha256: str
+    has_query_image: bool
+    score: float
+    tier: str
+    evidence: Evidence
+    state: str
+    required_reviews: int
+    created_at: str | None
+    updated_at: str | None
+    decisions: list[DecisionOut]
+
+
+class CandidateList(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    candidates: list[CandidateOut]
+
+
+class AuditEventOut(BaseModel):
+    seq: int
+    at: str
+    actor: str
+    role: str
+    action: str
+    object: str
+    result: str
+    detail: dict[str, Any]
+    hash: str
+
+
+class AuditList(BaseModel):
+    total: int
+    events: list[AuditEventOut]
+
+
+class AuditVerifyOut(BaseModel):
+    ok: bool
+    events: int
+    problems: list[str]
+
+
+class WhoAmI(BaseModel):
+    name: str
+    role: str
+
+
+class Health(BaseModel):
+    status: str
+    detail: dict[str, Any] = Field(default_factory=dict)

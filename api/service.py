@@ -1,0 +1,125 @@
+"""Everything one running service holds: configuration, store, matcher, queue, audit.
+
+Built once by :func:`api.app.create_app` and reached by routes through
+``request.app.state.service``; nothing here is global, so tests can run
+several services over different data folders in one process.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from api.audit import AuditLog
+from indexer.crypto import KEY_ENV, Cipher, MissingKey
+from indexer.store.catalog import Bank, Base
+from indexer.store.photos import PhotoStore, needs_encryption
+from indexer.store.store import Store
+from matcher.review import ReviewQueue
+from matcher.search import Matcher
+
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+# Index files are saved at most this often after HTTP writes; a crash in
+# between loses nothing (the catalog is ahead and the index is rebuilt).
+CHECKPOINT_SECONDS = 10.0
+SECRET_FILE = "service-secret"
+
+
+@dataclass
+class ServiceConfig:
+    """Settings of one service; each can also come from the environment."""
+
+    data_dir: Path
+    catalog_url: str | None = None
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    second_review_missing_person: bool = True
+    max_batch_files: int = 100
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    @classmethod
+    def from_env(cls, data_dir: Path, **overrides: object) -> ServiceConfig:
+        env = dict(os.environ)
+        config = cls(data_dir=Path(data_dir), environ=env)
+        if env.get("REUNITE_MAX_UPLOAD_BYTES"):
+            config.max_upload_bytes = int(env["REUNITE_MAX_UPLOAD_BYTES"])
+        if env.get("REUNITE_SECOND_REVIEW"):
+            config.second_review_missing_person = env["REUNITE_SECOND_REVIEW"] not in ("0", "false", "no")
+        for name, value in overrides.items():
+            if value is not None:
+                setattr(config, name, value)
+        return config
+
+
+class Service:
+    """The objects every route shares."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        import api.auth  # noqa: F401 - registers the api_keys table on Base
+
+        self.config = config
+        self.cipher = Cipher.from_env(config.environ)
+        self.store = Store(config.data_dir, config.catalog_url)
+        Base.metadata.create_all(self.store.catalog.engine)
+        self._refuse_without_key()
+        self.matcher = Matcher(self.store)
+        self.review = ReviewQueue(self.store.catalog, self.cipher,
+                                  config.second_review_missing_person)
+        self.audit = AuditLog(self.store.catalog, config.data_dir)
+        self.photos = PhotoStore(config.data_dir, self.cipher)
+        self._secret = _service_secret(Path(config.data_dir))
+        self._checkpoint_lock = threading.Lock()
+        self._last_checkpoint = time.monotonic()
+
+    def maybe_checkpoint(self) -> None:
+        """Save changed indexes when the last save is older than CHECKPOINT_SECONDS."""
+        if time.monotonic() - self._last_checkpoint < CHECKPOINT_SECONDS:
+            return
+        if self._checkpoint_lock.acquire(blocking=False):
+            try:
+                self.store.checkpoint()
+                self._last_checkpoint = time.monotonic()
+            finally:
+                self._checkpoint_lock.release()
+
+    def _refuse_without_key(self) -> None:
+        if self.cipher is not None:
+            return
+        needing = [b.name for b in self.store.catalog.banks() if needs_encryption(b.kind, b.policy)]
+        if needing:
+            raise MissingKey(
+                f"refusing to start: bank(s) {', '.join(needing)} hold missing-person data that is "
+                f"encrypted at rest, and {KEY_ENV} is not set. Set it to the key the data was "
+                f"written with (32 bytes, urlsafe base64).")
+
+    def warm(self) -> None:
+        """Load (or rebuild) every vector index before the first request needs it."""
+        for bank in self.store.catalog.banks():
+            for name in self.store.index_signals(bank):
+                self.store.indexes.get(bank.id, name)
+
+    def opaque_ref(self, bank: Bank, subject_id: int | None, item_id: int) -> str:
+        """A stable id for partners that reveals nothing about the catalog."""
+        key = f"{bank.id}:{subject_id if subject_id is not None else 'item-' + str(item_id)}"
+        return "R-" + hmac.new(self._secret, key.encode(), "sha256").hexdigest()[:24]
+
+
+def _service_secret(data_dir: Path) -> bytes:
+    """A random secret kept in the data folder (0600) for opaque partner ids."""
+    path = data_dir / SECRET_FILE
+    try:
+        return bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except FileNotFoundError:
+        pass
+    secret = secrets.token_bytes(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process was first
+        return bytes.fromhex(path.read_text(encoding="ascii").strip())
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(secret.hex())
+    return secret

@@ -1,0 +1,133 @@
+"""Who may see what: the one place that turns catalog rows into role-specific answers.
+
+Visibility table (``-`` = never sent to that role)::
+
+    field                               admin  reviewer  investigator  ingest  partner
+    bank name, kind                       y       y          y           y       y (searched banks only)
+    subject pseudonym (S-...)             y       y          y           -       -
+    subject label (ads, venues)           y       y          y           -       -
+    subject label (missing_person: a      y       y          -           -       -
+      case code, never a name)
+    personal fields (case reference,      y       y          -           -       -
+      consent record, name, notes)
+    consent expiry                        y       y          -           -       -
+    venue details (name, address, room)   y       y          y           -       -
+    item ids, evidence, scores            y       y          y      own ingests  evidence + scores
+    reference photo bytes (audited)       y       y          -           -       -
+    query image of a candidate (audited)  y       y          -           -       -
+    review decisions: who, when, state    y       y          y (outcome) -       -
+    review notes                          y       y          -           -       -
+    opaque partner ref (R-...)            -       -          -           -       y
+
+Why: investigators act on *that* a case matched, reviewers must see *who* to
+decide, partners only learn that a hash they hold is known to us (and contact
+us with the opaque ref). A missing person's label is a case code (stored in
+clear, unique per bank, as `reunite enroll` stores it); everything personal is
+in the sealed fields.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from api.auth import ADMIN, INVESTIGATOR, REVIEWER
+from indexer import privacy
+from indexer.crypto import DecryptionFailed, MissingKey
+from indexer.store.catalog import Bank, Item, Subject
+from matcher.review import DecisionView, StoredCandidate
+from matcher.search import Candidate
+
+IDENTITY_ROLES = frozenset({ADMIN, REVIEWER})
+PSEUDONYM_ROLES = frozenset({ADMIN, REVIEWER, INVESTIGATOR})
+PEOPLE_KINDS = frozenset({"missing_person"})
+
+
+def may_see_identity(role: str) -> bool:
+    return role in IDENTITY_ROLES
+
+
+def _label(bank_kind: str, label: str | None, role: str) -> str | None:
+    if label is None or role not in PSEUDONYM_ROLES:
+        return None
+    if bank_kind in PEOPLE_KINDS and role not in IDENTITY_ROLES:
+        return None
+    return label
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    return value.replace(tzinfo=dt.UTC).isoformat() if value is not None else None
+
+
+def personal_fields(subject: Subject) -> dict[str, Any]:
+    """The subject's personal fields, or a marker when they cannot be opened."""
+    try:
+        return privacy.unseal(subject.personal)
+    except (MissingKey, DecryptionFailed):
+        return {"_sealed": "the configured key does not open these fields"}
+
+
+def subject_view(subject: Subject, bank: Bank, role: str, items: list[Item]) -> dict[str, Any]:
+    identity = may_see_identity(role)
+    return {
+        "pseudonym": subject.pseudonym,
+        "bank": bank.name,
+        "kind": bank.kind,
+        "label": _label(bank.kind, subject.label, role),
+        "attributes": dict(subject.attributes or {}),
+        "personal": personal_fields(subject) if identity else None,
+        "consent_expires": iso(subject.consent_expires) if identity else None,
+        "photos": [{"item": it.id, "width": it.width, "height": it.height, "format": it.format}
+                   for it in items],
+        "created_at": iso(subject.created_at),
+    }
+
+
+def match_view(cand: Candidate, bank_kind: str, role: str, candidate_id: int | None) -> dict[str, Any]:
+    """A ranked candidate for investigators / admins (the CLI's format, minus identities)."""
+    return {
+        "bank": cand.bank,
+        "pseudonym": cand.pseudonym if role in PSEUDONYM_ROLES else None,
+        "label": _label(bank_kind, cand.label, role),
+        "item": cand.item,
+        "score": round(cand.score, 4),
+        "decision": cand.decision,
+        "evidence": cand.evidence,
+        "candidate_id": candidate_id,
+    }
+
+
+def partner_view(cand: Candidate, opaque_ref: str) -> dict[str, Any]:
+    return {"ref": opaque_ref, "bank": cand.bank, "score": round(cand.score, 4),
+            "decision": cand.decision, "evidence": cand.evidence}
+
+
+def decision_view(d: DecisionView, role: str) -> dict[str, Any]:
+    return {"reviewer": d.reviewer if may_see_identity(role) else None, "action": d.action,
+            "state_after": d.state_after, "note": d.note if may_see_identity(role) else None,
+            "at": iso(d.at)}
+
+
+def candidate_view(row: StoredCandidate, bank: Bank, subject: Subject | None, role: str,
+                   decisions: list[DecisionView] | None = None) -> dict[str, Any]:
+    identity = may_see_identity(role)
+    return {
+        "id": row.id,
+        "bank": bank.name,
+        "kind": bank.kind,
+        "pseudonym": subject.pseudonym if subject is not None else None,
+        "label": _label(bank.kind, subject.label if subject else None, role),
+        "personal": personal_fields(subject) if identity and subject is not None
+        and bank.kind in PEOPLE_KINDS else None,
+        "ref_item": row.ref_item_id,
+        "query_sha256": row.query_sha256,
+        "has_query_image": bool(row.query_photo),
+        "score": round(row.score, 4),
+        "tier": row.tier,
+        "evidence": row.evidence or {},
+        "state": row.state,
+        "required_reviews": row.required_reviews,
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+        "decisions": [decision_view(d, role) for d in (decisions or [])],
+    }

@@ -1,0 +1,307 @@
+"""The review queue: from a ranked candidate to a human decision.
+
+A match at tier ``match`` or ``review`` is a claim that a photo in an ad shows
+a missing person or a known room. Nobody acts on such a claim before a person
+has looked, so every such candidate is stored here and enters the queue.
+
+Lifecycle (one row per query image x subject, so re-submitting the same ad
+does not flood the queue)::
+
+    pending ──confirm──► confirmed                 (one reviewer suffices)
+    pending ──confirm──► awaiting_second ──confirm by someone else──► confirmed
+                                      └──reject──► escalated      (reviewers disagree)
+    pending / escalated ──reject──► rejected
+    pending / awaiting_second ──escalate──► escalated ──confirm / reject──► ...
+
+A second, different reviewer is required for ``missing_person`` banks unless
+configured otherwise (bank policy ``second_review``): naming a person wrongly
+is the costliest error this system can make. Confirmed and rejected are
+final. Every decision keeps its reviewer, time and note; notes are sealed
+with the encryption key when one is configured, because they are case notes.
+
+This module knows nothing of HTTP: the service and the reviewer web pages
+call it alike.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    delete,
+    func,
+    select,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from indexer.crypto import Cipher, DecryptionFailed, is_sealed
+from indexer.store.catalog import Bank, Base, Catalog, utcnow
+from matcher import decide
+from matcher.search import Candidate
+
+PENDING, AWAITING_SECOND, ESCALATED, CONFIRMED, REJECTED = (
+    "pending", "awaiting_second", "escalated", "confirmed", "rejected")
+STATES = (PENDING, AWAITING_SECOND, ESCALATED, CONFIRMED, REJECTED)
+OPEN_STATES = (PENDING, AWAITING_SECOND, ESCALATED)
+ACTIONS = ("confirm", "reject", "escalate")
+QUEUED_TIERS = (decide.MATCH, decide.REVIEW)
+MAX_NOTE = 4000
+
+
+class StoredCandidate(Base):
+    """A candidate kept for review: query image x subject, with evidence and state."""
+
+    __tablename__ = "candidates"
+    __table_args__ = (UniqueConstraint("query_sha256", "bank_id", "subject_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id", ondelete="CASCADE"), index=True)
+    subject_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subjects.id", ondelete="CASCADE"), index=True, nullable=True)
+    ref_item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    query_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    query_photo: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    score: Mapped[float] = mapped_column(Float)
+    tier: Mapped[str] = mapped_column(String(16), index=True)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default=PENDING, index=True)
+    required_reviews: Mapped[int] = mapped_column(Integer, default=1)
+    created_by: Mapped[str] = mapped_column(String(120), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ReviewDecision(Base):
+    """One reviewer's action on a candidate."""
+
+    __tablename__ = "review_decisions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    candidate_id: Mapped[int] = mapped_column(
+        ForeignKey("candidates.id", ondelete="CASCADE"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(120))
+    role: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(16))
+    state_after: Mapped[str] = mapped_column(String(16))
+    note: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ReviewError(Exception):
+    """A decision that cannot be taken; ``code`` is stable for clients."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+class NotFound(ReviewError):
+    pass
+
+
+class Conflict(ReviewError):
+    pass
+
+
+@dataclass(frozen=True)
+class DecisionView:
+    reviewer: str
+    role: str
+    action: str
+    state_after: str
+    note: str
+    at: dt.datetime
+
+
+def second_review_required(bank: Bank, default_for_missing_person: bool = True) -> bool:
+    """Whether confirming a candidate of ``bank`` needs two different reviewers."""
+    configured = (bank.policy or {}).get("second_review")
+    if configured is not None:
+        return bool(configured)
+    return bank.kind == "missing_person" and default_for_missing_person
+
+
+class ReviewQueue:
+    """Stores candidates and applies decisions, over one catalog."""
+
+    def __init__(self, catalog: Catalog, cipher: Cipher | None = None,
+                 second_review_missing_person: bool = True) -> None:
+        self.catalog = catalog
+        self.cipher = cipher
+        self.second_review_missing_person = second_review_missing_person
+        Base.metadata.create_all(catalog.engine, tables=[StoredCandidate.__table__,
+                                                         ReviewDecision.__table__])
+
+    # --- entering the queue --------------------------------------------------
+    def record(self, candidates: Iterable[Candidate], banks: dict[str, Bank], query_sha256: str,
+               requested_by: str, query_photo: str | None = None) -> dict[int, int]:
+        """Store the queue-worthy candidates of one query; returns {position: candidate id}.
+
+        A candidate already stored for the same query and subject keeps its
+        state; its score and evidence are raised when the new one is stronger.
+        """
+        out: dict[int, int] = {}
+        now = utcnow()
+        with self.catalog.session() as s:
+            for position, cand in enumerate(candidates):
+                if cand.decision not in QUEUED_TIERS:
+                    continue
+                bank = banks[cand.bank]
+                row = s.scalar(select(StoredCandidate).where(
+                    StoredCandidate.query_sha256 == query_sha256,
+                    StoredCandidate.bank_id == bank.id,
+                    StoredCandidate.subject_id.is_(None) if cand.subject_id is None
+                    else StoredCandidate.subject_id == cand.subject_id))
+                if row is None:
+                    row = StoredCandidate(
+                        bank_id=bank.id, subject_id=cand.subject_id, ref_item_id=cand.item,
+                        query_sha256=query_sha256, query_photo=query_photo, score=cand.score,
+                        tier=cand.decision, evidence=cand.evidence, state=PENDING,
+                        required_reviews=2 if second_review_required(
+                            bank, self.second_review_missing_person) else 1,
+                        created_by=requested_by, created_at=now, updated_at=now)
+                    s.add(row)
+                    s.flush()
+                elif cand.score > row.score:
+                    row.score, row.tier, row.evidence = cand.score, cand.decision, cand.evidence
+                    row.ref_item_id = cand.item
+                    row.updated_at = now
+                if row.query_photo is None and query_photo is not None:
+                    row.query_photo = query_photo
+                out[position] = row.id
+        return out
+
+    # --- reading -------------------------------------------------------------
+    def list(self, *, bank_id: int | None = None, tier: str | None = None, state: str | None = None,
+             offset: int = 0, limit: int = 50) -> tuple[list[StoredCandidate], int]:
+        """One page of the queue (oldest first, so nothing waits forever) and the total."""
+        conditions = []
+        if bank_id is not None:
+            conditions.append(StoredCandidate.bank_id == bank_id)
+        if tier is not None:
+            conditions.append(StoredCandidate.tier == tier)
+        if state is not None:
+            conditions.append(StoredCandidate.state == state)
+        with self.catalog.session() as s:
+            total = int(s.scalar(select(func.count(StoredCandidate.id)).where(*conditions)) or 0)
+            rows = list(s.scalars(select(StoredCandidate).where(*conditions)
+                                  .order_by(StoredCandidate.created_at, StoredCandidate.id)
+                                  .offset(offset).limit(limit)))
+        return rows, total
+
+    def get(self, candidate_id: int) -> tuple[StoredCandidate, list[DecisionView]]:
+        with self.catalog.session() as s:
+            row = s.get(StoredCandidate, candidate_id)
+            if row is None:
+                raise NotFound("candidate_not_found", f"no candidate {candidate_id}")
+            decisions = list(s.scalars(select(ReviewDecision)
+                                       .where(ReviewDecision.candidate_id == candidate_id)
+                                       .order_by(ReviewDecision.id)))
+        return row, [self._view(d) for d in decisions]
+
+    def counts(self) -> dict[str, int]:
+        """Candidates per state (for metrics and the queue page)."""
+        with self.catalog.session() as s:
+            rows = s.execute(select(StoredCandidate.state, func.count(StoredCandidate.id))
+                             .group_by(StoredCandidate.state)).all()
+        out = dict.fromkeys(STATES, 0)
+        out.update({str(state): int(n) for state, n in rows})
+        return out
+
+    # --- deciding --------------------------------------------------------------
+    def decide(self, candidate_id: int, reviewer: str, role: str, action: str,
+               note: str = "") -> tuple[StoredCandidate, DecisionView]:
+        """Apply ``action`` by ``reviewer``; raises NotFound, Conflict or ValueError."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r} (one of {', '.join(ACTIONS)})")
+        if len(note) > MAX_NOTE:
+            raise ValueError(f"a note may hold at most {MAX_NOTE} characters")
+        with self.catalog.session() as s:
+            row = s.get(StoredCandidate, candidate_id, with_for_update=True)
+            if row is None:
+                raise NotFound("candidate_not_found", f"no candidate {candidate_id}")
+            previous = list(s.scalars(select(ReviewDecision)
+                                      .where(ReviewDecision.candidate_id == candidate_id)
+                                      .order_by(ReviewDecision.id)))
+            new_state = self._transition(row, previous, reviewer, action)
+            now = utcnow()
+            decision = ReviewDecision(candidate_id=row.id, reviewer=reviewer, role=role,
+                                      action=action, state_after=new_state,
+                                      note=self._seal_note(row.id, note), at=now)
+            s.add(decision)
+            row.state, row.updated_at = new_state, now
+            s.flush()
+            view = self._view(decision)
+        return row, view
+
+    @staticmethod
+    def _transition(row: StoredCandidate, previous: list[ReviewDecision], reviewer: str,
+                    action: str) -> str:
+        if row.state in (CONFIRMED, REJECTED):
+            raise Conflict("already_decided", f"candidate {row.id} is already {row.state}")
+        if action == "escalate":
+            if row.state == ESCALATED:
+                raise Conflict("already_escalated", f"candidate {row.id} is already escalated")
+            return ESCALATED
+        if action == "reject":
+            return ESCALATED if row.state == AWAITING_SECOND else REJECTED
+        # confirm
+        if row.required_reviews <= 1:
+            return CONFIRMED
+        if row.state == AWAITING_SECOND:
+            first = next((d.reviewer for d in reversed(previous) if d.state_after == AWAITING_SECOND),
+                         None)
+            if first == reviewer:
+                raise Conflict("second_reviewer_required",
+                               "a different reviewer must give the second confirmation")
+            return CONFIRMED
+        return AWAITING_SECOND
+
+    # --- consent withdrawal ------------------------------------------------------
+    def purge_subject(self, s: Session, subject_id: int) -> list[str]:
+        """Delete every candidate of a subject (and its decisions and notes) in ``s``.
+
+        Returns the query-photo tokens no other candidate refers to any more,
+        for the caller to delete after the commit.
+        """
+        rows = s.execute(select(StoredCandidate.id, StoredCandidate.query_photo)
+                         .where(StoredCandidate.subject_id == subject_id)).all()
+        ids = [int(r[0]) for r in rows]
+        tokens = {str(r[1]) for r in rows if r[1]}
+        if not ids:
+            return []
+        s.execute(delete(ReviewDecision).where(ReviewDecision.candidate_id.in_(ids)))
+        s.execute(delete(StoredCandidate).where(StoredCandidate.id.in_(ids)))
+        still_used = set(s.scalars(select(StoredCandidate.query_photo)
+                                   .where(StoredCandidate.query_photo.in_(tokens)))) if tokens else set()
+        return sorted(tokens - still_used)
+
+    # --- notes ----------------------------------------------------------------
+    def _seal_note(self, candidate_id: int, note: str) -> bytes:
+        data = note.encode("utf-8")
+        if self.cipher is None or not data:
+            return data
+        return self.cipher.encrypt(data, f"note:{candidate_id}".encode())
+
+    def _view(self, d: ReviewDecision) -> DecisionView:
+        blob = bytes(d.note or b"")
+        if is_sealed(blob):
+            try:
+                text = self.cipher.decrypt(blob, f"note:{d.candidate_id}".encode()).decode("utf-8") \
+                    if self.cipher is not None else "[sealed: no key configured]"
+            except DecryptionFailed:
+                text = "[sealed: does not open with the configured key]"
+        else:
+            text = blob.decode("utf-8", errors="replace")
+        return DecisionView(reviewer=d.reviewer, role=d.role, action=d.action,
+                            state_after=d.state_after, note=text, at=d.at)

@@ -1,0 +1,122 @@
+"""A real service on loopback for the API tests: uvicorn in a thread, httpx clients per role.
+
+The app runs exactly as `reunite serve` runs it (create_app, uvicorn, real
+SQLite catalog and FAISS indexes in a temporary data folder); tests talk to
+it over TCP on 127.0.0.1 and may also look at the service object directly.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from api.app import create_app
+from api.auth import ROLES, create_key
+from api.service import Service
+from indexer.crypto import KEY_ENV, generate_key
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class LiveApi:
+    """One running service and one API key per role."""
+
+    def __init__(self, data_dir: Path, **options: object) -> None:
+        self.data_dir = Path(data_dir)
+        self.app = create_app(self.data_dir, **options)
+        self.service: Service = self.app.state.service
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        self.keys = {role: create_key(self.service.store.catalog, role, f"test-{role}") for role in ROLES}
+        self._clients: dict[str, httpx.Client] = {}
+
+    def key(self, role: str, name: str) -> str:
+        return create_key(self.service.store.catalog, role, name)
+
+    def as_(self, role: str | None) -> httpx.Client:
+        """A client sending the key of ``role`` (None: no key)."""
+        name = role or "anonymous"
+        if name not in self._clients:
+            headers = {"X-API-Key": self.keys[role]} if role else {}
+            self._clients[name] = httpx.Client(base_url=self.url, headers=headers, timeout=120)
+        return self._clients[name]
+
+    def client(self, key: str) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"X-API-Key": key}, timeout=120)
+
+    def close(self) -> None:
+        for c in self._clients.values():
+            c.close()
+        self._server.should_exit = True
+        self._thread.join(timeout=20)
+        self.service.store.catalog.engine.dispose()
+
+
+@contextmanager
+def encryption_key(value: str | None = None) -> Iterator[str]:
+    """Set REUNITE_ENCRYPTION_KEY for the duration (module-scoped fixtures cannot monkeypatch)."""
+    old = os.environ.get(KEY_ENV)
+    key = value or generate_key()
+    os.environ[KEY_ENV] = key
+    try:
+        yield key
+    finally:
+        if old is None:
+            os.environ.pop(KEY_ENV, None)
+        else:
+            os.environ[KEY_ENV] = old
+
+
+@contextmanager
+def no_encryption_key() -> Iterator[None]:
+    old = os.environ.pop(KEY_ENV, None)
+    try:
+        yield
+    finally:
+        if old is not None:
+            os.environ[KEY_ENV] = old
+
+
+@contextmanager
+def live_api(data_dir: Path, **options: object) -> Iterator[LiveApi]:
+    api = LiveApi(data_dir, **options)
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+def consent_record(label: str, **extra: object) -> dict[str, object]:
+    """A valid consent record for an enrollment (the same columns as `reunite enroll`)."""
+    return {"label": label, "consent_by": "Parent of the subject", "consent_date": "2026-01-05",
+            "consent_expires": "2099-12-31", "case_ref": f"CASE-{label}", **extra}
+
+
+def reunite(*args: str, data: Path, env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the `reunite` console entry point (api.cli:main, as installed) in a subprocess."""
+    cmd = [sys.executable, "-c", "from api.cli import main; main()", "--data", str(data), *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
