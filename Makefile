@@ -1,12 +1,12 @@
 # Two entry points for a fresh machine (see README):
 #   make run   - create .venv, build a demo data folder from fixtures/, run the demo job
-#   make test  - create .venv with the test extras and run the whole test suite
+#   make test  - create .venv with the test extras, install Chromium (make browser), run the whole suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= reunite-data
 
-.PHONY: run test venv test-venv lint demo clean
+.PHONY: run test venv test-venv lint demo clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,12 @@ test-venv: $(BIN)/python
 run: venv
 	$(BIN)/python -m api.demo --data $(DATA)
 
-test: test-venv
+# The reviewer UI tests drive Debian's Chromium through Playwright (which must not download its own).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium)
+
+test: test-venv browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

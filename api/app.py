@@ -19,11 +19,11 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.formparsers import MultiPartParser
 
-from api import errors
+from api import errors, web
 from api.auth import declared_roles
 from api.metrics import Metrics
 from api.middleware import ServiceMiddleware
-from api.routes import admin, banks, ingest, match, review, subjects
+from api.routes import admin, banks, ingest, match, networks, review, subjects
 from api.service import Service, ServiceConfig
 
 log = logging.getLogger("reunite.api")
@@ -58,9 +58,10 @@ def create_app(data_dir: Path | str, *, catalog_url: str | None = None,
     app.state.service = svc
     app.state.metrics = Metrics(svc)
     errors.install(app)
-    for module in (admin, banks, subjects, ingest, match, review):
+    for module in (admin, banks, subjects, ingest, match, review, networks):
         app.include_router(module.router)
     check_declarations(app)
+    app.mount(web.MOUNT, web.build(svc))  # the reviewer pages (api/web)
     app.add_middleware(ServiceMiddleware, svc=svc, metrics=app.state.metrics)
 
     return app

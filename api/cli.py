@@ -193,6 +193,7 @@ COMMAND_MODULES: list[str] = [
     "api.cli_eval",
     "api.cli_enroll",
     "api.cli_service",
+    "api.cli_networks",
 ]
 
 

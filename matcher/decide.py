@@ -1,17 +1,25 @@
 """From per-signal evidence to one score and a decision tier.
 
-Each signal's distance is mapped onto a common scale on which the calibrated
-``match`` threshold lands at :data:`MATCH_SCORE` and the ``review`` threshold
-at :data:`REVIEW_SCORE`. The candidate's score is the best of its signals, so
-the tiers read the same for every signal: ``match`` (safe to link without a
-person), ``review`` (worth a human look), ``none``.
+Each piece of evidence (a hash distance, a verified local-feature match) is
+mapped onto a common scale on which its calibrated ``match`` threshold lands at
+:data:`MATCH_SCORE` and its ``review`` threshold at :data:`REVIEW_SCORE`. The
+candidate's score is the best of its evidence, so the tiers read the same for
+every signal: ``match`` (safe to link without a person), ``review`` (worth a
+human look), ``none``. Thresholds come from ``matcher/defaults.json``, written
+by the calibration scripts in bench/ (``bench/calibrate_copy.py`` for the hash
+signals and the ``copy`` section), and a bank's policy may override them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from indexer.signals import base as signals
 from indexer.signals.base import Thresholds
+
+if TYPE_CHECKING:
+    from matcher.defaults import Defaults
 
 MATCH_SCORE = 0.8
 REVIEW_SCORE = 0.5
@@ -50,3 +58,96 @@ def cap(score: float, ceiling: float) -> float:
 def combine(scores: dict[str, float], policy: dict[str, Any] | None = None) -> float:
     """One score per candidate: the strongest signal decides."""
     return max(scores.values(), default=0.0)
+
+
+@dataclass(frozen=True)
+class CopyRule:
+    """When a geometrically verified local-feature match is a copy.
+
+    ``match_inliers`` / ``review_inliers`` count *tight* inliers (within
+    ``matcher.verify.TIGHT_PX`` of the fitted homography); ``min_coverage`` is
+    the share of the reference or of the query the inliers must span for an
+    automatic ``match``: two photos of one face, or one shared logo, agree on a
+    few tight points in a small patch, a copy spans most of one of the images.
+    ``strong_inliers`` tight inliers are a copy whatever they cover (a portrait
+    whose keypoints all sit on the face, a photo small in a screenshot): far
+    more than any look-alike reached in calibration.
+    """
+
+    match_inliers: float = 20.0
+    review_inliers: float = 8.0
+    min_coverage: float = 0.15
+    strong_inliers: float = 40.0
+
+    @classmethod
+    def from_sections(cls, section: dict[str, Any], policy: dict[str, Any] | None = None) -> CopyRule:
+        """The ``copy`` section of the defaults, with the bank policy's ``copy`` keys on top."""
+        merged = {**section, **((policy or {}).get("copy") or {})}
+        base = cls()
+        return cls(float(merged.get("match_inliers", base.match_inliers)),
+                   float(merged.get("review_inliers", base.review_inliers)),
+                   float(merged.get("min_coverage", base.min_coverage)),
+                   float(merged.get("strong_inliers", base.strong_inliers)))
+
+
+def copy_score(tight_inliers: float, coverage: float, rule: CopyRule) -> float:
+    """Piecewise-linear in tight inliers: 0 -> 0, review -> 0.5, match -> 0.8, 3x match -> 1.
+
+    Below ``min_coverage`` (and short of ``strong_inliers``) the score stops just
+    under ``match``: a small shared patch is worth a human look, never an automatic link.
+    """
+    n = max(0.0, float(tight_inliers))
+    if n <= rule.review_inliers:
+        score = REVIEW_SCORE * n / rule.review_inliers if rule.review_inliers > 0 else 0.0
+    elif n <= rule.match_inliers:
+        span = rule.match_inliers - rule.review_inliers
+        score = REVIEW_SCORE + (MATCH_SCORE - REVIEW_SCORE) * ((n - rule.review_inliers) / span)
+    else:
+        top = 3.0 * rule.match_inliers
+        score = MATCH_SCORE + (1.0 - MATCH_SCORE) * min(1.0, (n - rule.match_inliers)
+                                                         / max(top - rule.match_inliers, 1e-9))
+    if coverage < rule.min_coverage and n < rule.strong_inliers:
+        score = min(score, MATCH_SCORE - 0.01)
+    return score
+
+
+HASH_FAMILY = "hashes"
+LOCAL_PREFIX = "local"
+
+
+def hash_evidence_score(name: str, distance: float, quality: float | None, defaults: Defaults,
+                        policy: dict[str, Any] | None = None) -> float:
+    """Score of one hash signal's distance; too flat a picture (low PDQ quality) never auto-matches."""
+    signal = signals.get(name)
+    score = signal_score(distance, defaults.thresholds(name, policy), signal.max_distance())
+    min_quality = getattr(signal, "min_quality", None)
+    if min_quality is not None and quality is not None and quality * 100 < min_quality:
+        score = cap(score, REVIEW_SCORE)
+    return score
+
+
+def evidence_score(evidence: dict[str, Any], defaults: Defaults,
+                   policy: dict[str, Any] | None = None) -> float:
+    """One calibrated score from all the evidence a candidate carries (its strongest piece).
+
+    Reads the evidence as the searchers write it: ``sha256`` for identical
+    bytes, ``<hash signal>`` distances (with ``<signal>_quality``), and
+    ``local_tight_inliers`` / ``local_coverage`` / ``local_query_coverage``
+    from the verified local-feature match. Used for live answers and by the
+    calibration script, so both always agree.
+    """
+    scores: dict[str, float] = {}
+    if evidence.get("sha256") == 0:
+        scores["sha256"] = 1.0
+    known = {s.name for s in signals.all_signals() if s.family == HASH_FAMILY}
+    for name, value in evidence.items():
+        if name in known and isinstance(value, int | float):
+            scores[name] = hash_evidence_score(name, float(value), evidence.get(f"{name}_quality"),
+                                               defaults, policy)
+    tight = evidence.get(f"{LOCAL_PREFIX}_tight_inliers")
+    if tight is not None:
+        coverage = max(float(evidence.get(f"{LOCAL_PREFIX}_coverage", 0.0)),
+                       float(evidence.get(f"{LOCAL_PREFIX}_query_coverage", 0.0)))
+        scores[LOCAL_PREFIX] = copy_score(float(tight), coverage,
+                                          CopyRule.from_sections(defaults.section("copy"), policy))
+    return combine(scores, policy)

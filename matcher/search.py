@@ -170,50 +170,62 @@ class HashSearcher:
             index = self.store.indexes.get(bank.id, signal_name)
             knn = index.search(matrix, max(top, 10))
             near = index.radius_search(matrix, t.review)
-            owners = self.store.catalog.vector_owners(
-                {h.vector_id for hits in knn + near for h in hits})
+            owners = self._vector_items({h.vector_id for hits in knn + near for h in hits})
             for (transform, qvec), hits_a, hits_b in zip(queries, knn, near, strict=True):
                 for hit in hits_a + hits_b:
                     owner = owners.get(hit.vector_id)
                     if owner is None:
                         continue
-                    vec, item, _subject = owner
-                    slot = per_item.setdefault(item.id, _ItemHits())
+                    item_id, ref_quality = owner
+                    slot = per_item.setdefault(item_id, _ItemHits())
                     if hit.distance < slot.distances.get(signal_name, float("inf")):
                         slot.distances[signal_name] = hit.distance
                         slot.transforms[signal_name] = transform
-                        quality = min(x for x in (qvec.quality, vec.quality) if x is not None) \
-                            if (qvec.quality is not None or vec.quality is not None) else None
-                        slot.qualities[signal_name] = quality
+                        known = [x for x in (qvec.quality, ref_quality) if x is not None]
+                        slot.qualities[signal_name] = min(known) if known else None
         for item in exact:
             per_item.setdefault(item.id, _ItemHits()).distances["sha256"] = 0.0
         return self._rank(bank, per_item, top)
 
+    def _vector_items(self, vector_ids: set[int]) -> dict[int, tuple[int, float | None]]:
+        """vector id -> (item id, stored quality): only the columns ranking needs, no ORM rows."""
+        from sqlalchemy import select
+
+        from indexer.store.catalog import Vector
+        ids = sorted(vector_ids)
+        out: dict[int, tuple[int, float | None]] = {}
+        with self.store.catalog.session() as s:
+            for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
+                q = select(Vector.id, Vector.item_id, Vector.quality).where(
+                    Vector.id.in_(ids[start:start + 900]))
+                for vid, item_id, quality in s.execute(q):
+                    out[int(vid)] = (int(item_id), quality)
+        return out
+
     def _rank(self, bank: Bank, per_item: dict[int, _ItemHits], top: int) -> list[Candidate]:
         if not per_item:
             return []
-        items = self._items(list(per_item))
-        best: dict[Any, Candidate] = {}
+        scored = []
         for item_id, hits in per_item.items():
-            scores: dict[str, float] = {}
             evidence: dict[str, Any] = {}
             for name, dist in hits.distances.items():
                 if name == "sha256":
-                    scores[name] = 1.0
                     evidence["sha256"] = 0
                     continue
-                signal = signals.get(name)
-                t = self.defaults.thresholds(name, bank.policy)
-                score = decide.signal_score(dist, t, signal.max_distance())
-                quality = hits.qualities.get(name)
-                min_quality = getattr(signal, "min_quality", None)
-                if min_quality is not None and quality is not None and quality * 100 < min_quality:
-                    score = decide.cap(score, decide.REVIEW_SCORE)  # flat images: never auto-match
-                scores[name] = score
                 evidence[name] = int(dist) if float(dist).is_integer() else round(dist, 4)
+                quality = hits.qualities.get(name)
+                if quality is not None:
+                    evidence[f"{name}_quality"] = round(quality, 2)
                 if hits.transforms.get(name, "original") != "original":
                     evidence[f"{name}_transform"] = hits.transforms[name]
-            score = decide.combine(scores, bank.policy)
+            # One scoring function for live answers and offline calibration (bench/).
+            scored.append((decide.evidence_score(evidence, self.defaults, bank.policy), item_id, evidence))
+        # Items of one subject collapse into one candidate, so keep a few spare before loading rows.
+        scored.sort(key=lambda t: (-t[0], t[1]))
+        scored = scored[:max(4 * top, 40)]
+        items = self._items([item_id for _s, item_id, _e in scored])
+        best: dict[Any, Candidate] = {}
+        for score, item_id, evidence in scored:
             item, subject = items[item_id]
             label = subject.label if subject is not None else str(item.id)
             cand = Candidate(bank=bank.name, label=label,
@@ -258,4 +270,6 @@ def _load_builtin_searchers() -> None:
 # Searcher modules are added here as they land (each registers itself on import).
 BUILTIN_SEARCHER_MODULES: list[str] = [
     "matcher.face_search",
+    "matcher.copy_search",
+    "matcher.scene_search",
 ]

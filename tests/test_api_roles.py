@@ -41,9 +41,11 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/review/candidates/{candidate_id}"): {A, INV, R},
     ("POST", "/v1/review/candidates/{candidate_id}/decision"): {A, R},
     ("GET", "/v1/review/candidates/{candidate_id}/query-image"): {A, R},
+    ("GET", "/v1/networks"): {A, INV},
+    ("GET", "/v1/networks/{network_id}"): {A, INV},
 }
 PARAMS = {"{bank}": "no-such-bank", "{pseudonym}": "S-0000000000000000", "{item}": "1",
-          "{candidate_id}": "1"}
+          "{candidate_id}": "1", "{network_id}": "N-000000000000"}
 
 
 @pytest.fixture(scope="module")

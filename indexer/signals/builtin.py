@@ -7,4 +7,6 @@ when configured; they are not imported here.
 from indexer.signals import (
     faces,  # noqa: F401
     hashes,  # noqa: F401
+    local,  # noqa: F401
+    scene,  # noqa: F401
 )

@@ -1,0 +1,250 @@
+"""The pages a reviewer reads: the queue, one candidate, the dashboard, and the pictures.
+
+Everything shown about a candidate goes through :func:`api.visibility.candidate_view`,
+the one place that decides what a role may see; the queue page drops even
+the personal fields that view would allow, because a list of names is what a
+shoulder-surfer would want. Reading pages is audited like the API
+(``review.list``, ``review.read``, ``review.query_image``), with ``via=web``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import HTMLResponse
+
+from api import visibility
+from api.enrollment import PHOTO_ATTR
+from api.routes.common import audit, service
+from api.service import Service
+from api.web import evidence, photos
+from api.web.access import Refused, signed_in
+from api.web.render import page
+from api.web.sessions import Session
+from indexer.store.catalog import Bank, Item, Subject
+from matcher import review, review_stats
+from matcher.review_stats import FAMILY_LABELS, ORDERS, QueueFilter
+
+router = APIRouter(include_in_schema=False)
+PAGE_SIZE = 25
+STATE_CHOICES = ("open", *review.STATES)
+STATE_LABELS = {"open": "Open (pending, awaiting second, escalated)", "pending": "Pending",
+                "awaiting_second": "Awaiting a second reviewer", "escalated": "Escalated",
+                "confirmed": "Confirmed", "rejected": "Rejected"}
+ORDER_LABELS = {"score": "Highest score first", "newest": "Newest first", "oldest": "Oldest first"}
+ERRORS = {"already_decided": "This candidate was already decided by someone else.",
+          "already_escalated": "This candidate is already escalated.",
+          "second_reviewer_required": "You gave the first confirmation; a different reviewer must "
+                                      "give the second.",
+          "bad_note": "The note is too long (at most 4,000 characters)."}
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The queue filters, carried from the queue to each candidate and back."""
+
+    bank: str | None = None
+    tier: str | None = None
+    signal: str | None = None
+    state: str = "open"
+    order: str = "score"
+
+    def params(self) -> dict[str, str]:
+        """Query parameters that differ from the defaults."""
+        return {k: v for k, v in asdict(self).items()
+                if v not in (None, "") and not (k == "state" and v == "open")
+                and not (k == "order" and v == "score")}
+
+    def queue_filter(self, svc: Service) -> QueueFilter:
+        bank = svc.store.catalog.bank(self.bank) if self.bank else None
+        return QueueFilter(bank_id=bank.id if bank else (-1 if self.bank else None), tier=self.tier,
+                           family=self.signal,
+                           states=review.OPEN_STATES if self.state == "open" else (self.state,),
+                           order=self.order)
+
+
+def filters(bank: str | None = Query(None, max_length=120), tier: str | None = Query(None, max_length=20),
+            signal: str | None = Query(None, max_length=20), state: str | None = Query(None, max_length=20),
+            order: str | None = Query(None, max_length=20)) -> Filters:
+    """Filters from the query string; unknown values are ignored rather than refused."""
+    return Filters(bank=bank or None, tier=tier if tier in review.QUEUED_TIERS else None,
+                   signal=signal if signal in FAMILY_LABELS else None,
+                   state=state if state in STATE_CHOICES else "open",
+                   order=order if order in ORDERS else "score")
+
+
+def _context(svc: Service, row: review.StoredCandidate) -> tuple[Bank, Subject | None, Item | None]:
+    with svc.store.catalog.session() as s:
+        bank = s.get(Bank, row.bank_id)
+        subject = s.get(Subject, row.subject_id) if row.subject_id is not None else None
+        item = s.get(Item, row.ref_item_id)
+    assert bank is not None
+    return bank, subject, item
+
+
+def _row_summary(svc: Service, row: review.StoredCandidate, role: str) -> dict[str, Any]:
+    bank, subject, _item = _context(svc, row)
+    view = visibility.candidate_view(row, bank, subject, role)
+    view.pop("personal", None)  # never listed: a queue of names is not needed to pick the next one
+    view["families"] = [FAMILY_LABELS[f] for f in review_stats.evidence_families(view["evidence"])]
+    return view
+
+
+@router.get("/", response_class=HTMLResponse)
+def queue(request: Request, session: Annotated[Session, signed_in("review.list")],
+          f: Annotated[Filters, Depends(filters)], offset: int = Query(0, ge=0, le=10_000_000),
+          decided: int | None = Query(None, ge=1),
+          outcome: str | None = Query(None, max_length=20)) -> HTMLResponse:
+    """The queue: open candidates, strongest first unless asked otherwise, filtered and paged."""
+    svc = service(request)
+    audit(request, f"bank:{f.bank}" if f.bank else "queue", via="web", state=f.state, offset=offset)
+    rows, total = review_stats.queue_page(svc.store.catalog, f.queue_filter(svc), offset, PAGE_SIZE)
+    return page(request, "queue.html", f=f, params=f.params(), offset=offset, page_size=PAGE_SIZE,
+                total=total, rows=[_row_summary(svc, r, session.principal.role) for r in rows],
+                banks=review_stats.queue_length_per_bank(svc.store.catalog),
+                counts=svc.review.counts(), families=FAMILY_LABELS, tiers=review.QUEUED_TIERS,
+                states=STATE_LABELS, orders=ORDER_LABELS,
+                flash=_flash(decided, outcome))
+
+
+def _flash(decided: int | None, outcome: str | None) -> str | None:
+    if decided is None or outcome not in review.STATES:
+        return None
+    return f"Candidate {decided} is now {STATE_LABELS[str(outcome)].lower()}."
+
+
+@router.get("/candidates/{candidate_id}", response_class=HTMLResponse)
+def candidate(candidate_id: int, request: Request, session: Annotated[Session, signed_in("review.read")],
+              f: Annotated[Filters, Depends(filters)], decided: int | None = Query(None, ge=1),
+              outcome: str | None = Query(None, max_length=20),
+              error: str | None = Query(None, max_length=40)) -> HTMLResponse:
+    """One candidate: both pictures with the evidence drawn on them, the facts, the decision."""
+    svc = service(request)
+    audit(request, f"candidate:{candidate_id}", via="web")
+    try:
+        row, decisions = svc.review.get(candidate_id)
+    except review.NotFound:
+        return page(request, "message.html", status=404, title="No such candidate",
+                    message=f"There is no candidate {candidate_id}. It may have been removed when "
+                            "consent was withdrawn.")
+    bank, subject, item = _context(svc, row)
+    role = session.principal.role
+    view = visibility.candidate_view(row, bank, subject, role, decisions)
+    people = bank.kind in visibility.PEOPLE_KINDS
+    ev = view["evidence"]
+    face_item = ev.get("reference_item", row.ref_item_id)
+    ref_box = photos.reference_face_box(svc, row.ref_item_id, ev.get("face_signal")) \
+        if face_item == row.ref_item_id else None
+    qf = f.queue_filter(svc)
+    mine_first = any(d.reviewer == session.principal.name and d.state_after == review.AWAITING_SECOND
+                     for d in decisions) and row.state == review.AWAITING_SECOND
+    return page(request, "candidate.html", c=view, bank=bank, people=people,
+                revealed=not people or candidate_id in session.revealed,
+                explained=evidence.explain(ev, row.score, row.tier, ref_box, bank.policy),
+                query=_picture_facts(lambda: photos.query_bytes(svc, row)),
+                reference=_reference_facts(svc, item),
+                next_id=review_stats.neighbour(svc.store.catalog, qf, candidate_id, forward=True),
+                prev_id=review_stats.neighbour(svc.store.catalog, qf, candidate_id, forward=False),
+                params=f.params(), can_decide=row.state in review.OPEN_STATES and not mine_first,
+                mine_first=mine_first, states=STATE_LABELS, flash=_flash(decided, outcome),
+                error=ERRORS.get(error or ""))
+
+
+def _picture_facts(fetch: Any) -> dict[str, Any]:
+    try:
+        (width, height), _mime = photos.describe(fetch())
+    except photos.PhotoUnavailable as exc:
+        return {"ok": False, "reason": exc.reason}
+    return {"ok": True, "width": width, "height": height}
+
+
+def _reference_facts(svc: Service, item: Item | None) -> dict[str, Any]:
+    if item is None:
+        return {"ok": False, "reason": "the reference photo was removed"}
+    if item.width and item.height and (item.attributes or {}).get(PHOTO_ATTR):
+        return {"ok": True, "width": item.width, "height": item.height}
+    return _picture_facts(lambda: photos.reference_bytes(svc, item))
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+def dashboard(request: Request, _session: Annotated[Session, signed_in("review.dashboard")]) -> HTMLResponse:
+    """Queue length per bank, decisions per day, and the median response time."""
+    svc = service(request)
+    catalog = svc.store.catalog
+    audit(request, "dashboard", via="web")
+    banks = review_stats.queue_length_per_bank(catalog)
+    days = review_stats.decisions_per_day(catalog, 14)
+    return page(request, "dashboard.html", banks=banks, days=days,
+                busiest=max((d.total for d in days), default=0),
+                overall=review_stats.response_times(catalog),
+                per_bank={b.bank_id: review_stats.response_times(catalog, b.bank_id) for b in banks},
+                states=STATE_LABELS, open_states=review.OPEN_STATES)
+
+
+# --- pictures ------------------------------------------------------------------------
+
+
+def _image(data: bytes) -> Response:
+    try:
+        _size, mime = photos.describe(data)
+    except photos.PhotoUnavailable:
+        mime = "application/octet-stream"
+    return Response(content=data, media_type=mime, headers={"cache-control": "no-store"})
+
+
+def _row_or_404(svc: Service, candidate_id: int) -> review.StoredCandidate:
+    try:
+        row, _decisions = svc.review.get(candidate_id)
+    except review.NotFound:
+        raise Refused(404, f"There is no candidate {candidate_id}.") from None
+    return row
+
+
+@router.get("/candidates/{candidate_id}/query-image")
+def query_image(candidate_id: int, request: Request,
+                _session: Annotated[Session, signed_in("review.query_image")]) -> Response:
+    """The image that was matched (every view audited, as in the API)."""
+    svc = service(request)
+    audit(request, f"candidate:{candidate_id}", via="web")
+    try:
+        return _image(photos.query_bytes(svc, _row_or_404(svc, candidate_id)))
+    except photos.PhotoUnavailable as exc:
+        raise Refused(404, exc.reason) from None
+
+
+def _reference(svc: Service, row: review.StoredCandidate) -> tuple[Bank, Subject | None, bytes]:
+    bank, subject, item = _context(svc, row)
+    if item is None:
+        raise Refused(404, "The reference photo was removed.")
+    try:
+        return bank, subject, photos.reference_bytes(svc, item)
+    except photos.PhotoUnavailable as exc:
+        raise Refused(404, exc.reason) from None
+
+
+@router.get("/candidates/{candidate_id}/reference-image")
+def reference_image(candidate_id: int, request: Request,
+                    session: Annotated[Session, signed_in("review.reference_image")]) -> Response:
+    """The sharp reference photo: for a missing person only after this session revealed it."""
+    svc = service(request)
+    row = _row_or_404(svc, candidate_id)
+    bank, subject, _item = _context(svc, row)
+    audit(request, f"subject:{subject.pseudonym}" if subject else f"candidate:{candidate_id}",
+          candidate=candidate_id, via="web")
+    if bank.kind in visibility.PEOPLE_KINDS and candidate_id not in session.revealed:
+        raise Refused(403, "Reveal the reference photo on the candidate page first.")
+    return _image(_reference(svc, row)[2])
+
+
+@router.get("/candidates/{candidate_id}/reference-blurred")
+def reference_blurred(candidate_id: int, request: Request,
+                      _session: Annotated[Session, signed_in(None)]) -> Response:
+    """The blurred stand-in: made from a dozen pixels, it shows no one, so it is not audited."""
+    svc = service(request)
+    try:
+        data = photos.blurred(_reference(svc, _row_or_404(svc, candidate_id))[2])
+    except photos.PhotoUnavailable as exc:
+        raise Refused(404, exc.reason) from None
+    return Response(content=data, media_type="image/jpeg", headers={"cache-control": "no-store"})

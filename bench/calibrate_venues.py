@@ -1,0 +1,137 @@
+"""Calibrate the venue searcher: VLAD weight and match/review thresholds, leave-one-place-out.
+
+    python bench/calibrate_venues.py bench/results/venues/ours_evidence.jsonl [--write]
+
+Reads the raw evidence ``bench/venue_bench.py`` records for every shortlisted
+venue of every query (inliers, VLAD similarity) and fits, on all queries:
+
+- ``vlad_weight`` w of the fused evidence ``inliers + w * similarity``: the
+  value of a small, fixed grid (0, 10, 25, 50, 100) with the best top-1;
+- ``match``: the lowest evidence at which at most 0.5% of all queries would be
+  false accepts (a wrong first venue, or any venue for a non-mated query):
+  half the issue's 1% budget, as margin for suites unlike this one;
+- ``review``: the lowest evidence at which at most 10% would be.
+
+The suite is small (a few dozen places), so the same fit is also run
+leave-one-place-out: the parameters are fitted without one place's queries
+and applied to them, for every place in turn. The report prints both; the
+leave-one-place-out numbers are the honest estimate of what the defaults do
+on places they were not fitted to. ``--write`` stores the all-data fit under
+the ``scene`` key of matcher/defaults.json (only that key is rewritten).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+DEFAULTS = Path(__file__).resolve().parent.parent / "matcher" / "defaults.json"
+WEIGHTS = (0.0, 10.0, 25.0, 50.0, 100.0)
+MATCH_FALSE_ACCEPTS = 0.005
+REVIEW_FALSE_ACCEPTS = 0.10
+SHORTLIST = 20
+
+
+def load(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def ranked(query: dict, w: float) -> list[tuple[str, float]]:
+    best: dict[str, float] = {}
+    for c in query["candidates"]:
+        e = c["inliers"] + w * max(c["similarity"], 0.0)
+        best[c["label"]] = max(best.get(c["label"], -1.0), e)
+    return sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def top1(queries: list[dict], w: float) -> float:
+    mated = [q for q in queries if q["label"]]
+    hits = sum(1 for q in mated if (r := ranked(q, w)) and r[0][0] == q["label"])
+    return hits / max(1, len(mated))
+
+
+def false_accept_evidence(q: dict, w: float) -> float:
+    """The evidence at or above which this query would produce a false accept."""
+    r = ranked(q, w)
+    if not r:
+        return float("inf")
+    if not q["label"]:
+        return r[0][1]  # any match on a non-mated query is false
+    return r[0][1] if r[0][0] != q["label"] else float("inf")
+
+
+def threshold(queries: list[dict], w: float, budget: float) -> float:
+    """Lowest evidence T with at most ``budget`` of the queries falsely accepted at T."""
+    bad = sorted((false_accept_evidence(q, w) for q in queries), reverse=True)
+    allowed = int(np.floor(budget * len(queries)))
+    finite = [b for b in bad if np.isfinite(b)]
+    if len(finite) <= allowed:
+        return 1.0
+    return float(np.nextafter(finite[allowed], np.inf))
+
+
+def fit(queries: list[dict]) -> dict[str, float]:
+    w = max(WEIGHTS, key=lambda x: (round(top1(queries, x), 6), -abs(x - 50)))
+    return {"vlad_weight": w, "match": round(threshold(queries, w, MATCH_FALSE_ACCEPTS), 3),
+            "review": round(threshold(queries, w, REVIEW_FALSE_ACCEPTS), 3)}
+
+
+def evaluate(queries: list[dict], params_for: dict[str, dict[str, float]]) -> dict:
+    """top-1, top-5, recall at match, false accepts: overall and per transform, with counts."""
+    rows: dict[str, list[tuple[bool, bool, bool, bool, bool]]] = defaultdict(list)
+    for q in queries:
+        p = params_for[q["path_group"]]
+        r = ranked(q, p["vlad_weight"])
+        first = r[0] if r else ("", -1.0)
+        matched = first[1] >= p["match"]
+        right = bool(q["label"]) and first[0] == q["label"]
+        in5 = bool(q["label"]) and q["label"] in [label for label, _ in r[:5]]
+        false = (matched and not right) if q["label"] else any(e >= p["match"] for _l, e in r)
+        for key in ("all", q["transform"]):
+            rows[key].append((bool(q["label"]), right, in5, matched and right, false))
+    out = {}
+    for key, vals in rows.items():
+        mated = [v for v in vals if v[0]]
+        out[key] = {"mated": len(mated), "queries": len(vals),
+                    "top1": sum(v[1] for v in mated) / max(1, len(mated)),
+                    "top5": sum(v[2] for v in mated) / max(1, len(mated)),
+                    "recall_at_default": sum(v[3] for v in mated) / max(1, len(mated)),
+                    "false_accept": sum(v[4] for v in vals) / max(1, len(vals))}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("evidence", type=Path)
+    parser.add_argument("--write", action="store_true", help="Store the fit in matcher/defaults.json.")
+    args = parser.parse_args()
+    queries = load(args.evidence)
+    for i, q in enumerate(queries):
+        q["path_group"] = q["label"] or f"nonmated-{i}"
+    groups = sorted({q["path_group"] for q in queries})
+    fitted = fit(queries)
+    lopo = {}
+    for g in groups:
+        lopo[g] = fit([q for q in queries if q["path_group"] != g])
+    report = {"fit_on_all": fitted,
+              "in_sample": evaluate(queries, {g: fitted for g in groups}),
+              "leave_one_place_out": evaluate(queries, lopo),
+              "lopo_parameter_spread": {
+                  k: [min(p[k] for p in lopo.values()), max(p[k] for p in lopo.values())] for k in fitted}}
+    print(json.dumps(report, indent=2))
+    if args.write:
+        raw = json.loads(DEFAULTS.read_text(encoding="utf-8"))
+        raw["scene"] = {**fitted, "shortlist": SHORTLIST,
+                        "calibrated_on": f"venues suite, {len(queries)} queries, "
+                                         f"{sum(1 for q in queries if q['label'])} mated; "
+                                         "bench/calibrate_venues.py"}
+        DEFAULTS.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote the scene section of {DEFAULTS}")
+
+
+if __name__ == "__main__":
+    main()

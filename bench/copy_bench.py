@@ -1,0 +1,213 @@
+"""Copy-detection benchmark: reunite vs PDQ-only vs pHash-only, in the same run.
+
+    OMP_NUM_THREADS=1 python bench/copy_bench.py ../shared/bench/copydet \\
+        [--records /tmp/copydet-records.jsonl] [--data /tmp/copydet-data] \\
+        [--generated 30] [--growth 1,3,10] [--json out.json]
+
+1. The suite: the gallery is indexed into a fresh ``ads`` bank (hashes + local
+   features); every query is answered by the real Matcher, timed (wall and CPU
+   seconds of this one process, decode included). The same hash extraction
+   gives the baselines: PDQ (distance <= 31, HMA's default) and pHash
+   (<= 10, imagededup's default), nearest first, no dihedral variants.
+   Metrics follow ../shared/bench/score.py, overall and per transform, for
+   the whole suite and for the held-out half that bench/calibrate_copy.py did
+   not fit on.
+2. ``--generated N``: the same 21 edits (bench/copy_transforms.py) applied to N
+   photos the suite does not contain (one per place from the venues suite; 20%
+   held out as non-mated), with the faces suite's LFW photos as distractors.
+   This checks that the numbers are not tuned to copydet's files.
+3. ``--growth``: search cost of the descriptor index with the bank replicated
+   to k times its size (synthetic references: real descriptor sets plus noise,
+   placed in their inverted lists), to see how query time grows toward 100,000
+   references. Memory per reference is measured too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import copy_suite as cs  # noqa: E402
+import copy_transforms as ct  # noqa: E402
+
+from indexer.store.features import LocalIndexSet  # noqa: E402
+from matcher import copy_search  # noqa: E402
+from matcher import defaults as defaults_mod  # noqa: E402
+
+SYSTEMS = ("reunite", "pdq", "phash")
+
+
+def answers(defaults: defaults_mod.Defaults) -> dict[str, Any]:
+    return {"reunite": cs.ours(defaults), "pdq": cs.baseline("pdq"), "phash": cs.baseline("phash")}
+
+
+def run_suite(suite: Path, data: Path, records_path: Path) -> tuple[list[dict[str, Any]], Any, Any]:
+    queries = cs.read_csv(suite / "queries.csv")
+    if data.exists() and records_path.exists():
+        from indexer.store.store import Store
+        store = Store(data)
+        bank = store.bank_or_error("copy")
+    else:
+        store, bank, secs = cs.build(suite, data)
+        print(f"indexed {suite.name} gallery in {secs:.1f} s")
+    return cs.collect(store, bank, suite, queries, records_path), store, bank
+
+
+def table(title: str, per_system: dict[str, dict[str, dict[str, float]]]) -> str:
+    lines = [f"### {title}", "",
+             "| transform | n | " + " | ".join(f"{s} top1 | {s} rec@def | {s} FA" for s in SYSTEMS) + " |",
+             "|---|---|" + "---|" * (3 * len(SYSTEMS))]
+    for name, row in per_system["reunite"].items():
+        cells = [f"{per_system[s][name]['top1']:.3f} | {per_system[s][name]['recall']:.3f} | "
+                 f"{per_system[s][name]['false_accepts']}" for s in SYSTEMS]
+        lines.append(f"| {name} | {row['n']} | " + " | ".join(cells) + " |")
+    ours = per_system["reunite"]["OVERALL"]
+    lines.append("")
+    lines.append(f"reunite overall: top1 {ours['top1']:.4f}, top5 {ours['top5']:.4f}, recall at default "
+                 f"{ours['recall']:.4f}, false accepts {ours['false_accepts']} / {ours['n']} "
+                 f"({ours['false_accept']:.3%})")
+    return "\n".join(lines)
+
+
+def evaluate(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    fns = answers(defaults_mod.load())
+    return {s: cs.metrics(records, fns[s]) for s in SYSTEMS}
+
+
+def generated_suite(shared: Path, out: Path, n_originals: int, seed: int = 7) -> Path:
+    """A copydet-like suite from photos copydet does not contain (see the module docstring)."""
+    if (out / "queries.csv").exists():
+        return out
+    rng = np.random.default_rng(seed)
+    venues = cs.read_csv(shared / "venues" / "gallery.csv")
+    seen, originals = set(), []
+    for row in venues:
+        if row["label"] not in seen:
+            seen.add(row["label"])
+            originals.append(row)
+    originals = [originals[i] for i in sorted(rng.choice(len(originals), n_originals, replace=False))]
+    held_out = {r["label"] for r in originals[: max(1, n_originals // 5)]}
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    gallery, queries = [], []
+    for n, row in enumerate(originals):
+        img = Image.open(shared / "venues" / row["path"]).convert("RGB")
+        if row["label"] not in held_out:
+            path = f"images/g{n:05d}.jpg"
+            ref = img.copy()
+            ref.thumbnail((1600, 1600))
+            ref.save(out / path, quality=90)
+            gallery.append({"path": path, "label": row["label"]})
+        for edit in ct.EDITS:
+            path = f"images/q{len(queries):05d}.jpg"
+            (out / path).write_bytes(ct.make_query(img, edit, rng))
+            label = "" if row["label"] in held_out else row["label"]
+            queries.append({"path": path, "label": label, "transform": edit})
+    for row in cs.read_csv(shared / "faces" / "gallery.csv"):
+        path = f"images/d{len(gallery):05d}.jpg"
+        Image.open(shared / "faces" / row["path"]).convert("RGB").save(out / path, quality=90)
+        gallery.append({"path": path, "label": row["label"]})
+    for name, rows, cols in (("gallery.csv", gallery, ["path", "label"]),
+                             ("queries.csv", queries, ["path", "label", "transform"])):
+        with (out / name).open("w", encoding="utf-8") as f:
+            f.write(",".join(cols) + "\n")
+            f.writelines(",".join(r[c] for c in cols) + "\n" for r in rows)
+    return out
+
+
+def growth(store: Any, bank: Any, factors: list[int], queries: list[np.ndarray]) -> list[dict[str, Any]]:
+    """Descriptor-search time per query with the bank's references replicated ``factor`` times."""
+    base = LocalIndexSet(store.data_dir, store.catalog).get(bank.id)
+    ivf = faiss.extract_index_ivf(base.index)
+    invlists = ivf.invlists
+    vecs, lists = [], []
+    for li in range(ivf.nlist):
+        n = invlists.list_size(li)
+        if n:
+            codes = faiss.rev_swig_ptr(invlists.get_codes(li), n * ivf.code_size)
+            vecs.append(np.frombuffer(bytes(codes), dtype=np.float32).reshape(n, ivf.d))
+            lists.append(np.full(n, li, dtype=np.int64))
+    real, assign = np.concatenate(vecs), np.concatenate(lists)
+    refs = base.n_vectors
+    rng = np.random.default_rng(0)
+    out = []
+    for factor in factors:
+        index = faiss.IndexIVFFlat(ivf.quantizer, ivf.d, ivf.nlist)
+        index.is_trained = True
+        index.nprobe = ivf.nprobe
+        for copy in range(factor):
+            x = real if copy == 0 else real + rng.normal(0, 0.02, real.shape).astype(np.float32)
+            if copy:
+                faiss.normalize_L2(x)
+            index.add_core(len(x), faiss.swig_ptr(np.ascontiguousarray(x)), None,
+                           faiss.swig_ptr(assign))
+        start = time.process_time()
+        for q in queries:
+            index.search(q, copy_search.NEIGHBOURS)
+        per_query = (time.process_time() - start) / len(queries)
+        out.append({"references": refs * factor, "descriptors": int(index.ntotal),
+                    "search_cpu_ms": round(1000 * per_query, 2),
+                    "index_mb": round(index.ntotal * (ivf.d * 4 + 8) / 2**20, 1)})
+        print(f"  growth x{factor}: {out[-1]}", flush=True)
+        del index
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("suite", type=Path)
+    ap.add_argument("--records", type=Path, default=Path("/tmp/copydet-records.jsonl"))
+    ap.add_argument("--data", type=Path, default=Path("/tmp/copydet-data"))
+    ap.add_argument("--generated", type=int, default=0, help="Originals in the generated suite (0: skip).")
+    ap.add_argument("--generated-dir", type=Path, default=Path("/tmp/copygen"))
+    ap.add_argument("--growth", default="", help="Replication factors, e.g. 1,3,10 (empty: skip).")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    faiss.omp_set_num_threads(1)
+
+    report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "defaults": defaults_mod.load().version}
+    records, store, bank = run_suite(args.suite, args.data, args.records)
+    half = cs.split(args.suite, cs.read_csv(args.suite / "queries.csv"))
+    full = evaluate(records)
+    held = evaluate([r for r in records if half[r["query"]] == "test"])
+    report.update(suite=full, held_out=held, times=cs.times(records))
+    print(table(f"{args.suite.name}: all {len(records)} queries", full))
+    print()
+    print(table(f"{args.suite.name}: held-out half (not used by calibrate_copy.py)", held))
+    t = report["times"]
+    print("\nquery time (Matcher.match, decode included, one process): "
+          f"wall p50 {t['wall_p50']*1000:.0f} ms p95 {t['wall_p95']*1000:.0f} ms; "
+          f"CPU p50 {t['cpu_p50']*1000:.0f} ms p95 {t['cpu_p95']*1000:.0f} ms")
+
+    if args.generated:
+        root = generated_suite(args.suite.parent, args.generated_dir / "suite", args.generated)
+        gen_records, _s, _b = run_suite(root, args.generated_dir / "data",
+                                        args.generated_dir / "records.jsonl")
+        gen = evaluate(gen_records)
+        report.update(generated=gen, generated_times=cs.times(gen_records))
+        print()
+        print(table(f"generated suite ({args.generated} photos not in copydet)", gen))
+
+    if args.growth:
+        from indexer import images
+        from indexer.signals import local
+        sample = [r["path"] for r in cs.read_csv(args.suite / "queries.csv")[:50]]
+        qs = [local.extract_features(images.load(args.suite / p, max_side=2048),
+                                     max_keypoints=local.QUERY_KEYPOINTS, max_side=local.QUERY_SIDE
+                                     ).rootsift()[:copy_search.SHORTLIST_DESCRIPTORS] for p in sample]
+        report["growth"] = growth(store, bank, [int(f) for f in args.growth.split(",")], qs)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

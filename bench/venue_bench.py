@@ -1,0 +1,246 @@
+"""Venue benchmark: ours vs PDQ nearest neighbour vs plain SIFT + RANSAC, in one run.
+
+    OMP_NUM_THREADS=1 python bench/venue_bench.py ../shared/bench/venues --out bench/results/venues
+
+Engines, each answering every query of the suite with ranked labels:
+
+- ``ours``: `reunite`'s scene searcher on a venue bank indexed from gallery.csv
+  (people masked, RootSIFT -> VLAD shortlist -> MAGSAC++ verification);
+- ``pdq``: nearest gallery image by PDQ Hamming distance (match at <= 31 bits);
+- ``sift_ransac``: the issue's baseline, over the whole gallery: 2,000 RootSIFT
+  per image (OpenCV defaults, nothing masked), ratio test 0.8, RANSAC
+  fundamental matrix (3 px), inlier count as score (match at >= 20 inliers,
+  the usual rule of thumb; it has no calibration of its own).
+
+Answers are scored by the suite's reference scorer (``score.py`` beside the
+suite). Also written: ``ours_evidence.jsonl`` (raw inliers and similarities of
+every shortlisted venue, for ``bench/calibrate_venues.py``) and
+``summary.json`` with timings: per-query p50/p95 at the suite's size, and the
+growth to 10,000 references (the VLAD search measured on 10,000 synthetic
+codes; verification cost does not grow, the baseline's grows linearly).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from indexer import images, ingest  # noqa: E402
+from indexer.scene import vlad  # noqa: E402
+from indexer.signals.scene import SCENE  # noqa: E402
+from indexer.store.store import Store  # noqa: E402
+from indexer.store.vectors import FaissFloatIndex  # noqa: E402
+from matcher.scene_search import SceneSearcher  # noqa: E402
+from matcher.search import Matcher  # noqa: E402
+
+PDQ_MATCH = 31
+BASELINE_FEATURES = 2000
+BASELINE_MATCH_INLIERS = 20
+GROWTH_REFERENCES = 10_000
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else 0.0
+
+
+def build_bank(suite: Path, data: Path) -> tuple[Store, object, float]:
+    store = Store(data)
+    bank = store.catalog.ensure_bank("venues", "venue")
+    records = ingest.read_source(suite / "gallery.csv")
+    t = time.perf_counter()
+    report = ingest.index_records(store, bank, records, ["pdq", SCENE])
+    store.checkpoint()
+    if report.failed:
+        raise SystemExit(f"indexing failed for {report.failed} gallery images: {report.errors[:3]}")
+    return store, bank, (time.perf_counter() - t) / max(1, report.indexed)
+
+
+def run_ours(store: Store, bank: object, suite: Path, queries: list[dict[str, str]], out: Path
+             ) -> tuple[list[float], float]:
+    matcher = Matcher(store)
+    searcher = next(s for s in matcher.searchers if isinstance(s, SceneSearcher))
+    t = time.perf_counter()
+    searcher.bank_index(bank)  # train the vocabulary once, outside the query timings
+    train_s = time.perf_counter() - t
+    times = []
+    with (out / "ours.jsonl").open("w") as answers, (out / "ours_evidence.jsonl").open("w") as raw:
+        for q in queries:
+            data = (suite / q["path"]).read_bytes()
+            t = time.perf_counter()
+            query = matcher.prepare(data, [bank])
+            found = searcher.search(query, bank, top=max(10, searcher_shortlist(matcher)))
+            times.append(time.perf_counter() - t)
+            answers.write(json.dumps({"query": q["path"], "candidates": [
+                {"label": c.label, "score": c.score, "decision": c.decision} for c in found[:10]]}) + "\n")
+            raw.write(json.dumps({"query": q["path"], "label": q["label"], "transform": q["transform"],
+                                  "candidates": [{"label": c.label,
+                                                  "inliers": c.evidence["scene_inliers"],
+                                                  "similarity": c.evidence["scene_similarity"]}
+                                                 for c in found]}) + "\n")
+    return times, train_s
+
+
+def searcher_shortlist(matcher: Matcher) -> int:
+    return int(matcher.defaults.section("scene").get("shortlist", 20))
+
+
+def run_pdq(suite: Path, gallery: list[dict[str, str]], queries: list[dict[str, str]], out: Path
+            ) -> list[float]:
+    from indexer.signals.hashes import PDQ
+
+    def bits(path: Path) -> np.ndarray:
+        return np.unpackbits(PDQ.extract(images.load(path, max_side=512))[0].vector)
+
+    refs = np.stack([bits(suite / g["path"]) for g in gallery])
+    labels = [g["label"] for g in gallery]
+    times = []
+    with (out / "pdq.jsonl").open("w") as answers:
+        for q in queries:
+            t = time.perf_counter()
+            dist = (refs != bits(suite / q["path"])[None, :]).sum(axis=1)
+            best: dict[str, int] = {}
+            for label, d in zip(labels, dist, strict=True):
+                best[label] = min(best.get(label, 257), int(d))
+            ranked = sorted(best.items(), key=lambda kv: kv[1])[:10]
+            times.append(time.perf_counter() - t)
+            answers.write(json.dumps({"query": q["path"], "candidates": [
+                {"label": label, "score": 1 - d / 256, "match": d <= PDQ_MATCH}
+                for label, d in ranked]}) + "\n")
+    return times
+
+
+def baseline_features(path: Path, sift: cv2.SIFT) -> tuple[np.ndarray, np.ndarray]:
+    gray = np.asarray(images.load(path).pil.convert("L"))
+    kps, desc = sift.detectAndCompute(gray, None)
+    if desc is None:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32)
+    desc = desc / np.maximum(desc.sum(axis=1, keepdims=True), 1e-7)
+    return np.array([k.pt for k in kps], np.float32), np.sqrt(desc).astype(np.float32)
+
+
+def baseline_pair(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray],
+                  matcher: cv2.BFMatcher) -> int:
+    if len(a[1]) < 8 or len(b[1]) < 8:
+        return 0
+    pairs = matcher.knnMatch(a[1], b[1], k=2)
+    good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
+    if len(good) < 8:
+        return 0
+    p1 = a[0][[m.queryIdx for m in good]]
+    p2 = b[0][[m.trainIdx for m in good]]
+    _f, mask = cv2.findFundamentalMat(p1, p2, cv2.FM_RANSAC, 3.0, 0.99)
+    return int(mask.sum()) if mask is not None else 0
+
+
+def run_sift_ransac(suite: Path, gallery: list[dict[str, str]], queries: list[dict[str, str]],
+                    out: Path) -> tuple[list[float], float]:
+    sift = cv2.SIFT_create(nfeatures=BASELINE_FEATURES)
+    bf = cv2.BFMatcher(cv2.NORM_L2)
+    refs = [baseline_features(suite / g["path"], sift) for g in gallery]
+    times, pair_times = [], []
+    with (out / "sift_ransac.jsonl").open("w") as answers:
+        for q in queries:
+            t = time.perf_counter()
+            feats = baseline_features(suite / q["path"], sift)
+            best: dict[str, int] = {}
+            for g, ref in zip(gallery, refs, strict=True):
+                tp = time.perf_counter()
+                inliers = baseline_pair(feats, ref, bf)
+                pair_times.append(time.perf_counter() - tp)
+                best[g["label"]] = max(best.get(g["label"], -1), inliers)
+            ranked = sorted(best.items(), key=lambda kv: -kv[1])[:10]
+            times.append(time.perf_counter() - t)
+            answers.write(json.dumps({"query": q["path"], "candidates": [
+                {"label": label, "score": float(n), "match": n >= BASELINE_MATCH_INLIERS}
+                for label, n in ranked]}) + "\n")
+    return times, float(np.mean(pair_times))
+
+
+def vlad_search_growth(store: Store, bank: object, sizes: list[int]) -> dict[str, float]:
+    """Time one VLAD search over ``n`` codes: the bank's own plus synthetic distractors."""
+    searcher = SceneSearcher(store, Matcher(store).defaults)
+    index = searcher.bank_index(bank)
+    assert index.vocabulary is not None
+    dim = index.vocabulary.size
+    rng = np.random.default_rng(0)
+    out = {}
+    query = rng.normal(size=(1, dim)).astype(np.float32)
+    for n in sizes:
+        flat = FaissFloatIndex(dim)
+        codes = rng.normal(size=(n, dim)).astype(np.float32)
+        flat.add(np.arange(n, dtype=np.int64), codes)
+        reps = []
+        for _ in range(20):
+            t = time.perf_counter()
+            flat.search(query, 20)
+            reps.append(time.perf_counter() - t)
+        out[str(n)] = float(np.median(reps))
+    return out
+
+
+def score(suite: Path, answers: Path, out_json: Path) -> dict:
+    scorer = suite.parent / "score.py"
+    done = subprocess.run([sys.executable, str(scorer), str(suite), str(answers), "--json", str(out_json)],
+                          capture_output=True, text=True, check=True)
+    print(done.stdout)
+    return json.loads(out_json.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("suite", type=Path)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "venues")
+    parser.add_argument("--skip-baselines", action="store_true",
+                        help="Reuse the baselines' answers and timings of an earlier run.")
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+    suite, out = args.suite.resolve(), args.out
+    out.mkdir(parents=True, exist_ok=True)
+    gallery, queries = read_csv(suite / "gallery.csv"), read_csv(suite / "queries.csv")
+    data = out / "data"
+    if data.exists():
+        subprocess.run(["rm", "-rf", str(data)], check=True)
+    summary_path = out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    store, bank, index_s = build_bank(suite, data)
+    ours_t, train_s = run_ours(store, bank, suite, queries, out)
+    summary["ours"] = {"index_s_per_image": index_s, "vocabulary_train_s": train_s,
+                       "p50_s": percentile(ours_t, 50), "p95_s": percentile(ours_t, 95),
+                       "vlad_search_s": vlad_search_growth(store, bank, [len(gallery), GROWTH_REFERENCES]),
+                       "metrics": score(suite, out / "ours.jsonl", out / "ours_score.json")}
+    if not args.skip_baselines:
+        pdq_t = run_pdq(suite, gallery, queries, out)
+        summary["pdq"] = {"p50_s": percentile(pdq_t, 50), "p95_s": percentile(pdq_t, 95),
+                          "metrics": score(suite, out / "pdq.jsonl", out / "pdq_score.json")}
+        sr_t, pair_s = run_sift_ransac(suite, gallery, queries, out)
+        summary["sift_ransac"] = {"p50_s": percentile(sr_t, 50), "p95_s": percentile(sr_t, 95),
+                                  "pair_s": pair_s,
+                                  "projected_s_at_10000": pair_s * GROWTH_REFERENCES,
+                                  "metrics": score(suite, out / "sift_ransac.jsonl",
+                                                   out / "sift_ransac_score.json")}
+    summary["machine"] = {"cpus": os.cpu_count(), "omp_threads": os.environ.get("OMP_NUM_THREADS"),
+                          "gallery": len(gallery), "queries": len(queries), "vlad_words": vlad.DEFAULT_WORDS}
+    summary_path.write_text(json.dumps(summary, indent=2))
+    print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "metrics"} for k, v in summary.items()
+                      if isinstance(v, dict)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

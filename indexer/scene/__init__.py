@@ -1,0 +1,1 @@
+"""Room-background recognition: people masks, local features, VLAD, geometric verification."""

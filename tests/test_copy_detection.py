@@ -1,0 +1,196 @@
+"""Copy detection end to end: reposts edited the way ad posters edit photos must ``match``.
+
+A bank holds four fixture photos (hashes + local features, as an ``ads`` bank
+indexes them); queries are edits generated here: crops, pads, mirror, quarter
+turn, a caption, an emoji, a screenshot-like paste. Photos that are not in the
+bank must not match anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from indexer import ingest
+from indexer.kinds import default_families
+from indexer.signals import base as signals
+from indexer.signals import local
+from indexer.store.features import LocalIndexSet
+from indexer.store.store import Store
+from matcher import decide
+from matcher.search import Matcher
+from tests.conftest import FIXTURES, jpeg_bytes, photo
+
+IN_BANK = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg"]
+NOT_IN_BANK = ["camera.png", "brick.png"]
+
+
+def crop_50(img: Image.Image) -> Image.Image:
+    w, h = img.size
+    return img.crop((w // 5, h // 3, w // 5 + w // 2, h // 3 + h // 2))
+
+
+def pad_20(img: Image.Image) -> Image.Image:
+    w, h = img.size
+    return ImageOps.expand(img, (w // 5, h // 5, w // 5, h // 5), fill=(30, 160, 90))
+
+
+def caption(img: Image.Image) -> Image.Image:
+    out = img.copy()
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default(size=max(12, img.height // 11))
+    draw.text((img.width // 10, img.height // 2), "NEW IN TOWN call 555-0199", fill=(255, 0, 200),
+              font=font)
+    return out
+
+
+def emoji(img: Image.Image) -> Image.Image:
+    out = img.copy()
+    draw = ImageDraw.Draw(out)
+    r = img.height * 3 // 20
+    cx, cy = img.width * 2 // 3, img.height // 3
+    draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(255, 204, 0))
+    draw.ellipse((cx - r // 2, cy - r // 3, cx - r // 5, cy), fill=(60, 40, 0))
+    draw.ellipse((cx + r // 5, cy - r // 3, cx + r // 2, cy), fill=(60, 40, 0))
+    draw.arc((cx - r // 2, cy, cx + r // 2, cy + r // 2), 0, 180, fill=(60, 40, 0), width=3)
+    return out
+
+
+def screenshot(img: Image.Image) -> Image.Image:
+    page = Image.new("RGB", (1200, 736), (246, 246, 246))
+    draw = ImageDraw.Draw(page)
+    draw.rectangle((0, 0, 1200, 64), fill=(40, 60, 120))
+    for y in range(120, 700, 40):
+        draw.rectangle((720, y, 1150, y + 14), fill=(200, 200, 200))
+    shown = img.copy()
+    shown.thumbnail((560, 560))
+    page.paste(shown, (80, 110))
+    return page
+
+
+EDITS = {
+    "crop_50": crop_50,
+    "pad_20": pad_20,
+    "hflip": ImageOps.mirror,
+    "rot90": lambda im: im.rotate(90, expand=True),
+    "text_overlay": caption,
+    "emoji_overlay": emoji,
+    "screenshot": screenshot,
+}
+
+
+@pytest.fixture(scope="module")
+def bank_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, object]:
+    data = tmp_path_factory.mktemp("copy") / "data"
+    store = Store(data)
+    bank = store.catalog.ensure_bank("ads", "ads")
+    records = [ingest.Record(FIXTURES / name, Path(name).stem, name) for name in IN_BANK]
+    names = [s.name for s in signals.select(["hashes", "local"])]
+    report = ingest.index_records(store, bank, records, names)
+    assert report.indexed == len(IN_BANK)
+    store.checkpoint()
+    return store, bank
+
+
+@pytest.fixture(scope="module")
+def matcher(bank_store: tuple[Store, object]) -> Matcher:
+    return Matcher(bank_store[0])
+
+
+def test_ads_banks_index_local_features_by_default() -> None:
+    assert "local" in default_families("ads")
+    assert "local" not in default_families("hashes")
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+@pytest.mark.parametrize("name", ["astronaut.png", "rocket.jpg"])
+def test_edited_repost_matches(edit: str, name: str, bank_store: tuple[Store, object],
+                               matcher: Matcher) -> None:
+    store, bank = bank_store
+    query = EDITS[edit](photo(name))
+    candidates = matcher.match(jpeg_bytes(query, 85), [bank])
+    assert candidates, f"{edit} of {name}: no candidates"
+    best = candidates[0]
+    assert best.label == Path(name).stem
+    assert best.decision == decide.MATCH, (edit, name, best.score, best.evidence)
+    assert 0.0 <= best.score <= 1.0
+
+
+def test_crop_evidence_names_the_matched_region(bank_store: tuple[Store, object],
+                                                matcher: Matcher) -> None:
+    _store, bank = bank_store
+    original = photo("coffee.png")
+    w, h = original.size
+    best = matcher.match(jpeg_bytes(crop_50(original)), [bank])[0]
+    ev = best.evidence
+    assert ev["local_inliers"] >= ev["local_tight_inliers"] > 0
+    left, top, right, bottom = ev["local_region"]
+    # The crop was taken at (w/5, h/3) with half the width and height.
+    assert abs(left - w // 5) < w * 0.1 and abs(top - h // 3) < h * 0.1
+    assert right - left <= w * 0.55 and bottom - top <= h * 0.55
+    assert ev["local_query_coverage"] > ev["local_coverage"]
+
+
+@pytest.mark.parametrize("name", NOT_IN_BANK)
+@pytest.mark.parametrize("edit", ["none", "crop_50", "screenshot", "hflip"])
+def test_unrelated_photos_do_not_match(name: str, edit: str, bank_store: tuple[Store, object],
+                                       matcher: Matcher) -> None:
+    _store, bank = bank_store
+    img = photo(name)
+    query = img if edit == "none" else EDITS[edit](img)
+    for cand in matcher.match(jpeg_bytes(query), [bank]):
+        assert cand.decision != decide.MATCH, (name, edit, cand.label, cand.evidence)
+
+
+def test_mirrored_match_reports_the_flip(bank_store: tuple[Store, object], matcher: Matcher) -> None:
+    _store, bank = bank_store
+    best = matcher.match(jpeg_bytes(crop_50(ImageOps.mirror(photo("chelsea.png")))), [bank])[0]
+    assert best.label == "chelsea" and best.decision == decide.MATCH
+    assert best.evidence.get("local_transform") == "flip_y"
+
+
+def test_descriptor_index_catches_up_and_rebuilds_after_delete(tmp_path: Path) -> None:
+    store = Store(tmp_path / "data")
+    bank = store.catalog.ensure_bank("b", "ads")
+    names = [s.name for s in signals.select(["local"])]
+    first = [ingest.Record(FIXTURES / n, Path(n).stem, n) for n in IN_BANK[:2]]
+    ingest.index_records(store, bank, first, names)
+    indexes = LocalIndexSet(store.data_dir, store.catalog)
+    before = indexes.get(bank.id)
+    assert before.n_vectors == 2 and len(before) > 100
+    size_before = len(before)
+
+    rest = [ingest.Record(FIXTURES / n, Path(n).stem, n) for n in IN_BANK[2:]]
+    ingest.index_records(store, bank, rest, names)
+    grown = indexes.get(bank.id)
+    assert grown.n_vectors == 4 and len(grown) > size_before
+    # A fresh process loads the saved file instead of recomputing.
+    reloaded = LocalIndexSet(store.data_dir, store.catalog).get(bank.id)
+    assert reloaded.n_vectors == 4 and len(reloaded) == len(grown)
+
+    with store.catalog.session() as s:
+        item = store.catalog.item_by_sha(s, bank.id, ingest.file_sha256(FIXTURES / IN_BANK[0]))
+        store.delete_items(s, [item.id])
+    after = indexes.get(bank.id)
+    assert after.n_vectors == 3
+    assert set(np.unique(after.owners)) <= {v for v in np.unique(grown.owners)}
+    assert len(np.unique(after.owners)) == 3
+
+
+def test_pack_round_trip_and_signal_distance() -> None:
+    from indexer import images
+
+    picture = images.load(FIXTURES / "astronaut.png")
+    features = local.extract_features(picture)
+    assert 100 < len(features) <= local.MAX_KEYPOINTS
+    back = local.unpack(local.pack(features), picture.original_size[0])
+    assert np.array_equal(back.descriptors, features.descriptors)
+    assert np.allclose(back.xy, features.xy, atol=1 / 16)
+    other = local.SIFT.extract(images.load(FIXTURES / "brick.png"))[0].vector
+    same = local.SIFT.extract(images.load(jpeg_bytes(photo("astronaut.png"), 70)))[0].vector
+    mine = local.SIFT.extract(picture)[0].vector
+    assert local.SIFT.distance(mine, same) < local.SIFT.default_thresholds.match
+    assert local.SIFT.distance(mine, other) > local.SIFT.default_thresholds.review
