@@ -18,8 +18,6 @@ bank, which keeps the total retraining cost linear in the bank's size.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ import numpy as np
 from indexer.scene import storage, vlad
 from indexer.scene.features import LocalFeatures
 from indexer.signals.base import VectorKind
+from indexer.store.atomic import write_atomically
 from indexer.store.catalog import Catalog
 from indexer.store.vectors import FaissFloatIndex, Hit, load_saved, save_atomically
 
@@ -87,10 +86,10 @@ class SceneBankIndex:
         # The meta goes first and comes back last: a crash in between leaves no
         # meta, hence a rebuild, never a vocabulary that does not fit the index.
         meta_path.unlink(missing_ok=True)
-        _write_atomically(vocab_path, _npy_bytes(self.vocabulary))
+        write_atomically(vocab_path, _npy_bytes(self.vocabulary))
         self.index.revision = self.meta.revision
         save_atomically(self.index, index_path)
-        _write_atomically(meta_path, json.dumps(self.meta.__dict__).encode())
+        write_atomically(meta_path, json.dumps(self.meta.__dict__).encode())
 
     # keeping current -----------------------------------------------------
     def current(self) -> SceneBankIndex:
@@ -184,14 +183,3 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _write_atomically(path: Path, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import struct
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from indexer.signals import local
+from indexer.store.atomic import write_atomically
 from indexer.store.catalog import Catalog, Vector
 
 _MAGIC = b"RUNLOC1\0"
@@ -150,21 +149,6 @@ def nlist_for(n_descriptors: int) -> int:
     """Inverted lists: about 4 sqrt(N), a power of two, 256..65536 (FAISS's guideline)."""
     target = 4.0 * np.sqrt(max(n_descriptors, 1))
     return int(min(65536, max(256, 2 ** int(np.round(np.log2(target))))))
-
-
-def write_atomically(path: Path, payload: bytes) -> None:
-    """Temporary file, fsync, rename: readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class LocalIndexSet:

@@ -18,10 +18,10 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import tempfile
 from pathlib import Path
 
 from indexer.crypto import Cipher, is_sealed
+from indexer.store.atomic import write_atomically
 
 ENCRYPTED_KINDS = frozenset({"missing_person"})
 
@@ -55,17 +55,7 @@ class PhotoStore:
         else:
             payload = data
         path = self._path(namespace, token)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, payload)
         return token
 
     def get(self, namespace: str, token: str) -> bytes:

@@ -17,9 +17,7 @@ stale file is detected and rebuilt from the catalog.
 
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ import faiss
 import numpy as np
 
 from indexer.signals.base import Signal, VectorKind
+from indexer.store.atomic import write_atomically
 
 _MAGIC = b"RUNIDX1\0"
 _HEADER = struct.Struct("<8sQ")  # magic, catalog revision
@@ -178,23 +177,7 @@ def new_index(signal: Signal) -> VectorIndex:
 
 def save_atomically(index: VectorIndex, path: Path) -> None:
     """Write ``index`` with its revision so that readers see the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = _HEADER.pack(_MAGIC, index.revision) + index.to_bytes()
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomically(path, _HEADER.pack(_MAGIC, index.revision) + index.to_bytes())
 
 
 def load_saved(signal: Signal, path: Path) -> VectorIndex | None:
