@@ -61,6 +61,8 @@ Try next:
   .venv/bin/reunite --data {args.data} banks
   .venv/bin/reunite --data {args.data} match fixtures/chelsea.png --bank demo-ads --json
   .venv/bin/reunite --data {args.data} index YOUR_CRAWL_FOLDER --bank ads --workers 2
+  .venv/bin/reunite --data {args.data} keys create --role reviewer --name me   # key on the last line
+  .venv/bin/reunite --data {args.data} serve    # API at http://127.0.0.1:8000/docs, reviewers at /review
 """)
 
 
