@@ -63,6 +63,11 @@ class ServiceMiddleware:
         if scope["method"] in _METHODS_WITH_BODY:
             body = await _read_body(scope, receive, limit)
             if body is None:
+                # Read (and drop) the rest of a moderately oversized body first:
+                # answering mid-upload makes the server close a socket the client
+                # is still writing to, and the client sees "connection reset"
+                # instead of our 413. Beyond the drain cap we answer at once.
+                await _drain(scope, receive, limit * 16)
                 await _send_error(send, 413, "too_large", f"the request body exceeds {limit:,} bytes")
                 self.metrics.observe(scope["method"], "body_limit", 413, time.perf_counter() - start)
                 return
@@ -104,6 +109,23 @@ class ServiceMiddleware:
             raise
 
 
+async def _drain(scope: Scope, receive: Any, cap: int) -> None:
+    """Consume the rest of the request body, up to ``cap`` bytes in all."""
+    if (scope.get("state") or {}).get("body_complete"):
+        return  # nothing left: another receive() would wait for the disconnect
+    for name, value in scope.get("headers") or []:
+        if name == b"content-length" and value.isdigit() and int(value) > cap:
+            return
+    seen = 0
+    while seen <= cap:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        seen += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
 async def _read_body(scope: Scope, receive: Any, limit: int) -> bytes | None:
     """The whole body, or None as soon as it is known to exceed ``limit``."""
     for name, value in scope.get("headers") or []:
@@ -122,6 +144,8 @@ async def _read_body(scope: Scope, receive: Any, limit: int) -> bytes | None:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
+            if not message.get("more_body", False):
+                scope.setdefault("state", {})["body_complete"] = True
             return None
         chunks.append(chunk)
         if not message.get("more_body", False):
