@@ -75,7 +75,6 @@ def index_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Index a crawl (folder or manifest) into a bank; re-running resumes."""
-    from tqdm import tqdm
 
     from indexer import ingest
 
@@ -92,14 +91,7 @@ def index_cmd(
         bank_row = store.catalog.ensure_bank(bank, kind)
     except ValueError as exc:
         raise fail(str(exc)) from None
-    bar = tqdm(total=len(records), unit="img", disable=quiet or None, file=sys.stderr,
-               dynamic_ncols=True)
-
-    def progress(done: int, failed: int) -> None:
-        bar.n = done
-        bar.set_postfix(errors=failed, refresh=False)
-        bar.refresh()
-
+    bar, progress = progress_bar(len(records), quiet)
     report = ingest.index_records(store, bank_row, records, names, workers=workers,
                                   source=str(source), progress=progress)
     bar.close()
@@ -113,6 +105,20 @@ def index_cmd(
     if report.interrupted:
         typer.echo("interrupted: run the same command again to resume", err=True)
         raise typer.Exit(130)
+
+
+def progress_bar(total: int, quiet: bool):  # noqa: ANN201 - (tqdm, callback)
+    """A stderr progress bar (images/s and errors) and the callback ingest drives it with."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="img", disable=quiet or None, file=sys.stderr, dynamic_ncols=True)
+
+    def progress(done: int, failed: int) -> None:
+        bar.n = done
+        bar.set_postfix(errors=failed, refresh=False)
+        bar.refresh()
+
+    return bar, progress
 
 
 def _read_queries(images: list[Path], manifest: Path | None) -> list[tuple[str, Path]]:

@@ -13,14 +13,13 @@ Importing this module also registers ``export`` and ``import`` (api.cli_exchange
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 import api.cli_exchange  # noqa: F401 - registers `export` and `import`
-from api.cli import app, fail, open_store, parse_signals
+from api.cli import app, fail, open_store, parse_signals, progress_bar
 
 REGION_HELP = "Country (ISO 3166 alpha-2) of phone numbers written without +prefix."
 
@@ -36,7 +35,6 @@ def link_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Index a crawl of ads and link its ads into networks (re-running resumes)."""
-    from tqdm import tqdm
 
     from indexer import ingest
     from matcher.links import LinkConfig, Linker, Occurrence, file_reader
@@ -51,12 +49,7 @@ def link_cmd(
         bank_row = store.catalog.ensure_bank(bank, "ads")
     except ValueError as exc:
         raise fail(str(exc)) from None
-    bar = tqdm(total=len(records), unit="img", disable=quiet or None, file=sys.stderr, dynamic_ncols=True)
-
-    def progress(done: int, failed: int) -> None:
-        bar.n = done
-        bar.set_postfix(errors=failed, refresh=False)
-        bar.refresh()
+    bar, progress = progress_bar(len(records), quiet)
 
     report = ingest.index_records(store, bank_row, records, names, workers=workers,
                                   source=str(source), progress=progress)

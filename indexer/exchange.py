@@ -32,7 +32,6 @@ import hmac
 import os
 import re
 import secrets
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from sqlalchemy import select
 from indexer import pipeline
 from indexer.signals import base as signals
 from indexer.signals.base import SignalVector
+from indexer.store.atomic import write_atomically
 from indexer.store.catalog import Bank, Item, Subject, Vector, utcnow
 from indexer.store.store import NewImage, Store
 
@@ -261,16 +261,7 @@ def export_bank(store: Store, bank: Bank, fmt: str, out: Path, key_file: Path | 
     key, public, created = signing_key(store.data_dir, key_file)
     signed = sign(body, fmt, key)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(signed)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(out, signed, mode=0o644)  # a list meant to be shared
     return ExportResult(out, len(rows) - skipped, skipped, fingerprint(key.public_key()), public, created)
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from indexer.images import Picture
 from indexer.scene import features as local
 from indexer.signals.base import Signal, SignalVector, Thresholds, VectorKind, register, unregister
+from indexer.signals.onnx_runtime import open_session
 
 DEFAULT_SIDE = 224
 
@@ -55,18 +56,10 @@ class OnnxSceneSignal(Signal):
     def __init__(self, model_path: Path | str, *, name: str = "scene_onnx",
                  preprocess: Preprocess | str = "imagenet", side: int | None = None,
                  thresholds: Thresholds | None = None) -> None:
-        import onnxruntime as ort  # optional dependency: only needed when configured
-
         self.model_path = Path(model_path)
-        if not self.model_path.is_file():
-            raise FileNotFoundError(f"ONNX scene model not found: {self.model_path}")
         self.name = name
         self.preprocess = PRESETS[preprocess] if isinstance(preprocess, str) else preprocess
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(self.model_path), options,
-                                             providers=["CPUExecutionProvider"])
+        self._session = open_session(self.model_path, "scene")
         self._lock = threading.Lock()
         model_input = self._session.get_inputs()[0]
         self._input = model_input.name

@@ -28,6 +28,7 @@ from PIL import Image
 from indexer.images import Picture
 from indexer.signals import faces as dlib_faces
 from indexer.signals.base import Signal, SignalVector, Thresholds, VectorKind, register, unregister
+from indexer.signals.onnx_runtime import open_session
 
 CROP = 112
 # ArcFace's reference positions (112x112) of the eye centres and the base of the
@@ -96,18 +97,10 @@ class OnnxFaceSignal(Signal):
     def __init__(self, model_path: Path | str, *, name: str = "face_onnx",
                  preprocess: Preprocess | str = "arcface",
                  thresholds: Thresholds | None = None) -> None:
-        import onnxruntime as ort  # optional dependency: only needed when configured
-
         self.model_path = Path(model_path)
-        if not self.model_path.is_file():
-            raise FileNotFoundError(f"ONNX face model not found: {self.model_path}")
         self.name = name
         self.preprocess = PRESETS[preprocess] if isinstance(preprocess, str) else preprocess
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1  # one image per worker: parallelism is across workers
-        options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(self.model_path), options,
-                                             providers=["CPUExecutionProvider"])
+        self._session = open_session(self.model_path, "face")
         self._lock = threading.Lock()
         model_input = self._session.get_inputs()[0]
         self._input = model_input.name
