@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+import api.cli_venues  # noqa: F401 - registers `venues` (venue-bank maintenance)
 from api.cli import app, fail, open_store
 
 
