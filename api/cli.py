@@ -73,8 +73,20 @@ def index_cmd(
         "--signals", help="Signal families or names, comma separated (default: per kind).")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    link: Annotated[bool, typer.Option(
+        "--link/--no-link", help="Ads banks: record each ad's photos and contacts and link new ads "
+                                 "into networks.")] = True,
+    region: Annotated[str, typer.Option(
+        "--region", help="Ads banks: country (ISO 3166 alpha-2) of phone numbers without +prefix.")
+                      ] = "US",
 ) -> None:
-    """Index a crawl (folder or manifest) into a bank; re-running resumes."""
+    """Index a crawl (folder or manifest) into a bank; re-running resumes.
+
+    For an ``ads`` bank the manifest's ``label`` is the ad id and its other
+    columns (site, url, posted_at, phones, emails, location, ...) are kept per
+    ad, reposts included, and new ads are linked into networks (``--no-link``
+    defers that to ``reunite networks``).
+    """
 
     from indexer import ingest
 
@@ -105,6 +117,10 @@ def index_cmd(
     if report.interrupted:
         typer.echo("interrupted: run the same command again to resume", err=True)
         raise typer.Exit(130)
+    if bank_row.kind == "ads" and link:
+        from api.cli_networks import link_records
+
+        typer.echo(link_records(store, bank_row, records, region))
 
 
 def progress_bar(total: int, quiet: bool):  # noqa: ANN201 - (tqdm, callback)

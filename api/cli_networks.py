@@ -1,11 +1,11 @@
-"""``reunite link`` and ``reunite networks``: ads grouped into networks (and, on import, hash exchange).
+"""Ads into networks: the linking step of ``reunite index`` for ads banks, and ``reunite networks``.
 
-``link`` indexes a crawl exactly as ``reunite index`` does and then records
-every (ad, photo) row, including ads that repost a photo the bank already
-holds (``index`` stores each image once, so without this the reposting ad
-would be lost), and links what is new. ``networks`` first links whatever was
-indexed since the last run (plain ``index``, the HTTP ingest) and then prints
-the networks.
+``reunite index`` of an ``ads`` bank calls :func:`link_records` after indexing:
+it records every (ad, photo) row, including ads that repost a photo the bank
+already holds (``index`` stores each image once, so without this the reposting
+ad would be lost), and links what is new. ``reunite link`` remains as a hidden
+alias. ``networks`` first links whatever was indexed since the last run
+(``index --no-link``, the HTTP ingest) and then prints the networks.
 
 Importing this module also registers ``export`` and ``import`` (api.cli_exchange).
 """
@@ -14,51 +14,31 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 import api.cli_exchange  # noqa: F401 - registers `export` and `import`
-from api.cli import app, fail, open_store, parse_signals, progress_bar
+from api.cli import app, fail, index_cmd, open_store
+
+if TYPE_CHECKING:
+    from indexer.ingest import Record
+    from indexer.store.catalog import Bank
+    from indexer.store.store import Store
 
 REGION_HELP = "Country (ISO 3166 alpha-2) of phone numbers written without +prefix."
 
 
-@app.command("link")
-def link_cmd(
-    source: Annotated[Path, typer.Argument(help="Folder, CSV/JSONL manifest or image file of ads.")],
-    bank: Annotated[str, typer.Option("--bank", help="Ads bank to index into and link.")],
-    signals_opt: Annotated[str | None, typer.Option(
-        "--signals", help="Signal families or names, comma separated (default: as for ads).")] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Indexing processes.")] = 1,
-    region: Annotated[str, typer.Option("--region", help=REGION_HELP)] = "US",
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
-) -> None:
-    """Index a crawl of ads and link its ads into networks (re-running resumes)."""
+def link_records(store: Store, bank: Bank, records: list[Record], region: str = "US") -> str:
+    """Record every (ad, photo) row of an indexed ads crawl and link what is new; returns a summary.
 
+    ``index`` stores each image once, so the rows of ads that repost a photo
+    the bank already holds are recorded here (with their manifest columns),
+    or the reposting ad would be lost.
+    """
     from indexer import ingest
     from matcher.links import LinkConfig, Linker, Occurrence, file_reader
 
-    try:
-        records = ingest.read_source(source)
-    except ingest.ManifestError as exc:
-        raise fail(str(exc)) from None
-    names = parse_signals(signals_opt, "ads")
-    store = open_store()
-    try:
-        bank_row = store.catalog.ensure_bank(bank, "ads")
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-    bar, progress = progress_bar(len(records), quiet)
-
-    report = ingest.index_records(store, bank_row, records, names, workers=workers,
-                                  source=str(source), progress=progress)
-    bar.close()
-    ingest.write_report(store, report)
-    typer.echo(report.summary())
-    if report.interrupted:
-        typer.echo("interrupted: run the same command again to resume", err=True)
-        raise typer.Exit(130)
     paths: dict[str, Path] = {}
     occurrences = []
     for record in records:
@@ -69,9 +49,25 @@ def link_cmd(
         paths.setdefault(sha, record.path)
         occurrences.append(Occurrence(record.label, sha, record.attributes))
     linker = Linker(store, config=LinkConfig(region=region))
-    linker.record(bank_row, occurrences)
-    typer.echo(linker.update(bank_row, read=file_reader(paths)).summary())
+    linker.record(bank, occurrences)
+    summary = linker.update(bank, read=file_reader(paths)).summary()
     store.checkpoint()
+    return summary
+
+
+@app.command("link", hidden=True)
+def link_cmd(
+    source: Annotated[Path, typer.Argument(help="Folder, CSV/JSONL manifest or image file of ads.")],
+    bank: Annotated[str, typer.Option("--bank", help="Ads bank to index into and link.")],
+    signals_opt: Annotated[str | None, typer.Option(
+        "--signals", help="Signal families or names, comma separated (default: as for ads).")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Indexing processes.")] = 1,
+    region: Annotated[str, typer.Option("--region", help=REGION_HELP)] = "US",
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Alias of `reunite index --kind ads` (kept for scripts written before linking moved there)."""
+    index_cmd(source, bank, kind="ads", signals_opt=signals_opt, workers=workers, quiet=quiet,
+              link=True, region=region)
 
 
 @app.command("networks")

@@ -352,7 +352,8 @@ def main() -> None:
     # Run 1: the real commands on the crawl without the held-out ads.
     manifest = write_manifest(base, args.work / f"crawl-{args.seed}.csv")
     t0 = time.perf_counter()
-    reunite(data, "link", str(manifest), "--bank", "crawl", "--signals", args.signals, "--quiet")
+    reunite(data, "index", str(manifest), "--bank", "crawl", "--kind", "ads", "--signals", args.signals,
+            "--quiet")
     t1 = time.perf_counter()
     lines = reunite(data, "networks", "--bank", "crawl", "--json").stdout.splitlines()
     t2 = time.perf_counter()

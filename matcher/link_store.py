@@ -15,6 +15,12 @@ worked out, so a new ad only adds rows:
   withdrawal, retention) deletes its rows by cascade.
 - ``ad_linked_items``: the images already searched, so a run resumes where it
   stopped and never searches an image twice.
+- ``ad_prints``: each image's PDQ keys and thumbnails (:mod:`matcher.link_prints`),
+  so a new image is compared with every stored one without decoding any of them.
+- ``ad_item_links``: the image pairs behind hash-based photo links, with how
+  many other images witness that the pair only shares a common template; a
+  pair becomes a template pair (and stops grouping its ads) when later images
+  bring the witnesses up to the threshold.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     UniqueConstraint,
     select,
@@ -91,6 +98,35 @@ class LinkedItem(Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
     bank_id: Mapped[int] = mapped_column(Integer, index=True)
     linked_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AdPrint(Base):
+    """The linker's print of one image (PDQ keys and 32x32 grey thumbnails)."""
+
+    __tablename__ = "ad_prints"
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
+    bank_id: Mapped[int] = mapped_column(Integer, index=True)
+    pdq: Mapped[bytes] = mapped_column(LargeBinary)
+    quality: Mapped[float | None] = mapped_column(Float, nullable=True)
+    thumb: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    trim_pdq: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    trim_quality: Mapped[float | None] = mapped_column(Float, nullable=True)
+    trim_thumb: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class AdItemLink(Base):
+    """Two images within the link distance of each other (``a < b``, item ids)."""
+
+    __tablename__ = "ad_item_links"
+    __table_args__ = (UniqueConstraint("a", "b"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bank_id: Mapped[int] = mapped_column(Integer, index=True)
+    a: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    b: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    distance: Mapped[int] = mapped_column(Integer)
+    # Other images that share what a and b share while showing something else.
+    witnesses: Mapped[int] = mapped_column(Integer, default=0)
+    template: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 def upsert_link(s: Session, bank_id: int, x: int, y: int, kind: str, strength: float,

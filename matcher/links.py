@@ -5,15 +5,20 @@ the common score scale of :mod:`matcher.decide` (0.8 = safe without a
 person). Kinds and where their strength comes from:
 
 - ``photo``: the two ads show the same image (same sha256: 1.0) or a copy of
-  it (re-encoded, resized, mirrored, cropped, overlaid): a candidate at
-  decision ``match`` from the matcher's copy searchers over the ads bank (the
-  hash searcher with dihedral variants, the local-feature searcher with its
-  geometric verification); the strength is the candidate's score. A hash
-  candidate must be *crawl grade* (:meth:`Linker.crawl_grade`): in a crawl
-  every photo meets every other, and the query-time thresholds (a 64-bit hash
-  within a few bits, PDQ within 70) join unrelated portraits every few
-  thousand pairs, which connected components then turn into merged networks.
-  So hashes link only through PDQ at a strict distance;
+  it. Copies are found two ways:
+
+  * through the image's *print* (:mod:`matcher.link_prints`): its PDQ with the
+    8 dihedral variants and the PDQ of the picture with uniform borders
+    trimmed, compared with every stored print at PDQ's strict distance (31 of
+    256 bits, bank policy ``link_pdq_distance``; the query-time thresholds, a
+    64-bit hash within a few bits or PDQ within 70, join unrelated portraits
+    every few thousand pairs, which connected components then turn into merged
+    networks). A pair whose shared part is a common template (several other
+    images share it while showing a third content where the pair differs) is
+    kept as weak evidence (strength 0.5, ``template``) and does not group;
+  * by the matcher's local-feature copy searcher with geometric verification
+    (cropped, pasted, rotated reposts), where the bank has local features:
+    candidates at decision ``match`` link, with their score as strength;
 - ``phone`` / ``email``: a shared normalised contact (:mod:`matcher.contacts`),
   strength :attr:`LinkConfig.contact_strength`;
 - ``face``: the same face in both ads, found by a radius search in the bank's
@@ -26,7 +31,8 @@ person). Kinds and where their strength comes from:
 
 Each image is searched once (``ad_linked_items``) and each (ad, image)
 occurrence is worked out once (``ad_photos.linked``), so linking a new ad
-costs one search per new image whatever the size of the crawl.
+costs one pass over the packed PDQ keys (milliseconds at 10,000 images) and a
+few indexed catalog look-ups per new image, never a pass over the crawl.
 """
 
 from __future__ import annotations
@@ -38,17 +44,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, exists, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from indexer import images, pipeline
+from indexer import images
+from indexer.images import Picture
 from indexer.signals import base as signals
-from indexer.signals.base import SignalVector, Thresholds, VectorKind
-from indexer.store.catalog import Bank, Item, Vector
+from indexer.signals.base import Thresholds, VectorKind
+from indexer.signals.hashes import PDQ_SIDE
+from indexer.store.catalog import Bank, Base, Item, Vector, utcnow
 from indexer.store.store import Store
 from matcher import contacts, decide
-from matcher.link_store import AdContact, AdPhoto, LinkedItem, ads_showing, upsert_link
-from matcher.search import HASH_FAMILY, Candidate, HashSearcher, Matcher, merge
+from matcher import link_prints as prints
+from matcher.link_store import (
+    AdContact,
+    AdItemLink,
+    AdLink,
+    AdPhoto,
+    AdPrint,
+    LinkedItem,
+    ads_showing,
+    upsert_link,
+)
+from matcher.search import Candidate, HashSearcher, Matcher, merge
 
 FACE_FAMILY = "faces"
 SCENE_FAMILY = "scene"
@@ -71,6 +89,16 @@ class LinkConfig:
     # high-precision operating point of PDQ's authors for matching at scale
     # (bank policy ``link_pdq_distance`` overrides it).
     pdq_distance: float = 31.0
+    # Neighbours within this PDQ distance are the witnesses of the template test
+    # (the query-time review radius of PDQ: template pages sit 20-70 bits apart).
+    wide_distance: float = 70.0
+    max_neighbours: int = 64
+    # Witnesses that make a hash pair a template pair (measured: copies of one
+    # photo have 0-1, screenshots of different photos in one web page 40+).
+    template_witnesses: int = 3
+    template_rule: prints.TemplateRule = field(default_factory=prints.TemplateRule)
+    # A template pair stays on record as evidence below the grouping strength.
+    template_cap: float = decide.REVIEW_SCORE
     face_tightening: float = 0.75
     scene_cap: float = decide.MATCH_SCORE - 0.01
 
@@ -108,6 +136,11 @@ class Linker:
         self.store = store
         self.matcher = matcher or Matcher(store)
         self.config = config or LinkConfig()
+        self._key_indexes: dict[int, prints.KeyIndex] = {}
+        # The link tables live on the catalog's Base; a store opened before this
+        # module was imported has not created them yet.
+        Base.metadata.create_all(store.catalog.engine, tables=[
+            t.__table__ for t in (AdPhoto, AdContact, AdLink, LinkedItem, AdPrint, AdItemLink)])
 
     # --- occurrences ---------------------------------------------------------
     def record(self, bank: Bank, occurrences: Iterable[Occurrence]) -> int:
@@ -211,13 +244,14 @@ class Linker:
             assert item is not None
             vectors = list(s.scalars(select(Vector).where(Vector.item_id == item_id)))
         data = read(item) if read is not None else None
-        copies, from_vectors = self._copies(bank, item, vectors, data)
+        picture, copies = self._decoded_copies(bank, data)
         found: list[tuple[str, int, float, dict[str, Any]]] = [
             ("photo", c.item, c.score, {**c.evidence, "items": [item_id, c.item]})
             for c in copies if c.decision == decide.MATCH and c.item != item_id]
         found += self._near_vectors(bank, item_id, vectors)
         new = 0
         with self.store.catalog.session() as s:
+            new += self._link_prints(s, bank, item_id, vectors, picture)
             showing = ads_showing(s, [item_id, *{other for _k, other, _st, _e in found}])
             mine = showing.get(item_id, set())
             for kind, other_item, strength, evidence in found:
@@ -225,54 +259,181 @@ class Linker:
                     for other in showing.get(other_item, set()):
                         new += upsert_link(s, bank.id, ad, other, kind, strength, evidence)
             s.add(LinkedItem(item_id=item_id, bank_id=bank.id))
-        return new, from_vectors
+        return new, picture is None
 
-    def _copies(self, bank: Bank, item: Item, vectors: list[Vector], data: bytes | None
-                ) -> tuple[list[Candidate], bool]:
-        """Copy-search candidates of an image in its own bank, from its bytes or stored hashes."""
-        if data is not None:
-            try:
-                query = self.matcher.prepare(data, [bank])
-            except images.ImageError:
-                query = None
-            if query is not None:
-                merged: dict[Any, Candidate] = {}
-                for searcher in self.matcher.searchers:
-                    if searcher.name in NON_COPY_SEARCHERS or not searcher.applies(bank):
-                        continue
-                    for cand in searcher.search(query, bank, self.config.top):
-                        if not self.crawl_grade(searcher.name, cand, bank):
-                            continue
-                        key = cand.subject_id if cand.subject_id is not None else ("item", cand.item)
-                        merged[key] = merge(merged.get(key), cand)
-                return list(merged.values()), False
-        hashes = [SignalVector(v.signal, np.frombuffer(v.data, dtype=np.uint8).copy(), quality=v.quality)
-                  for v in vectors if _family(v.signal) == HASH_FAMILY]
-        extraction = pipeline.Extraction(sha256=item.sha256, width=item.width, height=item.height,
-                                         format=item.format, frames=1, vectors=hashes)
-        searcher = next((x for x in self.matcher.searchers if isinstance(x, HashSearcher)), None)
-        searcher = searcher or HashSearcher(self.store, self.matcher.defaults)
-        found = searcher._match_bank(extraction, bank, self.config.top)
-        return [c for c in found if self.crawl_grade(searcher.name, c, bank)], True
+    def _decoded_copies(self, bank: Bank, data: bytes | None) -> tuple[Picture | None, list[Candidate]]:
+        """The decoded image (None without bytes) and its local-feature copy candidates.
 
-    def crawl_grade(self, searcher: str, cand: Candidate, bank: Bank) -> bool:
-        """Whether a copy candidate may link two ads of a crawl (see the module docstring).
-
-        Exact copies count, and so do candidates at decision ``match`` of a
-        searcher that verifies geometrically (local features). A hash
-        candidate needs PDQ within :attr:`LinkConfig.pdq_distance` at usable
-        quality, whatever the query-time thresholds are: those are calibrated
-        for one query against one gallery, not for every pair of a crawl.
+        Hash copies are found through the prints (:meth:`_link_prints`); the
+        matcher's other copy searchers (local features with geometric
+        verification) run when the bank has their signals, and only their
+        candidates at decision ``match`` link.
         """
-        ev = cand.evidence
-        if ev.get("sha256") == 0:
-            return True
-        if searcher != HashSearcher.name:
-            return cand.decision == decide.MATCH
-        pdq, quality = ev.get("pdq"), ev.get("pdq_quality")
-        limit = float((bank.policy or {}).get("link_pdq_distance", self.config.pdq_distance))
+        if data is None:
+            return None, []
+        searchers = [x for x in self.matcher.searchers if x.name not in NON_COPY_SEARCHERS
+                     and x.name != HashSearcher.name and x.applies(bank)]
+        try:
+            if not searchers:
+                return images.load(data, max_side=PDQ_SIDE), []
+            query = self.matcher.prepare(data, [bank])
+        except images.ImageError:
+            return None, []
+        merged: dict[Any, Candidate] = {}
+        for searcher in searchers:
+            for cand in searcher.search(query, bank, self.config.top):
+                if cand.decision != decide.MATCH:
+                    continue
+                key = cand.subject_id if cand.subject_id is not None else ("item", cand.item)
+                merged[key] = merge(merged.get(key), cand)
+        return query.picture, list(merged.values())
+
+    # --- hash links through prints --------------------------------------------
+    def _keys(self, s: Session, bank: Bank) -> prints.KeyIndex:
+        """The bank's key index, loaded once per process (reloaded when another process added prints)."""
+        stored = s.scalar(select(func.count()).select_from(AdPrint).where(AdPrint.bank_id == bank.id)) or 0
+        index = self._key_indexes.get(bank.id)
+        if index is not None and len(index.items) == stored:
+            return index
+        index = prints.KeyIndex()
+        rows = s.execute(select(AdPrint.item_id, AdPrint.pdq, AdPrint.trim_pdq)
+                         .where(AdPrint.bank_id == bank.id).order_by(AdPrint.item_id))
+        for item_id, pdq, trim in rows:
+            index.add(int(item_id), prints.FULL, bytes(pdq))
+            if trim:
+                index.add(int(item_id), prints.TRIM, bytes(trim))
+        self._key_indexes[bank.id] = index
+        return index
+
+    def _print(self, vectors: list[Vector], picture: Picture | None) -> prints.Print | None:
+        if picture is not None:
+            return prints.print_of(picture)
+        stored = next((v for v in vectors if v.signal == "pdq"), None)
+        if stored is None:
+            return None
+        return prints.Print(pdq=bytes(stored.data), quality=stored.quality)
+
+    def _link_prints(self, s: Session, bank: Bank, item_id: int, vectors: list[Vector],
+                     picture: Picture | None) -> int:
+        """Hash links of a new image to every stored one, minus pairs that only share a template."""
+        mine = self._print(vectors, picture)
+        if mine is None:
+            return 0
+        cfg = self.config
+        limit = float((bank.policy or {}).get("link_pdq_distance", cfg.pdq_distance))
+        index = self._keys(s, bank)
+        near = {k: v for k, v in index.search(mine.keys(), max(cfg.wide_distance, limit)).items()
+                if k != item_id}
+        near = dict(sorted(near.items(), key=lambda kv: (kv[1][0], kv[0]))[:cfg.max_neighbours])
+        rows = _prints_of(s, list(near))
+        s.add(AdPrint(item_id=item_id, bank_id=bank.id, pdq=mine.pdq, quality=mine.quality,
+                      thumb=mine.thumb, trim_pdq=mine.trim_pdq, trim_quality=mine.trim_quality,
+                      trim_thumb=mine.trim_thumb))
+        index.add(item_id, prints.FULL, mine.pdq)
+        if mine.trim_pdq:
+            index.add(item_id, prints.TRIM, mine.trim_pdq)
+        thumbs = {other: _thumbs(row) for other, row in rows.items()}
+        my_thumbs = _thumbs(mine)
         min_quality = getattr(signals.get("pdq"), "min_quality", 0) / 100.0
-        return pdq is not None and pdq <= limit and (quality is None or quality >= min_quality)
+        new = 0
+        pairs: list[tuple[int, int, int, bool]] = []  # (other, distance, witnesses, template)
+        for other, (dist, qkind, skind) in near.items():
+            row = rows.get(other)
+            if row is None or dist > limit:
+                continue
+            qualities = [(mine.quality if qkind == prints.FULL else mine.trim_quality),
+                         (row.quality if skind == prints.FULL else row.trim_quality)]
+            if any(q is not None and q < min_quality for q in qualities):
+                continue
+            a = _pick(my_thumbs, qkind)
+            b = _pick(thumbs[other], skind)
+            count = 0
+            if a is not None and b is not None:
+                witnesses = [t for w, t in thumbs.items() if w != other and t]
+                count = prints.template_witnesses(a, b, witnesses, cfg.template_rule)
+            pairs.append((other, dist, count, count >= cfg.template_witnesses))
+        showing = ads_showing(s, [item_id, *(p[0] for p in pairs)])
+        for other, dist, count, template in pairs:
+            lo, hi = sorted((item_id, other))
+            s.add(AdItemLink(bank_id=bank.id, a=lo, b=hi, distance=dist, witnesses=count,
+                             template=template))
+            strength, evidence = self._hash_strength(dist, limit, item_id, other, count, template)
+            for ad in showing.get(item_id, set()):
+                for other_ad in showing.get(other, set()):
+                    new += upsert_link(s, bank.id, ad, other_ad, "photo", strength, evidence)
+        s.flush()
+        if my_thumbs:
+            self._witness_earlier_pairs(s, bank, item_id, my_thumbs, thumbs, limit)
+        return new
+
+    def _hash_strength(self, dist: int, limit: float, x: int, y: int, witnesses: int,
+                       template: bool) -> tuple[float, dict[str, Any]]:
+        strength = decide.signal_score(dist, Thresholds(limit, self.config.wide_distance), 256)
+        evidence: dict[str, Any] = {"pdq": dist, "items": [x, y]}
+        if witnesses:
+            evidence["template_witnesses"] = witnesses
+        if template:
+            strength = min(strength, self.config.template_cap)
+            evidence["template"] = True
+        return strength, evidence
+
+    def _witness_earlier_pairs(self, s: Session, bank: Bank, item_id: int,
+                               my_thumbs: list[np.ndarray], thumbs: dict[int, list[np.ndarray]],
+                               limit: float) -> None:
+        """Count the new image as a witness against earlier hash pairs among its neighbours.
+
+        Links are made in arrival order, so the first two ads that paste
+        different photos into one template are linked before any third shows
+        it is a template; each later image re-examines the pairs near it, and a
+        pair whose witnesses reach the threshold stops grouping its ads.
+        """
+        near = [n for n, t in thumbs.items() if t]
+        if not near:
+            return
+        earlier = list(s.scalars(select(AdItemLink).where(
+            AdItemLink.bank_id == bank.id, AdItemLink.template.is_(False),
+            or_(AdItemLink.a.in_(near), AdItemLink.b.in_(near)))))
+        need = [x for link in earlier for x in (link.a, link.b) if x not in thumbs and x != item_id]
+        if need:
+            thumbs = {**thumbs, **{k: _thumbs(v) for k, v in _prints_of(s, need).items()}}
+        for link in earlier:
+            if item_id in (link.a, link.b):
+                continue
+            ta, tb = thumbs.get(link.a), thumbs.get(link.b)
+            if not ta or not tb:
+                continue
+            if prints.template_witnesses(ta[0], tb[0], [my_thumbs], self.config.template_rule) == 0:
+                continue
+            link.witnesses += 1
+            if link.witnesses >= self.config.template_witnesses:
+                link.template = True
+                self._demote(s, bank, link, limit)
+
+    def _demote(self, s: Session, bank: Bank, pair: AdItemLink, limit: float) -> None:
+        """Recompute the photo links that a pair now known to share only a template supported."""
+        showing = ads_showing(s, [pair.a, pair.b])
+        for x in showing.get(pair.a, set()):
+            for y in showing.get(pair.b, set()):
+                lo, hi = sorted((x, y))
+                row = s.scalar(select(AdLink).where(AdLink.bank_id == bank.id, AdLink.a == lo,
+                                                    AdLink.b == hi, AdLink.kind == "photo"))
+                if row is None or "pdq" not in (row.evidence or {}) or "sha256" in row.evidence:
+                    continue  # an identical file or a verified local-feature copy still stands
+                items_x, items_y = _items_of(s, x), _items_of(s, y)
+                support = s.scalars(select(AdItemLink).where(
+                    AdItemLink.template.is_(False),
+                    or_(and_(AdItemLink.a.in_(items_x), AdItemLink.b.in_(items_y)),
+                        and_(AdItemLink.a.in_(items_y), AdItemLink.b.in_(items_x))))
+                    .order_by(AdItemLink.distance)).first()
+                if support is not None:
+                    strength, evidence = self._hash_strength(support.distance, limit, support.a,
+                                                             support.b, support.witnesses, False)
+                else:
+                    strength, evidence = self._hash_strength(pair.distance, limit, pair.a, pair.b,
+                                                             pair.witnesses, True)
+                row.strength = round(strength, 4)
+                row.evidence = evidence
+                row.updated_at = utcnow()
 
     def _near_vectors(self, bank: Bank, item_id: int, vectors: list[Vector]
                       ) -> list[tuple[str, int, float, dict[str, Any]]]:
@@ -310,6 +471,31 @@ def _family(signal_name: str) -> str | None:
         return signals.get(signal_name).family
     except KeyError:  # vectors of a plug-in not loaded in this process
         return None
+
+
+def _prints_of(s: Session, item_ids: list[int]) -> dict[int, AdPrint]:
+    out: dict[int, AdPrint] = {}
+    for start in range(0, len(item_ids), 900):
+        for row in s.scalars(select(AdPrint).where(AdPrint.item_id.in_(item_ids[start:start + 900]))):
+            out[int(row.item_id)] = row
+    return out
+
+
+def _thumbs(p: AdPrint | prints.Print) -> list[np.ndarray]:
+    """[full, trimmed] thumbnails as float arrays; [] without a thumbnail (hash-only print)."""
+    full = prints.thumb_array(p.thumb)
+    if full is None:
+        return []
+    trim = prints.thumb_array(p.trim_thumb)
+    return [full] if trim is None else [full, trim]
+
+
+def _pick(thumbs: list[np.ndarray], kind: int) -> np.ndarray | None:
+    return thumbs[kind] if kind < len(thumbs) else None
+
+
+def _items_of(s: Session, subject_id: int) -> list[int]:
+    return [int(i) for i in s.scalars(select(AdPhoto.item_id).where(AdPhoto.subject_id == subject_id))]
 
 
 def _items_by_sha(s: Session, bank_id: int, shas: set[str]) -> dict[str, int]:

@@ -21,7 +21,7 @@ from PIL import ImageOps
 from indexer import ingest
 from indexer.store.store import Store
 from matcher import contacts, networks
-from matcher.link_store import AdLink
+from matcher.link_store import AdLink, AdPhoto
 from matcher.links import Linker, Occurrence, file_reader
 
 NETWORK_A = {"a1", "a2", "a3", "a4"}
@@ -140,8 +140,16 @@ def test_new_ads_link_incrementally_and_ids_are_stable(crawl: Path, data_dir: Pa
 
 
 def test_cli_networks_json_and_graph_round_trip(crawl: Path, data_dir: Path, tmp_path: Path) -> None:
-    run_reunite("link", str(crawl), "--bank", "ads", "--signals", "hashes", "--quiet",
-                data=data_dir, check=True)
+    done = run_reunite("index", str(crawl), "--bank", "ads", "--kind", "ads", "--signals", "hashes",
+                       "--quiet", data=data_dir, check=True)
+    assert "new link(s)" in done.stdout  # `index` of an ads bank links as it goes
+    store = Store(data_dir)
+    with store.catalog.session() as s:  # the repost row of a4 is kept with its columns
+        rows = {(sid, item) for sid, item in s.query(AdPhoto.subject_id, AdPhoto.item_id)}
+        assert len(rows) == 9
+        b2 = next(p.attributes for p in s.query(AdPhoto) if p.attributes.get("emails"))
+        assert b2["site"] == "site-three.example" and "415.867.5309" in b2["phones"]
+    store.catalog.engine.dispose()
     graphml, gexf = tmp_path / "ads.graphml", tmp_path / "ads.gexf"
     done = run_reunite("networks", "--bank", "ads", "--json", "--graphml", str(graphml),
                        "--gexf", str(gexf), data=data_dir, check=True)
@@ -154,7 +162,6 @@ def test_cli_networks_json_and_graph_round_trip(crawl: Path, data_dir: Path, tmp
     assert run_reunite("networks", "--bank", "ads", "--min-size", "4", "--json",
                        data=data_dir, check=True).stdout.count("\n") == 1
 
-    store = Store(data_dir)
     expected = networks.to_graph(networks.find_networks(store.catalog, store.bank_or_error("ads")))
     assert expected.number_of_nodes() == 7 and expected.number_of_edges() >= 6
     for back in (nx.read_graphml(graphml), nx.read_gexf(gexf)):
