@@ -10,6 +10,7 @@ pass over the link table.
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -28,6 +29,9 @@ NetworkId = Annotated[str, Path(pattern=r"^N-[0-9a-f]{12}$", description="A netw
 MinStrength = Query(networks.DEFAULT_MIN_STRENGTH, ge=0.0, le=1.0,
                     description="Weakest link that groups ads (0.8: the match tier).")
 _update_lock = threading.Lock()
+# One Linker per service: it keeps each bank's link-print keys in memory, so an
+# update costs the new images only, not a reload of every print.
+_linkers: weakref.WeakKeyDictionary[Service, Linker] = weakref.WeakKeyDictionary()
 
 
 class NetworkOut(BaseModel):
@@ -66,7 +70,9 @@ def _ads_banks(svc: Service, name: str | None) -> list[Bank]:
 
 def _current(svc: Service, banks: list[Bank]) -> None:
     with _update_lock:
-        linker = Linker(svc.store, svc.matcher)
+        linker = _linkers.get(svc)
+        if linker is None:
+            linker = _linkers[svc] = Linker(svc.store, svc.matcher)
         for bank in banks:
             linker.update(bank)
     svc.maybe_checkpoint()
