@@ -16,8 +16,8 @@
    photos the suite does not contain (one per place from the venues suite; 20%
    held out as non-mated), with the faces suite's LFW photos as distractors.
    This checks that the numbers are not tuned to copydet's files.
-3. ``--growth``: search cost of the descriptor index with the bank replicated
-   to k times its size (synthetic references: real descriptor sets plus noise,
+3. ``--growth``: search cost and memory of the descriptor index at given reference counts
+   (synthetic references: real descriptor sets plus noise, IVF-Flat and IVF-PQ,
    placed in their inverted lists), to see how query time grows toward 100,000
    references. Memory per reference is measured too.
 """
@@ -40,6 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import copy_suite as cs  # noqa: E402
 import copy_transforms as ct  # noqa: E402
 
+from indexer.signals import local  # noqa: E402
+from indexer.store import features  # noqa: E402
 from indexer.store.features import LocalIndexSet  # noqa: E402
 from matcher import copy_search  # noqa: E402
 from matcher import defaults as defaults_mod  # noqa: E402
@@ -124,41 +126,103 @@ def generated_suite(shared: Path, out: Path, n_originals: int, seed: int = 7) ->
     return out
 
 
-def growth(store: Any, bank: Any, factors: list[int], queries: list[np.ndarray]) -> list[dict[str, Any]]:
-    """Descriptor-search time per query with the bank's references replicated ``factor`` times."""
-    base = LocalIndexSet(store.data_dir, store.catalog).get(bank.id)
-    ivf = faiss.extract_index_ivf(base.index)
-    invlists = ivf.invlists
-    vecs, lists = [], []
-    for li in range(ivf.nlist):
-        n = invlists.list_size(li)
-        if n:
-            codes = faiss.rev_swig_ptr(invlists.get_codes(li), n * ivf.code_size)
-            vecs.append(np.frombuffer(bytes(codes), dtype=np.float32).reshape(n, ivf.d))
-            lists.append(np.full(n, li, dtype=np.int64))
-    real, assign = np.concatenate(vecs), np.concatenate(lists)
-    refs = base.n_vectors
+def _real_descriptors(store: Any, bank: Any) -> tuple[np.ndarray, int]:
+    """Every RootSIFT row of the bank (from the catalog) and the number of references."""
+    rows, refs = [], 0
+    index_set = LocalIndexSet(store.data_dir, store.catalog)
+    for _ids, blobs in index_set._iter_vectors(bank.id, 0):
+        for blob in blobs:
+            rows.append(local.unpack(blob).rootsift())
+            refs += 1
+    return np.ascontiguousarray(np.concatenate(rows)), refs
+
+
+BENCH_TRAIN_PER_LIST = 20
+MAX_BENCH_NLIST = 8192
+
+
+def _quantizer(real: np.ndarray, nlist: int, rng: np.random.Generator) -> faiss.IndexFlatL2:
+    """Coarse centroids from FAISS k-means on a sample of the real descriptors."""
+    sample = real[rng.choice(len(real), min(len(real), BENCH_TRAIN_PER_LIST * nlist), replace=False)]
+    km = faiss.Kmeans(real.shape[1], nlist, niter=8, seed=1234)
+    km.train(np.ascontiguousarray(sample))
+    quantizer = faiss.IndexFlatL2(real.shape[1])
+    quantizer.add(km.centroids)
+    return quantizer
+
+
+def _empty(kind: str, quantizer: faiss.IndexFlatL2, real: np.ndarray,
+           rng: np.random.Generator) -> faiss.IndexIVF:
+    """An empty IVF index of ``kind`` on ``quantizer`` (PQ codebooks trained on real residuals)."""
+    d, nlist = real.shape[1], quantizer.ntotal
+    index: faiss.IndexIVF
+    if kind == "ivf_pq":
+        index = faiss.IndexIVFPQ(quantizer, d, nlist, features.PQ_BYTES, 8)
+        index.train(np.ascontiguousarray(real[rng.choice(len(real), min(len(real), 100_000),
+                                                         replace=False)]))
+    else:
+        index = faiss.IndexIVFFlat(quantizer, d, nlist)
+        index.is_trained = True
+    index.nprobe = features.NPROBE
+    return index
+
+
+def growth(store: Any, bank: Any, sizes: list[int], queries: list[np.ndarray],
+           memory_limit_gb: float = 8.0) -> list[dict[str, Any]]:
+    """Descriptor-search CPU per query and index memory at ``sizes`` references, per index kind.
+
+    Synthetic references: the bank's real descriptor sets, copied with Gaussian
+    noise (sigma 0.02 per dimension, re-normalised) and kept in the inverted list of
+    the descriptor they copy, so that lists grow as they would with more photos.
+    Index kinds: IVF-Flat (what banks below ``features.PQ_MIN_DESCRIPTORS`` use) and
+    IVF-PQ (above); nlist from ``features.nlist_for`` capped at 8192 (k-means for
+    more lists does not fit this 2-core machine). A kind whose index would exceed
+    ``memory_limit_gb`` is not built and its size is reported as extrapolated.
+    """
+    import resource
+
+    real, refs = _real_descriptors(store, bank)
     rng = np.random.default_rng(0)
     out = []
-    for factor in factors:
-        index = faiss.IndexIVFFlat(ivf.quantizer, ivf.d, ivf.nlist)
-        index.is_trained = True
-        index.nprobe = ivf.nprobe
-        for copy in range(factor):
-            x = real if copy == 0 else real + rng.normal(0, 0.02, real.shape).astype(np.float32)
-            if copy:
-                faiss.normalize_L2(x)
-            index.add_core(len(x), faiss.swig_ptr(np.ascontiguousarray(x)), None,
-                           faiss.swig_ptr(assign))
-        start = time.process_time()
-        for q in queries:
-            index.search(q, copy_search.NEIGHBOURS)
-        per_query = (time.process_time() - start) / len(queries)
-        out.append({"references": refs * factor, "descriptors": int(index.ntotal),
-                    "search_cpu_ms": round(1000 * per_query, 2),
-                    "index_mb": round(index.ntotal * (ivf.d * 4 + 8) / 2**20, 1)})
-        print(f"  growth x{factor}: {out[-1]}", flush=True)
-        del index
+    quantizers: dict[int, tuple[faiss.IndexFlatL2, np.ndarray]] = {}
+    for size in sizes:
+        factor = max(1, int(round(size / refs)))
+        n_desc = len(real) * factor
+        nlist = min(MAX_BENCH_NLIST, features.nlist_for(refs * factor * local.MAX_KEYPOINTS))
+        for kind in ("ivf_flat", "ivf_pq"):
+            bytes_per = (features.PQ_BYTES if kind == "ivf_pq" else 4 * real.shape[1]) + 8 + 8
+            row: dict[str, Any] = {"references": refs * factor, "descriptors": n_desc, "kind": kind,
+                                   "nlist": nlist,
+                                   "index_gb": round((n_desc * bytes_per + nlist * 512) / 2**30, 2)}
+            if row["index_gb"] > memory_limit_gb:
+                row["search_cpu_ms"] = None
+                out.append(row)
+                print(f"  growth {row} (not built: over {memory_limit_gb} GB)", flush=True)
+                continue
+            if nlist not in quantizers:
+                t0 = time.process_time()
+                quantizer = _quantizer(real, nlist, rng)
+                _d, assign = quantizer.search(real, 1)
+                quantizers[nlist] = (quantizer, np.ascontiguousarray(assign.ravel()))
+                print(f"  trained {nlist} lists in {time.process_time() - t0:.0f} s CPU", flush=True)
+            quantizer, assign = quantizers[nlist]
+            index = _empty(kind, quantizer, real, rng)
+            for copy in range(factor):
+                x = real if copy == 0 else real + rng.normal(0, 0.02, real.shape).astype(np.float32)
+                if copy:
+                    faiss.normalize_L2(x)
+                index.add_core(len(x), faiss.swig_ptr(np.ascontiguousarray(x)), None,
+                               faiss.swig_ptr(assign))
+                del x
+            start = time.process_time()
+            for q in queries:
+                index.search(q, copy_search.NEIGHBOURS)
+            row["search_cpu_ms"] = round(1000 * (time.process_time() - start) / len(queries), 1)
+            row["max_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+            out.append(row)
+            print(f"  growth {row}", flush=True)
+            index.own_fields = False  # the quantizer is shared between kinds
+            del index
     return out
 
 
@@ -169,7 +233,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("/tmp/copydet-data"))
     ap.add_argument("--generated", type=int, default=0, help="Originals in the generated suite (0: skip).")
     ap.add_argument("--generated-dir", type=Path, default=Path("/tmp/copygen"))
-    ap.add_argument("--growth", default="", help="Replication factors, e.g. 1,3,10 (empty: skip).")
+    ap.add_argument("--growth", default="",
+                    help="Reference counts, e.g. 1000,10000,100000 (empty: skip).")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     faiss.omp_set_num_threads(1)
@@ -199,7 +264,6 @@ def main() -> None:
 
     if args.growth:
         from indexer import images
-        from indexer.signals import local
         sample = [r["path"] for r in cs.read_csv(args.suite / "queries.csv")[:50]]
         qs = [local.extract_features(images.load(args.suite / p, max_side=2048),
                                      max_keypoints=local.QUERY_KEYPOINTS, max_side=local.QUERY_SIDE

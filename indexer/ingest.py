@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer import images, pipeline
+from indexer.store import features
 from indexer.store.catalog import Bank
 from indexer.store.store import NewImage, Store
 
@@ -259,6 +260,10 @@ def index_records(
         checkpoint_seconds = -1.0  # force the final save
         flush()
         report.seconds = time.monotonic() - start
+    if report.indexed and not report.interrupted:
+        # Train/fill the local-feature descriptor index now rather than on the first query.
+        features.update_after_ingest(store, bank, signal_names)
+    report.seconds = time.monotonic() - start
     return report
 
 

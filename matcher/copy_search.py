@@ -14,13 +14,13 @@ The verified evidence is scored by :func:`matcher.decide.copy_score`.
 
 from __future__ import annotations
 
-import weakref
 from collections import Counter
 from typing import Any
 
 import numpy as np
 
 from indexer.signals import local
+from indexer.store import features as feature_store
 from indexer.store.catalog import Bank
 from indexer.store.features import LocalIndexSet
 from indexer.store.store import Store
@@ -37,22 +37,20 @@ VOTE_DISTANCE = 0.5
 SHORTLIST = 6
 MIN_VOTES = 3
 
-_INDEXES: weakref.WeakKeyDictionary[Store, LocalIndexSet] = weakref.WeakKeyDictionary()
-
-
 def local_indexes(store: Store) -> LocalIndexSet:
-    """One descriptor-index set per open store, shared by every Matcher on it."""
-    if store not in _INDEXES:
-        _INDEXES[store] = LocalIndexSet(store.data_dir, store.catalog)
-    return _INDEXES[store]
+    """The store's descriptor indexes (built by the indexer after each ingest run)."""
+    return feature_store.for_store(store)
 
 
 def query_features(query: Query, flip: bool) -> tuple[local.LocalFeatures, np.ndarray]:
     """The query's features (mirrored or not) and their RootSIFT rows, computed once per query."""
     key = f"sift_features_{'flip' if flip else 'orig'}"
     if key not in query.cache:
-        features = local.extract_features(query.picture, max_keypoints=local.QUERY_KEYPOINTS,
-                                          max_side=local.QUERY_SIDE, flip=flip)
+        if flip:
+            features = local.mirrored(query_features(query, False)[0])
+        else:
+            features = local.extract_features(query.picture, max_keypoints=local.QUERY_KEYPOINTS,
+                                              max_side=local.QUERY_SIDE, spread=False)
         query.cache[key] = (features, features.rootsift())
     return query.cache[key]
 

@@ -14,7 +14,12 @@ Small banks are searched exactly (``IndexFlatL2``). From
 :data:`IVF_MIN_DESCRIPTORS` descriptors on, an inverted file (``IndexIVFFlat``)
 is trained with FAISS k-means on a sample of the bank's own descriptors; it is
 retrained when the bank has grown :data:`RETRAIN_GROWTH` times past the size
-it was trained for.
+it was trained for. From :data:`PQ_MIN_DESCRIPTORS` on (about 10,000 photos)
+the inverted file stores product-quantised codes (``IndexIVFPQ``,
+:data:`PQ_BYTES` bytes instead of 512 per descriptor): the index only picks
+which references to verify, and verification re-reads the exact descriptors
+from the catalog, so approximate distances cost little recall while a bank of
+100,000 photos fits in 2 GB instead of 22 GB (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ import io
 import json
 import struct
 import threading
-from collections.abc import Iterator
+import weakref
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
@@ -35,9 +42,15 @@ from indexer.signals import local
 from indexer.store.atomic import write_atomically
 from indexer.store.catalog import Catalog, Vector
 
+if TYPE_CHECKING:
+    from indexer.store.catalog import Bank
+    from indexer.store.store import Store
+
 _MAGIC = b"RUNLOC1\0"
 _LEN = struct.Struct("<Q")
 IVF_MIN_DESCRIPTORS = 100_000
+PQ_MIN_DESCRIPTORS = 4_000_000
+PQ_BYTES = 32  # sub-quantizers of 4 dimensions, 8 bits each
 RETRAIN_GROWTH = 4.0
 TRAIN_PER_LIST = 40
 NPROBE = 8
@@ -72,7 +85,10 @@ class LocalFeatureIndex:
             return cls(faiss.IndexFlatL2(dim), np.zeros(0, np.int64))
         nlist = nlist_for(expected_descriptors)
         quantizer = faiss.IndexFlatL2(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist)
+        if expected_descriptors >= PQ_MIN_DESCRIPTORS:
+            index = faiss.IndexIVFPQ(quantizer, dim, nlist, PQ_BYTES, 8)
+        else:
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist)
         index.cp.niter = 10
         index.cp.seed = _SEED
         index.train(np.ascontiguousarray(sample, dtype=np.float32))
@@ -85,6 +101,11 @@ class LocalFeatureIndex:
     @property
     def is_ivf(self) -> bool:
         return isinstance(self.index, faiss.IndexIVF)
+
+    @property
+    def is_pq(self) -> bool:
+        """True for product-quantised codes (large banks), False for exact vectors."""
+        return isinstance(self.index, faiss.IndexIVFPQ)
 
     def add(self, vector_ids: np.ndarray, blobs: list[bytes]) -> None:
         """Add the descriptors of packed ``sift`` vectors (one per catalog vector id)."""
@@ -200,7 +221,8 @@ class LocalIndexSet:
                   and self._count(bank_id, index.max_vector_id) == index.n_vectors
                   and not (index.is_ivf and total * local.MAX_KEYPOINTS
                            > RETRAIN_GROWTH * index.trained_for)
-                  and not (not index.is_ivf and total * local.MAX_KEYPOINTS >= IVF_MIN_DESCRIPTORS))
+                  and not (not index.is_ivf and total * local.MAX_KEYPOINTS >= IVF_MIN_DESCRIPTORS)
+                  and not (not index.is_pq and total * local.MAX_KEYPOINTS >= PQ_MIN_DESCRIPTORS))
         if not usable:
             index = LocalFeatureIndex.empty(total * local.MAX_KEYPOINTS,
                                             self._sample(bank_id, total))
@@ -249,3 +271,26 @@ class LocalIndexSet:
         with self._lock:
             self._indexes.pop(bank_id, None)
             self.path(bank_id).unlink(missing_ok=True)
+
+
+_PER_STORE: weakref.WeakKeyDictionary[Store, LocalIndexSet] = weakref.WeakKeyDictionary()
+
+
+def for_store(store: Store) -> LocalIndexSet:
+    """One descriptor-index set per open store, shared by the indexer and every Matcher on it."""
+    if store not in _PER_STORE:
+        _PER_STORE[store] = LocalIndexSet(store.data_dir, store.catalog)
+    return _PER_STORE[store]
+
+
+def update_after_ingest(store: Store, bank: Bank, signal_names: Iterable[str]) -> None:
+    """Bring ``bank``'s descriptor index up to date (trained, filled, written) right after indexing.
+
+    Why here: training the inverted file's k-means takes tens of seconds on a
+    bank of a thousand photos; done lazily it lands on whichever query comes
+    first. After an ingest run the catalog is complete, so the index is built
+    (or caught up with the new vectors, or retrained when the bank has grown
+    past :data:`RETRAIN_GROWTH`) once, by the process that just wrote it.
+    """
+    if local.SIFT.name in set(signal_names):
+        for_store(store).get(bank.id)
