@@ -113,14 +113,14 @@ def index_cmd(
     if len(report.errors) > 20:
         typer.echo(f"  ... and {len(report.errors) - 20} more", err=True)
     typer.echo(report.summary())
+    if bank_row.kind == "ads" and link and not report.interrupted:
+        from api.cli_networks import link_records
+
+        typer.echo(link_records(store, bank_row, records, region))
     typer.echo(f"report: {path}")
     if report.interrupted:
         typer.echo("interrupted: run the same command again to resume", err=True)
         raise typer.Exit(130)
-    if bank_row.kind == "ads" and link:
-        from api.cli_networks import link_records
-
-        typer.echo(link_records(store, bank_row, records, region))
 
 
 def progress_bar(total: int, quiet: bool):  # noqa: ANN201 - (tqdm, callback)
