@@ -10,27 +10,45 @@ Two stages, as in large-scale landmark retrieval:
    RootSIFT matches, fundamental matrix by MAGSAC++); people were masked
    before the features were computed, so no keypoint on a person votes.
 
-The evidence of a reference is ``inliers + vlad_weight * similarity``: inliers
-are the strong evidence, and the global similarity breaks the many ties
-between references with a handful of chance inliers (low-texture rooms).
-Candidates are per venue (subject): its best reference decides. The fused
-evidence is mapped to reunite's common score so that the calibrated ``match``
-and ``review`` thresholds (``matcher/defaults.json``, section ``scene``, from
-``bench/calibrate_venues.py``) land at the common decision scores.
+The evidence of a reference is ``inliers + vlad_weight * similarity +
+colour_weight * colour``: inliers are the strong evidence, and the global
+similarities break the many ties between references with a handful of chance
+inliers (low-texture rooms, wide baselines). ``colour`` is the cosine of the
+stored ``scene`` vectors (HSV histogram of the unmasked background): colour
+shifts with white balance between a reference shot and an ad, so its weight is
+small and fitted, but on rooms that share no verifiable keypoints it is often
+the only evidence left (measured: bench/calibrate_venues.py picks its weight
+leave-one-place-out, and BENCHMARKS.md reports the ranking with and without).
+Candidates are per venue (subject): its best reference is its evidence (a sum
+over a venue's references was measured and is worse: a venue with several
+references then collects several helpings of chance inliers).
+
+The decision is on the *margin*: the venue's evidence minus the best other
+venue's (or minus :data:`CHANCE_EVIDENCE` when there is no other). A fixed
+threshold on the evidence itself is unsafe because chance evidence varies from
+query to query (on the venues suite the best *wrong* venue of a query gets 8 to
+12 inliers and a VLAD similarity of 0.1 to 0.3, while a third of the right
+venues get no more); a clear lead over every other venue of the bank is what
+one room and only one room explains. The margin is mapped to reunite's common
+score so that the calibrated ``match`` and ``review`` thresholds
+(``matcher/defaults.json``, section ``scene``, from ``bench/calibrate_venues.py``)
+land at the common decision scores; the mapping is monotone, so ranking by
+score is ranking by evidence.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from indexer.scene import storage
 from indexer.scene.bank import SceneBankIndex
+from indexer.scene.features import FEATURE_SIDE
 from indexer.scene.geometry import verify
 from indexer.signals import base as signals
-from indexer.signals.scene import SCENE, scene_features
+from indexer.signals.scene import SCENE, SCENE_SIGNAL, scene_features, summary_vector
 from indexer.store.catalog import Bank
 from indexer.store.store import Store
 from matcher import decide
@@ -42,10 +60,11 @@ from matcher.search import Candidate, Query, register_searcher
 class SceneParams:
     """The searcher's calibrated parameters (defaults.json section ``scene``)."""
 
-    shortlist: int = 20
-    vlad_weight: float = 50.0
-    match: float = 60.0
-    review: float = 30.0
+    shortlist: int = 50
+    vlad_weight: float = 25.0
+    colour_weight: float = 10.0
+    match: float = 20.0
+    review: float = 5.0
 
     @classmethod
     def from_section(cls, section: dict[str, Any], policy: dict[str, Any] | None = None) -> SceneParams:
@@ -53,19 +72,33 @@ class SceneParams:
         base = cls()
         return cls(shortlist=int(merged.get("shortlist", base.shortlist)),
                    vlad_weight=float(merged.get("vlad_weight", base.vlad_weight)),
+                   colour_weight=float(merged.get("colour_weight", base.colour_weight)),
                    match=float(merged.get("match", base.match)),
                    review=float(merged.get("review", base.review)))
 
 
-def evidence_score(evidence: float, params: SceneParams) -> float:
-    """Fused evidence -> common score: review -> 0.5, match -> 0.8, twice match -> 1."""
-    e = max(0.0, float(evidence))
-    if e >= params.match:
-        return min(1.0, decide.MATCH_SCORE + (1 - decide.MATCH_SCORE) * (e - params.match) / params.match)
-    if e >= params.review:
+# A fundamental matrix fits its minimal sample (7-8 matches) exactly, so that
+# many "inliers" are what any pair with a few tentative matches gets by chance:
+# the runner-up evidence assumed when a bank holds a single venue.
+CHANCE_EVIDENCE = 8.0
+# Below the review threshold the score fades out over this many evidence units.
+FADE = 10.0
+
+
+def evidence_score(margin: float, params: SceneParams) -> float:
+    """Margin over the best other venue -> common score: review -> 0.5, match -> 0.8.
+
+    Monotone over the whole line (negative margins included: every venue but
+    the first has one), so that sorting by score keeps the evidence order.
+    """
+    m = float(margin)
+    if m >= params.match:
+        return min(1.0, decide.MATCH_SCORE
+                   + (1 - decide.MATCH_SCORE) * (m - params.match) / max(params.match, 1e-9))
+    if m >= params.review:
         span = max(params.match - params.review, 1e-9)
-        return decide.REVIEW_SCORE + (decide.MATCH_SCORE - decide.REVIEW_SCORE) * (e - params.review) / span
-    return decide.REVIEW_SCORE * e / max(params.review, 1e-9)
+        return decide.REVIEW_SCORE + (decide.MATCH_SCORE - decide.REVIEW_SCORE) * (m - params.review) / span
+    return decide.REVIEW_SCORE * 2.0 / (1.0 + float(np.exp((params.review - m) / FADE)))
 
 
 class SceneSearcher:
@@ -101,22 +134,25 @@ class SceneSearcher:
         refs = storage.load_features(self.store.catalog, shortlist)
         query_desc = feats.rootsift
         query_code = index.encode(feats)
-        best: dict[Any, Candidate] = {}
+        query_colour = summary_vector(query.picture.shrunk(FEATURE_SIDE).rgb, mask.keep)
+        best: dict[Any, tuple[float, Candidate]] = {}
         for vid in sorted(shortlist):
             if vid not in owners or vid not in refs:
                 continue
-            _vec, item, subject = owners[vid]
+            vec, item, subject = owners[vid]
             ref = refs[vid]
             # A reference found only through an embedding still gets its VLAD similarity.
             sim = similarity.get(vid)
             if sim is None:
                 sim = float(query_code @ index.encode(ref))
             check = verify(feats, ref, query_desc=query_desc)
-            fused = check.inliers + params.vlad_weight * max(sim, 0.0)
-            score = evidence_score(fused, params)
+            colour = float(query_colour @ SCENE_SIGNAL.from_bytes(vec.data))
+            fused = (check.inliers + params.vlad_weight * max(sim, 0.0)
+                     + params.colour_weight * max(colour, 0.0))
             evidence: dict[str, Any] = {
                 "scene_inliers": check.inliers, "scene_matches": check.matches,
-                "scene_similarity": round(sim, 4), "scene_evidence": round(fused, 2),
+                "scene_similarity": round(sim, 4), "scene_colour": round(colour, 4),
+                "scene_evidence": round(fused, 2),
                 "scene_keypoints": len(feats), "scene_masked": round(mask.masked_share, 3),
             }
             if vid in embedded:
@@ -129,12 +165,11 @@ class SceneSearcher:
             cand = Candidate(bank=bank.name, label=subject.label if subject is not None else str(item.id),
                              subject_id=subject.id if subject is not None else None,
                              pseudonym=subject.pseudonym if subject is not None else None,
-                             item=item.id, score=score, decision=decide.decision_for(score),
-                             evidence=evidence)
+                             item=item.id, score=0.0, decision=decide.NONE, evidence=evidence)
             key = subject.id if subject is not None else ("item", item.id)
-            if key not in best or cand.score > best[key].score:
-                best[key] = cand
-        return sorted(best.values(), key=lambda c: (-c.score, c.label))[:top]
+            if key not in best or fused > best[key][0]:
+                best[key] = (fused, cand)
+        return rank_venues(list(best.values()), params)[:top]
 
     def _embedding_shortlist(self, query: Query, bank: Bank, k: int) -> dict[int, float]:
         """References nearest by any plug-in scene embedding of the bank: scene vector id -> cosine."""
@@ -171,6 +206,20 @@ class SceneSearcher:
             rows = s.execute(select(Vector.item_id, Vector.id).where(
                 Vector.item_id.in_(list(item_ids)), Vector.signal == SCENE)).all()
         return {int(item): int(vid) for item, vid in rows}
+
+
+def rank_venues(venues: list[tuple[float, Candidate]], params: SceneParams) -> list[Candidate]:
+    """(evidence, candidate) per venue -> candidates scored by their margin, best first."""
+    order = sorted(venues, key=lambda ec: (-ec[0], ec[1].label))
+    out = []
+    for i, (fused, cand) in enumerate(order):
+        others = [e for j, (e, _c) in enumerate(order[:2]) if j != i]
+        runner_up = max(others[0] if others else CHANCE_EVIDENCE, CHANCE_EVIDENCE)
+        margin = fused - runner_up
+        score = evidence_score(margin, params)
+        cand.evidence["scene_margin"] = round(margin, 2)
+        out.append(replace(cand, score=score, decision=decide.decision_for(score)))
+    return out
 
 
 register_searcher(SceneSearcher)

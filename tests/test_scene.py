@@ -25,8 +25,8 @@ from indexer.scene.geometry import verify
 from indexer.signals import base as signals
 from indexer.signals.scene import SCENE, scene_features
 from indexer.store.store import Store
-from matcher.scene_search import SceneParams, SceneSearcher, evidence_score
-from matcher.search import Matcher
+from matcher.scene_search import CHANCE_EVIDENCE, SceneParams, SceneSearcher, evidence_score, rank_venues
+from matcher.search import Candidate, Matcher
 from tests.conftest import jpeg_bytes, photo
 
 ROOMS = {"cafe": "coffee.png", "cat_room": "chelsea.png", "launch_hall": "rocket.jpg"}
@@ -166,6 +166,28 @@ def test_right_venue_ranks_first_despite_the_person(venue_bank: tuple[Store, Pat
             assert found[0].evidence["venue"]["name"] == label.title()
 
 
+def test_evidence_fuses_inliers_vlad_and_colour_and_margin_is_over_the_runner_up(
+        venue_bank: tuple[Store, Path]) -> None:
+    store, _root = venue_bank
+    bank = store.bank_or_error("venues")
+    matcher = Matcher(store)
+    params = SceneParams.from_section(matcher.defaults.section("scene"))
+    query = with_red_box(view(photo("chelsea.png"), 9, strength=0.1))
+    found = [c for c in matcher.match(jpeg_bytes(query), [bank], top=5) if "scene_evidence" in c.evidence]
+    assert [c.label for c in found][:1] == ["cat_room"] and len(found) == 3
+    for c in found:
+        e = c.evidence
+        fused = (e["scene_inliers"] + params.vlad_weight * max(e["scene_similarity"], 0)
+                 + params.colour_weight * max(e["scene_colour"], 0))
+        assert e["scene_evidence"] == pytest.approx(fused, abs=0.05)
+    # (The matcher orders merged candidates by their best score over all signals.)
+    first = found[0].evidence
+    runner_up = max(max(c.evidence["scene_evidence"] for c in found[1:]), CHANCE_EVIDENCE)
+    assert first["scene_margin"] == pytest.approx(first["scene_evidence"] - runner_up, abs=0.05)
+    # The room's own colours (the red box masked) are closer than any other room's.
+    assert first["scene_colour"] > max(c.evidence["scene_colour"] for c in found[1:])
+
+
 def test_unrelated_photo_gets_no_match(venue_bank: tuple[Store, Path]) -> None:
     store, _root = venue_bank
     bank = store.bank_or_error("venues")
@@ -203,8 +225,29 @@ def test_evidence_score_is_monotone_and_calibrated() -> None:
     p = SceneParams(match=60, review=30)
     assert evidence_score(30, p) == pytest.approx(0.5)
     assert evidence_score(60, p) == pytest.approx(0.8)
-    values = [evidence_score(x, p) for x in range(0, 200, 5)]
-    assert values == sorted(values) and values[-1] == 1.0
+    values = [evidence_score(x, p) for x in range(-100, 200, 5)]
+    assert values == sorted(values) and values[-1] == 1.0 and values[0] > 0
+
+
+def _venue(label: str) -> Candidate:
+    return Candidate(bank="b", label=label, subject_id=None, pseudonym=None, item=1, score=0.0,
+                     decision="none", evidence={})
+
+
+def test_decision_is_on_the_margin_over_the_best_other_venue() -> None:
+    p = SceneParams(match=20, review=5)
+    # Lots of evidence, but another venue has nearly as much: a review at best, never a match.
+    close = rank_venues([(95.0, _venue("a")), (100.0, _venue("b")), (12.0, _venue("c"))], p)
+    assert [c.label for c in close] == ["b", "a", "c"]
+    assert [c.evidence["scene_margin"] for c in close] == [5.0, -5.0, -88.0]
+    assert close[0].decision == "review" and all(c.decision == "none" for c in close[1:])
+    assert [c.score for c in close] == sorted((c.score for c in close), reverse=True)
+    # A clear lead is a match, whatever the absolute level.
+    clear = rank_venues([(40.0, _venue("a")), (12.0, _venue("b"))], p)
+    assert clear[0].decision == "match" and clear[1].decision == "none"
+    # Alone in the bank, the lead is over chance evidence, not over nothing.
+    alone = rank_venues([(CHANCE_EVIDENCE + 10, _venue("a"))], p)
+    assert alone[0].evidence["scene_margin"] == 10 and alone[0].decision == "review"
 
 
 def _tiny_model(path: Path, dim: int = 6) -> None:
