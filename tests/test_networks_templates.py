@@ -130,3 +130,43 @@ def test_template_witnesses_counts_third_contents() -> None:
     # Pairs that differ everywhere or nowhere have no shared template part to test.
     assert link_prints.template_witnesses(a, 255 - a, others) == 0
     assert link_prints.template_witnesses(a, a + 1, others) == 0
+
+
+def test_later_pages_demote_an_earlier_template_link(crawl: Path, data_dir: Path) -> None:
+    """Two pages linked while nothing showed the template is common stop grouping once others arrive."""
+    from indexer import ingest
+    from matcher.links import Linker, Occurrence, file_reader
+
+    pages = {x: _print(crawl.parent / f"{x}.jpg") for x in SCREENSHOTS}
+    index = link_prints.KeyIndex()
+    for n, label in enumerate(SCREENSHOTS):
+        index.add(n, link_prints.FULL, pages[label].pdq)
+    first, second = next(
+        (label, SCREENSHOTS[other]) for label in SCREENSHOTS
+        for other, (_d, _q, _s) in index.search(pages[label].keys(), LinkConfig().pdq_distance).items()
+        if SCREENSHOTS[other] != label)
+    store = Store(data_dir)
+    bank = store.catalog.ensure_bank("ads", "ads")
+    linker = Linker(store)
+    records = {r.label: r for r in ingest.read_source(crawl)}
+
+    def add(labels: list[str]) -> None:
+        batch = [records[x] for x in labels]
+        ingest.index_records(store, bank, batch, ["pdq", "phash"])
+        shas = {ingest.file_sha256(r.path): r for r in batch}
+        linker.record(bank, [Occurrence(r.label, sha, r.attributes) for sha, r in shas.items()])
+        linker.update(bank, read=file_reader({sha: r.path for sha, r in shas.items()}))
+
+    def grouped() -> list[set[str]]:
+        return [set(n.summary()["ads"]) for n in networks.find_networks(store.catalog, bank)]
+
+    add([first, second])
+    assert {first, second} in grouped()  # nothing yet says the page is a template
+    add([x for x in SCREENSHOTS if x not in (first, second)])
+    assert all(len(g & set(SCREENSHOTS)) <= 1 for g in grouped())
+    with store.catalog.session() as s:
+        first_pair = s.query(AdItemLink).order_by(AdItemLink.id).first()
+        assert first_pair is not None and first_pair.template
+        assert first_pair.witnesses >= LinkConfig().template_witnesses
+        kept = [x for x in s.query(AdLink).filter(AdLink.kind == "photo") if x.evidence.get("template")]
+    assert kept and all(x.strength < networks.DEFAULT_MIN_STRENGTH for x in kept)
