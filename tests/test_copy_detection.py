@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from indexer import ingest
+from indexer import images, ingest
 from indexer.kinds import default_families
 from indexer.signals import base as signals
 from indexer.signals import local
@@ -181,8 +181,6 @@ def test_descriptor_index_catches_up_and_rebuilds_after_delete(tmp_path: Path) -
 
 
 def test_pack_round_trip_and_signal_distance() -> None:
-    from indexer import images
-
     picture = images.load(FIXTURES / "astronaut.png")
     features = local.extract_features(picture)
     assert 100 < len(features) <= local.MAX_KEYPOINTS
@@ -194,3 +192,29 @@ def test_pack_round_trip_and_signal_distance() -> None:
     mine = local.SIFT.extract(picture)[0].vector
     assert local.SIFT.distance(mine, same) < local.SIFT.default_thresholds.match
     assert local.SIFT.distance(mine, other) > local.SIFT.default_thresholds.review
+
+
+@pytest.mark.parametrize("name", ["astronaut.png", "chelsea.png"])
+@pytest.mark.parametrize("frac", [0.5, 0.4])
+def test_small_corner_crop_of_an_ad_sized_photo_matches(name: str, frac: float,
+                                                        bank_store: tuple[Store, object],
+                                                        matcher: Matcher) -> None:
+    """An ad photo (long side 400 px) cropped to a corner of 40-50%: 160-200 px left.
+
+    With SIFT's default contrast such a query keeps 10-35 keypoints and half of
+    these corners were only a ``review``; the lowered, adaptive threshold and the
+    grid-spread reference keypoints make every one of them a ``match``.
+    """
+    _store, bank = bank_store
+    img = photo(name)
+    img.thumbnail((400, 400))
+    w, h = img.size
+    cw, ch = int(w * frac), int(h * frac)
+    for fx, fy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        left, top = (w - cw) * fx, (h - ch) * fy
+        query = jpeg_bytes(img.crop((left, top, left + cw, top + ch)))
+        assert len(local.extract_features(images.load(query), max_keypoints=local.QUERY_KEYPOINTS,
+                                          max_side=local.QUERY_SIDE, spread=False)) >= 100
+        best = matcher.match(query, [bank])[0]
+        assert best.label == Path(name).stem and best.decision == decide.MATCH, \
+            (name, frac, fx, fy, best.evidence)
