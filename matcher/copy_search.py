@@ -7,8 +7,10 @@ Three steps per bank, cheapest first:
 2. verify: the best-voted references are matched descriptor to descriptor and
    checked geometrically (``matcher.verify``);
 3. mirror: only when nothing was confirmed as a copy, the same is done with the
-   features of the left-right mirrored query (SIFT is not mirror invariant).
-   Most queries stop after step 2, so mirrored reposts cost time only when needed.
+   features of the left-right mirrored query (SIFT is not mirror invariant); they
+   are the query's own descriptors permuted (``local.mirrored``), not a second
+   SIFT pass. Most queries stop after step 2, so mirrored reposts cost time only
+   when needed.
 The verified evidence is scored by :func:`matcher.decide.copy_score`.
 """
 

@@ -6,7 +6,7 @@ every bit. Keypoints on the photo's own content survive all of that, and a
 geometric check on their positions (``matcher.verify``) tells a real copy from
 look-alikes. SIFT (RootSIFT descriptors) is used because the edits to survive
 include 4x downscales, blur and small crops, where SIFT's scale space keeps
-finding the same points; on copydet it lets 97.7% of the reposts be linked
+finding the same points; on copydet it lets 99.6% of the reposts be linked
 (BENCHMARKS.md). ORB (binary, cheaper to index) has not been measured against it.
 
 Storage: one fixed-size vector per image holds up to :data:`MAX_KEYPOINTS`
@@ -45,7 +45,8 @@ QUERY_KEYPOINTS = 1000
 QUERY_SIDE = 800
 # SIFT's contrast threshold. OpenCV's 0.04 leaves a 50% crop of a 400-px ad photo with
 # 17-35 keypoints and flat photos (sky, skin, walls) with almost none; 0.02 keeps the
-# weaker extrema that a geometric check still confirms (crop_50 86% -> 95% on copydet).
+# weaker extrema that a geometric check still confirms (with the two settings below:
+# crop_50 86% -> 95%, screenshot 89% -> 97% on copydet, 79% -> 88% / 92% on photos it lacks).
 CONTRAST_THRESHOLD = 0.02
 # A frame with fewer keypoints than this is searched again with half the threshold,
 # down to MIN_CONTRAST_THRESHOLD: low-texture photos need every extremum they have.
