@@ -14,7 +14,11 @@ venue of every query (inliers, VLAD similarity) and fits, on all queries:
   queries would be false accepts (a wrong first venue, or any venue for a
   non-mated query): half the issue's 1% budget, as margin for suites unlike
   this one;
-- ``review``: the lowest margin at which at most 10% would be.
+- ``review``: the lowest margin at which at most 10% would be (a review needs
+  no inliers: a person looks at it).
+
+A ``match`` also needs MIN_MATCH_INLIERS inliers on the first venue (see
+matcher/scene_search.py); the ``match`` margin is fitted with that rule.
 
 The suite is small (a few dozen places), so the same fit is also run
 leave-one-place-out: the parameters are fitted without one place's queries
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -36,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from matcher.scene_search import CHANCE_EVIDENCE  # noqa: E402
+from matcher.scene_search import CHANCE_EVIDENCE, MIN_MATCH_INLIERS  # noqa: E402
 
 DEFAULTS = Path(__file__).resolve().parent.parent / "matcher" / "defaults.json"
 WEIGHTS = (0.0, 10.0, 25.0, 50.0, 100.0)
@@ -51,12 +56,14 @@ def load(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def ranked(query: dict, w: Weights) -> list[tuple[str, float]]:
-    best: dict[str, float] = {}
+def ranked(query: dict, w: Weights) -> list[tuple[str, float, int]]:
+    """(label, evidence, inliers) per venue, best evidence first (a venue's best reference)."""
+    best: dict[str, tuple[float, int]] = {}
     for c in query["candidates"]:
         e = c["inliers"] + w[0] * max(c["similarity"], 0.0) + w[1] * max(c.get("colour", 0.0), 0.0)
-        best[c["label"]] = max(best.get(c["label"], -1.0), e)
-    return sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
+        if e > best.get(c["label"], (-1.0, 0))[0]:
+            best[c["label"]] = (e, int(c["inliers"]))
+    return sorted(((label, e, n) for label, (e, n) in best.items()), key=lambda x: (-x[1], x[0]))
 
 
 def top1(queries: list[dict], w: Weights) -> float:
@@ -65,24 +72,30 @@ def top1(queries: list[dict], w: Weights) -> float:
     return hits / max(1, len(mated))
 
 
-def margin(r: list[tuple[str, float]]) -> float:
-    """The first venue's lead over the best other venue (over chance when there is none)."""
+def margin(r: list[tuple[str, float, int]], gated: bool = True) -> float:
+    """The first venue's lead over the best other venue (over chance when there is none).
+
+    ``gated``: as for a ``match`` in matcher/scene_search.py, a first venue with
+    fewer than MIN_MATCH_INLIERS inliers has no margin (minus infinity).
+    """
+    if gated and r[0][2] < MIN_MATCH_INLIERS:
+        return float("-inf")
     return r[0][1] - max(r[1][1] if len(r) > 1 else CHANCE_EVIDENCE, CHANCE_EVIDENCE)
 
 
-def false_accept_evidence(q: dict, w: Weights) -> float:
+def false_accept_evidence(q: dict, w: Weights, gated: bool = True) -> float:
     """The margin at or above which this query would produce a false accept."""
     r = ranked(q, w)
     if not r:
         return float("inf")
     if not q["label"]:
-        return margin(r)  # any match on a non-mated query is false
-    return margin(r) if r[0][0] != q["label"] else float("inf")
+        return margin(r, gated)  # any match on a non-mated query is false
+    return margin(r, gated) if r[0][0] != q["label"] else float("inf")
 
 
-def threshold(queries: list[dict], w: Weights, budget: float) -> float:
-    """Lowest evidence T with at most ``budget`` of the queries falsely accepted at T."""
-    bad = sorted((false_accept_evidence(q, w) for q in queries), reverse=True)
+def threshold(queries: list[dict], w: Weights, budget: float, gated: bool = True) -> float:
+    """Lowest margin T with at most ``budget`` of the queries falsely accepted at T."""
+    bad = sorted((false_accept_evidence(q, w, gated) for q in queries), reverse=True)
     allowed = int(np.floor(budget * len(queries)))
     finite = [b for b in bad if np.isfinite(b)]
     if len(finite) <= allowed:
@@ -104,8 +117,13 @@ def fit(queries: list[dict], colour_weights: tuple[float, ...] = COLOUR_WEIGHTS)
 
     w = max(itertools.product(WEIGHTS, colour_weights), key=merit)
     return {"vlad_weight": w[0], "colour_weight": w[1],
-            "match": round(threshold(queries, w, MATCH_FALSE_ACCEPTS), 3),
-            "review": round(threshold(queries, w, REVIEW_FALSE_ACCEPTS), 3)}
+            "match": round_up(threshold(queries, w, MATCH_FALSE_ACCEPTS)),
+            "review": round_up(threshold(queries, w, REVIEW_FALSE_ACCEPTS, gated=False))}
+
+
+def round_up(x: float) -> float:
+    """Three decimals, rounded up: rounding a threshold down would admit the query it excludes."""
+    return math.ceil(x * 1000) / 1000
 
 
 def evaluate(queries: list[dict], params_for: dict[str, dict[str, float]]) -> dict:
@@ -117,7 +135,7 @@ def evaluate(queries: list[dict], params_for: dict[str, dict[str, float]]) -> di
         first = r[0] if r else ("", -1.0)
         matched = bool(r) and margin(r) >= p["match"]
         right = bool(q["label"]) and first[0] == q["label"]
-        in5 = bool(q["label"]) and q["label"] in [label for label, _ in r[:5]]
+        in5 = bool(q["label"]) and q["label"] in [label for label, *_ in r[:5]]
         false = (matched and not right) if q["label"] else matched
         for key in ("all", q["transform"]):
             rows[key].append((bool(q["label"]), right, in5, matched and right, false))

@@ -24,7 +24,8 @@ over a venue's references was measured and is worse: a venue with several
 references then collects several helpings of chance inliers).
 
 The decision is on the *margin*: the venue's evidence minus the best other
-venue's (or minus :data:`CHANCE_EVIDENCE` when there is no other). A fixed
+venue's (or minus :data:`CHANCE_EVIDENCE` when there is no other), and a
+``match`` also needs :data:`MIN_MATCH_INLIERS` verified inliers. A fixed
 threshold on the evidence itself is unsafe because chance evidence varies from
 query to query (on the venues suite the best *wrong* venue of a query gets 8 to
 12 inliers and a VLAD similarity of 0.1 to 0.3, while a third of the right
@@ -81,6 +82,13 @@ class SceneParams:
 # many "inliers" are what any pair with a few tentative matches gets by chance:
 # the runner-up evidence assumed when a bank holds a single venue.
 CHANCE_EVIDENCE = 8.0
+# A match needs geometric evidence: at least this many inliers on the venue,
+# more than a wrong reference typically gets by chance (8-9: the minimal sample
+# of the fundamental matrix and one more). Without it a margin made of global
+# similarity alone would decide, and in a small bank (whose vocabulary is
+# trained on a handful of photos) an unrelated photo can lead by that much.
+# Such a venue is at most a review.
+MIN_MATCH_INLIERS = 10
 # Below the review threshold the score fades out over this many evidence units.
 FADE = 10.0
 
@@ -217,6 +225,8 @@ def rank_venues(venues: list[tuple[float, Candidate]], params: SceneParams) -> l
         runner_up = max(others[0] if others else CHANCE_EVIDENCE, CHANCE_EVIDENCE)
         margin = fused - runner_up
         score = evidence_score(margin, params)
+        if cand.evidence.get("scene_inliers", 0) < MIN_MATCH_INLIERS:
+            score = min(score, np.nextafter(decide.MATCH_SCORE, 0.0))
         cand.evidence["scene_margin"] = round(margin, 2)
         out.append(replace(cand, score=score, decision=decide.decision_for(score)))
     return out

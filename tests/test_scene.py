@@ -25,7 +25,14 @@ from indexer.scene.geometry import verify
 from indexer.signals import base as signals
 from indexer.signals.scene import SCENE, scene_features
 from indexer.store.store import Store
-from matcher.scene_search import CHANCE_EVIDENCE, SceneParams, SceneSearcher, evidence_score, rank_venues
+from matcher.scene_search import (
+    CHANCE_EVIDENCE,
+    MIN_MATCH_INLIERS,
+    SceneParams,
+    SceneSearcher,
+    evidence_score,
+    rank_venues,
+)
 from matcher.search import Candidate, Matcher
 from tests.conftest import jpeg_bytes, photo
 
@@ -229,9 +236,9 @@ def test_evidence_score_is_monotone_and_calibrated() -> None:
     assert values == sorted(values) and values[-1] == 1.0 and values[0] > 0
 
 
-def _venue(label: str) -> Candidate:
+def _venue(label: str, inliers: int = 50) -> Candidate:
     return Candidate(bank="b", label=label, subject_id=None, pseudonym=None, item=1, score=0.0,
-                     decision="none", evidence={})
+                     decision="none", evidence={"scene_inliers": inliers})
 
 
 def test_decision_is_on_the_margin_over_the_best_other_venue() -> None:
@@ -248,6 +255,9 @@ def test_decision_is_on_the_margin_over_the_best_other_venue() -> None:
     # Alone in the bank, the lead is over chance evidence, not over nothing.
     alone = rank_venues([(CHANCE_EVIDENCE + 10, _venue("a"))], p)
     assert alone[0].evidence["scene_margin"] == 10 and alone[0].decision == "review"
+    # A lead made of global similarity alone, without verified inliers, is at most a review.
+    unverified = rank_venues([(40.0, _venue("a", inliers=MIN_MATCH_INLIERS - 1)), (12.0, _venue("b"))], p)
+    assert unverified[0].decision == "review" and unverified[0].score > unverified[1].score
 
 
 def _tiny_model(path: Path, dim: int = 6) -> None:
