@@ -226,6 +226,21 @@ def growth(store: Any, bank: Any, sizes: list[int], queries: list[np.ndarray],
     return out
 
 
+def retime(store: Any, bank: Any, suite: Path, every: int) -> dict[str, float]:
+    """CPU time of ``Matcher.match`` on every ``every``-th query: a timing pass apart from recording."""
+    from matcher.search import Matcher
+    queries = cs.read_csv(suite / "queries.csv")[::every]
+    matcher = Matcher(store)
+    matcher.match((suite / queries[0]["path"]).read_bytes(), [bank])  # warm caches
+    cpu = []
+    for q in queries:
+        data = (suite / q["path"]).read_bytes()
+        start = time.process_time()
+        matcher.match(data, [bank])
+        cpu.append(time.process_time() - start)
+    return {"n": len(cpu), "cpu_p50": float(np.percentile(cpu, 50)), "cpu_p95": float(np.percentile(cpu, 95))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("suite", type=Path)
@@ -235,6 +250,8 @@ def main() -> None:
     ap.add_argument("--generated-dir", type=Path, default=Path("/tmp/copygen"))
     ap.add_argument("--growth", default="",
                     help="Reference counts, e.g. 1000,10000,100000 (empty: skip).")
+    ap.add_argument("--retime", type=int, default=0,
+                    help="Time every Nth suite query again, answers not recorded (0: skip).")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     faiss.omp_set_num_threads(1)
@@ -252,6 +269,10 @@ def main() -> None:
     print("\nquery time (Matcher.match, decode included, one process): "
           f"wall p50 {t['wall_p50']*1000:.0f} ms p95 {t['wall_p95']*1000:.0f} ms; "
           f"CPU p50 {t['cpu_p50']*1000:.0f} ms p95 {t['cpu_p95']*1000:.0f} ms")
+
+    if args.retime:
+        report["retimed"] = retime(store, bank, args.suite, args.retime)
+        print(f"re-timed every {args.retime}th query: {report['retimed']}")
 
     if args.generated:
         root = generated_suite(args.suite.parent, args.generated_dir / "suite", args.generated)

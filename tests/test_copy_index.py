@@ -105,3 +105,28 @@ def test_mirrored_features_are_what_sift_finds_on_the_mirrored_picture() -> None
     assert same_place.sum() > 0.8 * len(plain)
     # Unpermuted descriptors of a mirrored picture mostly do not match at all.
     assert len(local.mutual_matches(plain.rootsift(), flipped.rootsift())) < 0.2 * len(plain)
+
+
+def test_large_banks_get_a_product_quantised_index_that_still_finds_copies(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Thresholds lowered so that four photos count as a large bank.
+    monkeypatch.setattr(features, "IVF_MIN_DESCRIPTORS", 1000)
+    monkeypatch.setattr(features, "PQ_MIN_DESCRIPTORS", 1000)
+    store = Store(tmp_path / "data")
+    bank = store.catalog.ensure_bank("b", "ads")
+    names = [s.name for s in signals.select(["hashes", "local"])]
+    ingest.index_records(store, bank, [ingest.Record(FIXTURES / n, Path(n).stem, n) for n in IN_BANK],
+                         names)
+    index = features.for_store(store).get(bank.id)
+    assert index.is_pq and index.index.code_size == features.PQ_BYTES
+    reloaded = features.LocalFeatureIndex.from_bytes(
+        LocalIndexSet(store.data_dir, store.catalog).path(bank.id).read_bytes())
+    assert reloaded.is_pq and len(reloaded) == len(index)
+
+    from matcher import decide
+    from matcher.search import Matcher
+    img = Image.open(FIXTURES / "chelsea.png").convert("RGB")
+    w, h = img.size
+    best = Matcher(store).match(jpeg_bytes(img.crop((w // 4, h // 4, w * 3 // 4, h * 3 // 4))),
+                                [bank])[0]
+    assert best.label == "chelsea" and best.decision == decide.MATCH

@@ -14,7 +14,7 @@ Small banks are searched exactly (``IndexFlatL2``). From
 :data:`IVF_MIN_DESCRIPTORS` descriptors on, an inverted file (``IndexIVFFlat``)
 is trained with FAISS k-means on a sample of the bank's own descriptors; it is
 retrained when the bank has grown :data:`RETRAIN_GROWTH` times past the size
-it was trained for. From :data:`PQ_MIN_DESCRIPTORS` on (about 10,000 photos)
+it was trained for. From :data:`PQ_MIN_DESCRIPTORS` on (about 8,000 photos)
 the inverted file stores product-quantised codes (``IndexIVFPQ``,
 :data:`PQ_BYTES` bytes instead of 512 per descriptor): the index only picks
 which references to verify, and verification re-reads the exact descriptors
