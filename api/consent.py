@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from api.enrollment import PHOTO_ATTR
 from api.service import Service
+from indexer.signals import base as signals
 from indexer.store.catalog import Bank, Subject
 from indexer.store.photos import QUERY_NAMESPACE, bank_namespace
 
@@ -58,7 +59,8 @@ def withdraw(svc: Service, pseudonym: str) -> Withdrawal | None:
     store.indexes.apply(before, after, {}, {
         (bank_id, signal): np.asarray(ids, dtype=np.int64) for signal, ids in removed.items()})
     for signal in removed:  # make sure the saved file no longer holds the vectors
-        store.indexes.get(bank_id, signal)
+        if signals.get(signal).vector_index:
+            store.indexes.get(bank_id, signal)
     store.checkpoint()
     for token in tokens:
         svc.photos.delete(bank_ns, token)

@@ -85,6 +85,13 @@ def test_descriptor_index_is_trained_when_indexing_ends(tmp_path: Path,
     assert len(saved) == sum(len(local.unpack(bytes(b))) for b in blobs)
     # A matcher on the same store shares the index the indexer filled: nothing left to build.
     assert bank.id in features.for_store(store)._indexes
+    # The keypoint records live in the catalog and the descriptor index only: no generic
+    # vector index duplicates them (67 KB a photo, 6.8 GB at 100,000 photos).
+    assert not store.indexes.path(bank.id, local.SIFT.name).exists()
+    assert local.SIFT.name not in store.index_signals(bank)
+    assert "pdq" in store.index_signals(bank)
+    with pytest.raises(ValueError, match="its own index"):
+        store.indexes.get(bank.id, local.SIFT.name)
 
 
 def test_hash_only_ingest_builds_no_descriptor_index(tmp_path: Path) -> None:

@@ -69,6 +69,12 @@ class Signal(ABC):
     # False for signals that only look at luma (hashes): when no chosen signal
     # needs colour, JPEGs are decoded as their Y channel alone (twice as fast).
     needs_color: bool = True
+    # False for signals whose vectors are records searched by an index of their own
+    # (local features: a 67 KB keypoint record per image, searched by descriptor in
+    # indexer.store.features). A generic FAISS index of such records would cost
+    # as much memory and disk again as the catalog (6.8 GB at 100,000 photos) and
+    # answer nothing anyone asks.
+    vector_index: bool = True
     default_thresholds: Thresholds
 
     @abstractmethod

@@ -272,6 +272,7 @@ class SiftSignal(Signal):
     kind = VectorKind.BINARY  # stored as uint8 bytes; compared by :meth:`distance`, not Hamming
     dim = packed_size() * 8
     decode_side = 1024
+    vector_index = False  # searched per descriptor by indexer.store.features
     # distance = 1 - mutual matches / smaller keypoint count; copies share a large
     # fraction, unrelated photos almost none. Copy decisions use verified inliers
     # (matcher.verify, the "copy" section of matcher/defaults.json), not this.

@@ -27,6 +27,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    exists,
     func,
     select,
     update,
@@ -265,9 +266,17 @@ class Catalog:
             return int(s.scalar(q) or 0)
 
     def signals_in_bank(self, bank_id: int) -> list[str]:
+        """Signals with at least one vector in the bank.
+
+        Asked on every query, so it must not scan the bank's vectors (a DISTINCT
+        over them took 8-14 ms at 1,000 references): the revision rows name every
+        signal the bank ever held, and one EXISTS each tells which still has vectors.
+        """
+        still_held = exists().where(Vector.bank_id == bank_id,
+                                    Vector.signal == IndexRevision.signal)
         with self.session() as s:
-            q = select(Vector.signal).where(Vector.bank_id == bank_id).distinct()
-            return sorted(s.scalars(q))
+            return sorted(s.scalars(select(IndexRevision.signal).where(
+                IndexRevision.bank_id == bank_id, IndexRevision.revision > 0, still_held)))
 
     def iter_vectors(self, bank_id: int, signal: str, batch: int = 10_000
                      ) -> Iterator[list[tuple[int, bytes]]]:

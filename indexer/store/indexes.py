@@ -35,13 +35,14 @@ class IndexSet:
     def get(self, bank_id: int, signal_name: str) -> VectorIndex:
         """The current index of (bank, signal), loaded or rebuilt as needed."""
         key = (bank_id, signal_name)
+        if not signals.get(signal_name).vector_index:
+            raise ValueError(f"signal {signal_name!r} is searched by its own index, not a vector index")
         with self._lock:
             wanted = self.catalog.revision(bank_id, signal_name)
             index = self._indexes.get(key)
             if index is not None and index.revision == wanted:
                 return index
-            signal = signals.get(signal_name)
-            index = load_saved(signal, self.path(bank_id, signal_name))
+            index = load_saved(signals.get(signal_name), self.path(bank_id, signal_name))
             if index is None or index.revision != wanted:
                 index = self._rebuild(bank_id, signal_name, wanted)
             self._indexes[key] = index

@@ -50,7 +50,8 @@ class Store:
         # Load (or rebuild) the indexes first so that this change is applied in
         # memory and saved at the next checkpoint instead of forcing a rebuild.
         for name in sorted({v.signal for new in batch for v in new.extraction.vectors}):
-            self.indexes.get(bank.id, name)
+            if signals.get(name).vector_index:
+                self.indexes.get(bank.id, name)
         results: list[tuple[Item, bool]] = []
         added: dict[tuple[int, str], tuple[list[int], list[np.ndarray]]] = {}
         with self.catalog.session() as s:
@@ -97,8 +98,8 @@ class Store:
         return bank
 
     def index_signals(self, bank: Bank) -> list[str]:
-        """Signals that have vectors in ``bank`` and are registered in this process."""
-        names = {s.name for s in signals.all_signals()}
+        """Signals with a vector index that have vectors in ``bank`` (registered in this process)."""
+        names = {s.name for s in signals.all_signals() if s.vector_index}
         return [n for n in self.catalog.signals_in_bank(bank.id) if n in names]
 
     def checkpoint(self) -> None:
