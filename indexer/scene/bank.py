@@ -9,7 +9,7 @@ removed), so enrolling a venue costs one encoding, not a rebuild.
 The vocabulary is trained the first time the bank is searched, on whatever
 the bank holds then, and retrained automatically when the bank has grown to
 :data:`RETRAIN_GROWTH` times the number of references it was trained on (or
-on demand, :meth:`SceneBankIndex.retrain`); a retrain re-encodes every
+on demand, :meth:`SceneBankIndex.retrain`, ``reunite venues retrain --bank NAME``); a retrain re-encodes every
 reference from the stored local features. Small vocabularies are stable, so
 between retrains the index stays good, and each retrain at least doubles the
 bank, which keeps the total retraining cost linear in the bank's size.
