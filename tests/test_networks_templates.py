@@ -170,3 +170,27 @@ def test_later_pages_demote_an_earlier_template_link(crawl: Path, data_dir: Path
         assert first_pair.witnesses >= LinkConfig().template_witnesses
         kept = [x for x in s.query(AdLink).filter(AdLink.kind == "photo") if x.evidence.get("template")]
     assert kept and all(x.strength < networks.DEFAULT_MIN_STRENGTH for x in kept)
+
+
+def test_http_ingested_ads_are_linked_from_their_pictures(crawl: Path, data_dir: Path) -> None:
+    """Ads pushed over HTTP keep no file: the networks route reads the stored photos back,
+    so the template test guards them as it guards `reunite index`."""
+    import json
+
+    from api_support import live_api, no_encryption_key
+
+    with no_encryption_key(), live_api(data_dir) as api:
+        assert api.as_("admin").post("/v1/banks", json={
+            "name": "ads", "kind": "ads", "policy": {"signals": ["hashes"]}}).status_code == 201
+        for label in [*SCREENSHOTS, *sorted(COPIES)]:
+            sent = api.as_("ingest").post(
+                "/v1/banks/ads/items", data={"label": label, "attributes": json.dumps({"site": "x"})},
+                files={"image": (f"{label}.jpg", (crawl.parent / f"{label}.jpg").read_bytes(),
+                                 "image/jpeg")})
+            assert sent.status_code == 201, sent.text
+        listed = api.as_("investigator").get("/v1/networks", params={"bank": "ads"})
+        assert listed.status_code == 200, listed.text
+        groups = [set(n["ads"]) for n in listed.json()["networks"]]
+    assert COPIES in groups
+    for group in groups:
+        assert len(group & set(SCREENSHOTS)) <= 1, group

@@ -1,10 +1,13 @@
 """Networks: ads of the ads banks grouped by shared photos, faces, phones and e-mails (investigators).
 
-Each request first links what was ingested since the last one (new images
-are searched by their stored hashes and faces; the HTTP ingest keeps no
-file to re-read), so the answer is current without a separate job. One lock
-per process serialises that update; reading the networks themselves is a
-pass over the link table.
+Each request first links what was ingested since the last one, so the
+answer is current without a separate job. New images are linked from their
+pictures, read back from the photo store where the HTTP ingest kept them (or
+from the indexed file, when it is unchanged): the common-template test needs
+the picture, and an image linked by its stored hashes alone would let
+screenshots of one web page join unrelated ads. One lock per process
+serialises that update; reading the networks themselves is a pass over the
+link table.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
 
 from api.auth import ADMIN, INVESTIGATOR, Principal, guard
+from api.enrollment import PHOTO_ATTR
 from api.errors import GUARDED, ApiError, responses
 from api.routes.common import audit, bank_or_404, service
 from api.service import Service
-from indexer.store.catalog import Bank
+from indexer.crypto import DecryptionFailed, KeyProblem
+from indexer.store.catalog import Bank, Item
+from indexer.store.photos import bank_namespace
 from matcher import networks
-from matcher.links import Linker
+from matcher.links import ImageReader, Linker, file_reader
 
 router = APIRouter(prefix="/v1/networks", tags=["networks"])
 NetworkId = Annotated[str, Path(pattern=r"^N-[0-9a-f]{12}$", description="A network id (N-...).")]
@@ -68,13 +74,30 @@ def _ads_banks(svc: Service, name: str | None) -> list[Bank]:
     return [b for b in svc.store.catalog.banks() if b.kind == "ads"]
 
 
+def stored_pictures(svc: Service, bank: Bank) -> ImageReader:
+    """Bytes of an ad image: the photo the HTTP ingest stored, else the unchanged indexed file."""
+    namespace = bank_namespace(bank.id)
+    from_files = file_reader()
+
+    def read(item: Item) -> bytes | None:
+        token = (item.attributes or {}).get(PHOTO_ATTR)
+        if token:
+            try:
+                return svc.photos.get(namespace, str(token))
+            except (OSError, DecryptionFailed, KeyProblem):
+                pass  # gone or unreadable: the file, else the stored hashes
+        return from_files(item)
+
+    return read
+
+
 def _current(svc: Service, banks: list[Bank]) -> None:
     with _update_lock:
         linker = _linkers.get(svc)
         if linker is None:
             linker = _linkers[svc] = Linker(svc.store, svc.matcher)
         for bank in banks:
-            linker.update(bank)
+            linker.update(bank, read=stored_pictures(svc, bank))
     svc.maybe_checkpoint()
 
 
