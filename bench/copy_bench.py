@@ -13,8 +13,9 @@
    the whole suite and for the held-out half that bench/calibrate_copy.py did
    not fit on.
 2. ``--generated N``: the same 21 edits (bench/copy_transforms.py) applied to N
-   photos the suite does not contain (one per place from the venues suite; 20%
-   held out as non-mated), with the faces suite's LFW photos as distractors.
+   photos the suite does not contain (one per place from the venues suite, none
+   that copydet was made from, no two within pHash 10: at most 70; 20% held out as non-mated), with the
+   faces suite's LFW photos as distractors.
    This checks that the numbers are not tuned to copydet's files.
 3. ``--growth``: search cost and memory of the descriptor index at given reference counts
    (synthetic references: real descriptor sets plus noise, IVF-Flat and IVF-PQ,
@@ -86,17 +87,47 @@ def evaluate(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, flo
     return {s: cs.metrics(records, fns[s]) for s in SYSTEMS}
 
 
+def generated_pool(shared: Path) -> list[dict[str, str]]:
+    """One gallery photo per venues place, none of them a file copydet was made from.
+
+    Two venues photos are ScanNet frames that copydet also uses (checked through both
+    suites' provenance.csv); a generated suite holding them would not be "photos the
+    suite does not contain". A photo whose pHash is within imagededup's duplicate
+    distance (10) of one already kept is left out too: venues holds skimage's stereo
+    pair motorcycle_left / motorcycle_right (pHash distance 4), one scene seen by two
+    cameras, whose edits a copy detector rightly links to each other; with both in the
+    pool they made 14 of the 16 "false accepts" of a 70-photo run.
+    """
+    from indexer import images
+    from indexer.signals import base as signal_base
+    phash = signal_base.get("phash")
+    def sources(name: str) -> dict[str, str]:
+        path = shared / name / "provenance.csv"
+        return {r["path"]: r["source_file"] for r in cs.read_csv(path)} if path.exists() else {}
+
+    in_copydet = set(sources("copydet").values())
+    venue_source = sources("venues")
+    seen, pool, hashes = set(), [], []
+    for row in cs.read_csv(shared / "venues" / "gallery.csv"):
+        if row["label"] in seen or venue_source.get(row["path"]) in in_copydet:
+            continue
+        seen.add(row["label"])
+        vector = phash.extract(images.load(shared / "venues" / row["path"], max_side=1024))[0].vector
+        if any(phash.distance(vector, other) <= cs.BASELINES["phash"] for other in hashes):
+            continue
+        hashes.append(vector)
+        pool.append(row)
+    return pool
+
+
 def generated_suite(shared: Path, out: Path, n_originals: int, seed: int = 7) -> Path:
     """A copydet-like suite from photos copydet does not contain (see the module docstring)."""
     if (out / "queries.csv").exists():
         return out
     rng = np.random.default_rng(seed)
-    venues = cs.read_csv(shared / "venues" / "gallery.csv")
-    seen, originals = set(), []
-    for row in venues:
-        if row["label"] not in seen:
-            seen.add(row["label"])
-            originals.append(row)
+    originals = generated_pool(shared)
+    if n_originals > len(originals):
+        raise SystemExit(f"--generated {n_originals}: only {len(originals)} venue photos qualify")
     originals = [originals[i] for i in sorted(rng.choice(len(originals), n_originals, replace=False))]
     held_out = {r["label"] for r in originals[: max(1, n_originals // 5)]}
     (out / "images").mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from indexer.signals import base as signals
 from indexer.signals import local
 from indexer.store.features import LocalIndexSet
 from indexer.store.store import Store
-from matcher import decide
+from matcher import copy_search, decide
 from matcher.search import Matcher
 from tests.conftest import FIXTURES, jpeg_bytes, photo
 
@@ -71,6 +71,19 @@ def screenshot(img: Image.Image) -> Image.Image:
     return page
 
 
+def large_screenshot(img: Image.Image, shown_side: int = 300) -> Image.Image:
+    """A 1600 x 1000 page showing the photo at ``shown_side`` px: 150 px in an 800-px frame."""
+    page = Image.new("RGB", (1600, 1000), (246, 246, 246))
+    draw = ImageDraw.Draw(page)
+    draw.rectangle((0, 0, 1600, 80), fill=(40, 60, 120))
+    for y in range(140, 960, 44):
+        draw.rectangle((800, y, 1540, y + 16), fill=(200, 200, 200))
+    shown = img.copy()
+    shown.thumbnail((shown_side, shown_side))
+    page.paste(shown, (90, 130))
+    return page
+
+
 EDITS = {
     "crop_50": crop_50,
     "pad_20": pad_20,
@@ -79,6 +92,7 @@ EDITS = {
     "text_overlay": caption,
     "emoji_overlay": emoji,
     "screenshot": screenshot,
+    "large_screenshot": large_screenshot,
 }
 
 
@@ -135,7 +149,7 @@ def test_crop_evidence_names_the_matched_region(bank_store: tuple[Store, object]
 
 
 @pytest.mark.parametrize("name", NOT_IN_BANK)
-@pytest.mark.parametrize("edit", ["none", "crop_50", "screenshot", "hflip"])
+@pytest.mark.parametrize("edit", ["none", "crop_50", "screenshot", "large_screenshot", "hflip"])
 def test_unrelated_photos_do_not_match(name: str, edit: str, bank_store: tuple[Store, object],
                                        matcher: Matcher) -> None:
     _store, bank = bank_store
@@ -218,3 +232,32 @@ def test_small_corner_crop_of_an_ad_sized_photo_matches(name: str, frac: float,
         best = matcher.match(query, [bank])[0]
         assert best.label == Path(name).stem and best.decision == decide.MATCH, \
             (name, frac, fx, fy, best.evidence)
+
+
+@pytest.mark.parametrize("shown_side", [240, 360])
+def test_photo_small_on_a_large_page_matches_through_the_detail_pass(
+        shown_side: int, bank_store: tuple[Store, object], matcher: Matcher,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 800 px the rocket shown on 240-360 px of a 1600-px page keeps 8-20 tight inliers
+    (a ``review``); features of the full-size page, computed only because nothing matched,
+    make it a ``match``. Without that pass (frame capped at the first pass's size) it stays
+    a review, so the pass, not the first search, is what links it.
+    """
+    _store, bank = bank_store
+    query = jpeg_bytes(large_screenshot(photo("rocket.jpg"), shown_side), 90)
+    best = matcher.match(query, [bank])[0]
+    assert best.label == "rocket" and best.decision == decide.MATCH, best.evidence
+    monkeypatch.setattr(copy_search, "DETAIL_SIDE", local.QUERY_SIDE)
+    capped = matcher.match(query, [bank])[0]
+    assert capped.label == "rocket" and capped.decision == decide.REVIEW, capped.evidence
+    assert capped.evidence["local_tight_inliers"] < best.evidence["local_tight_inliers"]
+
+
+def test_detail_features_only_for_queries_larger_than_the_first_frame() -> None:
+    from matcher.search import Query
+    small = images.load(jpeg_bytes(crop_50(photo("rocket.jpg"))))
+    large = images.load(jpeg_bytes(large_screenshot(photo("rocket.jpg"))))
+    assert copy_search.detail_features(Query(b"", small, None)) is None  # type: ignore[arg-type]
+    detail = copy_search.detail_features(Query(b"", large, None))  # type: ignore[arg-type]
+    assert detail is not None and max(detail.frame) == copy_search.DETAIL_SIDE
+    assert len(detail) > len(copy_search.query_features(Query(b"", large, None), False)[0])  # type: ignore[arg-type]
