@@ -19,6 +19,11 @@ photos, every edit of one photo on the same side) is looked at. The rule is
   ``review_inliers`` = 6 tight inliers under a plausible homography: chance
   fits almost never get there, while look-alikes (another photo of the same
   face or room) do, and those are worth a human look in this work.
+  ``consistent_share``: at least ``review_inliers`` tight inliers that are this
+  share of all tentative matches and span ``consistent_coverage`` (0.2) of an
+  image are a match (low-texture crops: see matcher.decide.CopyRule); the share
+  is 0.8 (four of five matches agree), raised to 0.1 above the largest share any
+  impostor with ``review_inliers`` reached (0.62 on copydet's calibration half).
 
 The result goes into matcher/defaults.json by read-modify-write: the hash
 entries of ``signals`` and the top-level ``copy`` section, nothing else. The
@@ -52,6 +57,9 @@ MARGIN_INLIERS = 1.25
 MARGIN_STRONG = 1.5
 MIN_MATCH_INLIERS = 12
 MIN_REVIEW_INLIERS = 6
+MIN_CONSISTENT_SHARE = 0.8
+CONSISTENT_MARGIN = 0.1
+CONSISTENT_COVERAGE = 0.2
 
 
 def impostors(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -88,12 +96,16 @@ def local_rule(records: list[dict[str, Any]], hash_table: dict[str, dict[str, fl
     review = MIN_REVIEW_INLIERS
     # Beyond 1.5x the most any impostor reached, anywhere, coverage no longer matters.
     strong = int(np.ceil(MARGIN_STRONG * tight.max())) if len(tight) else 60
+    shares = [e["local_inliers"] / e["local_matches"] for e in bad
+              if e["local_tight_inliers"] >= review and e.get("local_matches")]
+    consistent = round(max([MIN_CONSISTENT_SHARE] + [min(1.0, x + CONSISTENT_MARGIN) for x in shares]), 3)
     best: tuple[float, dict[str, Any]] | None = None
     for min_cov in COVERAGE_GRID:
         reach = tight[cover >= min_cov]
         match = max(MIN_MATCH_INLIERS, int(np.ceil(MARGIN_INLIERS * reach.max())) if len(reach) else 0)
         rule = {"match_inliers": match, "review_inliers": min(review, match - 1),
-                "min_coverage": min_cov, "strong_inliers": max(strong, 2 * match)}
+                "min_coverage": min_cov, "strong_inliers": max(strong, 2 * match),
+                "consistent_share": consistent, "consistent_coverage": CONSISTENT_COVERAGE}
         m = cs.metrics(records, cs.ours(candidate_defaults(base, hash_table, rule)))["OVERALL"]
         print(f"  min_coverage {min_cov:.2f}: match_inliers {match:3d}  "
               f"recall {m['recall']:.4f}  false accepts {m['false_accepts']}")

@@ -72,12 +72,23 @@ class CopyRule:
     ``strong_inliers`` tight inliers are a copy whatever they cover (a portrait
     whose keypoints all sit on the face, a photo small in a screenshot): far
     more than any look-alike reached in calibration.
+
+    ``consistent_share``: a low-texture crop (a wall, a night sky) keeps only a few
+    dozen keypoints, so even a true copy verifies with fewer than ``match_inliers``.
+    What still tells it from chance is that nearly all of its tentative matches
+    agree on the homography: when at least ``review_inliers`` tight inliers make up
+    ``consistent_share`` of the matches and span ``consistent_coverage`` of an image,
+    it is a match. Look-alikes and chance fits reach a few inliers among many
+    disagreeing matches (at most 72% agreeing on copydet, 50% on generated suites).
+    The defaults (1.01) switch this off.
     """
 
     match_inliers: float = 20.0
     review_inliers: float = 8.0
     min_coverage: float = 0.15
     strong_inliers: float = 40.0
+    consistent_share: float = 1.01
+    consistent_coverage: float = 1.01
 
     @classmethod
     def from_sections(cls, section: dict[str, Any], policy: dict[str, Any] | None = None) -> CopyRule:
@@ -87,14 +98,19 @@ class CopyRule:
         return cls(float(merged.get("match_inliers", base.match_inliers)),
                    float(merged.get("review_inliers", base.review_inliers)),
                    float(merged.get("min_coverage", base.min_coverage)),
-                   float(merged.get("strong_inliers", base.strong_inliers)))
+                   float(merged.get("strong_inliers", base.strong_inliers)),
+                   float(merged.get("consistent_share", base.consistent_share)),
+                   float(merged.get("consistent_coverage", base.consistent_coverage)))
 
 
-def copy_score(tight_inliers: float, coverage: float, rule: CopyRule) -> float:
+def copy_score(tight_inliers: float, coverage: float, rule: CopyRule,
+               consistent: float = 0.0) -> float:
     """Piecewise-linear in tight inliers: 0 -> 0, review -> 0.5, match -> 0.8, 3x match -> 1.
 
     Below ``min_coverage`` (and short of ``strong_inliers``) the score stops just
     under ``match``: a small shared patch is worth a human look, never an automatic link.
+    ``consistent`` is the share of tentative matches that are inliers; see
+    :class:`CopyRule` for when it makes a match of fewer inliers.
     """
     n = max(0.0, float(tight_inliers))
     if n <= rule.review_inliers:
@@ -108,6 +124,9 @@ def copy_score(tight_inliers: float, coverage: float, rule: CopyRule) -> float:
                                                          / max(top - rule.match_inliers, 1e-9))
     if coverage < rule.min_coverage and n < rule.strong_inliers:
         score = min(score, MATCH_SCORE - 0.01)
+    if (n >= rule.review_inliers > 0 and consistent >= rule.consistent_share
+            and coverage >= rule.consistent_coverage):
+        score = max(score, MATCH_SCORE)
     return score
 
 
@@ -132,9 +151,9 @@ def evidence_score(evidence: dict[str, Any], defaults: Defaults,
 
     Reads the evidence as the searchers write it: ``sha256`` for identical
     bytes, ``<hash signal>`` distances (with ``<signal>_quality``), and
-    ``local_tight_inliers`` / ``local_coverage`` / ``local_query_coverage``
-    from the verified local-feature match. Used for live answers and by the
-    calibration script, so both always agree.
+    ``local_tight_inliers`` / ``local_coverage`` / ``local_query_coverage`` /
+    ``local_inliers`` / ``local_matches`` from the verified local-feature match.
+    Used for live answers and by the calibration script, so both always agree.
     """
     scores: dict[str, float] = {}
     if evidence.get("sha256") == 0:
@@ -148,6 +167,9 @@ def evidence_score(evidence: dict[str, Any], defaults: Defaults,
     if tight is not None:
         coverage = max(float(evidence.get(f"{LOCAL_PREFIX}_coverage", 0.0)),
                        float(evidence.get(f"{LOCAL_PREFIX}_query_coverage", 0.0)))
+        matches = float(evidence.get(f"{LOCAL_PREFIX}_matches", 0) or 0)
+        consistent = float(evidence.get(f"{LOCAL_PREFIX}_inliers", 0)) / matches if matches else 0.0
         scores[LOCAL_PREFIX] = copy_score(float(tight), coverage,
-                                          CopyRule.from_sections(defaults.section("copy"), policy))
+                                          CopyRule.from_sections(defaults.section("copy"), policy),
+                                          consistent)
     return combine(scores, policy)

@@ -261,3 +261,32 @@ def test_detail_features_only_for_queries_larger_than_the_first_frame() -> None:
     detail = copy_search.detail_features(Query(b"", large, None))  # type: ignore[arg-type]
     assert detail is not None and max(detail.frame) == copy_search.DETAIL_SIDE
     assert len(detail) > len(copy_search.query_features(Query(b"", large, None), False)[0])  # type: ignore[arg-type]
+
+
+def _local_evidence(tight: int, inliers: int, matches: int, query_coverage: float) -> dict[str, float]:
+    return {"local_matches": matches, "local_inliers": inliers, "local_tight_inliers": tight,
+            "local_coverage": 0.05, "local_query_coverage": query_coverage}
+
+
+def test_few_inliers_that_almost_all_matches_agree_on_are_a_match() -> None:
+    """A flat crop verifies with 8 of its 9 matches: a match under the shipped defaults.
+
+    The same 8 inliers among 20 matches (what chance fits and look-alikes look like),
+    or spread over a small patch, stay a review; 5 inliers are too few however consistent.
+    """
+    from matcher import defaults as defaults_mod
+    d = defaults_mod.load()
+    rule = decide.CopyRule.from_sections(d.section("copy"))
+    assert rule.consistent_share <= 0.9 and rule.consistent_coverage <= 0.25
+
+    def decision(ev: dict[str, float]) -> str:
+        return decide.decision_for(decide.evidence_score(ev, d))
+
+    assert decision(_local_evidence(8, 8, 9, 0.25)) == decide.MATCH
+    assert decision(_local_evidence(8, 8, 20, 0.25)) == decide.REVIEW
+    assert decision(_local_evidence(8, 8, 9, 0.08)) == decide.REVIEW
+    assert decision(_local_evidence(5, 5, 5, 0.4)) != decide.MATCH
+    # Without the keys (an older defaults file, or a bank policy switching it off) the
+    # rule is the inlier count alone.
+    off = decide.CopyRule.from_sections({**d.section("copy"), "consistent_share": 1.01})
+    assert decide.copy_score(8, 0.25, off, consistent=8 / 9) < decide.MATCH_SCORE
