@@ -202,6 +202,24 @@ def test_unrelated_photo_gets_no_match(venue_bank: tuple[Store, Path]) -> None:
     assert all(c.decision != "match" for c in found)
 
 
+def test_far_hash_neighbours_do_not_crowd_out_venues(venue_bank: tuple[Store, Path]) -> None:
+    """A photo stored with hashes only is no venue candidate: beyond the review radius a hash
+    says "not the same photo", and ranked by that score it pushed right venues out of the top 5."""
+    store, root = venue_bank
+    bank = store.catalog.ensure_bank("mixed", "venue")
+    rooms = ingest.read_source(root / "venues.csv")
+    assert ingest.index_records(store, bank, rooms, ["pdq", SCENE]).indexed == 6
+    stray = root / "stray.jpg"
+    stray.write_bytes(jpeg_bytes(photo("camera.png")))
+    assert ingest.index_records(store, bank, [ingest.Record(stray, "stray", "stray.jpg")],
+                                ["pdq"]).indexed == 1
+    query = jpeg_bytes(with_red_box(view(photo("chelsea.png"), 9, strength=0.1)))
+    found = Matcher(store).match(query, [bank], top=10)
+    assert [c.label for c in found][:1] == ["cat_room"]
+    assert sorted(c.label for c in found) == sorted(ROOMS)
+    assert all("scene_evidence" in c.evidence and "pdq" in c.evidence for c in found)
+
+
 def test_index_catches_up_and_forgets_deleted_references(venue_bank: tuple[Store, Path],
                                                          tmp_path: Path) -> None:
     store, root = venue_bank
