@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from indexer import images, ingest
+from indexer import images, ingest, pipeline
 from indexer.kinds import default_families
 from indexer.signals import base as signals
 from indexer.signals import local
@@ -290,3 +290,29 @@ def test_few_inliers_that_almost_all_matches_agree_on_are_a_match() -> None:
     # rule is the inlier count alone.
     off = decide.CopyRule.from_sections({**d.section("copy"), "consistent_share": 1.01})
     assert decide.copy_score(8, 0.25, off, consistent=8 / 9) < decide.MATCH_SCORE
+
+
+def test_uninformative_64_bit_hashes_never_auto_match(tmp_path: Path) -> None:
+    """Two different flat pictures whose dHash is all ones agree bit for bit: such a hash
+    (bit balance below the gate, like PDQ's quality) may ask for a review, never a match."""
+    from indexer.signals.hashes import bit_balance
+
+    x = np.linspace(0, 1, 320)[None, :]
+    bands = np.sin(np.linspace(0, 6, 240))[:, None]
+    reference = np.repeat(40 + 180 * x, 240, axis=0)  # a smooth page: brighter to the right
+    query = 10 + 80 * x + 25 * bands  # a dark picture with bands, also brighter to the right
+    ref_img, query_img = (Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).convert("RGB")
+                          for a in (reference, query))
+    (tmp_path / "page.jpg").write_bytes(jpeg_bytes(ref_img))
+    store = Store(tmp_path / "data")
+    bank = store.catalog.ensure_bank("h", "ads")
+    ingest.index_records(store, bank, [ingest.Record(tmp_path / "page.jpg", "page", "page.jpg")],
+                         [s.name for s in signals.select(["hashes"])])
+    [found] = Matcher(store).match(jpeg_bytes(query_img), [bank])
+    assert found.evidence["dhash"] <= 1  # the trap: (nearly) identical hashes
+    assert found.evidence["dhash_quality"] < 0.25
+    assert found.decision != "match"
+    # A real photo's hashes are balanced, so the gate leaves copies alone.
+    astro = pipeline.extract(jpeg_bytes(photo("astronaut.png")), ["ahash", "dhash", "whash", "phash"])
+    assert all(v.quality is not None and v.quality >= 0.25 for v in astro.vectors)
+    assert bit_balance(np.packbits(np.ones(64, dtype=np.uint8))) == 0.0
