@@ -50,6 +50,14 @@ def open_store():  # noqa: ANN201 - imported lazily to keep `--help` fast
     return Store(state.data_dir)
 
 
+def bank_or_fail(store, name: str):  # noqa: ANN001, ANN201 - Store/Bank imported lazily
+    """The bank called ``name``, or exit 2 with the known banks named on stderr."""
+    try:
+        return store.bank_or_error(name)
+    except LookupError as exc:
+        raise fail(str(exc.args[0])) from None
+
+
 def default_signals(kind: str) -> list[str]:
     from indexer.kinds import default_families
     return default_families(kind)
@@ -170,10 +178,7 @@ def match_cmd(
     store = open_store()
     banks = []
     for name in [b.strip() for b in bank.split(",") if b.strip()]:
-        try:
-            banks.append(store.bank_or_error(name))
-        except LookupError as exc:
-            raise fail(str(exc.args[0])) from None
+        banks.append(bank_or_fail(store, name))
     matcher = Matcher(store)
     failures = 0
     for shown, path in queries:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 import api.cli_exchange  # noqa: F401 - registers `export` and `import`
-from api.cli import app, fail, index_cmd, open_store
+from api.cli import app, bank_or_fail, fail, index_cmd, open_store
 
 if TYPE_CHECKING:
     from indexer.ingest import Record
@@ -89,10 +89,7 @@ def networks_cmd(
     from matcher.links import LinkConfig, Linker, file_reader
 
     store = open_store()
-    try:
-        bank_row = store.bank_or_error(bank)
-    except LookupError as exc:
-        raise fail(str(exc.args[0])) from None
+    bank_row = bank_or_fail(store, bank)
     if bank_row.kind != "ads":
         raise fail(f"bank {bank!r} is a {bank_row.kind} bank; networks are built from ads banks")
     if update:

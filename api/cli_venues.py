@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli import app, fail, open_store
+from api.cli import app, bank_or_fail, fail, open_store
 
 venues_app = typer.Typer(no_args_is_help=True, help="Venue banks: room-background index maintenance.")
 app.add_typer(venues_app, name="venues")
@@ -33,10 +33,7 @@ def retrain_cmd(
     from indexer.signals.scene import SCENE
 
     store = open_store()
-    try:
-        bank_row = store.bank_or_error(bank)
-    except LookupError as exc:
-        raise fail(str(exc.args[0])) from None
+    bank_row = bank_or_fail(store, bank)
     if SCENE not in store.index_signals(bank_row):
         raise fail(f"bank {bank!r} holds no {SCENE} vectors (index or enroll venue photos first)")
     started = time.perf_counter()
