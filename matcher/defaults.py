@@ -36,6 +36,23 @@ class Defaults:
             return self.signals[signal]
         return signals.get(signal).default_thresholds
 
+    def policy_for(self, kind: str, policy: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A bank's policy with its kind's calibrated hash thresholds beneath its own overrides.
+
+        Why per kind: hash thresholds are calibrated against the impostors a bank
+        meets. Copy detection's (``signals``) were fitted on varied ad photos;
+        portraits of different people, framed alike, sit much closer (PDQ 58 at
+        the nearest on the faces suite, under copy detection's match threshold
+        of 70), so a missing-person bank asks its hashes for reposts of the
+        reference photo only (``kind_thresholds`` in defaults.json).
+        """
+        by_kind = (self.raw.get("kind_thresholds") or {}).get(kind) or {}
+        if not by_kind:
+            return dict(policy or {})
+        merged = dict(policy or {})
+        merged["thresholds"] = {**by_kind, **((policy or {}).get("thresholds") or {})}
+        return merged
+
     def section(self, name: str) -> dict[str, Any]:
         """A free-form section (for example a stage's own calibrated parameters)."""
         return dict(self.raw.get(name) or {})

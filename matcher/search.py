@@ -182,7 +182,7 @@ class HashSearcher:
             signal = signals.get(signal_name)
             if signal.family != HASH_FAMILY or signal.kind is not VectorKind.BINARY:
                 continue
-            t = self.defaults.thresholds(signal_name, bank.policy)
+            t = self.defaults.thresholds(signal_name, self.defaults.policy_for(bank.kind, bank.policy))
             queries = query.variants.get(signal_name) or [
                 ("original", v) for v in query.vectors if v.signal == signal_name]
             if not queries:
@@ -226,6 +226,7 @@ class HashSearcher:
     def _rank(self, bank: Bank, per_item: dict[int, _ItemHits], top: int) -> list[Candidate]:
         if not per_item:
             return []
+        policy = self.defaults.policy_for(bank.kind, bank.policy)
         scored = []
         for item_id, hits in per_item.items():
             evidence: dict[str, Any] = {}
@@ -240,7 +241,7 @@ class HashSearcher:
                 if hits.transforms.get(name, "original") != "original":
                     evidence[f"{name}_transform"] = hits.transforms[name]
             # One scoring function for live answers and offline calibration (bench/).
-            scored.append((decide.evidence_score(evidence, self.defaults, bank.policy), item_id, evidence))
+            scored.append((decide.evidence_score(evidence, self.defaults, policy), item_id, evidence))
         # Items of one subject collapse into one candidate, so keep a few spare before loading rows.
         scored.sort(key=lambda t: (-t[0], t[1]))
         scored = scored[:max(4 * top, 40)]

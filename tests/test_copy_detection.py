@@ -316,3 +316,27 @@ def test_uninformative_64_bit_hashes_never_auto_match(tmp_path: Path) -> None:
     astro = pipeline.extract(jpeg_bytes(photo("astronaut.png")), ["ahash", "dhash", "whash", "phash"])
     assert all(v.quality is not None and v.quality >= 0.25 for v in astro.vectors)
     assert bit_balance(np.packbits(np.ones(64, dtype=np.uint8))) == 0.0
+
+
+def test_portrait_banks_ask_their_hashes_for_reposts_only(tmp_path: Path) -> None:
+    """The same hash distances are a copy in an ads bank and only a review in a missing-person
+    bank, whose impostors (portraits framed alike) sit far closer than varied ad photos do."""
+    src = photo("astronaut.png")
+    (tmp_path / "ref.jpg").write_bytes(jpeg_bytes(src))
+    query = jpeg_bytes(src.crop((30, 0, src.width, src.height)))  # PDQ 66, pHash 6 from the reference
+    store = Store(tmp_path / "data")
+    hashes = [s.name for s in signals.select(["hashes"])]
+    found = {}
+    for kind in ("ads", "missing_person"):
+        bank = store.catalog.ensure_bank(f"{kind}-bank", kind)
+        ingest.index_records(store, bank, [ingest.Record(tmp_path / "ref.jpg", "ref", "ref.jpg")], hashes)
+        [found[kind]] = Matcher(store).match(query, [bank])
+    assert found["ads"].evidence["pdq"] == found["missing_person"].evidence["pdq"] > 50
+    assert found["ads"].decision == "match"
+    assert found["missing_person"].decision == "review"
+    # A bank's own thresholds still win over its kind's.
+    defaults = Matcher(store).defaults
+    own = {"thresholds": {"pdq": {"match": 70, "review": 90}}}
+    policy = defaults.policy_for("missing_person", own)
+    assert policy["thresholds"]["pdq"] == {"match": 70, "review": 90}
+    assert policy["thresholds"]["phash"]["match"] < defaults.thresholds("phash").match
