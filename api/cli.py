@@ -50,6 +50,15 @@ def open_store():  # noqa: ANN201 - imported lazily to keep `--help` fast
     return Store(state.data_dir)
 
 
+def region_or_fail(region: str) -> str:
+    """A phone region code checked against libphonenumber's, or exit 2 naming it."""
+    from matcher.contacts import check_region
+    try:
+        return check_region(region)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+
+
 def bank_or_fail(store, name: str):  # noqa: ANN001, ANN201 - Store/Bank imported lazily
     """The bank called ``name``, or exit 2 with the known banks named on stderr."""
     try:
@@ -106,6 +115,7 @@ def index_cmd(
     except ingest.ManifestError as exc:
         raise fail(str(exc)) from None
     names = parse_signals(signals_opt, kind)
+    region = region_or_fail(region)
     store = open_store()
     try:
         bank_row = store.catalog.ensure_bank(bank, kind)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 import api.cli_exchange  # noqa: F401 - registers `export` and `import`
-from api.cli import app, bank_or_fail, fail, index_cmd, open_store
+from api.cli import app, bank_or_fail, fail, index_cmd, open_store, region_or_fail
 
 if TYPE_CHECKING:
     from indexer.ingest import Record
@@ -88,6 +88,7 @@ def networks_cmd(
     from matcher import networks
     from matcher.links import LinkConfig, Linker, file_reader
 
+    region = region_or_fail(region)
     store = open_store()
     bank_row = bank_or_fail(store, bank)
     if bank_row.kind != "ads":

@@ -28,6 +28,14 @@ _EMAIL = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@[a-z0-9-]+(\.[a-z0-9-]+)+$"
 _DOTLESS_DOMAINS = {"gmail.com", "googlemail.com"}
 
 
+def check_region(region: str) -> str:
+    """The code upper-cased, or ValueError naming it: a typo would silently drop every local number."""
+    code = region.strip().upper()
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"unknown phone region {region!r} (an ISO 3166 alpha-2 code such as US, GB, DE)")
+    return code
+
+
 def normalise_phone(text: str, region: str = DEFAULT_REGION) -> str | None:
     """The E.164 form of ``text``, or None when it is not a valid number."""
     raw = text.strip()

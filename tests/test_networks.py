@@ -207,3 +207,12 @@ def test_http_networks_for_investigators(crawl: Path, data_dir: Path) -> None:
         assert api.as_("investigator").get("/v1/networks/N-000000000000").status_code == 404
         assert api.as_("reviewer").get("/v1/networks").status_code == 403
         assert api.as_("partner").get(f"/v1/networks/{one['id']}").status_code == 403
+
+
+def test_unknown_phone_region_is_refused_before_anything_is_stored(crawl: Path, data_dir: Path) -> None:
+    done = run_reunite("index", str(crawl), "--bank", "ads", "--kind", "ads", "--region", "XX", data=data_dir)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "error: unknown phone region 'XX' (an ISO 3166 alpha-2 code such as US, GB, DE)"]
+    assert not (data_dir / "catalog.sqlite").exists()
+    assert run_reunite("networks", "--bank", "ads", "--region", "gb", data=data_dir).returncode == 2  # no bank
+    assert contacts.check_region(" gb ") == "GB"
