@@ -45,6 +45,7 @@ from indexer.scene import vlad  # noqa: E402
 from indexer.signals.scene import SCENE  # noqa: E402
 from indexer.store.store import Store  # noqa: E402
 from indexer.store.vectors import FaissFloatIndex  # noqa: E402
+from matcher.defaults import Defaults  # noqa: E402
 from matcher.scene_search import SceneSearcher  # noqa: E402
 from matcher.search import Matcher  # noqa: E402
 
@@ -77,8 +78,16 @@ def build_bank(suite: Path, data: Path) -> tuple[Store, object, float]:
 
 def run_ours(store: Store, bank: object, suite: Path, queries: list[dict[str, str]], out: Path
              ) -> tuple[list[float], float]:
+    """Answers and timings of the searcher as shipped, and every venue's evidence for calibration.
+
+    The evidence comes from a second search of the same prepared query (its
+    features are cached, so only the extra verifications cost) with a
+    shortlist as large as the bank: calibrate_venues.py simulates smaller
+    banks, in which every venue is shortlisted.
+    """
     matcher = Matcher(store)
     searcher = next(s for s in matcher.searchers if isinstance(s, SceneSearcher))
+    everything = SceneSearcher(store, with_shortlist(matcher.defaults, 1_000_000))
     t = time.process_time()
     searcher.bank_index(bank)  # train the vocabulary once, outside the query timings
     train_s = time.process_time() - t
@@ -92,13 +101,66 @@ def run_ours(store: Store, bank: object, suite: Path, queries: list[dict[str, st
             times.append(time.process_time() - t)
             answers.write(json.dumps({"query": q["path"], "candidates": [
                 {"label": c.label, "score": c.score, "decision": c.decision} for c in found[:10]]}) + "\n")
+            every_venue = everything.search(query, bank, top=1_000_000)
             raw.write(json.dumps({"query": q["path"], "label": q["label"], "transform": q["transform"],
                                   "candidates": [{"label": c.label,
                                                   "inliers": c.evidence["scene_inliers"],
                                                   "similarity": c.evidence["scene_similarity"],
                                                   "colour": c.evidence["scene_colour"]}
-                                                 for c in found]}) + "\n")
+                                                 for c in every_venue]}) + "\n")
     return times, train_s
+
+
+def with_shortlist(defaults: Defaults, shortlist: int) -> Defaults:
+    raw = {**defaults.raw, "scene": {**defaults.section("scene"), "shortlist": shortlist}}
+    return Defaults(defaults.version, defaults.signals, raw)
+
+
+def small_banks(suite: Path, gallery: list[dict[str, str]], queries: list[dict[str, str]],
+                sizes: list[int], draws: int, work: Path) -> dict[str, dict[str, float]]:
+    """End to end in real banks of a few venues: false accepts and recall at the shipped defaults.
+
+    calibrate_venues.py fits the decision on banks simulated from the full
+    bank's evidence, with the full bank's vocabulary; a real small bank trains
+    its vocabulary on its own few photos. This checks the fit where it
+    matters most: photos of rooms the bank does not hold (most queries here).
+    """
+    rng = np.random.default_rng(0)
+    labels = sorted({g["label"] for g in gallery})
+    out: dict[str, dict[str, float]] = {}
+    for size in sizes:
+        false = right = mated = total = 0
+        for draw in range(draws):
+            chosen = {labels[i] for i in rng.choice(len(labels), size, replace=False)}
+            folder = work / f"bank-{size}-{draw}"
+            folder.mkdir(parents=True)
+            manifest = folder / "gallery.csv"
+            with manifest.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=["path", "label"])
+                writer.writeheader()
+                writer.writerows({"path": str(suite / g["path"]), "label": g["label"]}
+                                 for g in gallery if g["label"] in chosen)
+            store = Store(folder / "data")
+            bank = store.catalog.ensure_bank("venues", "venue")
+            ingest.index_records(store, bank, ingest.read_source(manifest), [SCENE])
+            matcher = Matcher(store)
+            searcher = next(s for s in matcher.searchers if isinstance(s, SceneSearcher))
+            for q in queries:
+                query = matcher.prepare((suite / q["path"]).read_bytes(), [bank])
+                found = searcher.search(query, bank, top=1)
+                holds = q["label"] in chosen
+                accepted = bool(found) and found[0].decision == "match"
+                correct = accepted and holds and found[0].label == q["label"]
+                total += 1
+                mated += holds
+                right += correct
+                false += accepted and not correct
+            store.checkpoint()
+        out[str(size)] = {"draws": draws, "queries": total, "false_accepts": false,
+                          "false_accept_rate": false / max(1, total), "mated": mated,
+                          "recall_at_default": right / max(1, mated)}
+        print(f"bank of {size} venues: {out[str(size)]}", flush=True)
+    return out
 
 
 def searcher_shortlist(matcher: Matcher) -> int:
@@ -213,6 +275,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "venues")
     parser.add_argument("--skip-baselines", action="store_true",
                         help="Reuse the baselines' answers and timings of an earlier run.")
+    parser.add_argument("--bank-sizes", default="",
+                        help="Also check banks of these many venues end to end (comma separated).")
+    parser.add_argument("--bank-draws", type=int, default=1, help="Random banks per size.")
+    parser.add_argument("--only-bank-sizes", action="store_true",
+                        help="Run the small-bank check alone (keeps the rest of summary.json).")
     args = parser.parse_args()
     cv2.setNumThreads(1)
     suite, out = args.suite.resolve(), args.out
@@ -223,6 +290,15 @@ def main() -> None:
         subprocess.run(["rm", "-rf", str(data)], check=True)
     summary_path = out / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    sizes = [int(x) for x in args.bank_sizes.split(",") if x.strip()]
+    if sizes:
+        work = out / "small-banks"
+        if work.exists():
+            subprocess.run(["rm", "-rf", str(work)], check=True)
+        summary["small_banks"] = small_banks(suite, gallery, queries, sizes, args.bank_draws, work)
+        summary_path.write_text(json.dumps(summary, indent=2))
+        if args.only_bank_sizes:
+            return
     store, bank, index_s = build_bank(suite, data)
     ours_t, train_s = run_ours(store, bank, suite, queries, out)
     growth = vlad_search_growth(store, bank, [len(gallery), GROWTH_REFERENCES])
