@@ -33,7 +33,8 @@ from indexer.store.catalog import Catalog
 from indexer.store.vectors import FaissFloatIndex, Hit, load_saved, save_atomically
 
 RETRAIN_GROWTH = 2.0
-# Descriptors sampled per reference for vocabulary training.
+# Descriptors sampled per reference for vocabulary training; a small bank gives
+# more of each photo's, up to vlad.MAX_TRAINING_POINTS in all (see indexer.scene.vlad).
 TRAIN_SAMPLE_PER_IMAGE = 300
 
 
@@ -117,12 +118,13 @@ class SceneBankIndex:
 
     def _retrain(self, ids: list[int], revision: int) -> None:
         rng = np.random.default_rng(7)
+        per_image = max(TRAIN_SAMPLE_PER_IMAGE, vlad.MAX_TRAINING_POINTS // max(1, len(ids)))
         sample: list[np.ndarray] = []
         for batch in storage.iter_bank_features(self.catalog, self.bank_id, self.signal):
             for _vid, feats in batch:
                 desc = feats.rootsift
-                if len(desc) > TRAIN_SAMPLE_PER_IMAGE:
-                    desc = desc[np.sort(rng.choice(len(desc), TRAIN_SAMPLE_PER_IMAGE, replace=False))]
+                if len(desc) > per_image:
+                    desc = desc[np.sort(rng.choice(len(desc), per_image, replace=False))]
                 sample.append(desc)
         pooled = np.concatenate(sample) if sample else np.zeros((0, 128), np.float32)
         if len(pooled) == 0:
