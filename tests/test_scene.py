@@ -200,6 +200,13 @@ def test_unrelated_photo_gets_no_match(venue_bank: tuple[Store, Path]) -> None:
     assert all(c.decision != "match" for c in found)
 
 
+def test_a_small_bank_trains_a_full_vocabulary(venue_bank: tuple[Store, Path]) -> None:
+    """Similarities are calibrated on 64-word VLADs; a six-photo bank must not get fewer words."""
+    store, _root = venue_bank
+    index = SceneSearcher(store, Matcher(store).defaults).bank_index(store.bank_or_error("venues"))
+    assert index.vocabulary is not None and index.vocabulary.shape[0] == vlad.DEFAULT_WORDS
+
+
 def test_far_hash_neighbours_do_not_crowd_out_venues(venue_bank: tuple[Store, Path]) -> None:
     """A photo stored with hashes only is no venue candidate: beyond the review radius a hash
     says "not the same photo", and ranked by that score it pushed right venues out of the top 5."""
