@@ -31,12 +31,15 @@ venues suite the best *wrong* venue of a query gets 8 to 12 inliers and a VLAD
 similarity of 0.1 to 0.3, while a third of the right venues get no more); a
 clear lead over every other venue of the bank is what one room and only one
 room explains. The floor is what keeps that true in a bank of a few venues:
-there the best other venue is a poor estimate of chance, and a margin over it
-alone was measured to accept 8% of photos from unknown rooms in banks of 20
-venues and 44% in banks of 3 (bench/calibrate_venues.py simulates banks of 2 to
-73 venues drawn from the suite; with the floor every size stays within the
-0.5% budget). A ``match`` may also require ``min_match_inliers`` verified
-inliers (0 as calibrated: the floor does that job at less cost in recall).
+there the best other venue is a poor estimate of chance. Measured end to end
+on banks drawn from the venues suite (bench/venue_bench.py ``--bank-sizes``),
+the margin over the runner-up with a 10-inlier gate matched 12.8% of all
+queries wrongly in banks of 3 venues and 6.7% in banks of 10 (most queries
+then show rooms the bank does not hold, as most ad photos will);
+bench/calibrate_venues.py fits the floor on simulated banks of 2 to 73 venues,
+each within the 0.5% budget. A ``match`` may also require
+``min_match_inliers`` verified inliers (0 as calibrated: the floor does that
+job at less cost in recall).
 The margin is mapped to reunite's common score so that the calibrated
 ``match`` and ``review`` thresholds (``matcher/defaults.json``, section
 ``scene``, from ``bench/calibrate_venues.py``) land at the common decision
