@@ -117,7 +117,7 @@ def with_shortlist(defaults: Defaults, shortlist: int) -> Defaults:
 
 
 def small_banks(suite: Path, gallery: list[dict[str, str]], queries: list[dict[str, str]],
-                sizes: list[int], draws: int, work: Path) -> dict[str, dict[str, float]]:
+                sizes: list[int], draws: int, work: Path, seed: int = 0) -> dict[str, dict[str, float]]:
     """End to end in real banks of a few venues: false accepts and recall at the shipped defaults.
 
     calibrate_venues.py fits the decision on banks simulated from the full
@@ -125,7 +125,7 @@ def small_banks(suite: Path, gallery: list[dict[str, str]], queries: list[dict[s
     its vocabulary on its own few photos. This checks the fit where it
     matters most: photos of rooms the bank does not hold (most queries here).
     """
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     labels = sorted({g["label"] for g in gallery})
     out: dict[str, dict[str, float]] = {}
     for size in sizes:
@@ -278,6 +278,7 @@ def main() -> None:
     parser.add_argument("--bank-sizes", default="",
                         help="Also check banks of these many venues end to end (comma separated).")
     parser.add_argument("--bank-draws", type=int, default=1, help="Random banks per size.")
+    parser.add_argument("--bank-seed", type=int, default=0, help="Seed of the random banks.")
     parser.add_argument("--only-bank-sizes", action="store_true",
                         help="Run the small-bank check alone (keeps the rest of summary.json).")
     args = parser.parse_args()
@@ -295,7 +296,8 @@ def main() -> None:
         work = out / "small-banks"
         if work.exists():
             subprocess.run(["rm", "-rf", str(work)], check=True)
-        summary["small_banks"] = small_banks(suite, gallery, queries, sizes, args.bank_draws, work)
+        summary["small_banks"] = small_banks(suite, gallery, queries, sizes, args.bank_draws, work,
+                                             args.bank_seed)
         summary_path.write_text(json.dumps(summary, indent=2))
         if args.only_bank_sizes:
             return
