@@ -9,6 +9,7 @@ finds, or a solid red box as in the Hotel-ID test set.
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import cv2
@@ -20,6 +21,7 @@ from PIL import Image
 
 from indexer import images, ingest, pipeline
 from indexer.scene import features, people, storage, vlad
+from indexer.scene.bank import VOCABULARY_RULE, SceneBankIndex
 from indexer.scene.features import LocalFeatures
 from indexer.scene.geometry import verify
 from indexer.signals import base as signals
@@ -203,8 +205,18 @@ def test_unrelated_photo_gets_no_match(venue_bank: tuple[Store, Path]) -> None:
 def test_a_small_bank_trains_a_full_vocabulary(venue_bank: tuple[Store, Path]) -> None:
     """Similarities are calibrated on 64-word VLADs; a six-photo bank must not get fewer words."""
     store, _root = venue_bank
-    index = SceneSearcher(store, Matcher(store).defaults).bank_index(store.bank_or_error("venues"))
+    bank = store.bank_or_error("venues")
+    index = SceneSearcher(store, Matcher(store).defaults).bank_index(bank)
     assert index.vocabulary is not None and index.vocabulary.shape[0] == vlad.DEFAULT_WORDS
+    # An index saved by an older release (fewer words, no rule recorded) is retrained, not trusted.
+    meta_path = index.folder / f"{SCENE}-vlad.json"
+    meta = json.loads(meta_path.read_text())
+    meta.pop("rule")
+    meta_path.write_text(json.dumps(meta))
+    reloaded = SceneBankIndex(store.catalog, index.folder, bank.id, SCENE)
+    assert reloaded.vocabulary is None
+    assert reloaded.current().vocabulary.shape[0] == vlad.DEFAULT_WORDS
+    assert json.loads(meta_path.read_text())["rule"] == VOCABULARY_RULE
 
 
 def test_far_hash_neighbours_do_not_crowd_out_venues(venue_bank: tuple[Store, Path]) -> None:

@@ -38,11 +38,18 @@ RETRAIN_GROWTH = 2.0
 TRAIN_SAMPLE_PER_IMAGE = 300
 
 
+# How vocabularies are trained (indexer.scene.vlad). A saved index trained under
+# another rule is retrained on load: the venue decision is calibrated on the
+# similarities this rule gives (rule 2: 64 words in small banks too).
+VOCABULARY_RULE = 2
+
+
 @dataclass
 class _Meta:
     revision: int = -1
     trained_on: int = 0  # references in the bank when the vocabulary was trained
     words: int = 0
+    rule: int = VOCABULARY_RULE
 
 
 class SceneBankIndex:
@@ -73,6 +80,8 @@ class SceneBankIndex:
         except (OSError, ValueError):
             return
         shape = SimpleNamespace(kind=VectorKind.FLOAT, dim=int(vocabulary.size))
+        if int(meta.get("rule", 1)) != VOCABULARY_RULE:
+            return  # trained under an older rule: the next search retrains
         index = load_saved(shape, index_path)  # type: ignore[arg-type]
         if index is None or index.revision != int(meta.get("revision", -2)):
             return
