@@ -60,27 +60,29 @@ def emoji(img: Image.Image) -> Image.Image:
 
 
 def screenshot(img: Image.Image) -> Image.Image:
-    page = Image.new("RGB", (1200, 736), (246, 246, 246))
-    draw = ImageDraw.Draw(page)
-    draw.rectangle((0, 0, 1200, 64), fill=(40, 60, 120))
-    for y in range(120, 700, 40):
-        draw.rectangle((720, y, 1150, y + 14), fill=(200, 200, 200))
-    shown = img.copy()
-    shown.thumbnail((560, 560))
-    page.paste(shown, (80, 110))
-    return page
+    """A 1200 x 736 page showing the photo at up to 560 px."""
+    return _page(img, (1200, 736), header=64, rows=(120, 700, 40), column=(720, 1150, 14),
+                 shown_side=560, at=(80, 110))
 
 
 def large_screenshot(img: Image.Image, shown_side: int = 300) -> Image.Image:
     """A 1600 x 1000 page showing the photo at ``shown_side`` px: 150 px in an 800-px frame."""
-    page = Image.new("RGB", (1600, 1000), (246, 246, 246))
+    return _page(img, (1600, 1000), header=80, rows=(140, 960, 44), column=(800, 1540, 16),
+                 shown_side=shown_side, at=(90, 130))
+
+
+def _page(img: Image.Image, size: tuple[int, int], *, header: int, rows: tuple[int, int, int],
+          column: tuple[int, int, int], shown_side: int, at: tuple[int, int]) -> Image.Image:
+    """A web page: a header bar, grey text lines in a column, and the photo pasted at ``at``."""
+    page = Image.new("RGB", size, (246, 246, 246))
     draw = ImageDraw.Draw(page)
-    draw.rectangle((0, 0, 1600, 80), fill=(40, 60, 120))
-    for y in range(140, 960, 44):
-        draw.rectangle((800, y, 1540, y + 16), fill=(200, 200, 200))
+    draw.rectangle((0, 0, size[0], header), fill=(40, 60, 120))
+    left, right, height = column
+    for y in range(*rows):
+        draw.rectangle((left, y, right, y + height), fill=(200, 200, 200))
     shown = img.copy()
     shown.thumbnail((shown_side, shown_side))
-    page.paste(shown, (90, 130))
+    page.paste(shown, at)
     return page
 
 
