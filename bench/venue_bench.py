@@ -127,6 +127,8 @@ def small_banks(suite: Path, gallery: list[dict[str, str]], queries: list[dict[s
     """
     rng = np.random.default_rng(seed)
     labels = sorted({g["label"] for g in gallery})
+    if max(sizes, default=0) > len(labels):
+        raise SystemExit(f"--bank-sizes: the gallery has {len(labels)} venues, fewer than {max(sizes)}")
     out: dict[str, dict[str, float]] = {}
     for size in sizes:
         false = right = mated = total = 0
@@ -269,13 +271,21 @@ def score(suite: Path, answers: Path, out_json: Path) -> dict:
     return json.loads(out_json.read_text())
 
 
+def bank_sizes(text: str) -> list[int]:
+    """``3,10,20`` -> [3, 10, 20]; argparse turns the ValueError into a one-line usage error."""
+    sizes = [int(x) for x in text.split(",") if x.strip()]
+    if any(k < 1 for k in sizes):
+        raise ValueError(text)
+    return sizes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("suite", type=Path)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "venues")
     parser.add_argument("--skip-baselines", action="store_true",
                         help="Reuse the baselines' answers and timings of an earlier run.")
-    parser.add_argument("--bank-sizes", default="",
+    parser.add_argument("--bank-sizes", type=bank_sizes, default=[],
                         help="Also check banks of these many venues end to end (comma separated).")
     parser.add_argument("--bank-draws", type=int, default=1, help="Random banks per size.")
     parser.add_argument("--bank-seed", type=int, default=0, help="Seed of the random banks.")
@@ -291,7 +301,7 @@ def main() -> None:
         subprocess.run(["rm", "-rf", str(data)], check=True)
     summary_path = out / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    sizes = [int(x) for x in args.bank_sizes.split(",") if x.strip()]
+    sizes = args.bank_sizes
     if sizes:
         work = out / "small-banks"
         if work.exists():
