@@ -19,6 +19,25 @@ is the costliest error this system can make. Confirmed and rejected are
 final. Every decision keeps its reviewer, time and note; notes are sealed
 with the encryption key when one is configured, because they are case notes.
 
+Concurrency rule: a decision is applied to the state it was computed from,
+or not at all. ``decide`` reads the candidate and its history, computes the
+next state, then writes it with a compare-and-set: ``UPDATE candidates SET
+state = new, version = v + 1 WHERE id = ? AND version = v AND state = old``.
+When another decision was committed in between (two reviewers pressing a
+button on one candidate at the same moment), the UPDATE matches no row and
+the late decision is refused with :class:`Conflict` ``decided_meanwhile``
+(HTTP 409): its reviewer looks at the new state and decides again. So the
+stored history is always a path of the machine above, whatever the timing:
+two simultaneous confirms on a one-reviewer bank record one decision, and a
+second confirm racing a reject cannot confirm over the disagreement. The
+version column, not the state alone, is compared because a state can come
+back (``awaiting_second`` → ``escalated`` → ``awaiting_second`` with another
+first reviewer). This needs no row lock, which SQLite does not have
+(``SELECT ... FOR UPDATE`` is silently dropped there): the compare-and-set is
+atomic on SQLite (one writer at a time) and on PostgreSQL (READ COMMITTED
+re-checks the WHERE on the newest row version after waiting for the other
+writer) alike.
+
 This module knows nothing of HTTP: the service and the reviewer web pages
 call it alike.
 """
@@ -42,11 +61,13 @@ from sqlalchemy import (
     delete,
     func,
     select,
+    text,
+    update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from indexer.crypto import Cipher, DecryptionFailed, is_sealed
-from indexer.store.catalog import Bank, Base, Catalog, utcnow
+from indexer.store.catalog import Bank, Base, Catalog, add_missing_columns, utcnow
 from matcher import decide
 from matcher.search import Candidate
 
@@ -79,6 +100,9 @@ class StoredCandidate(Base):
     created_by: Mapped[str] = mapped_column(String(120), default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # Bumped by every decision; the compare-and-set of ``decide`` checks it.
+    # The server default lets the additive schema step add it to old catalogs.
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
 
 class ReviewDecision(Base):
@@ -139,8 +163,9 @@ class ReviewQueue:
         self.catalog = catalog
         self.cipher = cipher
         self.second_review_missing_person = second_review_missing_person
-        Base.metadata.create_all(catalog.engine, tables=[StoredCandidate.__table__,
-                                                         ReviewDecision.__table__])
+        tables = [StoredCandidate.__table__, ReviewDecision.__table__]
+        Base.metadata.create_all(catalog.engine, tables=tables)
+        add_missing_columns(catalog.engine, tables)
 
     # --- entering the queue --------------------------------------------------
     def record(self, candidates: Iterable[Candidate], banks: dict[str, Bank], query_sha256: str,
@@ -221,26 +246,42 @@ class ReviewQueue:
     # --- deciding --------------------------------------------------------------
     def decide(self, candidate_id: int, reviewer: str, role: str, action: str,
                note: str = "") -> tuple[StoredCandidate, DecisionView]:
-        """Apply ``action`` by ``reviewer``; raises NotFound, Conflict or ValueError."""
+        """Apply ``action`` by ``reviewer``; raises NotFound, Conflict or ValueError.
+
+        The new state is written only if the candidate is still at the state
+        and version it was computed from (see the module's concurrency rule);
+        otherwise Conflict ``decided_meanwhile`` and nothing is recorded.
+        """
         if action not in ACTIONS:
             raise ValueError(f"unknown action {action!r} (one of {', '.join(ACTIONS)})")
         if len(note) > MAX_NOTE:
             raise ValueError(f"a note may hold at most {MAX_NOTE} characters")
         with self.catalog.session() as s:
-            row = s.get(StoredCandidate, candidate_id, with_for_update=True)
+            row = s.get(StoredCandidate, candidate_id)
             if row is None:
                 raise NotFound("candidate_not_found", f"no candidate {candidate_id}")
             previous = list(s.scalars(select(ReviewDecision)
                                       .where(ReviewDecision.candidate_id == candidate_id)
                                       .order_by(ReviewDecision.id)))
+            seen_state, seen_version = row.state, int(row.version or 0)
             new_state = self._transition(row, previous, reviewer, action)
             now = utcnow()
+            written = s.execute(
+                update(StoredCandidate)
+                .where(StoredCandidate.id == row.id, StoredCandidate.version == seen_version,
+                       StoredCandidate.state == seen_state)
+                .values(state=new_state, version=seen_version + 1, updated_at=now)
+                .execution_options(synchronize_session=False)).rowcount
+            if written != 1:
+                raise Conflict("decided_meanwhile",
+                               f"candidate {row.id} was decided by someone else meanwhile; "
+                               "look at its new state and decide again")
             decision = ReviewDecision(candidate_id=row.id, reviewer=reviewer, role=role,
                                       action=action, state_after=new_state,
                                       note=self._seal_note(row.id, note), at=now)
             s.add(decision)
-            row.state, row.updated_at = new_state, now
             s.flush()
+            s.refresh(row)
             view = self._view(decision)
         return row, view
 

@@ -36,6 +36,8 @@ STATE_LABELS = {"open": "Open (pending, awaiting second, escalated)", "pending":
 ORDER_LABELS = {"score": "Highest score first", "newest": "Newest first", "oldest": "Oldest first"}
 ERRORS = {"already_decided": "This candidate was already decided by someone else.",
           "already_escalated": "This candidate is already escalated.",
+          "decided_meanwhile": "Another reviewer decided this candidate while you were deciding; "
+                               "your decision was not recorded. Look at its new state.",
           "second_reviewer_required": "You gave the first confirmation; a different reviewer must "
                                       "give the second.",
           "bad_note": "The note is too long (at most 4,000 characters)."}

@@ -9,6 +9,7 @@ service can read while a batch job writes), PostgreSQL or anything else by URL.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -23,16 +24,20 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     UniqueConstraint,
     create_engine,
     delete,
     event,
     exists,
     func,
+    inspect,
     select,
+    text,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -41,6 +46,7 @@ from sqlalchemy.orm import (
     relationship,
     sessionmaker,
 )
+from sqlalchemy.schema import CreateColumn
 
 BANK_KINDS = ("ads", "venue", "missing_person", "hashes")
 
@@ -148,10 +154,13 @@ class Catalog:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        if url.startswith("sqlite"):
+            _make_sqlite_file_private(url)
         self.engine: Engine = create_engine(url, future=True)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
+        add_missing_columns(self.engine, Base.metadata.sorted_tables)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
@@ -351,6 +360,76 @@ class Catalog:
         s.execute(delete(Vector).where(Vector.item_id.in_(item_ids)))
         s.execute(delete(Item).where(Item.id.in_(item_ids)))
         return removed
+
+
+SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+PRIVATE_MODE = 0o600
+
+
+def _make_sqlite_file_private(url: str) -> None:
+    """Make the catalog file and its WAL / shared-memory files readable by their owner only.
+
+    They hold face embeddings, labels and case data, so they get 0600 like
+    every other file of the data folder. The file is created empty (a valid,
+    empty SQLite database) at 0600 before SQLite first opens it, instead of
+    changing the process umask, which is process-wide and would race other
+    threads. SQLite creates ``-wal`` and ``-shm`` with the database file's own
+    permissions (os_unix.c, ``findCreateFileMode``), so they follow from then
+    on, also when a later process re-creates them. Files of an older data
+    folder are narrowed here on every open.
+    """
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_MODE)
+        os.close(fd)
+    except FileExistsError:
+        pass
+    for suffix in SQLITE_COMPANIONS:
+        companion = path.with_name(path.name + suffix)
+        try:
+            if companion.stat().st_mode & 0o777 != PRIVATE_MODE:
+                os.chmod(companion, PRIVATE_MODE)
+        except FileNotFoundError:
+            continue
+
+
+def add_missing_columns(engine: Engine, tables: Iterable[Table]) -> list[str]:
+    """The additive schema step: add the columns an existing table of an older catalog lacks.
+
+    ``create_all`` creates missing tables but never alters an existing one,
+    so a data folder made before a column was added would fail on its first
+    query. Each missing column is added with ``ALTER TABLE ... ADD COLUMN``
+    (the same statement on SQLite and PostgreSQL); only columns that old rows
+    can take are added this way, i.e. nullable ones or ones with a server
+    default; anything else is refused rather than guessed. Two processes
+    opening one old catalog at once may both try: the loser finds the column
+    there and carries on. Returns the ``table.column`` names added.
+    """
+    added: list[str] = []
+    inspector = inspect(engine)
+    for table in tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable and column.server_default is None:
+                raise RuntimeError(f"the catalog's table {table.name} lacks column {column.name}, "
+                                   "which has no default for existing rows; upgrade it by hand")
+            ddl = CreateColumn(column).compile(dialect=engine.dialect)
+            quoted = engine.dialect.identifier_preparer.quote(table.name)
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text(f"ALTER TABLE {quoted} ADD COLUMN {ddl}"))
+            except DBAPIError:
+                if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+                    raise
+            added.append(f"{table.name}.{column.name}")
+    return added
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -1,0 +1,241 @@
+"""Review decisions under real concurrency: every candidate ends in a state its history explains.
+
+Two reviewers who press a button on one candidate at the same moment must not
+both win when the state machine allows only one of them: the loser gets 409
+and the decision history stays a path of the state machine. The races run
+for real: several httpx clients in threads, released together by a barrier,
+against a real uvicorn on loopback (and, below the HTTP layer, several
+threads calling ``ReviewQueue.decide`` on one catalog file).
+
+The expected transitions are written out here again (``_spec``) rather than
+imported, so that the test checks the code against the documented machine.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from api_support import LiveApi, encryption_key, live_api
+from conftest import jpeg_bytes, png_bytes, tiles
+
+from indexer import pipeline
+from indexer.signals import base as signals
+from indexer.store.store import NewImage, Store
+from matcher import review
+from matcher.search import Candidate
+
+HASHES_ONLY = {"signals": ["hashes"]}
+ROUNDS = 24  # candidates per scenario: the unserialised code lost at least one race in 24
+
+
+def _spec(state: str, required: int, action: str, reviewer: str, history: list[dict[str, Any]]
+          ) -> str | None:
+    """The next state the documented machine gives, or None where the decision is refused."""
+    if state in ("confirmed", "rejected"):
+        return None
+    if action == "escalate":
+        return None if state == "escalated" else "escalated"
+    if action == "reject":
+        return "escalated" if state == "awaiting_second" else "rejected"
+    if required <= 1:
+        return "confirmed"
+    if state == "awaiting_second":
+        first = next(d["reviewer"] for d in reversed(history) if d["state_after"] == "awaiting_second")
+        return None if first == reviewer else "confirmed"
+    return "awaiting_second"
+
+
+def _assert_valid_path(required: int, history: list[dict[str, Any]], final: str) -> None:
+    state = "pending"
+    for n, d in enumerate(history):
+        expected = _spec(state, required, d["action"], d["reviewer"], history[:n])
+        assert expected == d["state_after"], (
+            f"decision {n} ({d['action']} by {d['reviewer']} on {state}) recorded {d['state_after']}, "
+            f"the state machine gives {expected}: {history}")
+        state = expected
+    assert final == state, f"final state {final} but the history ends in {state}: {history}"
+
+
+# --- over HTTP ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
+    with encryption_key(), live_api(tmp_path_factory.mktemp("races") / "data") as running:
+        admin = running.as_("admin")
+        for name, policy in (("single", HASHES_ONLY), ("double", {**HASHES_ONLY, "second_review": True})):
+            r = admin.post("/v1/banks", json={"name": name, "kind": "ads", "policy": policy})
+            assert r.status_code == 201, r.text
+        yield running
+
+
+@pytest.fixture(scope="module")
+def reviewers(api: LiveApi) -> Iterator[list[str]]:
+    yield [api.key("reviewer", f"race-reviewer-{n}") for n in range(3)]
+
+
+def _queued(api: LiveApi, bank: str, n: int, seed: int) -> list[int]:
+    pictures = tiles(n, seed=seed)
+    r = api.as_("ingest").post(f"/v1/banks/{bank}/items/batch",
+                               files=[("images", (f"{k}.png", png_bytes(p), "image/png"))
+                                      for k, p in enumerate(pictures)])
+    assert r.status_code == 200 and r.json()["indexed"] == n, r.text
+    ids = []
+    for p in pictures:
+        r = api.as_("investigator").post("/v1/match", data={"banks": bank},
+                                         files={"image": ("q.jpg", jpeg_bytes(p, 80), "image/jpeg")})
+        best = r.json()["candidates"][0]
+        assert best["decision"] == "match" and best["candidate_id"], r.text
+        ids.append(best["candidate_id"])
+    return ids
+
+
+def _together(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run ``calls`` in threads released at the same moment; their results in order."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(n: int) -> None:
+        barrier.wait()
+        try:
+            results[n] = calls[n]()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test thread
+            results[n] = exc
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results
+
+
+def _race(api: LiveApi, cid: int, moves: list[tuple[str, str]]) -> list[httpx.Response]:
+    """``moves`` ((key, action) each) sent at once, one connection per reviewer."""
+    clients = [api.client(key) for key, _action in moves]
+    try:
+        return _together([
+            (lambda c=c, a=a: c.post(f"/v1/review/candidates/{cid}/decision",
+                                     json={"action": a, "note": ""}))
+            for c, (_key, a) in zip(clients, moves, strict=True)])
+    finally:
+        for c in clients:
+            c.close()
+
+
+def _check(api: LiveApi, cid: int, responses: list[httpx.Response], before: int) -> dict[str, Any]:
+    """What must hold after any race; returns the candidate as stored."""
+    stored = api.as_("admin").get(f"/v1/review/candidates/{cid}").json()
+    history = stored["decisions"]
+    _assert_valid_path(stored["required_reviews"], history, stored["state"])
+    won = [r for r in responses if r.status_code == 200]
+    for r in responses:
+        assert r.status_code in (200, 409), r.text
+        if r.status_code == 409:
+            body = r.json()
+            assert set(body) >= {"error", "detail"} and body["error"], body
+    new = history[before:]
+    assert len(won) == len(new), f"{len(won)} answers of 200 for {len(new)} recorded decisions: {history}"
+    # Each winner was answered with the state its own decision produced.
+    assert sorted(r.json()["state"] for r in won) == sorted(d["state_after"] for d in new), history
+    return stored
+
+
+def test_simultaneous_confirms_on_a_single_review_candidate_record_one_decision(
+        api: LiveApi, reviewers: list[str]) -> None:
+    for cid in _queued(api, "single", ROUNDS, seed=31):
+        responses = _race(api, cid, [(key, "confirm") for key in reviewers])
+        stored = _check(api, cid, responses, before=0)
+        assert [r.status_code for r in responses].count(200) == 1, [r.text for r in responses]
+        assert stored["state"] == "confirmed" and len(stored["decisions"]) == 1
+        assert {r.json()["error"] for r in responses if r.status_code == 409} <= {
+            "already_decided", "decided_meanwhile"}
+
+
+def test_confirm_and_reject_at_once_on_a_single_review_candidate_one_wins(
+        api: LiveApi, reviewers: list[str]) -> None:
+    for cid in _queued(api, "single", ROUNDS, seed=32):
+        responses = _race(api, cid, [(reviewers[0], "confirm"), (reviewers[1], "reject")])
+        stored = _check(api, cid, responses, before=0)
+        assert [r.status_code for r in responses].count(200) == 1, [r.text for r in responses]
+        winner = next(r for r in responses if r.status_code == 200).json()
+        assert stored["state"] == winner["state"] in ("confirmed", "rejected")
+
+
+def test_second_confirm_racing_a_reject_never_confirms_over_the_disagreement(
+        api: LiveApi, reviewers: list[str]) -> None:
+    for cid in _queued(api, "double", ROUNDS, seed=33):
+        first = api.client(reviewers[0])
+        assert first.post(f"/v1/review/candidates/{cid}/decision",
+                          json={"action": "confirm"}).json()["state"] == "awaiting_second"
+        first.close()
+        responses = _race(api, cid, [(reviewers[1], "confirm"), (reviewers[2], "reject")])
+        stored = _check(api, cid, responses, before=1)
+        # Confirmed only when the confirm came first and the reject was then refused.
+        if stored["state"] == "confirmed":
+            assert [d["action"] for d in stored["decisions"]] == ["confirm", "confirm"]
+
+
+def test_two_first_confirms_at_once_follow_the_two_person_rule(
+        api: LiveApi, reviewers: list[str]) -> None:
+    for cid in _queued(api, "double", ROUNDS, seed=34):
+        responses = _race(api, cid, [(reviewers[0], "confirm"), (reviewers[1], "confirm"),
+                                     (reviewers[2], "escalate")])
+        _check(api, cid, responses, before=0)
+
+
+# --- ReviewQueue.decide from threads, one catalog file ------------------------------
+
+def _queue_with_candidates(data_dir: Path, n: int, second_review: bool) -> tuple[Store, review.ReviewQueue,
+                                                                                  list[int]]:
+    store = Store(data_dir)
+    bank = store.catalog.ensure_bank("ads", "ads", {"second_review": second_review})
+    names = [s.name for s in signals.select(["hashes"])]
+    added = store.add_images(bank, [NewImage(pipeline.extract(jpeg_bytes(t), names), f"ad-{k}")
+                                    for k, t in enumerate(tiles(n, seed=40))])
+    queue = review.ReviewQueue(store.catalog)
+    ids = []
+    for k, (item, _created) in enumerate(added):
+        cand = Candidate(bank="ads", label=f"ad-{k}", subject_id=item.subject_id, pseudonym=None,
+                         item=item.id, score=0.9, decision="match")
+        ids.append(queue.record([cand], {"ads": bank}, f"query-{k}", "investigator")[0])
+    return store, queue, ids
+
+
+def _direct_race(queue: review.ReviewQueue, cid: int, moves: list[tuple[str, str]]) -> list[str]:
+    def attempt(reviewer: str, action: str) -> str:
+        try:
+            row, _view = queue.decide(cid, reviewer, "reviewer", action)
+            return row.state
+        except review.Conflict as exc:
+            return f"409:{exc.code}"
+    return _together([(lambda r=r, a=a: attempt(r, a)) for r, a in moves])
+
+
+def _direct_history(queue: review.ReviewQueue, cid: int) -> tuple[int, str, list[dict[str, Any]]]:
+    row, decisions = queue.get(cid)
+    return row.required_reviews, row.state, [
+        {"reviewer": d.reviewer, "action": d.action, "state_after": d.state_after} for d in decisions]
+
+
+@pytest.mark.parametrize("second_review", [False, True])
+def test_decide_from_threads_keeps_every_history_a_path_of_the_machine(
+        tmp_path: Path, second_review: bool) -> None:
+    store, queue, ids = _queue_with_candidates(tmp_path / "data", 40, second_review)
+    moves = [("r1", "confirm"), ("r2", "confirm"), ("r3", "reject"), ("r4", "confirm")]
+    for cid in ids:
+        outcomes = _direct_race(queue, cid, moves)
+        required, state, history = _direct_history(queue, cid)
+        _assert_valid_path(required, history, state)
+        wins = [o for o in outcomes if not o.startswith("409:")]
+        assert len(wins) == len(history), (outcomes, history)
+        if not second_review:
+            assert len(wins) == 1 and state in ("confirmed", "rejected"), (outcomes, history)
+    store.catalog.engine.dispose()
