@@ -12,6 +12,16 @@ A reference photo is about one person, so only its primary face (large and centr
 is stored as that person's face vector: a bystander in a family photo must not
 become a reference. Several photos of one label form one subject, so that
 candidates are reported per person, not per photo.
+
+The file a reference came from is not stored: a path such as
+``photos/person1_JaneDoe.jpg`` names the person, and the catalog is exactly
+what must not leak a name. Nothing needs it afterwards either: the item is
+known by its sha256 (which also makes re-enrolling idempotent), the manifest
+row number is kept for the operator's report, and the photo itself is kept
+sealed by the service. So every enrolled item's ``source`` is the marker
+:data:`REFERENCE_SOURCE` (the HTTP enrolment's is ``http``), and opening a
+catalog blanks paths that older versions stored
+(:func:`indexer.store.catalog.scrub_reference_sources`).
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ from indexer.kinds import default_families
 from indexer.signals import base as signals
 from indexer.signals.base import SignalVector
 from indexer.signals.faces import primary_weight
-from indexer.store.catalog import Subject
+from indexer.store.catalog import REFERENCE_SOURCE, Subject
 from indexer.store.store import NewImage, Store
 
 ENROLL_KINDS = ("missing_person", "venue")
@@ -174,7 +184,7 @@ def enroll_records(store: Store, bank_name: str, kind: str, records: list[dict[s
                and not any(signals.get(v.signal).family == FACE_FAMILY for v in p.extraction.vectors)]
     bank = store.catalog.ensure_bank(bank_name, kind)
     renewed = _renew_consent(store, bank.id, prepared)
-    batch = [NewImage(p.extraction, p.label, p.source, {"row": p.row_number}, p.subject_fields)
+    batch = [NewImage(p.extraction, p.label, REFERENCE_SOURCE, {"row": p.row_number}, p.subject_fields)
              for p in prepared]
     results = store.add_images(bank, batch)
     store.checkpoint()

@@ -146,3 +146,91 @@ def test_catalog_is_sqlite_in_wal_mode(data_dir: Path) -> None:
     with store.catalog.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     assert (data_dir / "catalog.sqlite").exists()
+
+
+# --- catalog file permissions, schema step, enrolment paths --------------------------
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_catalog_and_its_wal_and_shm_are_private_from_creation(data_dir: Path) -> None:
+    old_umask = os.umask(0o022)  # the usual umask, under which files come out 0644
+    try:
+        store = Store(data_dir)
+        _fill(store, 3)
+        catalog = data_dir / "catalog.sqlite"
+        companions = [catalog, *(catalog.with_name(f"catalog.sqlite-{end}") for end in ("wal", "shm"))]
+        assert all(p.exists() for p in companions)  # WAL mode, a connection still open
+        assert [_mode(p) for p in companions] == [0o600] * 3
+        store.catalog.engine.dispose()
+        # A data folder of an older version (0644 files) is narrowed on its next open.
+        for p in companions:
+            if p.exists():
+                os.chmod(p, 0o644)
+        again = Store(data_dir)
+        _fill(again, 2, seed=5)
+        assert {_mode(p) for p in companions if p.exists()} == {0o600}
+        assert again.catalog.count_items(again.bank_or_error("ads").id) == 5
+        again.catalog.engine.dispose()
+    finally:
+        os.umask(old_umask)
+
+
+def test_an_old_catalog_without_the_review_version_column_opens_and_decides(data_dir: Path) -> None:
+    import sqlite3
+
+    from matcher import review
+    from matcher.search import Candidate
+
+    store = Store(data_dir)
+    bank = store.catalog.ensure_bank("ads", "ads")
+    extraction = pipeline.extract(jpeg_bytes(tiles(1)[0]), HASHES)
+    [(item, _)] = store.add_images(bank, [NewImage(extraction, "ad-0")])
+    queue = review.ReviewQueue(store.catalog)
+    cand = Candidate(bank="ads", label="ad-0", subject_id=item.subject_id, pseudonym=None, item=item.id,
+                     score=0.9, decision="match")
+    cid = queue.record([cand], {"ads": bank}, "query-0", "investigator")[0]
+    store.catalog.engine.dispose()
+    with sqlite3.connect(data_dir / "catalog.sqlite") as conn:  # the schema before the column existed
+        conn.execute("ALTER TABLE candidates DROP COLUMN version")
+    conn.close()
+
+    reopened = Store(data_dir)
+    queue = review.ReviewQueue(reopened.catalog)
+    row, decision = queue.decide(cid, "reviewer-1", "reviewer", "confirm")
+    assert row.state == "confirmed" and row.version == 1 and decision.state_after == "confirmed"
+    assert review.ReviewQueue(Store(data_dir).catalog).get(cid)[0].version == 1
+
+
+def test_enrolment_keeps_no_file_path_and_old_paths_are_blanked(data_dir: Path, tmp_path: Path) -> None:
+    import datetime as dt
+
+    from sqlalchemy import select, update
+
+    from indexer import enroll
+    from indexer.store.catalog import Item
+    from tests.conftest import photo
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    ref = folder / "person1_JaneDoe.jpg"
+    ref.write_bytes(jpeg_bytes(photo("astronaut.png")))
+    today = dt.date.today()
+    row = {"path": str(ref), "label": "case-7", "consent_by": "parent",
+           "consent_date": (today - dt.timedelta(days=3)).isoformat(),
+           "consent_expires": (today + dt.timedelta(days=300)).isoformat(), "case_ref": "CASE-7"}
+    store = Store(data_dir)
+    assert enroll.enroll_records(store, "families", "missing_person", [row])["enrolled"] == 1
+    with store.catalog.session() as s:
+        assert list(s.scalars(select(Item.source))) == ["manifest"]
+    store.catalog.engine.dispose()
+    assert b"JaneDoe" not in (data_dir / "catalog.sqlite").read_bytes()
+
+    # A catalog written by an older version holds the path: the next open blanks it.
+    with store.catalog.session() as s:
+        s.execute(update(Item).values(source="photos/person1_JaneDoe.jpg"))
+    store.catalog.engine.dispose()
+    reopened = Store(data_dir)
+    with reopened.catalog.session() as s:
+        assert list(s.scalars(select(Item.source))) == ["manifest"]

@@ -49,6 +49,10 @@ from sqlalchemy.orm import (
 from sqlalchemy.schema import CreateColumn
 
 BANK_KINDS = ("ads", "venue", "missing_person", "hashes")
+# Enrolled references keep no file path (a path can name the person): see indexer.enroll.
+REFERENCE_SOURCE = "manifest"
+SCRUBBED_KINDS = ("missing_person",)  # paths of venue crawls name places, not people: kept
+KEPT_REFERENCE_SOURCES = ("", "http", REFERENCE_SOURCE)
 
 
 def utcnow() -> dt.datetime:
@@ -161,6 +165,7 @@ class Catalog:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
         add_missing_columns(self.engine, Base.metadata.sorted_tables)
+        scrub_reference_sources(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
@@ -430,6 +435,24 @@ def add_missing_columns(engine: Engine, tables: Iterable[Table]) -> list[str]:
                     raise
             added.append(f"{table.name}.{column.name}")
     return added
+
+
+def scrub_reference_sources(engine: Engine) -> int:
+    """Blank the file paths older versions stored for enrolled references; returns how many.
+
+    ``reunite enroll`` used to keep each reference's manifest path in
+    ``items.source`` in clear, and such a path (``photos/person1_JaneDoe.jpg``)
+    names the person. Missing-person banks only (venue paths name places and
+    venue crawls indexed with ``reunite index`` keep theirs). A read first, so
+    that an open of a clean catalog never waits for the write lock.
+    """
+    people = select(Bank.id).where(Bank.kind.in_(SCRUBBED_KINDS))
+    named = (Item.bank_id.in_(people), Item.source.not_in(KEPT_REFERENCE_SOURCES))
+    with engine.connect() as conn:
+        if conn.scalar(select(exists().where(*named))) is not True:
+            return 0
+    with engine.begin() as conn:
+        return int(conn.execute(update(Item).where(*named).values(source=REFERENCE_SOURCE)).rowcount or 0)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
