@@ -7,19 +7,25 @@ Designed for crawls of hundreds of thousands of images that get interrupted:
 - crash-safe: results are committed to the catalog in small transactions and
   the vector indexes are checkpointed; a kill at any moment leaves a catalog
   that is consistent and indexes that are rebuilt from it when stale;
-- tolerant: a bad file is counted and reported with its reason, never fatal.
+- tolerant: a bad file is counted and reported with its reason, never fatal;
+- one run per bank at a time: a second ``reunite index`` on the same bank of
+  the same data folder waits for the first (:func:`exclusive_run`) and then
+  finds everything the first stored already indexed, so two runs over one
+  crawl both finish, store every image once and link every ad once.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import multiprocessing as mp
 import os
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,7 +240,10 @@ def index_records(
         nonlocal last_checkpoint
         if pending:
             results = store.add_images(bank, pending)
-            report.indexed += sum(1 for _item, created in results if created)
+            created = sum(1 for _item, was_new in results if was_new)
+            report.indexed += created
+            # Stored meanwhile by another run on the same bank: already indexed, not lost.
+            report.already_indexed += len(results) - created
             pending.clear()
         if time.monotonic() - last_checkpoint > checkpoint_seconds:
             store.checkpoint()
@@ -278,6 +287,36 @@ def _run(todo: list[tuple[int, str]], signal_names: list[str], workers: int
     ctx = mp.get_context("forkserver")
     with ctx.Pool(workers, initializer=_init_worker, initargs=(signal_names,)) as pool:
         yield from pool.imap_unordered(_work, todo, chunksize=4)
+
+
+@contextmanager
+def exclusive_run(store: Store, bank: Bank, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold the bank's index lock for a whole run (indexing and linking), waiting for a holder.
+
+    The catalog alone keeps concurrent writers correct (see
+    :mod:`indexer.store.store`), but a run is more than its inserts: the ads
+    it links, the local-feature index it trains and the indexes it saves all
+    assume that the bank holds what this run read at its start. Two runs over
+    one crawl would also decode every image twice for nothing. So a run takes
+    an advisory lock (``flock``) on ``locks/index-bank-<id>.lock`` of the data
+    folder; a second run calls ``on_wait`` once and waits, then skips what the
+    first stored. The kernel drops the lock when its process dies, so a
+    killed run never blocks the next one. Runs on different banks proceed
+    side by side.
+    """
+    folder = store.data_dir / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / f"index-bank-{bank.id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def write_report(store: Store, report: IngestReport) -> Path:

@@ -52,7 +52,7 @@ from indexer.images import Picture
 from indexer.signals import base as signals
 from indexer.signals.base import Thresholds, VectorKind
 from indexer.signals.hashes import PDQ_SIDE
-from indexer.store.catalog import Bank, Base, Item, Vector, utcnow
+from indexer.store.catalog import Bank, Item, Vector, create_tables, utcnow
 from indexer.store.store import Store
 from matcher import contacts, decide
 from matcher import link_prints as prints
@@ -139,7 +139,7 @@ class Linker:
         self._key_indexes: dict[int, prints.KeyIndex] = {}
         # The link tables live on the catalog's Base; a store opened before this
         # module was imported has not created them yet.
-        Base.metadata.create_all(store.catalog.engine, tables=[
+        create_tables(store.catalog.engine, tables=[
             t.__table__ for t in (AdPhoto, AdContact, AdLink, LinkedItem, AdPrint, AdItemLink)])
 
     # --- occurrences ---------------------------------------------------------

@@ -67,7 +67,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from indexer.crypto import Cipher, DecryptionFailed, is_sealed
-from indexer.store.catalog import Bank, Base, Catalog, add_missing_columns, utcnow
+from indexer.store.catalog import Bank, Base, Catalog, add_missing_columns, create_tables, utcnow
 from matcher import decide
 from matcher.search import Candidate
 
@@ -164,7 +164,7 @@ class ReviewQueue:
         self.cipher = cipher
         self.second_review_missing_person = second_review_missing_person
         tables = [StoredCandidate.__table__, ReviewDecision.__table__]
-        Base.metadata.create_all(catalog.engine, tables=tables)
+        create_tables(catalog.engine, tables)
         add_missing_columns(catalog.engine, tables)
 
     # --- entering the queue --------------------------------------------------

@@ -165,3 +165,47 @@ def test_read_source_skips_sidecar_files(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("crawler notes")
     (tmp_path / ".hidden.jpg").write_bytes(b"x")
     assert [r.path.name for r in ingest.read_source(tmp_path)] == ["a.jpg"]
+
+
+def _popen_reunite(*args: str, data: Path) -> subprocess.Popen[str]:
+    import os
+
+    return subprocess.Popen([sys.executable, "-m", "api.cli", "--data", str(data), *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def _items_per_sha(data: Path) -> dict[str, int]:
+    with sqlite3.connect(data / "catalog.sqlite") as conn:
+        rows = conn.execute("SELECT sha256, count(*) FROM items GROUP BY sha256").fetchall()
+    conn.close()
+    return {sha: n for sha, n in rows}
+
+
+def test_two_index_runs_on_one_bank_at_once_both_finish_and_lose_nothing(
+        crawl: Path, tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    run_reunite(*HASH_INDEX, str(crawl), data=reference, check=True)
+    together = tmp_path / "together"
+    runs = [_popen_reunite(*HASH_INDEX, str(crawl), data=together) for _ in range(2)]
+    outputs = [run.communicate(timeout=600) for run in runs]
+    for run, (out, err) in zip(runs, outputs, strict=True):
+        assert "Traceback" not in err and "IntegrityError" not in err, err
+        if run.returncode == 2:  # refusing is allowed, with one line
+            assert len(err.strip().splitlines()) == 1, err
+        else:
+            assert run.returncode == 0, (out, err)
+    assert any(run.returncode == 0 for run in runs)
+    # Every image stored once, exactly as one uninterrupted run stores them.
+    assert _items_per_sha(together) == _items_per_sha(reference)
+    assert _rows(together, "ad_photos") == _rows(reference, "ad_photos") > 0  # every ad linked once
+    assert _rows(together, "ad_links") == _rows(reference, "ad_links")
+    rerun = run_reunite(*HASH_INDEX, str(crawl), data=together, check=True)
+    assert ", 0 indexed, " in rerun.stdout
+
+
+def _rows(data: Path, table: str) -> int:
+    with sqlite3.connect(data / "catalog.sqlite") as conn:
+        n = int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    conn.close()
+    return n

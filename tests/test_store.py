@@ -234,3 +234,41 @@ def test_enrolment_keeps_no_file_path_and_old_paths_are_blanked(data_dir: Path, 
     reopened = Store(data_dir)
     with reopened.catalog.session() as s:
         assert list(s.scalars(select(Item.source))) == ["manifest"]
+
+
+def test_two_writers_storing_the_same_images_at_once_store_each_once(data_dir: Path) -> None:
+    """Two stores on one folder (as two processes have) add overlapping batches at the same moment."""
+    import threading
+
+    writers = [Store(data_dir), Store(data_dir)]
+    banks = [w.catalog.ensure_bank("ads", "ads") for w in writers]
+    pictures = tiles(60, seed=21)
+    extractions = [pipeline.extract(jpeg_bytes(t), HASHES) for t in pictures]
+    created: list[int] = []
+    for start in range(0, 60, 6):
+        chunk = list(range(start, start + 6))
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def write(n: int, chunk: list[int] = chunk, barrier: threading.Barrier = barrier,
+                  errors: list[BaseException] = errors) -> None:
+            order = chunk if n == 0 else chunk[::-1]  # the same images and ads, in another order
+            batch = [NewImage(extractions[k], f"ad-{k // 2}") for k in order]
+            barrier.wait()
+            try:
+                created.append(sum(was_new for _item, was_new in writers[n].add_images(banks[n], batch)))
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+    assert sum(created) == 60
+    bank = writers[0].bank_or_error("ads")
+    assert writers[0].catalog.count_items(bank.id) == 60
+    assert len(writers[1].indexes.get(bank.id, "pdq")) == 60
+    for w in writers:
+        w.catalog.engine.dispose()

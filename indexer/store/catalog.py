@@ -37,7 +37,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -163,7 +163,7 @@ class Catalog:
         self.engine: Engine = create_engine(url, future=True)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        create_tables(self.engine)
         add_missing_columns(self.engine, Base.metadata.sorted_tables)
         scrub_reference_sources(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -205,6 +205,12 @@ class Catalog:
         name = name.strip()
         if not name or len(name) > 120:
             raise ValueError("a bank name must be 1 to 120 characters")
+        try:
+            return self._ensure_bank(name, kind, policy)
+        except IntegrityError:  # another process created it meanwhile: take that one
+            return self._ensure_bank(name, kind, policy)
+
+    def _ensure_bank(self, name: str, kind: str, policy: dict[str, Any] | None) -> Bank:
         with self.session() as s:
             bank = s.scalar(select(Bank).where(Bank.name == name))
             if bank is None:
@@ -399,6 +405,24 @@ def _make_sqlite_file_private(url: str) -> None:
                 os.chmod(companion, PRIVATE_MODE)
         except FileNotFoundError:
             continue
+
+
+def create_tables(engine: Engine, tables: list[Table] | None = None) -> None:
+    """``create_all`` that tolerates another process creating the same tables at the same moment.
+
+    ``create_all`` checks which tables exist, then creates the others; two
+    processes opening a new data folder at once (two ``reunite index`` runs)
+    both see a table missing and the second CREATE fails with "already
+    exists". The DDL runs in one transaction, so a lost race leaves nothing
+    half made, and the next try's check finds the winner's tables.
+    """
+    for attempt in range(1, 4):
+        try:
+            Base.metadata.create_all(engine, tables=tables)
+            return
+        except DBAPIError:
+            if attempt == 3:
+                raise
 
 
 def add_missing_columns(engine: Engine, tables: Iterable[Table]) -> list[str]:

@@ -4,6 +4,15 @@ Writes go to the catalog first (one transaction per batch) and then into the
 in-memory indexes; indexes are saved at checkpoints. A crash between the two
 loses nothing: the catalog is ahead, the saved index is stale, and the next
 open rebuilds it.
+
+Several writers on one bank (two ``reunite index`` runs over one crawl, a run
+beside the service's batch upload) are safe: a batch checks which sha256 are
+already stored and inserts the rest, and when another writer committed the
+same image, subject or revision row between that check and the insert, the
+catalog's unique constraints refuse the batch (IntegrityError), it is rolled
+back as a whole and tried again, and the second try finds the other writer's
+rows and stores only what is still missing. This works alike on SQLite and
+PostgreSQL, with no lock held while images are decoded.
 """
 
 from __future__ import annotations
@@ -14,12 +23,17 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from indexer.pipeline import Extraction
 from indexer.signals import base as signals
 from indexer.store.catalog import Bank, Catalog, Item, Subject
 from indexer.store.indexes import IndexSet
+
+# Tries of one batch when other writers keep storing the same rows first; each
+# lost try means they committed, so the next one has less to insert.
+BATCH_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -45,13 +59,23 @@ class Store:
         """Store a batch in one transaction; returns (item, created) per image.
 
         An image whose sha256 is already in the bank is not stored again
-        (idempotent re-runs); its existing item is returned with created=False.
+        (idempotent re-runs, concurrent writers); its existing item is returned
+        with created=False.
         """
         # Load (or rebuild) the indexes first so that this change is applied in
         # memory and saved at the next checkpoint instead of forcing a rebuild.
         for name in sorted({v.signal for new in batch for v in new.extraction.vectors}):
             if signals.get(name).vector_index:
                 self.indexes.get(bank.id, name)
+        for attempt in range(1, BATCH_ATTEMPTS + 1):
+            try:
+                return self._add_batch(bank, batch)
+            except IntegrityError:
+                if attempt == BATCH_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _add_batch(self, bank: Bank, batch: list[NewImage]) -> list[tuple[Item, bool]]:
         results: list[tuple[Item, bool]] = []
         added: dict[tuple[int, str], tuple[list[int], list[np.ndarray]]] = {}
         with self.catalog.session() as s:
