@@ -15,7 +15,8 @@ Visibility table (``-`` = never sent to that role)::
     item ids, evidence, scores            y       y          y      own ingests  evidence + scores
     reference photo bytes (audited)       y       y          -           -       -
     query image of a candidate (audited)  y       y          -           -       -
-    review decisions: who, when, state    y       y          y (outcome) -       -
+    review decisions: who, when, state    y       y          y (outcome, -       -
+                                                           own queries)
     review notes                          y       y          -           -       -
     opaque partner ref (R-...)            -       -          -           -       y
 
@@ -41,6 +42,13 @@ from matcher.search import Candidate
 IDENTITY_ROLES = frozenset({ADMIN, REVIEWER})
 PSEUDONYM_ROLES = frozenset({ADMIN, REVIEWER, INVESTIGATOR})
 PEOPLE_KINDS = frozenset({"missing_person"})
+# Roles that read only the candidates their own matches produced (others answer 404):
+# candidate ids are sequential, and the outcome of another case's query is not theirs to see.
+OWN_CANDIDATES_ROLES = frozenset({INVESTIGATOR})
+
+
+def reads_own_candidates_only(role: str) -> bool:
+    return role in OWN_CANDIDATES_ROLES
 
 
 def may_see_identity(role: str) -> bool:

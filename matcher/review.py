@@ -120,6 +120,22 @@ class ReviewDecision(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class CandidateRequester(Base):
+    """Who asked for a candidate: each account whose match produced or re-produced it.
+
+    One candidate serves every query of the same image, so ``created_by``
+    names only the first asker; this table lets each asker read the outcome
+    of their own queries (see :meth:`ReviewQueue.get`) and no one else's.
+    """
+
+    __tablename__ = "candidate_requesters"
+    __table_args__ = (UniqueConstraint("candidate_id", "requester"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    candidate_id: Mapped[int] = mapped_column(
+        ForeignKey("candidates.id", ondelete="CASCADE"), index=True)
+    requester: Mapped[str] = mapped_column(String(120))
+
+
 class ReviewError(Exception):
     """A decision that cannot be taken; ``code`` is stable for clients."""
 
@@ -163,7 +179,7 @@ class ReviewQueue:
         self.catalog = catalog
         self.cipher = cipher
         self.second_review_missing_person = second_review_missing_person
-        tables = [StoredCandidate.__table__, ReviewDecision.__table__]
+        tables = [StoredCandidate.__table__, ReviewDecision.__table__, CandidateRequester.__table__]
         create_tables(catalog.engine, tables)
         add_missing_columns(catalog.engine, tables)
 
@@ -203,6 +219,8 @@ class ReviewQueue:
                     row.updated_at = now
                 if row.query_photo is None and query_photo is not None:
                     row.query_photo = query_photo
+                if requested_by and not self._requested(s, row, requested_by):
+                    s.add(CandidateRequester(candidate_id=row.id, requester=requested_by))
                 out[position] = row.id
         return out
 
@@ -224,15 +242,33 @@ class ReviewQueue:
                                   .offset(offset).limit(limit)))
         return rows, total
 
-    def get(self, candidate_id: int) -> tuple[StoredCandidate, list[DecisionView]]:
+    def get(self, candidate_id: int, requested_by: str | None = None
+            ) -> tuple[StoredCandidate, list[DecisionView]]:
+        """One candidate and its decisions.
+
+        With ``requested_by``, only a candidate that account's own matches
+        produced is returned; any other is NotFound, exactly like one that does
+        not exist. Candidate ids are sequential, so without this an
+        investigator could walk every id and learn which queries of other
+        cases matched which pseudonymous subject, with scores and evidence.
+        The outcome of one's own query is what an investigator needs to act on.
+        """
         with self.catalog.session() as s:
             row = s.get(StoredCandidate, candidate_id)
-            if row is None:
+            if row is None or (requested_by is not None and not self._requested(s, row, requested_by)):
                 raise NotFound("candidate_not_found", f"no candidate {candidate_id}")
             decisions = list(s.scalars(select(ReviewDecision)
                                        .where(ReviewDecision.candidate_id == candidate_id)
                                        .order_by(ReviewDecision.id)))
         return row, [self._view(d) for d in decisions]
+
+    @staticmethod
+    def _requested(s: Session, row: StoredCandidate, requester: str) -> bool:
+        if row.created_by == requester:  # also covers candidates stored before the table existed
+            return True
+        return s.scalar(select(CandidateRequester.id).where(
+            CandidateRequester.candidate_id == row.id, CandidateRequester.requester == requester)
+        ) is not None
 
     def counts(self) -> dict[str, int]:
         """Candidates per state (for metrics and the queue page)."""
@@ -322,6 +358,7 @@ class ReviewQueue:
         if not ids:
             return []
         s.execute(delete(ReviewDecision).where(ReviewDecision.candidate_id.in_(ids)))
+        s.execute(delete(CandidateRequester).where(CandidateRequester.candidate_id.in_(ids)))
         s.execute(delete(StoredCandidate).where(StoredCandidate.id.in_(ids)))
         still_used = set(s.scalars(select(StoredCandidate.query_photo)
                                    .where(StoredCandidate.query_photo.in_(tokens)))) if tokens else set()

@@ -50,11 +50,16 @@ def list_queue(request: Request, bank: str | None = Query(None, max_length=120),
 @router.get("/{candidate_id}", response_model=CandidateOut, responses=responses(*GUARDED, 404))
 def read_candidate(candidate_id: CandidateId, request: Request,
                    p: Principal = guard("review.read", REVIEWER, ADMIN, INVESTIGATOR)) -> CandidateOut:
-    """One candidate with its evidence and decisions (investigators see the outcome only)."""
+    """One candidate with its evidence and decisions.
+
+    Investigators see the outcome only, and only of candidates their own
+    matches produced; any other id answers 404 like one that does not exist.
+    """
     svc = service(request)
     audit(request, f"candidate:{candidate_id}")
+    own = p.name if visibility.reads_own_candidates_only(p.role) else None
     try:
-        row, decisions = svc.review.get(candidate_id)
+        row, decisions = svc.review.get(candidate_id, requested_by=own)
     except review.NotFound as exc:
         raise ApiError(404, exc.code, exc.detail) from None
     return _out(svc, row, p.role, decisions)
