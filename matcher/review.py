@@ -64,6 +64,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from indexer.crypto import Cipher, DecryptionFailed, is_sealed
@@ -78,6 +79,7 @@ OPEN_STATES = (PENDING, AWAITING_SECOND, ESCALATED)
 ACTIONS = ("confirm", "reject", "escalate")
 QUEUED_TIERS = (decide.MATCH, decide.REVIEW)
 MAX_NOTE = 4000
+RECORD_ATTEMPTS = 4
 
 
 class StoredCandidate(Base):
@@ -190,7 +192,21 @@ class ReviewQueue:
 
         A candidate already stored for the same query and subject keeps its
         state; its score and evidence are raised when the new one is stronger.
+        Two matches of one image at the same moment may both find no row and
+        both insert one: the unique constraint refuses the later, which is
+        rolled back and tried again, and then finds the earlier's row.
         """
+        candidates = list(candidates)
+        for attempt in range(1, RECORD_ATTEMPTS + 1):
+            try:
+                return self._record(candidates, banks, query_sha256, requested_by, query_photo)
+            except IntegrityError:
+                if attempt == RECORD_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _record(self, candidates: list[Candidate], banks: dict[str, Bank], query_sha256: str,
+                requested_by: str, query_photo: str | None) -> dict[int, int]:
         out: dict[int, int] = {}
         now = utcnow()
         with self.catalog.session() as s:

@@ -239,3 +239,29 @@ def test_decide_from_threads_keeps_every_history_a_path_of_the_machine(
         if not second_review:
             assert len(wins) == 1 and state in ("confirmed", "rejected"), (outcomes, history)
     store.catalog.engine.dispose()
+
+
+def test_two_investigators_matching_one_image_at_once_share_one_candidate(api: LiveApi) -> None:
+    pictures = tiles(ROUNDS, seed=35)
+    r = api.as_("ingest").post("/v1/banks/single/items/batch",
+                               files=[("images", (f"{k}.png", png_bytes(p), "image/png"))
+                                      for k, p in enumerate(pictures)])
+    assert r.status_code == 200, r.text
+    keys = [api.key("investigator", f"race-investigator-{n}") for n in range(3)]
+    for picture in pictures:
+        query = jpeg_bytes(picture, 80)
+        clients = [api.client(key) for key in keys]
+        try:
+            answers = _together([
+                (lambda c=c: c.post("/v1/match", data={"banks": "single"},
+                                    files={"image": ("q.jpg", query, "image/jpeg")}))
+                for c in clients])
+            assert [a.status_code for a in answers] == [200] * len(clients), [a.text for a in answers]
+            ids = {a.json()["candidates"][0]["candidate_id"] for a in answers}
+            assert len(ids) == 1 and None not in ids
+            [cid] = ids
+            for c in clients:  # and each of them may read its outcome
+                assert c.get(f"/v1/review/candidates/{cid}").status_code == 200
+        finally:
+            for c in clients:
+                c.close()
