@@ -253,7 +253,7 @@ def test_two_investigators_matching_one_image_at_once_share_one_candidate(api: L
         clients = [api.client(key) for key in keys]
         try:
             answers = _together([
-                (lambda c=c: c.post("/v1/match", data={"banks": "single"},
+                (lambda c=c, query=query: c.post("/v1/match", data={"banks": "single"},
                                     files={"image": ("q.jpg", query, "image/jpeg")}))
                 for c in clients])
             assert [a.status_code for a in answers] == [200] * len(clients), [a.text for a in answers]
@@ -265,3 +265,61 @@ def test_two_investigators_matching_one_image_at_once_share_one_candidate(api: L
         finally:
             for c in clients:
                 c.close()
+
+
+# --- the reviewer pages take the same path ------------------------------------------
+
+def _web_session(api: LiveApi, key: str) -> httpx.Client:
+    """A client signed in to the reviewer pages (cookies sent by hand: they are Secure, this is http)."""
+    import re
+
+    client = httpx.Client(base_url=api.url, timeout=120, follow_redirects=False)
+    form = client.get("/review/signin")
+    signin_token = form.cookies["reunite_signin"]
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+    signed = client.post("/review/signin", data={"key": key, "csrf": csrf, "next": "/review/"},
+                         headers={"Cookie": f"reunite_signin={signin_token}"})
+    assert signed.status_code == 303, signed.text
+    client.headers["Cookie"] = f"reunite_review={signed.cookies['reunite_review']}"
+    return client
+
+
+def _page_token(client: httpx.Client, cid: int) -> str:
+    """The session's CSRF token, from the candidate page as a browser would read it."""
+    import re
+
+    page = client.get(f"/review/candidates/{cid}")
+    return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+
+
+def test_web_decisions_racing_api_decisions_record_one(api: LiveApi, reviewers: list[str]) -> None:
+    web = [_web_session(api, key) for key in reviewers[:2]]
+    refusals: list[str] = []
+    try:
+        for cid in _queued(api, "single", ROUNDS // 2, seed=36):
+            tokens = [_page_token(c, cid) for c in web]
+            api_client = api.client(reviewers[2])
+            calls = [(lambda c=c, t=t, cid=cid: c.post(f"/review/candidates/{cid}/decision",
+                                              data={"action": "confirm", "csrf": t}))
+                     for c, t in zip(web, tokens, strict=True)]
+            calls.append(lambda a=api_client, cid=cid: a.post(f"/v1/review/candidates/{cid}/decision",
+                                                              json={"action": "reject"}))
+            *pages, answer = _together(calls)
+            api_client.close()
+            assert all(p.status_code == 303 for p in pages), [p.text for p in pages]
+            where = [p.headers["location"] for p in pages]
+            web_wins = [w for w in where if f"decided={cid}" in w]
+            refused = [w for w in where if "error=decided_meanwhile" in w or "error=already_decided" in w]
+            assert len(web_wins) + len(refused) == len(pages), where
+            assert answer.status_code in (200, 409), answer.text
+            assert len(web_wins) + (answer.status_code == 200) == 1, (where, answer.text)
+            stored = api.as_("admin").get(f"/v1/review/candidates/{cid}").json()
+            _assert_valid_path(1, stored["decisions"], stored["state"])
+            assert len(stored["decisions"]) == 1
+            refusals += refused
+        assert refusals
+        shown = web[0].get(refusals[0]).text  # a refused page says why, in words
+        assert "already decided" in shown or "decided this candidate while you were deciding" in shown
+    finally:
+        for c in web:
+            c.close()
