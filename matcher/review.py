@@ -64,11 +64,19 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from indexer.crypto import Cipher, DecryptionFailed, is_sealed
-from indexer.store.catalog import Bank, Base, Catalog, add_missing_columns, create_tables, utcnow
+from indexer.store.catalog import (
+    Bank,
+    Base,
+    Catalog,
+    add_missing_columns,
+    create_tables,
+    lost_a_race,
+    utcnow,
+)
 from matcher import decide
 from matcher.search import Candidate
 
@@ -200,8 +208,8 @@ class ReviewQueue:
         for attempt in range(1, RECORD_ATTEMPTS + 1):
             try:
                 return self._record(candidates, banks, query_sha256, requested_by, query_photo)
-            except IntegrityError:
-                if attempt == RECORD_ATTEMPTS:
+            except DBAPIError as exc:
+                if attempt == RECORD_ATTEMPTS or not lost_a_race(exc):
                     raise
         raise AssertionError("unreachable")
 

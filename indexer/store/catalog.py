@@ -407,6 +407,26 @@ def _make_sqlite_file_private(url: str) -> None:
             continue
 
 
+# PostgreSQL's "deadlock detected" and "could not serialize": the transaction was
+# rolled back as a whole and may simply be run again.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def lost_a_race(exc: BaseException) -> bool:
+    """Whether a failed transaction lost a race with another writer and is worth running again.
+
+    A unique constraint refusing a row another writer inserted first, or a
+    PostgreSQL deadlock / serialisation failure between two such writers.
+    Not SQLite's "database is locked": that is raised only after the 30 s
+    busy timeout, and trying again would hide a stuck writer.
+    """
+    if isinstance(exc, IntegrityError):
+        return True
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return isinstance(exc, DBAPIError) and code in RETRYABLE_SQLSTATES
+
+
 def create_tables(engine: Engine, tables: list[Table] | None = None) -> None:
     """``create_all`` that tolerates another process creating the same tables at the same moment.
 

@@ -9,8 +9,9 @@ Several writers on one bank (two ``reunite index`` runs over one crawl, a run
 beside the service's batch upload) are safe: a batch checks which sha256 are
 already stored and inserts the rest, and when another writer committed the
 same image, subject or revision row between that check and the insert, the
-catalog's unique constraints refuse the batch (IntegrityError), it is rolled
-back as a whole and tried again, and the second try finds the other writer's
+catalog's unique constraints refuse the batch (IntegrityError; on PostgreSQL
+also a deadlock between two such batches), it is rolled back as a whole and
+tried again, and the second try finds the other writer's
 rows and stores only what is still missing. This works alike on SQLite and
 PostgreSQL, with no lock held while images are decoded.
 """
@@ -23,12 +24,12 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from indexer.pipeline import Extraction
 from indexer.signals import base as signals
-from indexer.store.catalog import Bank, Catalog, Item, Subject
+from indexer.store.catalog import Bank, Catalog, Item, Subject, lost_a_race
 from indexer.store.indexes import IndexSet
 
 # Tries of one batch when other writers keep storing the same rows first; each
@@ -70,8 +71,8 @@ class Store:
         for attempt in range(1, BATCH_ATTEMPTS + 1):
             try:
                 return self._add_batch(bank, batch)
-            except IntegrityError:
-                if attempt == BATCH_ATTEMPTS:
+            except DBAPIError as exc:
+                if attempt == BATCH_ATTEMPTS or not lost_a_race(exc):
                     raise
         raise AssertionError("unreachable")
 
