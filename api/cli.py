@@ -121,22 +121,22 @@ def index_cmd(
         bank_row = store.catalog.ensure_bank(bank, kind)
     except ValueError as exc:
         raise fail(str(exc)) from None
-    with ingest.exclusive_run(store, bank_row, on_wait=lambda: typer.echo(
-            f"waiting for another index run on bank {bank_row.name} to finish", err=True)):
-        bar, progress = progress_bar(len(records), quiet)
-        report = ingest.index_records(store, bank_row, records, names, workers=workers,
-                                      source=str(source), progress=progress)
-        bar.close()
-        path = ingest.write_report(store, report)
-        for err in report.errors[:20]:
-            typer.echo(f"  skipped {err['path']}: {err['detail']}", err=True)
-        if len(report.errors) > 20:
-            typer.echo(f"  ... and {len(report.errors) - 20} more", err=True)
-        typer.echo(report.summary())
-        if bank_row.kind == "ads" and link and not report.interrupted:
-            from api.cli_networks import link_records
+    ingest.hold_index_lock(store, bank_row, on_wait=lambda: typer.echo(
+        f"waiting for another index run on bank {bank_row.name} to finish", err=True))
+    bar, progress = progress_bar(len(records), quiet)
+    report = ingest.index_records(store, bank_row, records, names, workers=workers,
+                                  source=str(source), progress=progress)
+    bar.close()
+    path = ingest.write_report(store, report)
+    for err in report.errors[:20]:
+        typer.echo(f"  skipped {err['path']}: {err['detail']}", err=True)
+    if len(report.errors) > 20:
+        typer.echo(f"  ... and {len(report.errors) - 20} more", err=True)
+    typer.echo(report.summary())
+    if bank_row.kind == "ads" and link and not report.interrupted:
+        from api.cli_networks import link_records
 
-            typer.echo(link_records(store, bank_row, records, region))
+        typer.echo(link_records(store, bank_row, records, region))
     typer.echo(f"report: {path}")
     if report.interrupted:
         typer.echo("interrupted: run the same command again to resume", err=True)

@@ -9,7 +9,7 @@ Designed for crawls of hundreds of thousands of images that get interrupted:
   that is consistent and indexes that are rebuilt from it when stale;
 - tolerant: a bad file is counted and reported with its reason, never fatal;
 - one run per bank at a time: a second ``reunite index`` on the same bank of
-  the same data folder waits for the first (:func:`exclusive_run`) and then
+  the same data folder waits for the first (:func:`hold_index_lock`) and then
   finds everything the first stored already indexed, so two runs over one
   crawl both finish, store every image once and link every ad once.
 """
@@ -25,7 +25,6 @@ import multiprocessing as mp
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -289,34 +288,42 @@ def _run(todo: list[tuple[int, str]], signal_names: list[str], workers: int
         yield from pool.imap_unordered(_work, todo, chunksize=4)
 
 
-@contextmanager
-def exclusive_run(store: Store, bank: Bank, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
-    """Hold the bank's index lock for a whole run (indexing and linking), waiting for a holder.
+_HELD_LOCKS: dict[str, int] = {}
+
+
+def hold_index_lock(store: Store, bank: Bank, on_wait: Callable[[], None] | None = None) -> None:
+    """Take the bank's index lock for the rest of this process, waiting while another run holds it.
 
     The catalog alone keeps concurrent writers correct (see
     :mod:`indexer.store.store`), but a run is more than its inserts: the ads
     it links, the local-feature index it trains and the indexes it saves all
-    assume that the bank holds what this run read at its start. Two runs over
-    one crawl would also decode every image twice for nothing. So a run takes
-    an advisory lock (``flock``) on ``locks/index-bank-<id>.lock`` of the data
-    folder; a second run calls ``on_wait`` once and waits, then skips what the
-    first stored. The kernel drops the lock when its process dies, so a
-    killed run never blocks the next one. Runs on different banks proceed
-    side by side.
+    assume that the bank holds what this run read at its start, and two runs
+    over one crawl would decode every image twice for nothing. So ``reunite
+    index`` takes an advisory lock (``flock``) on
+    ``locks/index-bank-<id>.lock`` of the data folder; a second run calls
+    ``on_wait`` once and waits, then skips what the first stored. The lock is
+    held until the process exits (a CLI run is one process), and the kernel
+    drops it when the process dies, so a killed run never blocks the next.
+    Runs on different banks proceed side by side; taking it twice in one
+    process is a no-op.
     """
     folder = store.data_dir / "locks"
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / f"index-bank-{bank.id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    path = str((folder / f"index-bank-{bank.id}.lock").resolve())
+    if path in _HELD_LOCKS:
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        if on_wait is not None:
+            on_wait()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if on_wait is not None:
-                on_wait()
             fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
+        except BaseException:
+            os.close(fd)
+            raise
+    _HELD_LOCKS[path] = fd
 
 
 def write_report(store: Store, report: IngestReport) -> Path:
