@@ -99,10 +99,12 @@ def keys_generate_encryption_key() -> None:
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Walk the hash chain; exit 1 when an event was edited or deleted."""
-    from api.audit import HEAD_FILE, verify
+    """Walk the keyed chain and the signed head; exit 1 when an event was edited or deleted."""
+    from api.audit import verify_folder
 
-    report = verify(_catalog(), state.data_dir / HEAD_FILE)
+    report = verify_folder(_catalog(), state.data_dir)
+    for note in report.notes:
+        typer.echo(f"  note: {note}")
     for problem in report.problems[:50]:
         typer.echo(f"  {problem}", err=True)
     if not report.ok:

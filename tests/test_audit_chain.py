@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from api.audit import HEAD_FILE, AuditLog
+from api.audit import HEAD_FILE, PSEUDONYM, AuditLog
 from indexer.crypto import generate_key
-from indexer.store.catalog import Catalog
+from indexer.store.catalog import Catalog, new_pseudonym
 from tests.conftest import run_reunite
 
 COLUMNS = "seq, at, actor, role, action, object, result, detail, prev_hash, hash"
@@ -211,4 +211,5 @@ def test_subjects_are_named_by_a_keyed_token_never_by_their_pseudonym(logged: Pa
     assert pseudonym not in json.dumps(event.to_json())
     assert pseudonym.encode() not in (logged / "catalog.sqlite").read_bytes()
     assert log.subject_ref(pseudonym) != log.subject_ref("S-fedcba9876543210")
+    assert all(PSEUDONYM.fullmatch(new_pseudonym()) for _ in range(20))  # the form the catalog makes
     assert _verify(logged)[0] == 0
