@@ -18,6 +18,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from indexer import enroll, privacy
+from indexer.crypto import MissingKey, generate_key
 from indexer.store.catalog import Bank, Item, Subject, Vector
 from indexer.store.store import Store
 from matcher.search import Matcher
@@ -26,6 +27,12 @@ from tests.conftest import ROOT, jpeg_bytes, photo
 TODAY = dt.date.today()
 VALID = {"consent_by": "parent", "consent_date": (TODAY - dt.timedelta(days=10)).isoformat(),
          "consent_expires": (TODAY + dt.timedelta(days=365)).isoformat(), "case_ref": "CASE-1"}
+
+
+@pytest.fixture(autouse=True)
+def _encryption_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Missing-person consent records are sealed, never stored in clear: enrolling needs the key."""
+    monkeypatch.setenv("REUNITE_ENCRYPTION_KEY", generate_key())
 
 
 def write_images(folder: Path) -> dict[str, Path]:
@@ -80,6 +87,16 @@ def test_consent_rules() -> None:
     for row, reason in bad:
         with pytest.raises(ValueError, match=reason):
             enroll.check_consent(row, now)
+
+
+def test_consent_is_never_stored_without_the_key(tmp_path: Path, pictures: dict[str, Path],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REUNITE_ENCRYPTION_KEY")
+    store = Store(tmp_path / "data")
+    with pytest.raises(MissingKey, match="REUNITE_ENCRYPTION_KEY"):
+        enroll.enroll_records(store, "missing", "missing_person",
+                              [{"path": str(pictures["camera"]), "label": "p", **VALID}])
+    assert store.catalog.bank("missing") is None
 
 
 def test_seal_round_trip() -> None:
