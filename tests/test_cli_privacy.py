@@ -158,3 +158,22 @@ def test_cli_match_never_returns_a_subject_whose_consent_expired(enrolled: Path,
     for image in (query, refs.parent / "person-a.jpg"):
         assert "person-a" not in labels(image)
     assert "person-b" in labels(other)  # the others are still found
+
+
+def test_cli_withdrawal_purges_and_leaves_no_pseudonym_in_the_log(enrolled: Path, refs: Path,
+                                                                 key: dict[str, str]) -> None:
+    [(pseudonym,)] = _sql(enrolled, "SELECT pseudonym FROM subjects WHERE label = 'person-b'")
+    done = run_reunite("withdraw", pseudonym, data=enrolled, env=key)
+    assert done.returncode == 0, done.stderr
+    assert _sql(enrolled, "SELECT COUNT(*) FROM subjects WHERE label = 'person-b'") == [(0,)]
+    again = run_reunite("withdraw", pseudonym, data=enrolled, env=key)
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
+    match = run_reunite("match", str(refs.parent / "person-b.jpg"), "--bank", "families", "--json",
+                        data=enrolled, env=key, check=True)
+    assert all(c["label"] != "person-b" for c in json.loads(match.stdout)["candidates"])
+    withdrawals = [e for e in _events(enrolled) if e["action"] == "subject.withdraw"]
+    assert [(e["actor"], e["result"]) for e in withdrawals] == [(ACTOR, "ok"), (ACTOR, "rejected")]
+    assert withdrawals[0]["object"].startswith("subject:T-") and withdrawals[0]["detail"]["photos"] == 0
+    assert pseudonym not in json.dumps(_events(enrolled))
+    assert pseudonym.encode() not in (enrolled / "catalog.sqlite").read_bytes()
+    assert run_reunite("audit", "verify", data=enrolled, env=key).returncode == 0
