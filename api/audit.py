@@ -8,7 +8,10 @@ predecessor's and its own canonical content, so that editing any event breaks
 its own MAC and deleting one breaks the chain (sequence numbers are
 contiguous). The head (sequence number, hash, and a MAC over both) is written
 to ``<data>/audit-head`` after every append, so that deleting the *newest*
-events is caught too; a missing head file is reported.
+events is caught too; a missing head file is reported. A writer that opens a
+log whose head is missing, unsigned, edited or ahead of the log first appends
+an ``audit.head_mismatch`` event, so that a later write cannot paper over a
+truncation: verify reports that event for good.
 
 The audit key lives outside the catalog: ``$REUNITE_AUDIT_KEY`` (32 bytes,
 urlsafe base64), else the file named by ``$REUNITE_AUDIT_KEY_FILE``, else
@@ -69,6 +72,7 @@ KEY_FILE_ENV = "REUNITE_AUDIT_KEY_FILE"
 KEYS_DIR = "keys"
 KEY_FILE = "audit.key"
 SEAL_ACTION = "audit.seal"
+HEAD_MISMATCH_ACTION = "audit.head_mismatch"
 _MAX_DETAIL_TEXT = 120
 # The form of indexer.store.catalog.new_pseudonym(); tests check that the two agree.
 PSEUDONYM = re.compile(r"S-[0-9a-f]{16}(?![0-9a-f])")
@@ -106,6 +110,12 @@ def event_hash(prev_hash: str, seq: int, at: str, actor: str, role: str, action:
     """The plain SHA-256 link of the chain before it was keyed (kept to verify old catalogs)."""
     body = _body(seq, at, actor, role, action, obj, result, detail)
     return hashlib.sha256((prev_hash + body).encode("ascii")).hexdigest()
+
+
+def _plain_link_holds(ev: AuditEvent) -> bool:
+    """Whether ``ev`` carries a hash of the plain (unkeyed) chain."""
+    return event_hash(ev.prev_hash, ev.seq, ev.at, ev.actor, ev.role, ev.action, ev.object, ev.result,
+                      ev.detail or {}) == ev.hash
 
 
 class AuditKey:
@@ -210,9 +220,7 @@ class AuditLog:
         Base.metadata.create_all(catalog.engine, tables=[AuditEvent.__table__])
         last = self._last_event()
         key = load_key(self.data_dir, environ)
-        unkeyed_tail = last is None or event_hash(
-            last.prev_hash, last.seq, last.at, last.actor, last.role, last.action, last.object,
-            last.result, last.detail or {}) == last.hash
+        unkeyed_tail = last is None or _plain_link_holds(last)
         if key is None:
             if not unkeyed_tail:
                 raise KeyProblem(_missing_key_message(self.data_dir))
@@ -222,11 +230,51 @@ class AuditLog:
             raise KeyProblem("the configured audit key is not the one the audit log was signed with "
                              "(or its newest event was altered); `reunite audit verify` tells which")
         self.key = key
-        if last is None:
-            if read_head(self.head_path) is None:
+        head_problem = self._head_problem()
+        if head_problem is not None:
+            # The next append rewrites the head; record first what it showed, so that a truncation
+            # followed by any write still fails `reunite audit verify`.
+            self.append("system", "system", HEAD_MISMATCH_ACTION, "audit", "error", head_problem)
+        elif last is None:
+            if not self.head_path.exists():
                 self._write_head(0, GENESIS)
         elif unkeyed_tail:
             self.append("system", "system", SEAL_ACTION, "audit", "ok", {"unkeyed_events": last.seq})
+
+    def _head_problem(self) -> dict[str, Any] | None:
+        """What is wrong with the saved head as this writer finds it (None: nothing).
+
+        The head is read before the newest event, since another process appends
+        (commit, then head) meanwhile; a problem must show twice to count, so that
+        a first-ever head being written right then is not taken for damage.
+        """
+        problem = None
+        for _attempt in range(2):
+            problem = self._observe_head()
+            if problem is None:
+                return None
+        return problem
+
+    def _observe_head(self) -> dict[str, Any] | None:
+        try:
+            head = read_head(self.head_path)
+        except ValueError:
+            head = ()
+        last = self._last_event()
+        last_seq = last.seq if last is not None else 0
+        if head == ():
+            return {"problem": "head_malformed", "last_seq": last_seq}
+        if head is None:
+            return {"problem": "head_missing", "last_seq": last_seq} if last is not None else None
+        seq, digest, mac = head
+        if mac is None:
+            if last is not None and not _plain_link_holds(last):
+                return {"problem": "head_unsigned", "head_seq": seq, "last_seq": last_seq}
+        elif not hmac.compare_digest(self.key.head(seq, digest), mac):
+            return {"problem": "head_signature", "head_seq": seq, "last_seq": last_seq}
+        if seq > last_seq:
+            return {"problem": "head_ahead_of_log", "head_seq": seq, "last_seq": last_seq}
+        return None
 
     def _last_event(self) -> AuditEvent | None:
         with self.catalog.session() as s:
@@ -271,7 +319,10 @@ class AuditLog:
             return event
 
     def _write_head(self, seq: int, digest: str) -> None:
-        current = read_head(self.head_path)
+        try:
+            current = read_head(self.head_path)
+        except ValueError:
+            current = None
         if current is not None and current[0] >= seq and seq > 0:
             return  # another process wrote a newer head
         fd, tmp = tempfile.mkstemp(prefix=".audit-head.", dir=self.head_path.parent)
@@ -373,6 +424,10 @@ def verify(catalog: Catalog, head_path: Path | None = None, batch: int = 5000, *
                 unverifiable += 1
             else:
                 report.problems.append(f"event {ev.seq} was edited (its hash does not match)")
+            if ev.action == HEAD_MISMATCH_ACTION and ev.actor == "system":
+                report.problems.append(f"event {ev.seq} records that a writer found the saved head "
+                                       f"damaged ({(ev.detail or {}).get('problem')}, log at event "
+                                       f"{(ev.detail or {}).get('last_seq')}): events may have been deleted")
             if head is not None and ev.seq == head[0]:
                 hashes[ev.seq] = ev.hash
             prev, expected_seq = ev.hash, ev.seq + 1

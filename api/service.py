@@ -61,6 +61,7 @@ class Service(Application):
                          second_review_missing_person=config.second_review_missing_person)
         self.config = config
         self.refuse_without_key()
+        _ = self.matcher  # built at start, not raced for by the first concurrent requests
         self._secret = _service_secret(Path(config.data_dir))
         self._checkpoint_lock = threading.Lock()
         self._last_checkpoint = time.monotonic()

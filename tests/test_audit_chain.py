@@ -213,3 +213,23 @@ def test_subjects_are_named_by_a_keyed_token_never_by_their_pseudonym(logged: Pa
     assert log.subject_ref(pseudonym) != log.subject_ref("S-fedcba9876543210")
     assert all(PSEUDONYM.fullmatch(new_pseudonym()) for _ in range(20))  # the form the catalog makes
     assert _verify(logged)[0] == 0
+
+
+def test_a_write_after_a_truncation_does_not_hide_it(logged: Path) -> None:
+    """The next command would write a fresh head over the evidence; it records the damage first."""
+    _sql(logged, "DELETE FROM audit_events WHERE seq >= 5")
+    (logged / HEAD_FILE).unlink()
+    run_reunite("keys", "create", "--role", "reviewer", "--name", "after-truncation", data=logged, check=True)
+    assert (logged / HEAD_FILE).exists()
+    code, out = _verify(logged)
+    assert code == 1 and "head_missing" in out, out
+
+
+def test_a_command_refuses_to_write_to_a_signed_log_without_its_key(
+        logged: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REUNITE_AUDIT_KEY")
+    done = run_reunite("keys", "create", "--role", "reviewer", "--name", "no-key", data=logged)
+    assert done.returncode == 2 and "REUNITE_AUDIT_KEY" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert _sql(logged, "SELECT COUNT(*) FROM audit_events") == [(6,)]
+    assert not (logged / "keys" / "audit.key").exists()  # no new key that would orphan the chain
