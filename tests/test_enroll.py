@@ -19,8 +19,10 @@ from sqlalchemy import select
 
 from indexer import enroll, privacy
 from indexer.crypto import MissingKey, generate_key
+from indexer.signals import base as signals
 from indexer.store.catalog import Bank, Item, Subject, Vector
 from indexer.store.store import Store
+from matcher.hash_lookup import match_hashes, parse_hashes
 from matcher.search import Matcher
 from tests.conftest import ROOT, jpeg_bytes, photo
 
@@ -151,8 +153,13 @@ def test_expired_consent_stops_matching(tmp_path: Path, pictures: dict[str, Path
     enroll.enroll_records(store, "missing", "missing_person", [row], now=long_ago)
     bank = store.bank_or_error("missing")
     query = jpeg_bytes(photo("astronaut.png"), 80)
-    cands = Matcher(store).match(query, [bank])
-    assert all(c.label != "person-a" or "face_score" not in c.evidence for c in cands)
+    matcher = Matcher(store)
+    cands = matcher.match(query, [bank])
+    assert all(c.label != "person-a" for c in cands)  # neither through the face nor the hashes
+    vectors = matcher.prepare(query, [bank]).hashes.vectors
+    hashes = {v.signal: signals.get(v.signal).to_hex(v.vector) for v in vectors
+              if v.signal in ("pdq", "phash")}
+    assert all(c.label != "person-a" for c in match_hashes(matcher, parse_hashes(hashes), [bank]))
     # Renewed consent makes the subject searchable again.
     renewed = {**row, "consent_date": TODAY.isoformat(),
                "consent_expires": (TODAY + dt.timedelta(days=30)).isoformat()}
