@@ -50,6 +50,20 @@ def open_store():  # noqa: ANN201 - imported lazily to keep `--help` fast
     return Store(state.data_dir)
 
 
+def open_app():  # noqa: ANN201 - api.application.Application, imported lazily
+    """The application layer over the data folder: the CLI obeys the service's rules.
+
+    Exits 2 with one line when the audit key (or the encryption key) is unusable.
+    """
+    from api.application import Application
+    from indexer.crypto import KeyProblem
+
+    try:
+        return Application(state.data_dir)
+    except KeyProblem as exc:
+        raise fail(str(exc)) from None
+
+
 def region_or_fail(region: str) -> str:
     """A phone region code checked against libphonenumber's, or exit 2 naming it."""
     from matcher.contacts import check_region
@@ -180,28 +194,48 @@ def match_cmd(
     top: Annotated[int, typer.Option("--top", min=1, max=100, help="Candidates per query.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per query.")] = False,
 ) -> None:
-    """Rank the candidates of each query image in the given banks."""
+    """Rank the candidates of each query image in the given banks (each query is audited)."""
+    import hashlib
+
+    from api.application import cli_actor
     from indexer import images as image_io
-    from matcher.search import Matcher
+    from indexer.crypto import MissingKey
 
     queries = _read_queries(images or [], manifest)
     if not bank.strip():
         raise fail("--bank is required")
-    store = open_store()
+    application = open_app()
     banks = []
     for name in [b.strip() for b in bank.split(",") if b.strip()]:
-        banks.append(bank_or_fail(store, name))
-    matcher = Matcher(store)
+        banks.append(bank_or_fail(application.store, name))
+    try:
+        application.require_keys(banks)
+    except MissingKey as exc:
+        raise fail(str(exc)) from None
+    actor, bank_names = cli_actor(), ",".join(b.name for b in banks)[:120]
     failures = 0
     for shown, path in queries:
+        candidates, error = [], None
         try:
             data = image_io._read_bytes(path, image_io.DEFAULT_MAX_BYTES)
-            candidates = matcher.match(data, banks, top=top)
+            obj = f"query:{hashlib.sha256(data).hexdigest()}"
         except image_io.ImageError as exc:
+            data, obj, error = b"", "query:unreadable", exc
+        with application.audited(actor, "match", obj, banks=bank_names, via="cli") as note:
+            if error is None:
+                try:
+                    candidates = application.matcher.match(data, banks, top=top)
+                except image_io.ImageError as exc:
+                    error = exc
+            if error is not None:
+                note.refuse(error.code)
+            note.detail.update(candidates=len(candidates),
+                               best=candidates[0].decision if candidates else "none")
+        if error is not None:
             failures += 1
-            typer.echo(f"error: {shown}: {exc}", err=True)
+            typer.echo(f"error: {shown}: {error}", err=True)
             if as_json:
-                typer.echo(json.dumps({"query": shown, "error": exc.code, "detail": str(exc),
+                typer.echo(json.dumps({"query": shown, "error": error.code, "detail": str(error),
                                        "candidates": []}))
             continue
         if as_json:

@@ -1,4 +1,9 @@
-"""``reunite enroll``: consented missing-person references or venue photos into a bank."""
+"""``reunite enroll`` and ``reunite withdraw``: references into a bank, and consent withdrawn.
+
+Both go through the application layer (api/application.py) like their HTTP
+routes: the same encryption-key check (exit 2 naming REUNITE_ENCRYPTION_KEY
+before anything is stored), the same purge, and one audit event per action.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from typing import Annotated
 import typer
 
 import api.cli_venues  # noqa: F401 - registers `venues` (venue-bank maintenance)
-from api.cli import app, fail, open_store
+from api.cli import app, fail, open_app
 
 
 @app.command("enroll")
@@ -34,22 +39,54 @@ def enroll_cmd(
         raise fail(str(exc)) from None
     if manifest.is_dir() or manifest.suffix.lower() not in ingest.MANIFEST_SUFFIXES:
         raise fail("enroll needs a CSV or JSONL manifest (labels and consent are per row)")
+    from api.application import cli_actor
+    from indexer.crypto import MissingKey
+
     rows = [{"path": str(r.path), "label": r.label, **r.attributes} for r in records]
-    store = open_store()
-    bar = tqdm(total=len(rows), unit="img", disable=quiet or None, file=sys.stderr, dynamic_ncols=True)
+    application = open_app()
+    existing = application.store.catalog.bank(bank)
+    with application.audited(cli_actor(), "subject.enroll", f"bank:{bank}", kind=kind, via="cli") as note:
+        try:
+            application.require_key(kind, existing.policy if existing is not None else None, bank)
+        except MissingKey as exc:
+            note.refuse("encryption_key_required")
+            raise fail(str(exc)) from None
+        bar = tqdm(total=len(rows), unit="img", disable=quiet or None, file=sys.stderr, dynamic_ncols=True)
 
-    def progress(done: int, total: int) -> None:
-        bar.n = done
-        bar.refresh()
+        def progress(done: int, total: int) -> None:
+            bar.n = done
+            bar.refresh()
 
-    try:
-        report = enroll.enroll_records(store, bank, kind, rows, progress=progress)
-    except (enroll.EnrollError, ValueError) as exc:
+        try:
+            report = enroll.enroll_records(application.store, bank, kind, rows, progress=progress)
+        except (enroll.EnrollError, ValueError, MissingKey) as exc:
+            bar.close()
+            note.refuse("refused")
+            raise fail(str(exc)) from None
         bar.close()
-        raise fail(str(exc)) from None
-    bar.close()
+        note.detail.update(photos=report["enrolled"], already=report["already_enrolled"],
+                           subjects=report["subjects"], renewed=report["consent_renewed"])
     for row in report["no_face_rows"][:20]:
         typer.echo(f"  warning: row {row}: no face found (kept for hash matching only)", err=True)
     typer.echo(f"bank {bank} ({kind}): {report['enrolled']} photos enrolled, "
                f"{report['already_enrolled']} already enrolled, {report['subjects']} subjects, "
                f"{len(report['no_face_rows'])} without a face ({report['seconds']} s)")
+
+
+@app.command("withdraw")
+def withdraw_cmd(
+    pseudonym: Annotated[str, typer.Argument(help="The subject's pseudonym (S-...).")],
+) -> None:
+    """Withdraw consent: purge the subject's photos, vectors, personal fields and candidates."""
+    from api import consent
+    from api.application import cli_actor
+
+    application = open_app()
+    with application.audited(cli_actor(), "subject.withdraw", f"subject:{pseudonym}", via="cli") as note:
+        done = consent.withdraw(application, pseudonym)
+        if done is None:
+            note.refuse("subject_not_found")
+            raise fail("no subject by that pseudonym")
+        note.detail.update(photos=done.photos, vectors=done.vectors, candidates=done.candidates)
+    typer.echo(f"withdrawn: {done.photos} photos, {done.vectors} vectors and {done.candidates} candidates "
+               "purged")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli import app, fail, open_store
+from api.cli import app, fail, open_app, open_store
 
 
 @app.command("export")
@@ -21,15 +21,19 @@ def export_cmd(
                    ] = None,
 ) -> None:
     """Write a bank's PDQ hashes (with quality) and pHashes under opaque ids, signed with Ed25519."""
+    from api.application import cli_actor
     from indexer import exchange
 
-    store = open_store()
+    application = open_app()
+    store = application.store
     try:
         result = exchange.export_bank(store, store.bank_or_error(bank), fmt, out, key)
     except LookupError as exc:
         raise fail(str(exc.args[0])) from None
     except exchange.ExchangeError as exc:
         raise fail(str(exc)) from None
+    application.record(cli_actor(), "bank.export", f"bank:{bank}", rows=result.rows, format=fmt[:16],
+                       signer=result.fingerprint, via="cli")
     typer.echo(f"wrote {result.rows} hashes to {result.path}, signed by key {result.fingerprint}")
     if result.skipped_without_pdq:
         typer.echo(f"  {result.skipped_without_pdq} images without a PDQ hash left out (use --format csv "

@@ -1,7 +1,8 @@
 """``reunite serve``, ``reunite keys ...`` and ``reunite audit verify``.
 
 Keys are created and revoked on the command line only (never over HTTP), by
-whoever can reach the data folder: that person is the admin of last resort.
+whoever can reach the data folder: that person is the admin of last resort,
+and each creation or revocation is an audit event of ``cli:<unix user>``.
 `keys create` prints the key alone on its last line so that scripts can take
 it with ``tail -n1``; it is shown once and only its hash is kept.
 """
@@ -12,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli import app, fail, state
+from api.cli import app, fail, open_app, state
 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="Check the audit trail.", no_args_is_help=True)
@@ -59,12 +60,16 @@ def keys_create(
     name: Annotated[str, typer.Option("--name", help="Who holds the key (shown in the audit log).")],
 ) -> None:
     """Issue a key; the key is printed alone on the last line, once."""
+    from api.application import cli_actor
     from api.auth import create_key
 
-    try:
-        key = create_key(_catalog(), role, name)
-    except ValueError as exc:
-        raise fail(str(exc)) from None
+    application = open_app()
+    with application.audited(cli_actor(), "key.create", f"key:{name}", role=role[:32], via="cli") as note:
+        try:
+            key = create_key(application.store.catalog, role, name)
+        except ValueError as exc:
+            note.refuse("bad_key_request")
+            raise fail(str(exc)) from None
     typer.echo(f"created a {role} key named {name!r}; store it now, it is not shown again:")
     typer.echo(key)
 
@@ -72,10 +77,14 @@ def keys_create(
 @keys_app.command("revoke")
 def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
     """Revoke a key (takes effect on the next request)."""
+    from api.application import cli_actor
     from api.auth import revoke_key
 
-    if not revoke_key(_catalog(), name):
-        raise fail(f"no active key named {name!r}")
+    application = open_app()
+    with application.audited(cli_actor(), "key.revoke", f"key:{name}", via="cli") as note:
+        if not revoke_key(application.store.catalog, name):
+            note.refuse("key_not_found")
+            raise fail(f"no active key named {name!r}")
     typer.echo(f"revoked {name!r}")
 
 
@@ -99,10 +108,12 @@ def keys_generate_encryption_key() -> None:
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Walk the hash chain; exit 1 when an event was edited or deleted."""
-    from api.audit import HEAD_FILE, verify
+    """Walk the keyed chain and the signed head; exit 1 when an event was edited or deleted."""
+    from api.audit import verify_folder
 
-    report = verify(_catalog(), state.data_dir / HEAD_FILE)
+    report = verify_folder(_catalog(), state.data_dir)
+    for note in report.notes:
+        typer.echo(f"  note: {note}")
     for problem in report.problems[:50]:
         typer.echo(f"  {problem}", err=True)
     if not report.ok:

@@ -7,8 +7,14 @@ notes) are deleted; then the loaded vector indexes drop the vectors and are
 saved at once (the files on disk held them too), the photo files are
 overwritten and removed, and the SQLite write-ahead log is checkpointed and
 truncated so that no old page copy survives in it (the catalog runs with
-``secure_delete``, so freed pages are zeroed). What remains is one audit
-event naming the pseudonym, with counts and no personal data.
+``secure_delete``, so freed pages are zeroed). What remains are audit events
+(the withdrawal with its counts, and the earlier reads, matches and reveals),
+none of which holds the pseudonym or any personal data: the log names a
+subject by a keyed ref (:meth:`api.audit.AuditLog.subject_ref`), which links
+back only for someone holding both the pseudonym and the audit key.
+
+The CLI (`reunite withdraw`) and the HTTP route call :func:`withdraw` on the
+same application object, so a withdrawal purges the same places either way.
 """
 
 from __future__ import annotations
@@ -19,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import select
 
+from api.application import Application
 from api.enrollment import PHOTO_ATTR
-from api.service import Service
 from indexer.signals import base as signals
 from indexer.store.catalog import Bank, Subject
 from indexer.store.photos import QUERY_NAMESPACE, bank_namespace
@@ -36,7 +42,7 @@ class Withdrawal:
     candidates: int
 
 
-def withdraw(svc: Service, pseudonym: str) -> Withdrawal | None:
+def withdraw(svc: Application, pseudonym: str) -> Withdrawal | None:
     """Purge the subject ``pseudonym``; None when there is no such subject."""
     store = svc.store
     with store.catalog.session() as s:
@@ -70,7 +76,7 @@ def withdraw(svc: Service, pseudonym: str) -> Withdrawal | None:
     return Withdrawal(pseudonym, len(tokens), sum(len(v) for v in removed.values()), n_candidates)
 
 
-def truncate_wal(svc: Service) -> None:
+def truncate_wal(svc: Application) -> None:
     """Fold the SQLite write-ahead log into the database and empty it."""
     engine = svc.store.catalog.engine
     if engine.dialect.name != "sqlite":

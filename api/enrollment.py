@@ -69,9 +69,10 @@ def enroll_photos(svc: Service, bank: Bank, label: str, uploads: list[Upload],
     if not uploads:
         raise ApiError(422, "no_photos", "send at least one photo in the 'photos' field")
     encrypt = needs_encryption(bank.kind, bank.policy)
-    if encrypt and svc.cipher is None:
-        raise ApiError(409, "encryption_key_required",
-                       "this bank is encrypted at rest and the service has no encryption key")
+    try:  # the one key check of every front end (api.application)
+        svc.require_key(bank.kind, bank.policy, bank.name)
+    except MissingKey as exc:
+        raise ApiError(409, "encryption_key_required", str(exc)) from None
     names = signal_names(bank)
     if bank.kind == "missing_person" and not any(signals.get(n).family == enroll.FACE_FAMILY for n in names):
         raise ApiError(409, "faces_unavailable", "missing-person references need the faces signal")

@@ -7,7 +7,8 @@ declared a Content-Length, and is never spooled to a temporary file (uploads
 may be photos of missing persons).
 
 The audit event is appended *before* the response starts, so a client never
-sees the result of an action that left no trace. Routes declare their audit
+sees the result of an action that left no trace; a request that ends in an
+unhandled error (500) is audited too, with result "error". Routes declare their audit
 action through :func:`api.auth.guard`; routes without one (health probes,
 metrics, whoami) are not audited.
 """
@@ -73,15 +74,24 @@ class ServiceMiddleware:
                 return
             receive = _replay(body)
         status_holder = {"status": 500}
+        audited = {"done": False}
 
         async def send_wrapper(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = int(message["status"])
+                audited["done"] = True
                 await self._audit(scope, status_holder["status"])
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception:
+            # An unhandled error is answered 500 by the outermost error handler, after
+            # this middleware: record the event (result "error") before it does.
+            if not audited["done"]:
+                audited["done"] = True
+                await self._audit(scope, 500)
+            raise
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"

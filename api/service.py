@@ -1,5 +1,8 @@
-"""Everything one running service holds: configuration, store, matcher, queue, audit.
+"""Everything one running service holds: the application layer plus what only HTTP needs.
 
+:class:`Service` is an :class:`api.application.Application` (store, cipher,
+audit log, review queue, photos, matcher: the rules the CLI obeys too) with the
+service's configuration, its index checkpoints and its partner-id secret.
 Built once by :func:`api.app.create_app` and reached by routes through
 ``request.app.state.service``; nothing here is global, so tests can run
 several services over different data folders in one process.
@@ -15,13 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from api.audit import AuditLog
-from indexer.crypto import KEY_ENV, Cipher, MissingKey
-from indexer.store.catalog import Bank, Base
-from indexer.store.photos import PhotoStore, needs_encryption
-from indexer.store.store import Store
-from matcher.review import ReviewQueue
-from matcher.search import Matcher
+from api.application import Application
+from indexer.store.catalog import Bank
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 # Index files are saved at most this often after HTTP writes; a crash in
@@ -55,22 +53,15 @@ class ServiceConfig:
         return config
 
 
-class Service:
-    """The objects every route shares."""
+class Service(Application):
+    """The objects every route shares; refuses to start on a bank that needs a missing key."""
 
     def __init__(self, config: ServiceConfig) -> None:
-        import api.auth  # noqa: F401 - registers the api_keys table on Base
-
+        super().__init__(config.data_dir, config.catalog_url, config.environ,
+                         second_review_missing_person=config.second_review_missing_person)
         self.config = config
-        self.cipher = Cipher.from_env(config.environ)
-        self.store = Store(config.data_dir, config.catalog_url)
-        Base.metadata.create_all(self.store.catalog.engine)
-        self._refuse_without_key()
-        self.matcher = Matcher(self.store)
-        self.review = ReviewQueue(self.store.catalog, self.cipher,
-                                  config.second_review_missing_person)
-        self.audit = AuditLog(self.store.catalog, config.data_dir)
-        self.photos = PhotoStore(config.data_dir, self.cipher)
+        self.refuse_without_key()
+        _ = self.matcher  # built at start, not raced for by the first concurrent requests
         self._secret = _service_secret(Path(config.data_dir))
         self._checkpoint_lock = threading.Lock()
         self._last_checkpoint = time.monotonic()
@@ -85,16 +76,6 @@ class Service:
                 self._last_checkpoint = time.monotonic()
             finally:
                 self._checkpoint_lock.release()
-
-    def _refuse_without_key(self) -> None:
-        if self.cipher is not None:
-            return
-        needing = [b.name for b in self.store.catalog.banks() if needs_encryption(b.kind, b.policy)]
-        if needing:
-            raise MissingKey(
-                f"refusing to start: bank(s) {', '.join(needing)} hold missing-person data that is "
-                f"encrypted at rest, and {KEY_ENV} is not set. Set it to the key the data was "
-                f"written with (32 bytes, urlsafe base64).")
 
     def warm(self) -> None:
         """Load (or rebuild) every vector index before the first request needs it."""

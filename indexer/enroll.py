@@ -6,7 +6,9 @@ all-or-nothing: every row of a manifest is checked (consent record complete,
 dated, not expired; image decodable) before anything is written, and one bad
 row refuses the whole manifest with a message that names the row, never its
 personal fields. Accepted subjects get a pseudonymous id; the personal fields
-(who consented, the case reference) are sealed by :mod:`indexer.privacy`.
+(who consented, the case reference) are sealed by :mod:`indexer.privacy`, and
+refused (MissingKey) when no encryption key is set: front ends check the key
+first through :meth:`api.application.Application.require_key`.
 
 A reference photo is about one person, so only its primary face (large and central)
 is stored as that person's face vector: a bystander in a family photo must not
@@ -217,7 +219,10 @@ def _prepare(n: int, row: dict[str, Any], kind: str, names: list[str], now: dt.d
                 consent = check_consent(row, now)
             except ValueError as exc:
                 raise EnrollError(f"{where}: refused: {exc}") from None
-        fields = {"personal": privacy.seal(_personal(consent)), "consent_expires": consent.expires}
+        # Fail closed: a real consent record is never stored in clear (MissingKey without the key);
+        # the synthetic record of `reunite eval` holds nothing personal.
+        fields = {"personal": privacy.seal(_personal(consent), required=not for_evaluation),
+                  "consent_expires": consent.expires}
     else:
         fields = {"attributes": {k: str(row[k]).strip() for k in VENUE_COLUMNS
                                  if str(row.get(k) or "").strip()}}

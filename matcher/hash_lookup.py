@@ -14,6 +14,7 @@ from indexer import pipeline
 from indexer.signals import base as signals
 from indexer.signals.base import SignalVector, VectorKind
 from indexer.store.catalog import Bank
+from matcher.consent import drop_expired
 from matcher.search import HASH_FAMILY, Candidate, HashSearcher, Matcher, merge
 
 
@@ -50,4 +51,5 @@ def match_hashes(matcher: Matcher, query: pipeline.Extraction, banks: list[Bank]
         for cand in searcher._match_bank(query, bank, top):
             key = (cand.bank, cand.subject_id if cand.subject_id is not None else ("item", cand.item))
             merged[key] = merge(merged.get(key), cand)
-    return sorted(merged.values(), key=lambda c: (-c.score, c.bank, c.label))[:top]
+    ranked = sorted(merged.values(), key=lambda c: (-c.score, c.bank, c.label))
+    return drop_expired(matcher.store, ranked)[:top]

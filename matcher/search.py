@@ -23,6 +23,7 @@ from indexer.store.catalog import Bank
 from indexer.store.store import Store
 from matcher import decide
 from matcher import defaults as defaults_mod
+from matcher.consent import drop_expired, subject_consented
 
 HASH_FAMILY = "hashes"
 
@@ -136,7 +137,7 @@ class Matcher:
                     kept = merged[key]
                     merged[key] = replace(kept, evidence={**cand.evidence, **kept.evidence})
         ranked = sorted(merged.values(), key=lambda c: (-c.score, c.bank, c.label))
-        return ranked[:top]
+        return drop_expired(self.store, ranked)[:top]
 
 
 def _subject_key(cand: Candidate) -> tuple[str, Any]:
@@ -249,6 +250,8 @@ class HashSearcher:
         best: dict[Any, Candidate] = {}
         for score, item_id, evidence in scored:
             item, subject = items[item_id]
+            if not subject_consented(subject):  # before the cut to top: others take its place
+                continue
             label = subject.label if subject is not None else str(item.id)
             cand = Candidate(bank=bank.name, label=label,
                              subject_id=subject.id if subject else None,

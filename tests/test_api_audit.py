@@ -7,15 +7,19 @@ effect on the next request.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from api_support import LiveApi, encryption_key, live_api, reunite
+from conftest import jpeg_bytes, photo
 
 from api.audit import HEAD_FILE, event_hash
 from api.auth import create_key
+from indexer.store.photos import QUERY_NAMESPACE
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +112,28 @@ def test_keys_are_created_and_revoked_on_the_command_line(api: LiveApi) -> None:
         assert c.get("/v1/whoami").status_code == 401
     with pytest.raises(ValueError, match="unknown role"):
         create_key(api.service.store.catalog, "superuser", "x")
+
+
+def test_a_request_that_fails_with_500_after_a_match_ran_is_still_audited(tmp_path: Path) -> None:
+    """The match ran (and found the ad); storing the query photo for the reviewer then fails.
+
+    The photo store's query folder is made unusable for real (a file where the folder goes),
+    so the request ends in an unhandled error, answered 500 by the error handler.
+    """
+    image = jpeg_bytes(photo("coffee.png"))
+    with live_api(tmp_path / "data") as running:
+        admin = running.as_("admin")
+        admin.post("/v1/banks", json={"name": "ads", "kind": "ads", "policy": {"signals": ["hashes"]}})
+        r = admin.post("/v1/banks/ads/items", files={"image": ("ad.jpg", image, "image/jpeg")})
+        assert r.status_code == 201, r.text
+        (running.data_dir / "photos").mkdir(exist_ok=True)
+        (running.data_dir / "photos" / QUERY_NAMESPACE).write_bytes(b"not a folder")
+        r = running.as_("investigator").post("/v1/match", data={"banks": "ads"},
+                                             files={"image": ("q.jpg", image, "image/jpeg")})
+        assert r.status_code == 500 and r.json()["error"] == "internal"
+        matches = [e for e in running.service.audit.events(limit=1000) if e.action == "match"]
+        assert matches, "the failed match left no audit event"
+        event = matches[-1]
+        assert (event.actor, event.result, event.detail["status"]) == ("test-investigator", "error", 500)
+        assert event.object == f"query:{hashlib.sha256(image).hexdigest()}"
+        assert running.service.audit.verify().ok

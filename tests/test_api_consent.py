@@ -84,8 +84,8 @@ def test_reference_photos_and_personal_fields_are_encrypted_at_rest(api: LiveApi
     assert api.as_("investigator").get(f"/v1/subjects/{pseudonym}/photos/{items[0]}").status_code == 403
     reveal = [(e.actor, e.result, e.object) for e in api.service.audit.events(limit=100_000)
               if e.action == "subject.photo.reveal"]
-    assert reveal == [("test-reviewer", "ok", f"subject:{pseudonym}"),
-                      ("test-investigator", "denied", f"subject:{pseudonym}")]
+    ref = f"subject:{api.service.audit.subject_ref(pseudonym)}"
+    assert reveal == [("test-reviewer", "ok", ref), ("test-investigator", "denied", ref)]
 
 
 def test_withdrawal_purges_the_subject_everywhere(api: LiveApi) -> None:
@@ -145,7 +145,13 @@ def test_withdrawal_purges_the_subject_everywhere(api: LiveApi) -> None:
     # The audit log keeps the withdrawal, with no personal data.
     events = api.service.audit.events(limit=100_000)
     withdrawal = [e for e in events if e.action == "subject.withdraw" and e.result == "ok"]
-    assert withdrawal and withdrawal[-1].object == f"subject:{pseudonym}"
+    assert withdrawal and withdrawal[-1].object == f"subject:{api.service.audit.subject_ref(pseudonym)}"
     dumped = json.dumps([e.to_json() for e in events])
     for secret in (NAME, "Quillfeather", CASE, CONSENT_BY, label):
         assert secret not in dumped
+    # Nor its pseudonym: every event about the subject (enroll, match, queue, withdrawal) names
+    # it by a keyed ref, so nothing links back to them without the pseudonym and the audit key.
+    about = [e for e in events if api.service.audit.subject_ref(pseudonym) in json.dumps(e.to_json())]
+    assert len(about) >= 2
+    assert pseudonym not in dumped
+    assert pseudonym.encode() not in (api.data_dir / "catalog.sqlite").read_bytes()

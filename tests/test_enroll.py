@@ -18,14 +18,23 @@ from PIL import Image
 from sqlalchemy import select
 
 from indexer import enroll, privacy
+from indexer.crypto import MissingKey, generate_key
+from indexer.signals import base as signals
 from indexer.store.catalog import Bank, Item, Subject, Vector
 from indexer.store.store import Store
+from matcher.hash_lookup import match_hashes, parse_hashes
 from matcher.search import Matcher
 from tests.conftest import ROOT, jpeg_bytes, photo
 
 TODAY = dt.date.today()
 VALID = {"consent_by": "parent", "consent_date": (TODAY - dt.timedelta(days=10)).isoformat(),
          "consent_expires": (TODAY + dt.timedelta(days=365)).isoformat(), "case_ref": "CASE-1"}
+
+
+@pytest.fixture(autouse=True)
+def _encryption_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Missing-person consent records are sealed, never stored in clear: enrolling needs the key."""
+    monkeypatch.setenv("REUNITE_ENCRYPTION_KEY", generate_key())
 
 
 def write_images(folder: Path) -> dict[str, Path]:
@@ -82,6 +91,16 @@ def test_consent_rules() -> None:
             enroll.check_consent(row, now)
 
 
+def test_consent_is_never_stored_without_the_key(tmp_path: Path, pictures: dict[str, Path],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REUNITE_ENCRYPTION_KEY")
+    store = Store(tmp_path / "data")
+    with pytest.raises(MissingKey, match="REUNITE_ENCRYPTION_KEY"):
+        enroll.enroll_records(store, "missing", "missing_person",
+                              [{"path": str(pictures["camera"]), "label": "p", **VALID}])
+    assert store.catalog.bank("missing") is None
+
+
 def test_seal_round_trip() -> None:
     fields = {"consent_by": "parent", "case_ref": "CASE-9", "n": 3}
     assert privacy.unseal(privacy.seal(fields)) == fields
@@ -134,8 +153,13 @@ def test_expired_consent_stops_matching(tmp_path: Path, pictures: dict[str, Path
     enroll.enroll_records(store, "missing", "missing_person", [row], now=long_ago)
     bank = store.bank_or_error("missing")
     query = jpeg_bytes(photo("astronaut.png"), 80)
-    cands = Matcher(store).match(query, [bank])
-    assert all(c.label != "person-a" or "face_score" not in c.evidence for c in cands)
+    matcher = Matcher(store)
+    cands = matcher.match(query, [bank])
+    assert all(c.label != "person-a" for c in cands)  # neither through the face nor the hashes
+    vectors = matcher.prepare(query, [bank]).hashes.vectors
+    hashes = {v.signal: signals.get(v.signal).to_hex(v.vector) for v in vectors
+              if v.signal in ("pdq", "phash")}
+    assert all(c.label != "person-a" for c in match_hashes(matcher, parse_hashes(hashes), [bank]))
     # Renewed consent makes the subject searchable again.
     renewed = {**row, "consent_date": TODAY.isoformat(),
                "consent_expires": (TODAY + dt.timedelta(days=30)).isoformat()}

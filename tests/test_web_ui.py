@@ -207,7 +207,7 @@ def test_reviewer_works_through_the_queue(world: Queued, context: BrowserContext
     assert shown.status == 200 and Image.open(io.BytesIO(shown.body())).size == (200, 200)
     reveals = _events(api, "subject.photo.reveal")
     assert [(e.actor, e.result, e.object, e.detail.get("candidate")) for e in reveals] == [
-        ("test-reviewer", "ok", f"subject:{pseudonym}", a)]
+        ("test-reviewer", "ok", f"subject:{api.service.audit.subject_ref(pseudonym)}", a)]
     assert NAME_A not in json.dumps([e.to_json() for e in api.service.audit.events(limit=100_000)])
     page.screenshot(path=str(ARTIFACTS / "candidate-page.png"))
 

@@ -1,7 +1,8 @@
 """Match: an image (investigators) or its hashes only (partners) against the banks.
 
 Candidates at ``match`` or ``review`` are stored and enter the review queue;
-subjects whose consent has expired are never returned. The query image is
+subjects whose consent has expired are never returned (the matcher
+drops them, for every caller: matcher/consent.py). The query image is
 kept (sealed when a key is configured) only when a candidate was queued, so
 that the reviewer can compare it with the reference.
 """
@@ -22,12 +23,10 @@ from api.schemas import HashMatchOut, HashQuery, MatchCandidate, MatchOut, Partn
 from api.service import Service
 from api.uploads import api_error, read_uploads
 from indexer import images
-from indexer.enroll import consent_active
-from indexer.store.catalog import Bank, Subject
+from indexer.store.catalog import Bank
 from indexer.store.photos import QUERY_NAMESPACE
 from matcher.hash_lookup import BadHash, match_hashes, parse_hashes
 from matcher.review import QUEUED_TIERS, StoredCandidate
-from matcher.search import Candidate
 
 router = APIRouter(prefix="/v1/match", tags=["match"])
 
@@ -44,17 +43,6 @@ def _banks(svc: Service, names: list[str], partner: bool) -> list[Bank]:
         raise ApiError(404, "bank_not_found", f"{len(missing)} of the named banks do not exist or "
                        "may not be searched")
     return [by_name[n] for n in dict.fromkeys(names)]
-
-
-def _consented(svc: Service, candidates: list[Candidate]) -> list[Candidate]:
-    """Drop candidates whose subject's consent has expired (they may no longer be matched)."""
-    ids = {c.subject_id for c in candidates if c.subject_id is not None}
-    if not ids:
-        return candidates
-    with svc.store.catalog.session() as s:
-        expired = {x.id for x in s.scalars(select(Subject).where(Subject.id.in_(ids)))
-                   if not consent_active(x)}
-    return [c for c in candidates if c.subject_id not in expired]
 
 
 def _query_photo(svc: Service, sha256: str, data: bytes) -> str:
@@ -78,7 +66,7 @@ def match_image(request: Request, image: UploadFile = File(...),
     audit(request, f"query:{sha}")
     chosen = _banks(svc, [b.strip() for b in banks.split(",") if b.strip()], partner=False)
     try:
-        candidates = _consented(svc, svc.matcher.match(upload.data, chosen, top=top))
+        candidates = svc.matcher.match(upload.data, chosen, top=top)  # consent: matcher.consent
     except images.ImageError as exc:
         raise api_error(exc, "image") from None
     queued: dict[int, int] = {}
@@ -106,7 +94,7 @@ def match_hashes_route(body: HashQuery, request: Request,
     except BadHash as exc:
         raise ApiError(422, "bad_hash", str(exc)) from None
     chosen = _banks(svc, body.banks or [], partner=p.role == PARTNER)
-    candidates = _consented(svc, match_hashes(svc.matcher, query, chosen, body.top))
+    candidates = match_hashes(svc.matcher, query, chosen, body.top)
     if p.role == PARTNER:  # partners learn of hits only, not of distant neighbours
         candidates = [c for c in candidates if c.decision in QUEUED_TIERS]
     queued = svc.review.record(candidates, {b.name: b for b in chosen}, query_id, p.name, None)

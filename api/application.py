@@ -1,0 +1,153 @@
+"""The application layer: the rules every front end obeys, held by one object.
+
+The CLI verbs, the HTTP service (:class:`api.service.Service` extends this
+class), the reviewer pages and batch jobs all open an :class:`Application`
+over a data folder and go through it for what must not drift between them:
+
+- encryption at rest: :meth:`Application.require_key` is the one check that a
+  bank holding missing persons is never written or searched without
+  ``REUNITE_ENCRYPTION_KEY`` (fail closed; the service runs it for every bank
+  at start, a CLI verb for the banks it touches);
+- the audit trail: every action ends in :meth:`Application.record` (the HTTP
+  middleware records each request through the same ``AuditLog.append``), and
+  :meth:`Application.audited` wraps a CLI action so that it leaves an event
+  whether it succeeds, is refused or fails, as a request does;
+- consent: expired subjects are dropped inside the matcher
+  (:mod:`matcher.consent`), so every caller of :attr:`Application.matcher`
+  gets the same answer.
+
+A CLI action is attributed to ``cli:<unix user>`` with role ``admin``: whoever
+can reach the data folder is its admin of last resort.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from api.audit import AuditLog
+from indexer.crypto import KEY_ENV, Cipher, MissingKey
+from indexer.store.catalog import Bank, Base
+from indexer.store.photos import PhotoStore, needs_encryption
+from indexer.store.store import Store
+from matcher.review import ReviewQueue
+from matcher.search import Matcher
+
+ADMIN_ROLE = "admin"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who an audit event names: a key's name (HTTP) or ``cli:<user>`` (command line)."""
+
+    name: str
+    role: str
+
+
+def cli_actor() -> Actor:
+    """The actor of a command-line action (the convention shared by every verb)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (some containers)
+        user = f"uid-{os.getuid()}"
+    return Actor(f"cli:{user}", ADMIN_ROLE)
+
+
+@dataclass
+class AuditNote:
+    """What an action adds to its event while it runs: the object, details, the result."""
+
+    obj: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    result: str | None = None
+
+    def refuse(self, code: str) -> None:
+        """Mark the action refused (bad input, missing key); the event is still written."""
+        self.result = "rejected"
+        self.detail["error"] = code
+
+
+class Application:
+    """Store, cipher, audit log, review queue, photo store and matcher of one data folder."""
+
+    def __init__(self, data_dir: Path, catalog_url: str | None = None,
+                 environ: Mapping[str, str] | None = None, *,
+                 second_review_missing_person: bool = True) -> None:
+        import api.auth  # noqa: F401 - registers the api_keys table on Base
+
+        self.data_dir = Path(data_dir)
+        self.environ = dict(os.environ if environ is None else environ)
+        self.cipher = Cipher.from_env(self.environ)
+        self.store = Store(self.data_dir, catalog_url)
+        Base.metadata.create_all(self.store.catalog.engine)
+        self.audit = AuditLog(self.store.catalog, self.data_dir, self.environ)
+        self.review = ReviewQueue(self.store.catalog, self.cipher, second_review_missing_person)
+        self.photos = PhotoStore(self.data_dir, self.cipher)
+
+    @cached_property
+    def matcher(self) -> Matcher:
+        return Matcher(self.store)
+
+    # --- encryption at rest -------------------------------------------------------
+
+    def require_key(self, kind: str, policy: dict | None = None, bank: str | None = None) -> None:
+        """Raise MissingKey (one line naming the variable) when this bank needs the key and none is set."""
+        if self.cipher is None and needs_encryption(kind, policy):
+            which = f"bank {bank!r}" if bank else f"a {kind} bank"
+            raise MissingKey(f"{which} holds missing-person data that is encrypted at rest, and {KEY_ENV} "
+                             f"is not set; set it to the key the data is written with (32 bytes, urlsafe "
+                             f"base64; `reunite keys generate-encryption-key` makes one)")
+
+    def require_keys(self, banks: list[Bank]) -> None:
+        for bank in banks:
+            self.require_key(bank.kind, bank.policy, bank.name)
+
+    def refuse_without_key(self) -> None:
+        """The service's start: refuse when any bank needs the key and none is set."""
+        if self.cipher is not None:
+            return
+        needing = [b.name for b in self.store.catalog.banks() if needs_encryption(b.kind, b.policy)]
+        if needing:
+            raise MissingKey(
+                f"refusing to start: bank(s) {', '.join(needing)} hold missing-person data that is "
+                f"encrypted at rest, and {KEY_ENV} is not set. Set it to the key the data was "
+                f"written with (32 bytes, urlsafe base64).")
+
+    # --- the audit trail ------------------------------------------------------------
+
+    def record(self, actor: Actor, action: str, obj: str, result: str = "ok", **detail: Any) -> None:
+        """Append one event (subjects are named by keyed refs, see :mod:`api.audit`)."""
+        self.audit.append(actor.name, actor.role, action, obj, result,
+                          {k: v for k, v in detail.items() if v is not None})
+
+    @contextmanager
+    def audited(self, actor: Actor, action: str, obj: str, **detail: Any) -> Iterator[AuditNote]:
+        """Run an action and record it: "ok", the result it set, or "error" when it raised.
+
+        An exit raised on purpose (a CLI ``typer.Exit`` with a non-zero code) counts as a
+        refusal, like a 4xx answer.
+        """
+        note = AuditNote(obj, dict(detail))
+        try:
+            yield note
+        except KeyboardInterrupt:
+            self.record(actor, action, note.obj, "interrupted", **note.detail)
+            raise
+        except Exception as exc:
+            code = getattr(exc, "exit_code", None)
+            if code == 0:
+                result = note.result or "ok"
+            elif code is not None:
+                result = note.result or "rejected"
+            else:
+                result = "error"
+                note.detail.setdefault("error", type(exc).__name__)
+            self.record(actor, action, note.obj, result, **note.detail)
+            raise
+        self.record(actor, action, note.obj, note.result or "ok", **note.detail)
