@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from api.audit import AuditLog
+from api.budgets import BudgetConfig, Budgets
 from indexer.crypto import KEY_ENV, Cipher, MissingKey
 from indexer.store.catalog import Bank, Base
 from indexer.store.photos import PhotoStore, needs_encryption
@@ -39,6 +40,8 @@ class ServiceConfig:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     second_review_missing_person: bool = True
     max_batch_files: int = 100
+    budgets: BudgetConfig = field(default_factory=BudgetConfig)  # api.budgets: REUNITE_BUDGET_*
+    metrics_token: str | None = None  # REUNITE_METRICS_TOKEN: a Bearer token for Prometheus scrapers
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
 
     @classmethod
@@ -49,6 +52,8 @@ class ServiceConfig:
             config.max_upload_bytes = int(env["REUNITE_MAX_UPLOAD_BYTES"])
         if env.get("REUNITE_SECOND_REVIEW"):
             config.second_review_missing_person = env["REUNITE_SECOND_REVIEW"] not in ("0", "false", "no")
+        config.budgets = BudgetConfig.from_env(env)
+        config.metrics_token = env.get("REUNITE_METRICS_TOKEN") or None
         for name, value in overrides.items():
             if value is not None:
                 setattr(config, name, value)
@@ -71,6 +76,7 @@ class Service:
                                   config.second_review_missing_person)
         self.audit = AuditLog(self.store.catalog, config.data_dir)
         self.photos = PhotoStore(config.data_dir, self.cipher)
+        self.budgets = Budgets(config.budgets)
         self._secret = _service_secret(Path(config.data_dir))
         self._checkpoint_lock = threading.Lock()
         self._last_checkpoint = time.monotonic()
