@@ -103,7 +103,7 @@ class BudgetConfig:
         return config
 
     def limits(self) -> dict[str, list[RateLimitItem]]:
-        """Every budget's parsed limits (raises ValueError on a malformed value)."""
+        """Every budget's parsed limits (raises BadBudget on a malformed value)."""
         named = {"address": self.address, "auth_address": self.auth_failures,
                  "auth_key": self.auth_failures_per_key, "partner_queue": self.partner_queue,
                  **{f"key:{role}": value for role, value in self.roles.items()}}
@@ -114,10 +114,14 @@ class BudgetConfig:
                 continue
             try:
                 out[name] = parse_many(value)
-            except ValueError as exc:
-                raise ValueError(f"budget {name}: {value!r} is not a rate such as '600/minute' "
-                                 f"({exc})") from None
+            except ValueError:
+                raise BadBudget(f"budget {name}: {value!r} is not a rate such as '600/minute;10000/day' "
+                                "or 'off' (REUNITE_BUDGET_* variables)") from None
         return out
+
+
+class BadBudget(ValueError):
+    """A budget variable that is not a rate (``reunite serve`` exits 2 naming it)."""
 
 
 class RateLimited(ApiError):

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_support import LiveApi, consent_record, encryption_key, live_api
+from api_support import LiveApi, consent_record, encryption_key, live_api, reunite
 from conftest import photo, png_bytes, tiles
 
-from api.budgets import BudgetConfig, Budgets
+from api.budgets import BadBudget, BudgetConfig, Budgets
 from api.service import ServiceConfig
 from api.web.access import SIGNIN_CSRF_COOKIE
 from api.web.sessions import COOKIE
@@ -218,5 +218,11 @@ def test_budgets_are_configured_from_the_environment() -> None:
     assert budgets.charge("address", "127.0.0.1", 10**6) is None  # off
     assert budgets.limit_of("partner_queue") == 7
     assert budgets.charge("partner_queue", "1", 8) is not None  # more than the limit: never admitted
-    with pytest.raises(ValueError, match="REUNITE|budget key:investigator"):
+    with pytest.raises(BadBudget, match="budget key:investigator: 'lots'"):
         Budgets(BudgetConfig.from_env({"REUNITE_BUDGET_INVESTIGATOR": "lots"}))
+
+
+def test_serve_refuses_a_malformed_budget_with_one_line(tmp_path: Path) -> None:
+    done = reunite("serve", "--port", "1", data=tmp_path / "data", env={"REUNITE_BUDGET_PARTNER": "lots"})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "budget key:partner" in done.stderr
