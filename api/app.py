@@ -5,7 +5,7 @@ factory refuses to build an app with an undeclared route, so a new route
 cannot be reachable by accident. The service refuses to start over a bank
 that needs the encryption key when no key is set (see
 :class:`api.service.Service`). OpenAPI is served at ``/openapi.json`` and
-``/docs``.
+``/docs`` (Swagger UI from local assets: :mod:`api.docs`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.formparsers import MultiPartParser
 
-from api import errors, web
+from api import docs, errors, web
 from api.auth import declared_roles
 from api.metrics import Metrics
 from api.middleware import ServiceMiddleware
@@ -50,6 +50,7 @@ def create_app(data_dir: Path | str, *, catalog_url: str | None = None,
 
     app = FastAPI(
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # api.docs serves /docs from local assets, not a CDN
         title="reunite",
         version="1",
         description="Image hashing and missing-person matching. Send an API key in the X-API-Key "
@@ -60,6 +61,7 @@ def create_app(data_dir: Path | str, *, catalog_url: str | None = None,
     errors.install(app)
     for module in (admin, banks, subjects, ingest, match, review, networks):
         app.include_router(module.router)
+    docs.install(app)
     check_declarations(app)
     app.mount(web.MOUNT, web.build(svc))  # the reviewer pages (api/web)
     app.add_middleware(ServiceMiddleware, svc=svc, metrics=app.state.metrics)

@@ -25,6 +25,7 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy import DateTime, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from api import budgets
 from api.errors import ApiError
 from indexer.store.catalog import Base, Catalog, utcnow
 
@@ -119,10 +120,13 @@ def guard(action: str | None, *roles: str) -> Any:
 
     def dependency(request: Request, key: str | None = Security(_scheme)) -> Principal:
         request.state.audit_action = action
+        budgets.refuse_if_locked_out(request, key)
         principal = authenticate(request.app.state.service.store.catalog, key)
         if principal is None:
+            budgets.record_failed_key(request, key)  # one aggregated audit event, not one per guess
             raise ApiError(401, "unauthorized", f"send a valid API key in the {HEADER} header")
         request.state.principal = principal
+        budgets.charge_key(request, principal)
         if principal.role not in roles:
             raise ApiError(403, "forbidden", f"the {principal.role} role may not call this route")
         return principal

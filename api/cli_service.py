@@ -43,12 +43,13 @@ def serve_cmd(
     import uvicorn
 
     from api.app import create_app
+    from api.budgets import BadBudget
     from indexer.crypto import KeyProblem
 
     try:
         application = create_app(state.data_dir, max_upload_bytes=int(max_upload_mb * 1024 * 1024)
                                  if max_upload_mb else None)
-    except KeyProblem as exc:
+    except (KeyProblem, BadBudget) as exc:
         raise fail(str(exc)) from None
     # Access logs carry paths only (pseudonyms, bank names, candidate ids), never bodies.
     uvicorn.run(application, host=host, port=port, log_level=log_level, server_header=False)

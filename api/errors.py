@@ -22,7 +22,7 @@ log = logging.getLogger("reunite.api")
 
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
           405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
-          422: "validation_error", 503: "unavailable"}
+          422: "validation_error", 429: "rate_limited", 503: "unavailable"}
 
 
 class ApiError(Exception):
@@ -33,6 +33,7 @@ class ApiError(Exception):
         self.status = status
         self.code = code
         self.detail = detail
+        self.headers: dict[str, str] | None = None  # e.g. Retry-After on 429 (api.budgets)
 
 
 class ErrorBody(BaseModel):
@@ -47,8 +48,9 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorBody, "description": _CODES.get(s, "error")} for s in statuses}
 
 
-# What any guarded route may answer besides its own errors (400: a body that cannot be parsed).
-GUARDED = (400, 401, 403, 422)
+# What any guarded route may answer besides its own errors (400: a body that cannot be parsed;
+# 429: a budget of api.budgets is spent).
+GUARDED = (400, 401, 403, 422, 429)
 
 
 def error_response(status: int, code: str, detail: str) -> JSONResponse:
@@ -68,7 +70,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.detail)
+        response = error_response(exc.status, exc.code, exc.detail)
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

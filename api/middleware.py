@@ -1,4 +1,9 @@
-"""What happens around every request: the body size limit, metrics and the audit event.
+"""What happens around every request: the address budget, the body size limit, no-store, metrics
+and the audit event.
+
+A client address over its request budget (:mod:`api.budgets`) is answered 429
+before anything else is done; every answer but a static asset carries
+``Cache-Control: no-store``.
 
 Written as plain ASGI (no BaseHTTPMiddleware) so that it adds microseconds,
 not milliseconds, to a match. The body is read up to the configured limit
@@ -22,6 +27,7 @@ from typing import Any
 
 import anyio
 
+from api import budgets
 from api.metrics import Metrics
 from api.service import Service
 
@@ -60,6 +66,12 @@ class ServiceMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        refused = budgets.admit_address(self.svc.budgets, budgets.client_address(scope))
+        if refused is not None:  # before the body is read: a flood costs no upload buffering
+            await _send_error(send, 429, refused.code, refused.detail, refused.headers)
+            self.metrics.observe(scope["method"], "address_budget", 429, time.perf_counter() - start)
+            return
+        send = _no_store(scope, send)
         limit = self.svc.config.max_upload_bytes
         if scope["method"] in _METHODS_WITH_BODY:
             body = await _read_body(scope, receive, limit)
@@ -177,10 +189,33 @@ def _replay(body: bytes) -> Any:
     return receive
 
 
-async def _send_error(send: Any, status: int, code: str, detail: str) -> None:
+async def _send_error(send: Any, status: int, code: str, detail: str,
+                      extra_headers: dict[str, str] | None = None) -> None:
     payload = json.dumps({"error": code, "detail": detail}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(payload)).encode()),
-                            (b"connection", b"close")]})
+                            (b"connection", b"close"), *_NO_STORE,
+                            *((k.lower().encode(), v.encode()) for k, v in (extra_headers or {}).items())]})
     await send({"type": "http.response.body", "body": payload})
+
+
+# Answers may carry personal fields, photos or review state: no browser or proxy keeps them.
+# Only static assets (stylesheets, scripts) may be cached.
+_NO_STORE = ((b"cache-control", b"no-store"), (b"pragma", b"no-cache"))
+_CACHEABLE_PREFIXES = ("/review/static/", "/docs/assets/")
+
+
+def _no_store(scope: Scope, send: Any) -> Any:
+    """``send`` adding Cache-Control: no-store and Pragma: no-cache unless the path is a static asset."""
+    if str(scope.get("path", "")).startswith(_CACHEABLE_PREFIXES):
+        return send
+
+    async def send_no_store(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", [])
+                       if k.lower() not in (b"cache-control", b"pragma")]
+            message = {**message, "headers": [*headers, *_NO_STORE]}
+        await send(message)
+
+    return send_no_store

@@ -31,7 +31,8 @@ class BankPolicy(BaseModel):
     second_review: bool | None = Field(
         default=None, description="Two different reviewers must confirm (default: yes for missing_person).")
     partner_lookup: bool | None = Field(
-        default=None, description="Partners may look hashes up in this bank (default: yes).")
+        default=None, description="Partners may look hashes up in this bank (default: yes, but no for "
+                    "missing_person: a hit would tell a partner the hash is a missing person).")
     signals: list[str] | None = Field(
         default=None, min_length=1, max_length=20,
         description="Signal families or names to index (default: per kind, as `reunite index`).")

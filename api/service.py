@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from api.application import Application
+from api.budgets import BudgetConfig, Budgets
 from indexer.store.catalog import Bank
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -37,6 +38,8 @@ class ServiceConfig:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     second_review_missing_person: bool = True
     max_batch_files: int = 100
+    budgets: BudgetConfig = field(default_factory=BudgetConfig)  # api.budgets: REUNITE_BUDGET_*
+    metrics_token: str | None = None  # REUNITE_METRICS_TOKEN: a Bearer token for Prometheus scrapers
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
 
     @classmethod
@@ -47,6 +50,8 @@ class ServiceConfig:
             config.max_upload_bytes = int(env["REUNITE_MAX_UPLOAD_BYTES"])
         if env.get("REUNITE_SECOND_REVIEW"):
             config.second_review_missing_person = env["REUNITE_SECOND_REVIEW"] not in ("0", "false", "no")
+        config.budgets = BudgetConfig.from_env(env)
+        config.metrics_token = env.get("REUNITE_METRICS_TOKEN") or None
         for name, value in overrides.items():
             if value is not None:
                 setattr(config, name, value)
@@ -62,6 +67,7 @@ class Service(Application):
         self.config = config
         self.refuse_without_key()
         _ = self.matcher  # built at start, not raced for by the first concurrent requests
+        self.budgets = Budgets(config.budgets)
         self._secret = _service_secret(Path(config.data_dir))
         self._checkpoint_lock = threading.Lock()
         self._last_checkpoint = time.monotonic()

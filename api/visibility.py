@@ -55,6 +55,19 @@ def may_see_identity(role: str) -> bool:
     return role in IDENTITY_ROLES
 
 
+def partner_may_search(bank: Bank) -> bool:
+    """Whether partners' hash lookups search ``bank``: its policy ``partner_lookup``, else by kind.
+
+    Fails closed for banks of people: a hit would tell a partner "this hash is
+    a missing person", so a missing-person bank is searched by partners only
+    when its policy says ``partner_lookup: true``.
+    """
+    configured = (bank.policy or {}).get("partner_lookup")
+    if configured is not None:
+        return bool(configured)
+    return bank.kind not in PEOPLE_KINDS
+
+
 def _label(bank_kind: str, label: str | None, role: str) -> str | None:
     if label is None or role not in PSEUDONYM_ROLES:
         return None

@@ -20,7 +20,7 @@ A, INV, R, G, P = "admin", "investigator", "reviewer", "ingest", "partner"
 EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/healthz"): {PUBLIC},
     ("GET", "/readyz"): {PUBLIC},
-    ("GET", "/metrics"): {PUBLIC},
+    ("GET", "/metrics"): {A},  # or the REUNITE_METRICS_TOKEN bearer (tests/test_api_budgets.py)
     ("GET", "/v1/whoami"): {A, INV, R, G, P},
     ("GET", "/v1/audit/events"): {A},
     ("GET", "/v1/audit/verify"): {A},

@@ -15,7 +15,7 @@ import json
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from sqlalchemy import select
 
-from api import visibility
+from api import budgets, visibility
 from api.auth import ADMIN, INVESTIGATOR, PARTNER, Principal, guard
 from api.errors import GUARDED, ApiError, responses
 from api.routes.common import audit, service
@@ -34,7 +34,7 @@ router = APIRouter(prefix="/v1/match", tags=["match"])
 def _banks(svc: Service, names: list[str], partner: bool) -> list[Bank]:
     every = svc.store.catalog.banks()
     if partner:
-        every = [b for b in every if (b.policy or {}).get("partner_lookup", True)]
+        every = [b for b in every if visibility.partner_may_search(b)]
     if not names:
         return every
     by_name = {b.name: b for b in every}
@@ -97,6 +97,7 @@ def match_hashes_route(body: HashQuery, request: Request,
     candidates = match_hashes(svc.matcher, query, chosen, body.top)
     if p.role == PARTNER:  # partners learn of hits only, not of distant neighbours
         candidates = [c for c in candidates if c.decision in QUEUED_TIERS]
+    budgets.charge_queue_insertions(svc, p, candidates)  # 429 before a partner floods the queue
     queued = svc.review.record(candidates, {b.name: b for b in chosen}, query_id, p.name, None)
     audit(request, candidates=len(candidates), queued=len(queued))
     by_name = {b.name: b for b in chosen}

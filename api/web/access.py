@@ -22,6 +22,7 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Form, Request
 
+from api import budgets
 from api.auth import ADMIN, REVIEWER, Principal
 from api.web.sessions import COOKIE, Session, Sessions
 
@@ -123,6 +124,34 @@ def public_page() -> Any:
         return None
 
     return _declare(dependency, frozenset({"public"}), None)
+
+
+def signin_locked_for(request: Request, key: str) -> int | None:
+    """Seconds until sign-in may be tried again from this address or with this key, or None.
+
+    The same lockout as the API's (:mod:`api.budgets`): wrong keys presented
+    here and there count against one budget per address and one per key.
+    """
+    try:
+        budgets.refuse_if_locked_out(request, key)
+    except budgets.RateLimited as exc:
+        return exc.retry_after
+    return None
+
+
+def signin_failed(request: Request, key: str) -> int | None:
+    """Count a wrong key (one aggregated audit event, not one per try); seconds locked, or None."""
+    try:
+        budgets.record_failed_key(request, key, via="web")
+    except budgets.RateLimited as exc:
+        return exc.retry_after
+    return signin_locked_for(request, key)
+
+
+def lockout_message(seconds: int) -> str:
+    minutes = max(1, -(-seconds // 60))
+    return (f"Too many wrong keys were tried from this address. Sign-in is locked for "
+            f"{minutes} minute{'s' if minutes != 1 else ''}; try again later.")
 
 
 def refusal(principal: Principal) -> str:

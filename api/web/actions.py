@@ -24,12 +24,15 @@ from api.web.access import (
     WEB_ROLES,
     Refused,
     form_guard,
+    lockout_message,
     prefix,
     public_page,
     refusal,
     safe_next,
     same_origin,
     sessions,
+    signin_failed,
+    signin_locked_for,
 )
 from api.web.pages import Filters, _context, _row_or_404, filters
 from api.web.render import page, qs
@@ -56,6 +59,11 @@ def _signin_page(request: Request, next_url: str, status: int = 200, error: str 
     return response
 
 
+def _locked(response: Response, seconds: int) -> Response:
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
 @router.get("/signin", response_class=HTMLResponse)
 def signin_form(request: Request, _: Annotated[None, public_page()], next: str | None = None,
                 signed_out: bool = False) -> Response:
@@ -79,10 +87,15 @@ def signin(request: Request, _: Annotated[None, public_page()],
     if not same_origin(request) or not expected or not secrets.compare_digest(expected, csrf):
         return _signin_page(request, target, status=403,
                             error="The sign-in form expired. Please enter the key again.")
+    locked = signin_locked_for(request, key.strip())
+    if locked is not None:
+        return _locked(_signin_page(request, target, status=429, error=lockout_message(locked)), locked)
     principal = authenticate(service(request).store.catalog, key.strip())
     if principal is None:
+        locked = signin_failed(request, key.strip())
         return _signin_page(request, target, status=401,
-                            error="That key is not valid, or it has been revoked.")
+                            error="That key is not valid, or it has been revoked." if locked is None
+                            else lockout_message(locked))
     request.state.principal = principal
     if principal.role not in WEB_ROLES:
         return _signin_page(request, target, status=403, error=refusal(principal))
