@@ -112,7 +112,8 @@ def guard(action: str | None, *roles: str) -> Any:
     """A dependency admitting ``roles``; ``action`` names the audit event (None: not audited).
 
     Returns the :class:`Principal`. 401 without a valid key, 403 for another role
-    (recorded in the audit log as a denied attempt).
+    (recorded in the audit log as a denied attempt), 429 when a budget of
+    :mod:`api.budgets` is spent (wrong keys lock their address out).
     """
     unknown = set(roles) - set(ROLES)
     if unknown or not roles:
