@@ -24,6 +24,7 @@ from api.auth import declared_roles
 from api.metrics import Metrics
 from api.middleware import ServiceMiddleware
 from api.routes import admin, banks, ingest, match, networks, review, subjects
+from api.routes.hma import router as hma_router
 from api.service import Service, ServiceConfig
 
 log = logging.getLogger("reunite.api")
@@ -60,6 +61,7 @@ def create_app(data_dir: Path | str, *, catalog_url: str | None = None,
     errors.install(app)
     for module in (admin, banks, subjects, ingest, match, review, networks):
         app.include_router(module.router)
+    app.include_router(hma_router)  # HMA's /m and /h paths at the root ("Coming from HMA", README)
     check_declarations(app)
     app.mount(web.MOUNT, web.build(svc))  # the reviewer pages (api/web)
     app.add_middleware(ServiceMiddleware, svc=svc, metrics=app.state.metrics)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import DateTime, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -103,6 +103,8 @@ def authenticate(catalog: Catalog, key: str | None) -> Principal | None:
 # --- FastAPI side -------------------------------------------------------------
 
 _scheme = APIKeyHeader(name=HEADER, auto_error=False, description="An API key from `reunite keys create`.")
+# The same key as `Authorization: Bearer <key>`, the header HMA clients and most HTTP tooling send.
+_bearer = HTTPBearer(auto_error=False, description="An API key from `reunite keys create`, as bearer token.")
 
 PUBLIC = "public"
 
@@ -117,11 +119,15 @@ def guard(action: str | None, *roles: str) -> Any:
     if unknown or not roles:
         raise ValueError(f"bad role declaration: {roles}")
 
-    def dependency(request: Request, key: str | None = Security(_scheme)) -> Principal:
+    def dependency(request: Request, key: str | None = Security(_scheme),
+                   bearer: HTTPAuthorizationCredentials | None = Security(_bearer)) -> Principal:
         request.state.audit_action = action
+        if key is None and bearer is not None:
+            key = bearer.credentials
         principal = authenticate(request.app.state.service.store.catalog, key)
         if principal is None:
-            raise ApiError(401, "unauthorized", f"send a valid API key in the {HEADER} header")
+            raise ApiError(401, "unauthorized",
+                           f"send a valid API key in the {HEADER} header or as Authorization: Bearer")
         request.state.principal = principal
         if principal.role not in roles:
             raise ApiError(403, "forbidden", f"the {principal.role} role may not call this route")
