@@ -35,7 +35,7 @@ import datetime as dt
 import json
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -137,6 +137,10 @@ class IndexStatusOut(BaseModel):
 
 class Distance(BaseModel):
     distance: int
+
+
+# HMA's SignalComparisonResult as JSON: [match, {"distance": bits}].
+Comparison = Annotated[list[bool | Distance], Field(min_length=2, max_length=2)]
 
 
 # --- signal types, hashes and banks -------------------------------------------
@@ -301,21 +305,23 @@ def _signal_type() -> Any:
     return Query(min_length=1, max_length=64, description="HMA signal type: pdq")
 
 
+# Bounds keep the whole query line within what the HTTP parser accepts (h11: 16 KiB), even
+# percent-encoded; unused parameters are unbounded since nothing reads them.
 def _signal() -> Any:
-    return Query(min_length=1, max_length=1000, description="the hash, e.g. 64 hex digits for pdq")
+    return Query(min_length=1, max_length=256, description="the hash, e.g. 64 hex digits for pdq")
 
 
 def _banks() -> Any:
-    return Query(None, max_length=10_000, description="bank names, comma separated (default: every "
+    return Query(None, max_length=500, description="bank names, comma separated (default: every "
                                                       "bank the caller may search)")
 
 
 def _ignored() -> Any:
-    return Query(None, max_length=200, description="accepted for HMA clients, ignored")
+    return Query(None, description="accepted for HMA clients, ignored")
 
 
 def _url() -> Any:
-    return Query(None, max_length=10_000, description="refused: " + NO_URL)
+    return Query(None, description="refused: " + NO_URL)
 
 
 # --- matching (HMA's blueprints/matching.py, prefix /m) --------------------------
@@ -334,7 +340,7 @@ def raw_lookup(request: Request, p: Principal = guard("hma.raw_lookup", *ROLES),
 
 @router.get("/m/lookup", response_model=dict[str, list[MatchWithDistance]], responses=_responses(400))
 def lookup_get(request: Request, p: Principal = guard("hma.lookup", *ROLES),
-               signal: str | None = Query(None, max_length=1000), signal_type: str | None = Query(
+               signal: str | None = Query(None, max_length=256), signal_type: str | None = Query(
                    None, max_length=64), banks: str | None = _banks(),
                url: str | None = _url(),
                content_type: str | None = _ignored(), types: str | None = _ignored(),
@@ -352,7 +358,7 @@ def lookup_get(request: Request, p: Principal = guard("hma.lookup", *ROLES),
              responses=_responses(400, 413, 415), openapi_extra=UPLOAD_BODY)
 def lookup_post(request: Request, p: Principal = guard("hma.lookup", *ROLES),
                 media: Media = Depends(uploaded_media), banks: str | None = _banks(),
-                types: str | None = Query(None, max_length=200), seed: str | None = _ignored(),
+                types: str | None = Query(None, max_length=64), seed: str | None = _ignored(),
                 bypass_coinflip: bool = False) -> dict[str, dict[str, list[MatchWithDistance]]]:
     """Hash an uploaded photo and look it up: ``{"pdq": {"BANK": [...]}}``.
 
@@ -369,10 +375,9 @@ def lookup_post(request: Request, p: Principal = guard("hma.lookup", *ROLES),
     return out
 
 
-@router.post("/m/compare", response_model=dict[str, tuple[bool, Distance]], responses=_responses(400),
+@router.post("/m/compare", response_model=dict[str, Comparison], responses=_responses(400),
              openapi_extra=COMPARE_BODY)
-async def compare(request: Request, _p: Principal = guard("hma.compare", *ROLES)
-                  ) -> dict[str, tuple[bool, Distance]]:
+async def compare(request: Request, _p: Principal = guard("hma.compare", *ROLES)) -> dict[str, Comparison]:
     """Distances between pairs of hashes: ``{"pdq": [true, {"distance": 9}]}`` (match: <= 31 bits,
     PDQ's and HMA's confident-match threshold)."""
     try:
@@ -397,7 +402,7 @@ async def compare(request: Request, _p: Principal = guard("hma.compare", *ROLES)
         except ValueError as exc:
             raise ApiError(400, "bad_hash", f"Invalid {signal_type} hash: {exc}") from None
         distance = int(np.unpackbits(np.bitwise_xor(left, right)).sum())
-        out[signal_type] = (distance <= signal.default_thresholds.match, Distance(distance=distance))
+        out[signal_type] = [distance <= signal.default_thresholds.match, Distance(distance=distance)]
     audit(request, "compare", signal_types=len(out))
     return out
 
@@ -431,7 +436,7 @@ def hash_url(request: Request, _p: Principal = guard("hma.hash", *ROLES),
              openapi_extra=UPLOAD_BODY)
 def hash_post(request: Request, _p: Principal = guard("hma.hash", *ROLES),
               media: Media = Depends(uploaded_media),
-              types: str | None = Query(None, max_length=200)) -> dict[str, str]:
+              types: str | None = Query(None, max_length=64)) -> dict[str, str]:
     """Hash an uploaded photo: ``{"pdq": "<64 hex digits>"}`` (``""`` below quality 50, as HMA)."""
     audit(request, f"upload:{media.upload.sha256}")
     out = {}
