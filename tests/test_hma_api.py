@@ -202,6 +202,8 @@ def test_compare_answers_as_hma(api: LiveApi) -> None:
         r = hma.compare(bad)
         assert r.status_code == 400, (bad, r.text)
         assert set(r.json()) == {"message", "error", "detail"}, bad
+    huge = hma.compare({"x" * 100_000: [SPECIMEN1, SPECIMEN2]})
+    assert huge.status_code == 400 and len(huge.text) < 500  # an error never echoes a huge name
     assert hma.http.post("/m/compare", content=b"{not json",
                          headers={"Content-Type": "application/json"}).status_code == 400
 

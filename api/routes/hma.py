@@ -145,6 +145,11 @@ Comparison = Annotated[list[bool | Distance], Field(min_length=2, max_length=2)]
 
 # --- signal types, hashes and banks -------------------------------------------
 
+def shown(name: str) -> str:
+    """A caller's name as an error may echo it: bounded (a JSON key or form field can be huge)."""
+    return name[:64]
+
+
 def signal_name(signal_type: str) -> str:
     """reunite's signal for an HMA signal type; HMA's 400s for disabled and unknown types."""
     if signal_type in SIGNAL_TYPES:
@@ -152,7 +157,7 @@ def signal_name(signal_type: str) -> str:
     if signal_type in HMA_ONLY_SIGNAL_TYPES:
         raise ApiError(400, "unsupported_signal_type", f"SignalType '{signal_type}' is not enabled "
                        f"(reunite serves {', '.join(SIGNAL_TYPES)})")
-    raise ApiError(400, "unknown_signal_type", f"No such SignalType '{signal_type}'")
+    raise ApiError(400, "unknown_signal_type", f"No such SignalType '{shown(signal_type)}'")
 
 
 def parse_signal(name: str, signal: str) -> pipeline.Extraction:
@@ -184,7 +189,8 @@ def selected_signal_types(types: str | None) -> list[str]:
         if not name:
             continue
         if name not in SIGNAL_TYPES:
-            raise ApiError(400, "unknown_signal_type", f"signal type '{name}' doesn't exist or is disabled")
+            raise ApiError(400, "unknown_signal_type",
+                           f"signal type '{shown(name)}' doesn't exist or is disabled")
         chosen.append(name)
     if not chosen:
         raise ApiError(400, "unknown_signal_type", "empty signal type selection")
@@ -238,7 +244,7 @@ class Media:
 
 def content_type(name: str) -> str:
     if name not in CONTENT_TYPES:
-        raise ApiError(400, "unknown_content_type", f"no such content_type: '{name}'")
+        raise ApiError(400, "unknown_content_type", f"no such content_type: '{shown(name)}'")
     if not CONTENT_TYPES[name]:
         raise ApiError(400, "unsupported_content_type", f"content_type {name} is disabled")
     return name
@@ -391,7 +397,7 @@ async def compare(request: Request, _p: Principal = guard("hma.compare", *ROLES)
     out = {}
     for signal_type, pair in body.items():
         if not isinstance(pair, list):
-            raise ApiError(400, "bad_request", f"Comparison hashes for {signal_type} was not a list")
+            raise ApiError(400, "bad_request", f"Comparison hashes for {shown(signal_type)} was not a list")
         if len(pair) != 2:
             raise ApiError(400, "bad_request", "Comparison hash list length must be exactly 2")
         signal = signals.get(signal_name(str(signal_type)))
@@ -400,7 +406,7 @@ async def compare(request: Request, _p: Principal = guard("hma.compare", *ROLES)
                 raise ValueError("a hash must be a string")
             left, right = (signal.from_hex(h) for h in pair)
         except ValueError as exc:
-            raise ApiError(400, "bad_hash", f"Invalid {signal_type} hash: {exc}") from None
+            raise ApiError(400, "bad_hash", f"Invalid {shown(signal_type)} hash: {exc}") from None
         distance = int(np.unpackbits(np.bitwise_xor(left, right)).sum())
         out[signal_type] = [distance <= signal.default_thresholds.match, Distance(distance=distance)]
     audit(request, "compare", signal_types=len(out))
