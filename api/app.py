@@ -1,6 +1,6 @@
 """The FastAPI application: ``create_app(data_dir)`` builds one service over one data folder.
 
-Every API route lives under ``/v1`` and declares the roles it admits; the
+Every API route lives under ``/v1`` (HMA's ``/m`` and ``/h`` at the root) and declares its roles; the
 factory refuses to build an app with an undeclared route, so a new route
 cannot be reachable by accident. The service refuses to start over a bank
 that needs the encryption key when no key is set (see
