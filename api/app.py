@@ -1,6 +1,6 @@
 """The FastAPI application: ``create_app(data_dir)`` builds one service over one data folder.
 
-Every API route lives under ``/v1`` and declares the roles it admits; the
+Every API route lives under ``/v1`` (HMA's ``/m`` and ``/h`` at the root) and declares its roles; the
 factory refuses to build an app with an undeclared route, so a new route
 cannot be reachable by accident. The service refuses to start over a bank
 that needs the encryption key when no key is set (see
@@ -24,6 +24,7 @@ from api.auth import declared_roles
 from api.metrics import Metrics
 from api.middleware import ServiceMiddleware
 from api.routes import admin, banks, ingest, match, networks, review, subjects
+from api.routes.hma import router as hma_router
 from api.service import Service, ServiceConfig
 
 log = logging.getLogger("reunite.api")
@@ -62,6 +63,7 @@ def create_app(data_dir: Path | str, *, catalog_url: str | None = None,
     for module in (admin, banks, subjects, ingest, match, review, networks):
         app.include_router(module.router)
     docs.install(app)
+    app.include_router(hma_router)  # HMA's /m and /h paths at the root ("Coming from HMA", README)
     check_declarations(app)
     app.mount(web.MOUNT, web.build(svc))  # the reviewer pages (api/web)
     app.add_middleware(ServiceMiddleware, svc=svc, metrics=app.state.metrics)

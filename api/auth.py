@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import DateTime, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -104,6 +104,8 @@ def authenticate(catalog: Catalog, key: str | None) -> Principal | None:
 # --- FastAPI side -------------------------------------------------------------
 
 _scheme = APIKeyHeader(name=HEADER, auto_error=False, description="An API key from `reunite keys create`.")
+# The same key as `Authorization: Bearer <key>`, the header HMA clients and most HTTP tooling send.
+_bearer = HTTPBearer(auto_error=False, description="An API key from `reunite keys create`, as bearer token.")
 
 PUBLIC = "public"
 
@@ -119,13 +121,17 @@ def guard(action: str | None, *roles: str) -> Any:
     if unknown or not roles:
         raise ValueError(f"bad role declaration: {roles}")
 
-    def dependency(request: Request, key: str | None = Security(_scheme)) -> Principal:
+    def dependency(request: Request, key: str | None = Security(_scheme),
+                   bearer: HTTPAuthorizationCredentials | None = Security(_bearer)) -> Principal:
         request.state.audit_action = action
         budgets.refuse_if_locked_out(request, key)
+        if key is None and bearer is not None:
+            key = bearer.credentials
         principal = authenticate(request.app.state.service.store.catalog, key)
         if principal is None:
             budgets.record_failed_key(request, key)  # one aggregated audit event, not one per guess
-            raise ApiError(401, "unauthorized", f"send a valid API key in the {HEADER} header")
+            raise ApiError(401, "unauthorized",
+                           f"send a valid API key in the {HEADER} header or as Authorization: Bearer")
         request.state.principal = principal
         budgets.charge_key(request, principal)
         if principal.role not in roles:

@@ -19,6 +19,14 @@ Visibility table (``-`` = never sent to that role)::
                                                            own queries)
     review notes                          y       y          -           -       -
     opaque partner ref (R-...)            -       -          -           -       y
+    HMA bank_content_id                 item      -        item          -    opaque integer
+      (api/routes/hma.py)                 id                 id                (53 bits of the ref)
+    HMA index status (hash count and      y       -          y           -    y (searchable banks only)
+      newest indexed time per signal)
+
+An HMA client expects an integer ``bank_content_id``; a partner's is the top
+53 bits of its R- ref (a JSON-safe integer, stable, and the same subject as
+the ref), so it names nothing in the catalog and cannot be counted up.
 
 Why: investigators act on *that* a case matched, reviewers must see *who* to
 decide, partners only learn that a hash they hold is known to us (and contact
@@ -121,6 +129,23 @@ def match_view(cand: Candidate, bank_kind: str, role: str, candidate_id: int | N
 def partner_view(cand: Candidate, opaque_ref: str) -> dict[str, Any]:
     return {"ref": opaque_ref, "bank": cand.bank, "score": round(cand.score, 4),
             "decision": cand.decision, "evidence": cand.evidence}
+
+
+OPAQUE_INT_BITS = 53  # the largest integers JSON clients (JavaScript) read exactly
+
+
+def opaque_int(opaque_ref: str) -> int:
+    """The top 53 bits of an ``R-<hex>`` partner ref, as an integer."""
+    digits = opaque_ref.removeprefix("R-")
+    return int(digits, 16) >> (4 * len(digits) - OPAQUE_INT_BITS)
+
+
+def hma_content_id(cand: Candidate, role: str, opaque_ref: str) -> int:
+    """HMA's ``bank_content_id`` of a candidate: the item id for roles that may see item ids,
+    an opaque integer for everyone else (partners)."""
+    if role in PSEUDONYM_ROLES:
+        return cand.item
+    return opaque_int(opaque_ref)
 
 
 def decision_view(d: DecisionView, role: str) -> dict[str, Any]:

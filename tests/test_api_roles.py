@@ -43,6 +43,14 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/review/candidates/{candidate_id}/query-image"): {A, R},
     ("GET", "/v1/networks"): {A, INV},
     ("GET", "/v1/networks/{network_id}"): {A, INV},
+    # HMA-compatible API (api/routes/hma.py): the roles of /v1/match/hashes.
+    ("GET", "/m/raw_lookup"): {A, INV, P},
+    ("GET", "/m/lookup"): {A, INV, P},
+    ("POST", "/m/lookup"): {A, INV, P},
+    ("POST", "/m/compare"): {A, INV, P},
+    ("GET", "/m/index/status"): {A, INV, P},
+    ("GET", "/h/hash"): {A, INV, P},
+    ("POST", "/h/hash"): {A, INV, P},
 }
 PARAMS = {"{bank}": "no-such-bank", "{pseudonym}": "S-0000000000000000", "{item}": "1",
           "{candidate_id}": "1", "{network_id}": "N-000000000000"}

@@ -9,13 +9,10 @@ that the reviewer can compare it with the reference.
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from sqlalchemy import select
 
-from api import budgets, visibility
+from api import hash_matching, visibility
 from api.auth import ADMIN, INVESTIGATOR, PARTNER, Principal, guard
 from api.errors import GUARDED, ApiError, responses
 from api.routes.common import audit, service
@@ -23,26 +20,11 @@ from api.schemas import HashMatchOut, HashQuery, MatchCandidate, MatchOut, Partn
 from api.service import Service
 from api.uploads import api_error, read_uploads
 from indexer import images
-from indexer.store.catalog import Bank
 from indexer.store.photos import QUERY_NAMESPACE
-from matcher.hash_lookup import BadHash, match_hashes, parse_hashes
+from matcher.hash_lookup import BadHash, parse_hashes
 from matcher.review import QUEUED_TIERS, StoredCandidate
 
 router = APIRouter(prefix="/v1/match", tags=["match"])
-
-
-def _banks(svc: Service, names: list[str], partner: bool) -> list[Bank]:
-    every = svc.store.catalog.banks()
-    if partner:
-        every = [b for b in every if visibility.partner_may_search(b)]
-    if not names:
-        return every
-    by_name = {b.name: b for b in every}
-    missing = [n for n in names if n not in by_name]
-    if missing:
-        raise ApiError(404, "bank_not_found", f"{len(missing)} of the named banks do not exist or "
-                       "may not be searched")
-    return [by_name[n] for n in dict.fromkeys(names)]
 
 
 def _query_photo(svc: Service, sha256: str, data: bytes) -> str:
@@ -64,7 +46,8 @@ def match_image(request: Request, image: UploadFile = File(...),
     [upload] = read_uploads([image], "image")
     sha = upload.sha256
     audit(request, f"query:{sha}")
-    chosen = _banks(svc, [b.strip() for b in banks.split(",") if b.strip()], partner=False)
+    chosen = hash_matching.choose_banks(svc, [b.strip() for b in banks.split(",") if b.strip()],
+                                        partner=False)
     try:
         candidates = svc.matcher.match(upload.data, chosen, top=top)  # consent: matcher.consent
     except images.ImageError as exc:
@@ -86,21 +69,17 @@ def match_hashes_route(body: HashQuery, request: Request,
                        p: Principal = guard("match.hashes", PARTNER, ADMIN, INVESTIGATOR)) -> HashMatchOut:
     """Hash-only lookup: answers with opaque refs, scores and evidence, never identities."""
     svc = service(request)
-    canonical = json.dumps({k: v.lower() for k, v in body.hashes.items()}, sort_keys=True)
-    query_id = hashlib.sha256(canonical.encode()).hexdigest()
+    query_id = hash_matching.query_id(body.hashes)
     audit(request, f"hashes:{query_id}")
     try:
         query = parse_hashes(body.hashes, body.sha256)
     except BadHash as exc:
         raise ApiError(422, "bad_hash", str(exc)) from None
-    chosen = _banks(svc, body.banks or [], partner=p.role == PARTNER)
-    candidates = match_hashes(svc.matcher, query, chosen, body.top)
-    if p.role == PARTNER:  # partners learn of hits only, not of distant neighbours
-        candidates = [c for c in candidates if c.decision in QUEUED_TIERS]
-    budgets.charge_queue_insertions(svc, p, candidates)  # 429 before a partner floods the queue
-    queued = svc.review.record(candidates, {b.name: b for b in chosen}, query_id, p.name, None)
+    chosen = hash_matching.choose_banks(svc, body.banks or [], partner=p.role == PARTNER)
+    found = hash_matching.lookup(svc, p, query, chosen, body.top, query_id)
+    candidates, queued = found.candidates, found.queued
     audit(request, candidates=len(candidates), queued=len(queued))
-    by_name = {b.name: b for b in chosen}
+    by_name = found.banks
     return HashMatchOut(hits=[
         PartnerHit(**visibility.partner_view(c, svc.opaque_ref(by_name[c.bank], c.subject_id, c.item)))
         for c in candidates])
