@@ -185,6 +185,8 @@ def test_a_pdq_tools_list_finds_the_photo_through_the_cli(tmp_path: Path) -> Non
     assert isinstance(best["evidence"]["pdq"], int) and best["evidence"]["pdq"] <= 31
     store = Store(data)
     assert store.bank_or_error("partner").policy["verified"] is False
+    listed = run_reunite("banks", data=data, check=True).stdout
+    assert f"partner\thashes\t{len(SMALL)} items\tunverified" in listed
     with store.catalog.session() as s:
         events = s.query(AuditEvent).filter(AuditEvent.action == "hashes.import").all()
         assert [e.result for e in events] == ["rejected", "ok"]
