@@ -227,6 +227,27 @@ def test_threatexchange_and_stopncii_lists_load_with_their_own_names(tmp_path: P
     assert _labels(store, "ncii") == {"NCII-1 NCII-2": h[4]}  # the withdrawn case is not cited
 
 
+def test_every_pdq_tools_line_shape_loads(tmp_path: Path) -> None:
+    """pdq-photo-hasher's plain and --details lines, mih-query's hash,metadata and hash= prefix."""
+    h = [f"{i:x}" * 64 for i in range(1, 6)]
+    listing = tmp_path / "tools.txt"
+    listing.write_text(f"{h[0]},87,photos/a,b.jpg\n"
+                       f"hash={h[1]},norm=128,delta=0,quality=64,filename=photos/c.jpg\n"
+                       f"{h[2]},12345\n"
+                       f"hash={h[3].upper()}\n")
+    store = Store(tmp_path / "b")
+    result = exchange.import_list(store, listing, "tools", unsigned=True)
+    assert result.format == "pdq" and result.rows == 4
+    assert _labels(store, "tools") == {"photos/a,b.jpg": h[0], "photos/c.jpg": h[1], "12345": h[2],
+                                       f"pdq-{h[3][:16]}": h[3]}
+    from indexer.store.catalog import Item, Vector
+
+    with store.catalog.session() as s:
+        qualities = sorted(q for (q,) in s.query(Vector.quality).join(Item, Item.id == Vector.item_id)
+                           .filter(Vector.quality.is_not(None)).all())
+    assert qualities == [0.64, 0.87]
+
+
 def _labels(store: Store, bank: str) -> dict[str, str]:
     from indexer.store.catalog import Item, Subject, Vector
 

@@ -217,11 +217,11 @@ def _parse_pdq_tools(text: str, where: str, out: _Rows) -> None:
         if "quality" in fields:
             quality = _quality(fields["quality"], where)
     elif metadata:
-        first, _sep, rest = metadata.partition(",")
-        if first.strip().isdigit():
+        first, comma, rest = metadata.partition(",")
+        if comma and first.strip().isdigit():  # pdq-photo-hasher: hash,quality,filename
             quality = _quality(first, where)
             name = rest
-        else:  # mih-query style: everything after the hash is the name
+        else:  # mih-query's hash,metadata: everything after the hash is the name (a number too)
             name = metadata
     out.add(Row(where, pdq, quality, label=clean_label(name, where)))
 
