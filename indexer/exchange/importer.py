@@ -20,6 +20,7 @@ from pathlib import Path
 from indexer import pipeline
 from indexer.exchange.formats import IMPORT_FORMATS, MAX_ROWS, Parsed, Row, detect, parse, parse_stream
 from indexer.exchange.signing import (
+    MAX_LEGACY_BYTES,
     ExchangeError,
     fingerprint,
     has_inline_trailer,
@@ -65,6 +66,8 @@ def read_list(path: Path, signer_file: Path | None, fmt: str | None, unsigned: b
             signed_fmt = verify_detached(path, detached, signer)
             _same_format(fmt, signed_fmt)
             return signed_fmt, parse(path, signed_fmt, max_rows), fingerprint(signer)
+        if path.stat().st_size > MAX_LEGACY_BYTES:  # the old format is verified in memory
+            raise ExchangeError(f"an inline-signed list is larger than {MAX_LEGACY_BYTES:,} bytes")
         signed_fmt, body = verify_inline(path.read_bytes(), signer)
         _same_format(fmt, signed_fmt)
         return signed_fmt, parse_stream(io.BytesIO(body), signed_fmt, max_rows), fingerprint(signer)
