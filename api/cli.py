@@ -257,7 +257,8 @@ def banks_cmd() -> None:
     """List the banks of the data folder with their sizes."""
     store = open_store()
     for bank in store.catalog.banks():
-        typer.echo(f"{bank.name}\t{bank.kind}\t{store.catalog.count_items(bank.id)} items")
+        trust = "\tunverified" if (bank.policy or {}).get("verified") is False else ""  # an unsigned import
+        typer.echo(f"{bank.name}\t{bank.kind}\t{store.catalog.count_items(bank.id)} items{trust}")
 
 
 # --- commands defined in their own modules (each registers on `app` when imported) ---
