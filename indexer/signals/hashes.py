@@ -249,7 +249,7 @@ def pdq_quality(buffer: np.ndarray) -> int:
 
 def pdq_coefficients(picture: Picture, side: int | None = PDQ_SIDE) -> tuple[np.ndarray, int]:
     """The 16x16 DCT coefficients PDQ thresholds, and the quality (0-100)."""
-    rows, cols = picture.rgb.shape[:2]
+    rows, cols = _original_dims(picture)  # the reference judges the photo, not our copy
     if rows < _PDQ_MIN_SIDE or cols < _PDQ_MIN_SIDE:
         return np.zeros((16, 16), dtype=np.float32), 0
     buffer = pdq_buffer(picture, side)
