@@ -16,6 +16,11 @@ On ThreatExchange's reference images (pdq/data, BSD) it compares both with
 the published hashes, and hashes each of the eight dihedral files of the bridge
 photo to see how far it lands from the original's variant of that symmetry.
 
+With ``--copydet`` it also replays copy detection by PDQ alone on the copydet
+suite (nearest gallery photo over the query's eight variants), old way and new,
+at the copy radius (70) and HMA's 31: the calibrated radii in
+matcher/defaults.json assume PDQ distances of that size.
+
 Last, the hashing throughput of reunite's one-decode pipeline against the naive
 peer (``imagehash.phash``, ``imagehash.dhash``, ``pdqhash.compute``, one full
 decode each) on the same photos, interleaved, one core.
@@ -148,6 +153,54 @@ def reference_images(root: Path, names: list[str]) -> None:
               f"reference {distance(ref, ref_variants[i]):3d}")
 
 
+def _old_pdq(data: bytes, with_variants: bool) -> np.ndarray:
+    rgb = np.ascontiguousarray(images.load(data, max_side=hashes.PDQ_SIDE, grey=True)
+                               .shrunk(hashes.PDQ_SIDE).rgb)
+    if with_variants:
+        return np.array(pdqhash.compute_dihedral(rgb)[0])
+    return pdqhash.compute(rgb)[0]
+
+
+def _new_pdq(data: bytes, with_variants: bool, names: list[str]) -> np.ndarray:
+    mine, variants, _q = reunite_pdq(data, names)
+    return np.array(variants) if with_variants else mine
+
+
+def copy_replay(suite: Path, names: list[str]) -> None:
+    """PDQ-only copy detection on copydet: hits, wrong labels and false accepts per radius."""
+    with (suite / "gallery.csv").open() as f:
+        gallery = list(csv.DictReader(f))
+    with (suite / "queries.csv").open() as f:
+        queries = list(csv.DictReader(f))
+    labels = [g["label"] for g in gallery]
+    ways = {"old (pdqhash on the 256-px copy)": lambda d, v: _old_pdq(d, v),
+            "new (reunite)": lambda d, v: _new_pdq(d, v, names)}
+    print(f"PDQ-only copy replay on copydet: {len(gallery)} gallery photos, {len(queries)} queries")
+    for way, fn in ways.items():
+        known = np.array([fn((suite / g["path"]).read_bytes(), False) for g in gallery]).astype(bool)
+        hits = {31: 0, 70: 0}
+        wrong = {31: 0, 70: 0}
+        impostor = []
+        for q in queries:
+            variants = fn((suite / q["path"]).read_bytes(), True).astype(bool)
+            nearest = (variants[:, None, :] != known[None]).sum(-1).min(0)
+            best = int(nearest.argmin())
+            if not q["label"]:
+                impostor.append(int(nearest[best]))
+                continue
+            for radius in hits:
+                if nearest[best] <= radius:
+                    if labels[best] == q["label"]:
+                        hits[radius] += 1
+                    else:
+                        wrong[radius] += 1
+        mated = len(queries) - len(impostor)
+        print(f"  {way:34s} mated found <=31: {hits[31]}/{mated}, <=70: {hits[70]}/{mated}, "
+              f"wrong label <=70: {wrong[70]}; non-mated nearest: min {min(impostor)}, "
+              f"<=70: {sum(d <= 70 for d in impostor)}, <=92 (review): {sum(d <= 92 for d in impostor)}"
+              f" of {len(impostor)}")
+
+
 def throughput(blobs: list[bytes], names: list[str], repeat: int) -> None:
     ratios, ours_rates, naive_rates = [], [], []
     for _ in range(repeat):  # interleaved so both see the same machine load
@@ -167,6 +220,7 @@ def main() -> None:
     parser.add_argument("--suite-root", type=Path, default=ROOT.parent / "shared" / "bench")
     parser.add_argument("--pdq-data", type=Path, default=ROOT.parent / "shared" / "peers" / "pdq")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--copydet", action="store_true", help="also replay PDQ-only copy detection")
     args = parser.parse_args()
     import cv2
     cv2.setNumThreads(1)
@@ -176,6 +230,8 @@ def main() -> None:
     suites(blobs, names)
     if args.pdq_data.is_dir():
         reference_images(args.pdq_data, names)
+    if args.copydet:
+        copy_replay(args.suite_root / "copydet", names)
     throughput(blobs, names, args.repeat)
 
 
