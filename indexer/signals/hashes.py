@@ -28,6 +28,7 @@ photos the 256-px fold is mean 2.4 bits, max 18, from the reference on the full
 decode (BENCHMARKS.md, bench/pdq_agreement.py) at no extra decode cost. DCT,
 median threshold, quality and the dihedral variants follow the reference code.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
