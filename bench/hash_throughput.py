@@ -19,10 +19,13 @@ import io
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's code, not whichever copy is installed
 
 import imagehash  # noqa: E402
 import numpy as np  # noqa: E402
@@ -31,8 +34,6 @@ from PIL import Image  # noqa: E402
 
 from indexer import pipeline  # noqa: E402
 from indexer.signals import base as signals  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def pick_photos(suite_root: Path, n: int) -> list[Path]:
