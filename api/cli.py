@@ -96,6 +96,9 @@ def index_cmd(
     region: Annotated[str, typer.Option(
         "--region", help="Ads banks: country (ISO 3166 alpha-2) of phone numbers without +prefix.")
                       ] = "US",
+    max_bad: Annotated[float, typer.Option(
+        "--max-bad", min=0.0, max=1.0, help="Refuse the source, storing nothing, when more than this "
+                                            "share of its first 1000+ rows are unreadable.")] = 0.5,
 ) -> None:
     """Index a crawl (folder or manifest) into a bank; re-running resumes.
 
@@ -111,7 +114,7 @@ def index_cmd(
         raise fail("missing-person references are added with `reunite enroll`, which "
                    "records consent; `index` is for crawls")
     try:
-        records = ingest.read_source(source)
+        records = ingest.iter_source(source)  # a stream: a manifest of millions of rows is not held whole
     except ingest.ManifestError as exc:
         raise fail(str(exc)) from None
     names = parse_signals(signals_opt, kind)
@@ -121,11 +124,21 @@ def index_cmd(
         bank_row = store.catalog.ensure_bank(bank, kind)
     except ValueError as exc:
         raise fail(str(exc)) from None
-    bar, progress = progress_bar(len(records), quiet)
-    report = ingest.index_records(store, bank_row, records, names, workers=workers,
-                                  source=str(source), progress=progress)
-    bar.close()
-    path = ingest.write_report(store, report)
+    bar, progress = progress_bar(None, quiet)
+    from indexer.store.space import storage_full
+    try:
+        report = ingest.index_records(store, bank_row, records, names, workers=workers,
+                                      source=str(source), progress=progress, max_bad=max_bad)
+        path = ingest.write_report(store, report)
+    except ingest.ManifestError as exc:  # a bad row, or a flood of unreadable ones: nothing stored
+        raise fail(str(exc)) from None
+    except Exception as exc:
+        if storage_full(exc):
+            raise fail("storage full: the data folder's disk is full; every batch indexed before is kept "
+                       "whole, free space and run the same command to resume") from None
+        raise
+    finally:
+        bar.close()
     for err in report.errors[:20]:
         typer.echo(f"  skipped {err['path']}: {err['detail']}", err=True)
     if len(report.errors) > 20:
@@ -134,14 +147,14 @@ def index_cmd(
     if bank_row.kind == "ads" and link and not report.interrupted:
         from api.cli_networks import link_records
 
-        typer.echo(link_records(store, bank_row, records, region))
+        typer.echo(link_records(store, bank_row, ingest.iter_source(source), region))
     typer.echo(f"report: {path}")
     if report.interrupted:
         typer.echo("interrupted: run the same command again to resume", err=True)
         raise typer.Exit(130)
 
 
-def progress_bar(total: int, quiet: bool):  # noqa: ANN201 - (tqdm, callback)
+def progress_bar(total: int | None, quiet: bool):  # noqa: ANN201 - (tqdm, callback)
     """A stderr progress bar (images/s and errors) and the callback ingest drives it with."""
     from tqdm import tqdm
 

@@ -25,6 +25,7 @@ Hebrew text needs and which cannot reorder text beyond their own run.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Any
 
@@ -73,6 +74,9 @@ def _why(ch: str, multiline: bool) -> str | None:
         if "\u202a" <= ch <= "\u202e" or "\u2066" <= ch <= "\u2069":
             return "a bidirectional override that changes how text is displayed"
         return "an invisible format character"
+    code = ord(ch)
+    if 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE:
+        return "a noncharacter (not allowed in XML)"
     return None  # unassigned or private-use: printable enough, nothing to spoof
 
 
@@ -98,6 +102,26 @@ def check_tree(value: Any, field: str, *, depth: int = 0) -> Any:
         for n, item in enumerate(value):
             check_tree(item, f"{field}[{n}]", depth=depth + 1)
     return value
+
+
+_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def json_depth(text: str) -> int:
+    """How deeply JSON ``text`` nests arrays and objects, found without parsing it.
+
+    Brackets inside strings do not count. Parsers recurse once per level, so
+    this is checked first: one form field of 10,000 ``[`` must not reach one.
+    """
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth -= 1
+    return deepest
 
 
 def displayable(value: Any) -> str:
