@@ -45,6 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from indexer import text
 from indexer.crypto import Cipher, DecryptionFailed, is_sealed
 from indexer.store.catalog import Bank, Base, Catalog, utcnow
 from matcher import decide
@@ -226,6 +227,7 @@ class ReviewQueue:
             raise ValueError(f"unknown action {action!r} (one of {', '.join(ACTIONS)})")
         if len(note) > MAX_NOTE:
             raise ValueError(f"a note may hold at most {MAX_NOTE} characters")
+        text.check(note, "note", multiline=True)  # BadText (a ValueError): HTTP 422 bad_text
         with self.catalog.session() as s:
             row = s.get(StoredCandidate, candidate_id, with_for_update=True)
             if row is None:
