@@ -125,20 +125,14 @@ def index_cmd(
     except ValueError as exc:
         raise fail(str(exc)) from None
     bar, progress = progress_bar(None, quiet)
-    from indexer.store.space import storage_full
     try:
         report = ingest.index_records(store, bank_row, records, names, workers=workers,
                                       source=str(source), progress=progress, max_bad=max_bad)
-        path = ingest.write_report(store, report)
     except ingest.ManifestError as exc:  # a bad row, or a flood of unreadable ones: nothing stored
         raise fail(str(exc)) from None
-    except Exception as exc:
-        if storage_full(exc):
-            raise fail("storage full: the data folder's disk is full; every batch indexed before is kept "
-                       "whole, free space and run the same command to resume") from None
-        raise
     finally:
         bar.close()
+    path = ingest.write_report(store, report)
     for err in report.errors[:20]:
         typer.echo(f"  skipped {err['path']}: {err['detail']}", err=True)
     if len(report.errors) > 20:
@@ -262,6 +256,13 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # a full disk is the operator's to fix: one line, exit 2, not a traceback
+        from indexer.store.space import storage_full
+        if not storage_full(exc):
+            raise
+        typer.echo("error: storage full: the data folder's disk is full; what was stored before is kept "
+                   "whole (writes are atomic); free space and run the command again", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
