@@ -187,6 +187,7 @@ def match_cmd(
 ) -> None:
     """Rank the candidates of each query image in the given banks."""
     from indexer import images as image_io
+    from indexer.text import displayable
     from matcher.search import Matcher
 
     queries = _read_queries(images or [], manifest)
@@ -215,7 +216,7 @@ def match_cmd(
         else:
             typer.echo(shown)
             for c in candidates:
-                typer.echo(f"  {c.decision:6} {c.score:.3f}  {c.bank}/{c.label}  "
+                typer.echo(f"  {c.decision:6} {c.score:.3f}  {c.bank}/{displayable(c.label)}  "
                            f"item {c.item}  {c.evidence}")
             if not candidates:
                 typer.echo("  no candidates")

@@ -9,7 +9,6 @@ import csv
 import json
 import os
 import shutil
-import struct
 import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -19,10 +18,11 @@ import numpy as np
 import pytest
 from api_support import LiveApi, live_api, no_encryption_key
 from conftest import jpeg_bytes, photo, png_bytes, run_reunite, tiles
-from PIL import GifImagePlugin, Image
+from PIL import Image
+from test_images import big_canvas_gif
 
 from api.auth import create_key
-from indexer import images, ingest, text
+from indexer import ingest, text
 from indexer.store.store import Store
 from matcher import networks
 from matcher.links import Linker, Occurrence, file_reader
@@ -31,17 +31,7 @@ HASHES_ONLY = {"signals": ["hashes"]}
 RLO = "\u202e"
 
 
-def big_canvas_gif(frames: int, width: int = 7000, height: int = 7000) -> bytes:
-    """A GIF whose canvas is ``width`` x ``height`` but whose frames are 1x1 (23 bytes each).
 
-    Written block by block (GIF89a: header, 2-colour table, then per frame a graphic
-    control extension and a 1x1 image); Pillow reads it as an ordinary animated GIF.
-    """
-    out = bytearray(b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff")
-    for n in range(frames):
-        out += b"\x21\xf9\x04\x00\x02\x00\x00\x00"
-        out += b"\x2c" + struct.pack("<HHHHB", n % width, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
-    return bytes(out + b"\x3b")
 
 
 # --- the one text rule ------------------------------------------------------------------------
@@ -318,45 +308,6 @@ def test_fifo_and_symlink_to_dev_zero_are_listed_bad_not_hung(tmp_path: Path, da
     assert "1 indexed" in done.stdout and "2 failed" in done.stdout, done.stdout
     assert "not a regular file (a FIFO)" in done.stderr
     assert "not a regular file (a character device)" in done.stderr
-
-
-def test_manifest_rows_naming_special_files_are_bad_rows(tmp_path: Path) -> None:
-    os.mkfifo(tmp_path / "pipe")
-    with pytest.raises(ingest.NotRegularFile, match="FIFO"):
-        ingest.file_sha256(tmp_path / "pipe")
-    with pytest.raises(ingest.NotRegularFile, match="character device"):
-        ingest.file_sha256(Path("/dev/zero"))
-
-
-# --- frames -------------------------------------------------------------------------------
-
-def test_ten_thousand_frames_are_not_walked(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The frames of a GIF are counted from its blocks; Pillow never seeks past the first one."""
-    seeks: list[int] = []
-    original = GifImagePlugin.GifImageFile._seek
-
-    def counting(self: GifImagePlugin.GifImageFile, frame: int, update_image: bool = True) -> None:
-        seeks.append(frame)
-        original(self, frame, update_image)
-
-    monkeypatch.setattr(GifImagePlugin.GifImageFile, "_seek", counting)
-    data = big_canvas_gif(frames=10_000, width=600, height=400)
-    picture = images.load(data)
-    assert picture.frames == images.FRAME_COUNT_LIMIT
-    assert picture.original_size == (600, 400)
-    assert max(seeks) <= 1, f"{len(seeks)} seeks, up to frame {max(seeks)}"
-    assert images.load(big_canvas_gif(frames=7, width=60, height=40)).frames == 7
-
-
-def test_palette_with_transparency_composites_on_white_as_before() -> None:
-    rng = np.random.default_rng(5)
-    img = Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).quantize(16)
-    img.info["transparency"] = 3
-    buf_png = png_bytes(img)
-    expected = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)),
-                                     Image.open(__import__("io").BytesIO(buf_png)).convert("RGBA"))
-    got = images.load(buf_png).rgb
-    assert np.array_equal(got, np.asarray(expected.convert("RGB")))
 
 
 # --- a full disk --------------------------------------------------------------------------

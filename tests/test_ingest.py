@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -165,3 +166,11 @@ def test_read_source_skips_sidecar_files(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("crawler notes")
     (tmp_path / ".hidden.jpg").write_bytes(b"x")
     assert [r.path.name for r in ingest.read_source(tmp_path)] == ["a.jpg"]
+
+
+def test_manifest_rows_naming_special_files_are_bad_rows(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ingest.NotRegularFile, match="FIFO"):
+        ingest.file_sha256(tmp_path / "pipe")
+    with pytest.raises(ingest.NotRegularFile, match="character device"):
+        ingest.file_sha256(Path("/dev/zero"))
