@@ -368,3 +368,14 @@ def test_full_disk_is_exit_2_for_the_cli(tmp_path: Path) -> None:
         assert done.returncode == 2, done.stdout + done.stderr
         assert done.stderr.strip().splitlines()[-1].startswith("error: storage full")
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_enroll_rows_from_any_caller_are_checked(tmp_path: Path) -> None:
+    """The rule sits in the enrollment layer, not only in the manifest reader."""
+    from indexer import enroll
+
+    store = Store(tmp_path / "data")
+    with pytest.raises(enroll.EnrollError, match=r"row 1: column name: refused: .*bidirectional"):
+        enroll.enroll_records(store, "venues", "venue",
+                              [{"path": "x.png", "label": "v1", "name": f"Hotel {RLO}"}])
+    assert store.catalog.bank("venues") is None
