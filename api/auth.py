@@ -27,6 +27,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from api import budgets
 from api.errors import ApiError
+from indexer import text
 from indexer.store.catalog import Base, Catalog, utcnow
 
 ADMIN, INVESTIGATOR, REVIEWER, INGEST, PARTNER = "admin", "investigator", "reviewer", "ingest", "partner"
@@ -67,6 +68,7 @@ def create_key(catalog: Catalog, role: str, name: str) -> str:
     name = name.strip()
     if not name or len(name) > 120:
         raise ValueError("a key name must be 1 to 120 characters")
+    text.check(name, "key name")  # shown in the audit log and `keys list`: BadText is a ValueError
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     with catalog.session() as s:
         if s.scalar(select(ApiKey).where(ApiKey.name == name)) is not None:

@@ -110,6 +110,9 @@ def index_cmd(
     region: Annotated[str, typer.Option(
         "--region", help="Ads banks: country (ISO 3166 alpha-2) of phone numbers without +prefix.")
                       ] = "US",
+    max_bad: Annotated[float, typer.Option(
+        "--max-bad", min=0.0, max=1.0, help="Refuse the source, storing nothing, when more than this "
+                                            "share of its first 1000+ rows are unreadable.")] = 0.5,
 ) -> None:
     """Index a crawl (folder or manifest) into a bank; re-running resumes.
 
@@ -125,7 +128,7 @@ def index_cmd(
         raise fail("missing-person references are added with `reunite enroll`, which "
                    "records consent; `index` is for crawls")
     try:
-        records = ingest.read_source(source)
+        records = ingest.iter_source(source)  # a stream: a manifest of millions of rows is not held whole
     except ingest.ManifestError as exc:
         raise fail(str(exc)) from None
     names = parse_signals(signals_opt, kind)
@@ -137,10 +140,14 @@ def index_cmd(
         raise fail(str(exc)) from None
     ingest.hold_index_lock(store, bank_row, on_wait=lambda: typer.echo(
         f"waiting for another index run on bank {bank_row.name} to finish", err=True))
-    bar, progress = progress_bar(len(records), quiet)
-    report = ingest.index_records(store, bank_row, records, names, workers=workers,
-                                  source=str(source), progress=progress)
-    bar.close()
+    bar, progress = progress_bar(None, quiet)
+    try:
+        report = ingest.index_records(store, bank_row, records, names, workers=workers,
+                                      source=str(source), progress=progress, max_bad=max_bad)
+    except ingest.ManifestError as exc:  # a bad row, or a flood of unreadable ones: nothing stored
+        raise fail(str(exc)) from None
+    finally:
+        bar.close()
     path = ingest.write_report(store, report)
     for err in report.errors[:20]:
         typer.echo(f"  skipped {err['path']}: {err['detail']}", err=True)
@@ -150,14 +157,14 @@ def index_cmd(
     if bank_row.kind == "ads" and link and not report.interrupted:
         from api.cli_networks import link_records
 
-        typer.echo(link_records(store, bank_row, records, region))
+        typer.echo(link_records(store, bank_row, ingest.iter_source(source), region))
     typer.echo(f"report: {path}")
     if report.interrupted:
         typer.echo("interrupted: run the same command again to resume", err=True)
         raise typer.Exit(130)
 
 
-def progress_bar(total: int, quiet: bool):  # noqa: ANN201 - (tqdm, callback)
+def progress_bar(total: int | None, quiet: bool):  # noqa: ANN201 - (tqdm, callback)
     """A stderr progress bar (images/s and errors) and the callback ingest drives it with."""
     from tqdm import tqdm
 
@@ -200,6 +207,7 @@ def match_cmd(
     from api.application import cli_actor
     from indexer import images as image_io
     from indexer.crypto import MissingKey
+    from indexer.text import displayable
 
     queries = _read_queries(images or [], manifest)
     if not bank.strip():
@@ -244,7 +252,7 @@ def match_cmd(
         else:
             typer.echo(shown)
             for c in candidates:
-                typer.echo(f"  {c.decision:6} {c.score:.3f}  {c.bank}/{c.label}  "
+                typer.echo(f"  {c.decision:6} {c.score:.3f}  {c.bank}/{displayable(c.label)}  "
                            f"item {c.item}  {c.evidence}")
             if not candidates:
                 typer.echo("  no candidates")
@@ -286,6 +294,13 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # a full disk is the operator's to fix: one line, exit 2, not a traceback
+        from indexer.store.space import storage_full
+        if not storage_full(exc):
+            raise
+        typer.echo("error: storage full: the data folder's disk is full; what was stored before is kept "
+                   "whole (writes are atomic); free space and run the command again", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

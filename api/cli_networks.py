@@ -13,6 +13,7 @@ Importing this module also registers ``export`` and ``import`` (api.cli_exchange
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 REGION_HELP = "Country (ISO 3166 alpha-2) of phone numbers written without +prefix."
 
 
-def link_records(store: Store, bank: Bank, records: list[Record], region: str = "US") -> str:
+def link_records(store: Store, bank: Bank, records: Iterable[Record], region: str = "US") -> str:
     """Record every (ad, photo) row of an indexed ads crawl and link what is new; returns a summary.
 
     ``index`` stores each image once, so the rows of ads that repost a photo

@@ -93,10 +93,11 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) ->
 def keys_list() -> None:
     """Names, roles and states of the keys (never the keys)."""
     from api.auth import list_keys
+    from indexer.text import displayable
 
     for k in list_keys(_catalog()):
         status = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
-        typer.echo(f"{k.name}\t{k.role}\t{status}")
+        typer.echo(f"{displayable(k.name)}\t{k.role}\t{status}")  # names stored before the text rule
 
 
 @keys_app.command("generate-encryption-key")

@@ -16,13 +16,17 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from indexer.store.space import STORAGE_FULL_DETAIL, storage_full
+from indexer.text import BadText
 
 log = logging.getLogger("reunite.api")
 
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
           405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
-          422: "validation_error", 429: "rate_limited", 503: "unavailable"}
+          422: "validation_error", 429: "rate_limited", 503: "unavailable", 507: "storage_full"}
 
 
 class ApiError(Exception):
@@ -84,6 +88,19 @@ def install(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else code
         return JSONResponse({"error": code, "detail": detail}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(BadText)
+    async def _bad_text(_request: Request, exc: BadText) -> JSONResponse:
+        return error_response(422, "bad_text", str(exc))
+
+    # A full disk is not an internal error: 507 tells the operator what to do (writes are atomic).
+    @app.exception_handler(OSError)
+    @app.exception_handler(SQLAlchemyError)
+    async def _storage(request: Request, exc: Exception) -> JSONResponse:
+        if storage_full(exc):
+            log.error("storage full on %s %s", request.method, request.scope.get("route_path", "?"))
+            return error_response(507, "storage_full", STORAGE_FULL_DETAIL)
+        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

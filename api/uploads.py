@@ -19,6 +19,12 @@ from indexer.kinds import default_families
 from indexer.signals import base as signals
 from indexer.store.catalog import Bank
 
+# Pixels one request may ask the server to decode, all its files together. One image is
+# bounded by images.DEFAULT_MAX_PIXELS; without this a batch of 100 canvases of 49
+# megapixels (230 kB each as GIFs) would hold a worker for minutes. 413, not 429: the
+# same request will never fit, waiting does not help; smaller batches do.
+MAX_REQUEST_PIXELS = 4 * images.DEFAULT_MAX_PIXELS
+
 _STATUS = {images.UnsupportedImage: 415, images.ImageTooLarge: 413, images.CorruptImage: 422}
 
 
@@ -43,7 +49,19 @@ def read_uploads(files: list[UploadFile], field: str) -> list[Upload]:
         if len(data) > images.DEFAULT_MAX_BYTES:
             raise ApiError(413, "image_too_large", f"{field}[{n}] exceeds {images.DEFAULT_MAX_BYTES:,} bytes")
         out.append(Upload(data, f"{field}[{n}]"))
+    check_pixel_budget(out, field)
     return out
+
+
+def check_pixel_budget(uploads: list[Upload], field: str, budget: int = MAX_REQUEST_PIXELS) -> None:
+    """413 before anything is decoded when the files' headers declare more pixels than ``budget``."""
+    total = 0
+    for up in uploads:
+        total += images.declared_pixels(up.data)
+        if total > budget:
+            raise ApiError(413, "too_many_pixels",
+                           f"{field}: the files declare more than {budget:,} pixels in one request; "
+                           "send them in smaller batches")
 
 
 def status_for(exc: images.ImageError) -> int:

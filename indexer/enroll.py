@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from indexer import images, pipeline, privacy
+from indexer import images, pipeline, privacy, text
 from indexer.kinds import default_families
 from indexer.signals import base as signals
 from indexer.signals.base import SignalVector
@@ -203,6 +203,12 @@ def enroll_records(store: Store, bank_name: str, kind: str, records: list[dict[s
 def _prepare(n: int, row: dict[str, Any], kind: str, names: list[str], now: dt.datetime,
              for_evaluation: bool) -> _Prepared:
     where = f"row {n}"
+    try:  # labels and venue fields are shown to reviewers and exported: one text rule (indexer.text)
+        for key, value in row.items():
+            text.check(str(key), f"{where}: a column name")
+            text.check_tree(value, f"{where}: column {key}")
+    except text.BadText as exc:
+        raise EnrollError(str(exc)) from None
     path_text = str(row.get("path") or "").strip()
     if not path_text:
         raise EnrollError(f"{where}: empty 'path'")

@@ -30,6 +30,12 @@ DEFAULT_MAX_PIXELS = 50_000_000
 # Bytes are checked before decoding so that a huge upload never reaches Pillow.
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
+# Frames are counted (never decoded) up to this many: counting walks the file, and a
+# 64 MB GIF of 1x1 frames holds millions of them. ``Picture.frames`` is capped here.
+FRAME_COUNT_LIMIT = 1000
+# Formats whose frame count sits in a header (cheap); the others are walked frame by frame.
+_HEADER_FRAME_COUNT = frozenset({"PNG", "WEBP", "MPO"})
+
 # Truncated files must fail loudly, never be half-decoded into grey garbage.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -156,7 +162,7 @@ def load(
             f"{width}x{height} pixels exceeds the limit of {max_pixels:,} pixels "
             "(possible decompression bomb)"
         )
-    frames = int(getattr(img, "n_frames", 1) or 1)
+    frames = count_frames(img, fmt, data)
     try:
         orientation = int(img.getexif().get(0x0112, 1))
     except Exception:  # a damaged EXIF block must not refuse a decodable photo
@@ -222,6 +228,97 @@ def _read_bytes(source: bytes | str | Path, max_bytes: int) -> bytes:
     return path.read_bytes()
 
 
+def count_frames(img: Image.Image, fmt: str, data: bytes, limit: int = FRAME_COUNT_LIMIT) -> int:
+    """Frames of an image sequence, at most ``limit``, without decoding any of them.
+
+    Pillow's ``n_frames`` walks every frame of a GIF (and seeking composites each
+    one onto the canvas), so a 230 kB GIF of 10,000 1x1 frames on a 7000x7000
+    canvas cost seconds before anything useful was decoded. GIFs are counted
+    from their block structure here; other formats have the count in a header
+    (PNG, WebP, MPO) or in a chain of directories (TIFF) walked up to ``limit``.
+    """
+    if fmt == "GIF":
+        return _gif_frames(data, limit)
+    if fmt in _HEADER_FRAME_COUNT:
+        return max(1, min(int(getattr(img, "n_frames", 1) or 1), limit))
+    if fmt != "TIFF":
+        return 1
+    count = 1
+    try:
+        while count < limit:
+            img.seek(count)  # TIFF: reads the next directory, decodes nothing
+            count += 1
+    except Exception:  # EOFError at the end; a damaged later directory counts as the end too
+        pass
+    img.seek(0)
+    return count
+
+
+def _gif_frames(data: bytes, limit: int) -> int:
+    """Image descriptors in a GIF's block stream, at most ``limit`` (reads block sizes, never pixels)."""
+    size = len(data)
+    if size < 13:
+        return 1
+    flags = data[10]
+    pos = 13 + (3 * (2 << (flags & 7)) if flags & 0x80 else 0)  # after the global colour table
+    count = 0
+    while pos < size and count < limit:
+        block = data[pos]
+        if block == 0x21:  # extension: introducer, label, then data sub-blocks
+            pos += 2
+        elif block == 0x2C and pos + 10 <= size:  # image descriptor (+ local colour table, LZW size)
+            count += 1
+            packed = data[pos + 9]
+            pos += 11 + (3 * (2 << (packed & 7)) if packed & 0x80 else 0)
+        else:  # trailer (0x3B) or damage: stop counting
+            break
+        while pos < size:  # data sub-blocks up to the zero-length terminator
+            length = data[pos]
+            pos += 1 + length
+            if length == 0:
+                break
+    return max(1, count)
+
+
+def declared_pixels(data: bytes) -> int:
+    """Width x height an image's header declares (0 when it has no readable header); decodes nothing."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+    except Exception:
+        return 0
+    return max(0, width) * max(0, height)
+
+
+def _palette_on_white(img: Image.Image) -> Image.Image:
+    """A palette image over white, composited once per palette entry instead of once per pixel.
+
+    Equal to converting to RGBA and compositing on white, but one C pass over
+    the pixels instead of four: an animated GIF's canvas may be 50 megapixels
+    of a single transparent colour around one tiny frame.
+    """
+    palette = img.getpalette("RGB") or []
+    colours = np.array(palette, dtype=np.float64).reshape(-1, 3)
+    alpha = np.full(len(colours), 255.0)
+    if img.palette is not None and img.palette.mode == "RGBA":
+        rgba = img.getpalette("RGBA") or []
+        alpha[:] = np.array(rgba, dtype=np.float64).reshape(-1, 4)[: len(colours), 3]
+    transparency = img.info.get("transparency")
+    if isinstance(transparency, int) and 0 <= transparency < len(alpha):
+        alpha[transparency] = 0.0
+    elif isinstance(transparency, bytes | bytearray):
+        given = np.frombuffer(bytes(transparency), dtype=np.uint8)[: len(alpha)]
+        alpha[: len(given)] = given
+    weight = alpha[:, None] / 255.0
+    composited = np.rint(colours * weight + 255.0 * (1.0 - weight)).clip(0, 255).astype(np.uint8)
+    flat = img.copy() if img.readonly else img
+    flat.info.pop("transparency", None)
+    flat.putpalette(composited.tobytes(), "RGB")
+    return flat.convert("RGB")
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB, preserving what a person would see."""
     mode = img.mode
@@ -239,7 +336,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         lo, hi = float(arr.min(initial=0)), float(arr.max(initial=1))
         scale = 255.0 / (hi - lo) if hi > lo else 0.0
         return Image.fromarray(((arr - lo) * scale).astype(np.uint8), "L").convert("RGB")
-    if mode == "P" or mode == "PA":
+    if mode == "P":
+        return _palette_on_white(img)
+    if mode == "PA":
         img = img.convert("RGBA")
         mode = "RGBA"
     if mode in {"RGBA", "LA", "La", "RGBa"}:

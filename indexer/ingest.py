@@ -18,18 +18,20 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import errno
 import fcntl
 import hashlib
 import json
 import multiprocessing as mp
 import os
+import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from indexer import images, pipeline
+from indexer import images, pipeline, text
 from indexer.store import features
 from indexer.store.catalog import Bank
 from indexer.store.store import NewImage, Store
@@ -39,10 +41,27 @@ MANIFEST_SUFFIXES = {".csv", ".jsonl", ".ndjson"}
 SIDECAR_SUFFIXES = MANIFEST_SUFFIXES | {".md", ".txt", ".json", ".html", ".warc", ".gz"}
 # Reserved manifest columns; every other column is kept as item metadata.
 RESERVED_COLUMNS = {"path", "label"}
+# A report lists this many bad files in full; the rest are counted per reason.
+MAX_REPORTED_ERRORS = 1000
+# A run stops (nothing stored) when more than ``max_bad`` of the rows are bad once this many were read:
+# a manifest of a million rows that point nowhere is a mistake, not a crawl to grind through.
+MIN_ROWS_FOR_BAD_SHARE = 1000
+DEFAULT_MAX_BAD = 0.5
 
 
 class ManifestError(ValueError):
     """The source itself (not one image in it) cannot be read."""
+
+
+class TooManyBadRows(ManifestError):
+    """So many rows are bad that the source is refused before anything is stored."""
+
+
+class NotRegularFile(OSError):
+    """A FIFO, device, socket or directory where an image file was expected (reading it could hang)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(errno.EINVAL, f"not a regular file ({what})")
 
 
 @dataclass(frozen=True)
@@ -70,6 +89,17 @@ class IngestReport:
     seconds: float = 0.0
     interrupted: bool = False
     errors: list[dict[str, str]] = field(default_factory=list)
+    errors_by_reason: dict[str, int] = field(default_factory=dict)
+    errors_not_listed: int = 0
+
+    def add_error(self, path: str, code: str, detail: str) -> None:
+        """Count a bad file; the first MAX_REPORTED_ERRORS are listed in full (a flood stays small)."""
+        self.failed += 1
+        self.errors_by_reason[code] = self.errors_by_reason.get(code, 0) + 1
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append({"path": text.displayable(path), "error": code, "detail": detail})
+        else:
+            self.errors_not_listed += 1
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -83,17 +113,47 @@ class IngestReport:
 
 def read_source(source: Path) -> list[Record]:
     """Records of a folder (recursive), a CSV or JSONL manifest, or one image file."""
+    return list(iter_source(source))
+
+
+def iter_source(source: Path) -> Iterator[Record]:
+    """:func:`read_source` one record at a time (a manifest of millions of rows is never held whole).
+
+    The source's own problems (missing, not UTF-8, no ``path`` column) raise
+    :class:`ManifestError` at the first ``next()``; a bad row raises it when reached.
+    """
     source = Path(source)
     if source.is_dir():
-        return [Record(p, p.stem, str(p)) for p in _walk(source)]
+        return (_named(p) for p in _walk(source))
     if not source.exists():
         raise ManifestError(f"{source} does not exist")
     suffix = source.suffix.lower()
+    if suffix in MANIFEST_SUFFIXES and not source.is_file():
+        raise ManifestError(f"{source}: not a regular file")
     if suffix == ".csv":
-        return _read_csv(source)
+        return _primed(_read_csv(source))
     if suffix in {".jsonl", ".ndjson"}:
-        return _read_jsonl(source)
-    return [Record(source, source.stem, str(source))]
+        return _primed(_read_jsonl(source))
+    return iter([_named(source)])
+
+
+def _primed(rows: Iterator[Record]) -> Iterator[Record]:
+    """Run a reader up to its first record now, so header problems surface before any work."""
+    try:
+        first = next(rows)
+    except StopIteration:
+        return iter(())
+    return _chain(first, rows)
+
+
+def _chain(first: Record, rest: Iterator[Record]) -> Iterator[Record]:
+    yield first
+    yield from rest
+
+
+def _named(path: Path) -> Record:
+    """A file found on disk: its name becomes label and report text, so unusable code points are escaped."""
+    return Record(path, text.displayable(path.stem), text.displayable(str(path)))
 
 
 def _walk(root: Path) -> Iterator[Path]:
@@ -105,6 +165,12 @@ def _walk(root: Path) -> Iterator[Path]:
 
 
 def _record(row: dict[str, Any], base: Path, where: str) -> Record:
+    try:  # every column, names included: labels and fields end up in terminals and GraphML
+        for key, value in row.items():
+            text.check("" if key is None else str(key), f"{where}: a column name")
+            text.check_tree(value, f"{where}: column {key}")
+    except text.BadText as exc:
+        raise ManifestError(str(exc)) from None
     raw = row.get("path")
     if raw is None or not str(raw).strip():
         raise ManifestError(f"{where}: empty 'path'")
@@ -118,42 +184,70 @@ def _record(row: dict[str, Any], base: Path, where: str) -> Record:
     return Record(path, label, shown, attributes)
 
 
-def _read_csv(manifest: Path) -> list[Record]:
+def _read_csv(manifest: Path) -> Iterator[Record]:
     try:
         with manifest.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             if not reader.fieldnames or "path" not in reader.fieldnames:
                 raise ManifestError(f"{manifest}: a manifest needs a 'path' column")
-            return [_record(row, manifest.parent, f"{manifest}:{n}")
-                    for n, row in enumerate(reader, start=2)]
+            for n, row in enumerate(reader, start=2):
+                yield _record(row, manifest.parent, f"{manifest}:{n}")
     except UnicodeDecodeError:
         raise ManifestError(f"{manifest}: not a UTF-8 text file") from None
     except csv.Error as exc:
         raise ManifestError(f"{manifest}: malformed CSV ({exc})") from None
 
 
-def _read_jsonl(manifest: Path) -> list[Record]:
-    records = []
+MAX_JSONL_LINE = 1 << 20
+
+
+def _read_jsonl(manifest: Path) -> Iterator[Record]:
     try:
-        lines = manifest.read_text(encoding="utf-8").splitlines()
+        with manifest.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                if len(line) > MAX_JSONL_LINE:
+                    raise ManifestError(f"{manifest}:{n}: a line longer than {MAX_JSONL_LINE:,} characters")
+                if text.json_depth(line) > text.MAX_DEPTH:
+                    raise ManifestError(f"{manifest}:{n}: JSON nested deeper than {text.MAX_DEPTH} levels")
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ManifestError(f"{manifest}:{n}: not valid JSON ({exc.msg})") from None
+                if not isinstance(row, dict):
+                    raise ManifestError(f"{manifest}:{n}: each line must be a JSON object")
+                yield _record(row, manifest.parent, f"{manifest}:{n}")
     except UnicodeDecodeError:
         raise ManifestError(f"{manifest}: not a UTF-8 text file") from None
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ManifestError(f"{manifest}:{n}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise ManifestError(f"{manifest}:{n}: each line must be a JSON object")
-        records.append(_record(row, manifest.parent, f"{manifest}:{n}"))
-    return records
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def open_regular(path: Path | str) -> int:
+    """A file descriptor of ``path`` if it is (or links to) a regular file; else :class:`NotRegularFile`.
+
+    Opened with O_NONBLOCK and checked with fstat on the open descriptor, so a
+    FIFO never blocks the open, a device such as /dev/zero is never read
+    forever, and a file swapped between a check and the open cannot slip by.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(next((what for test, what in _KINDS if test(mode)), "a special file"))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as f:
+    with os.fdopen(open_regular(path), "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -192,7 +286,7 @@ def _work(job: tuple[int, str]) -> tuple[int, pipeline.Extraction | None, str, s
 def index_records(
     store: Store,
     bank: Bank,
-    records: list[Record],
+    records: Iterable[Record],
     signal_names: list[str],
     *,
     workers: int = 1,
@@ -200,26 +294,30 @@ def index_records(
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = 64,
     checkpoint_seconds: float = 30.0,
+    max_bad: float = DEFAULT_MAX_BAD,
 ) -> IngestReport:
     """Index ``records`` into ``bank`` and return what happened.
 
     ``progress(done, failed)`` is called after each image. KeyboardInterrupt
     stops the run after committing and checkpointing what was finished.
+    ``records`` is consumed once (a stream); only those still to index are kept.
+    More than ``max_bad`` unreadable rows after MIN_ROWS_FOR_BAD_SHARE raises
+    :class:`TooManyBadRows` before anything is stored.
     """
     report = IngestReport(bank=bank.name, source=source,
                           started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     start = time.monotonic()
     known = store.catalog.known_sha256(bank.id)
     todo: list[tuple[int, str]] = []
+    by_position: dict[int, Record] = {}
     seen_in_run: set[str] = set()
     for position, record in enumerate(records):
         report.seen += 1
         try:
             sha = file_sha256(record.path)
         except OSError as exc:
-            report.failed += 1
-            report.errors.append({"path": record.shown_as, "error": "unreadable",
-                                  "detail": f"cannot read the file ({exc.strerror or exc})"})
+            report.add_error(record.shown_as, "unreadable", f"cannot read the file ({exc.strerror or exc})")
+            _check_bad_share(report, max_bad)
             continue
         if sha in known:
             report.already_indexed += 1
@@ -228,6 +326,7 @@ def index_records(
         else:
             seen_in_run.add(sha)
             todo.append((position, str(record.path)))
+            by_position[position] = record
     if progress:
         progress(report.seen - len(todo), report.failed)
 
@@ -250,11 +349,10 @@ def index_records(
 
     try:
         for position, extraction, code, detail in _run(todo, signal_names, workers):
-            record = records[position]
+            record = by_position.pop(position)
             done += 1
             if extraction is None:
-                report.failed += 1
-                report.errors.append({"path": record.shown_as, "error": code, "detail": detail})
+                report.add_error(record.shown_as, code, detail)
             else:
                 pending.append(NewImage(extraction, record.label, record.shown_as,
                                         record.attributes))
@@ -273,6 +371,14 @@ def index_records(
         features.update_after_ingest(store, bank, signal_names)
     report.seconds = time.monotonic() - start
     return report
+
+
+def _check_bad_share(report: IngestReport, max_bad: float) -> None:
+    if report.seen >= MIN_ROWS_FOR_BAD_SHARE and report.failed > max_bad * report.seen:
+        reasons = ", ".join(f"{n} {code}" for code, n in sorted(report.errors_by_reason.items()))
+        raise TooManyBadRows(f"{report.source or 'the source'}: {report.failed} of the first "
+                             f"{report.seen} rows are bad ({reasons}; more than {max_bad:.0%}); "
+                             "nothing was indexed")
 
 
 def _run(todo: list[tuple[int, str]], signal_names: list[str], workers: int

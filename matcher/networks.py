@@ -28,6 +28,7 @@ import networkx as nx
 from sqlalchemy import select
 
 from indexer.store.catalog import Bank, Catalog, Item, Subject, utcnow
+from indexer.text import displayable
 from matcher import decide
 from matcher.link_store import AdContact, AdLink, AdPhoto
 from matcher.review import QUEUED_TIERS, StoredCandidate
@@ -117,17 +118,19 @@ def load_ads(catalog: Catalog, bank: Bank) -> dict[int, Ad]:
                          .join(Subject, Subject.id == AdPhoto.subject_id)
                          .where(AdPhoto.bank_id == bank.id).order_by(AdPhoto.id))
         for sid, item_id, attrs, label, created in rows:
-            ad = ads.setdefault(int(sid), Ad(int(sid), str(label), created))
+            # Text stored before indexer.text refused bad code points is made safe here,
+            # once, for every reader: JSON responses, the CLI, GraphML and GEXF.
+            ad = ads.setdefault(int(sid), Ad(int(sid), displayable(label), created))
             ad.photos.add(int(item_id))
             for name in AD_FIELDS:
                 value = (attrs or {}).get(name)
                 if value not in (None, "") and name not in ad.fields:
-                    ad.fields[name] = str(value)
+                    ad.fields[name] = displayable(value)
         for sid, kind, value in s.execute(select(AdContact.subject_id, AdContact.kind, AdContact.value)
                                           .where(AdContact.bank_id == bank.id)):
             ad = ads.get(int(sid))
             if ad is not None:
-                (ad.phones if kind == "phone" else ad.emails).add(str(value))
+                (ad.phones if kind == "phone" else ad.emails).add(displayable(value))
     return ads
 
 
@@ -188,7 +191,7 @@ def attach_candidates(catalog: Catalog, networks: list[Network]) -> None:
                          "tier": cand.tier, "state": cand.state, "score": round(cand.score, 4),
                          "candidate": cand.id}
                 if kind != "missing_person":  # venue and ad labels are not personal
-                    entry["label"] = label
+                    entry["label"] = displayable(label)
                 sha_to_net[cand.query_sha256].candidates.append(entry)
     for net in networks:
         net.candidates.sort(key=lambda c: (-c["score"], c["candidate"]))

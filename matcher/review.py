@@ -67,6 +67,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from indexer import text as text_rules
 from indexer.crypto import Cipher, DecryptionFailed, is_sealed
 from indexer.store.catalog import (
     Bank,
@@ -316,6 +317,7 @@ class ReviewQueue:
             raise ValueError(f"unknown action {action!r} (one of {', '.join(ACTIONS)})")
         if len(note) > MAX_NOTE:
             raise ValueError(f"a note may hold at most {MAX_NOTE} characters")
+        text_rules.check(note, "note", multiline=True)  # BadText (a ValueError): HTTP 422 bad_text
         with self.catalog.session() as s:
             row = s.get(StoredCandidate, candidate_id)
             if row is None:

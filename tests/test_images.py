@@ -8,7 +8,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import GifImagePlugin, Image
 
 from indexer import images
 from tests.conftest import jpeg_bytes, photo, png_bytes
@@ -163,3 +163,45 @@ def test_grey_decode_keeps_luma_and_shape() -> None:
     assert grey.rgb.shape == colour.rgb.shape
     assert np.array_equal(grey.rgb[..., 0], grey.rgb[..., 2])
     assert np.abs(grey.rgb[..., 0].astype(int) - colour.gray.astype(int)).mean() < 3
+
+
+def big_canvas_gif(frames: int, width: int = 7000, height: int = 7000) -> bytes:
+    """A GIF whose canvas is ``width`` x ``height`` but whose frames are 1x1 (23 bytes each).
+
+    Written block by block (GIF89a: header, 2-colour table, then per frame a graphic
+    control extension and a 1x1 image); Pillow reads it as an ordinary animated GIF.
+    """
+    out = bytearray(b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff")
+    for n in range(frames):
+        out += b"\x21\xf9\x04\x00\x02\x00\x00\x00"
+        out += b"\x2c" + struct.pack("<HHHHB", n % width, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
+    return bytes(out + b"\x3b")
+
+
+def test_ten_thousand_frames_are_not_walked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The frames of a GIF are counted from its blocks; Pillow never seeks past the first one."""
+    seeks: list[int] = []
+    original = GifImagePlugin.GifImageFile._seek
+
+    def counting(self: GifImagePlugin.GifImageFile, frame: int, update_image: bool = True) -> None:
+        seeks.append(frame)
+        original(self, frame, update_image)
+
+    monkeypatch.setattr(GifImagePlugin.GifImageFile, "_seek", counting)
+    data = big_canvas_gif(frames=10_000, width=600, height=400)
+    picture = images.load(data)
+    assert picture.frames == images.FRAME_COUNT_LIMIT
+    assert picture.original_size == (600, 400)
+    assert max(seeks) <= 1, f"{len(seeks)} seeks, up to frame {max(seeks)}"
+    assert images.load(big_canvas_gif(frames=7, width=60, height=40)).frames == 7
+
+
+def test_palette_with_transparency_composites_on_white_as_before() -> None:
+    rng = np.random.default_rng(5)
+    img = Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).quantize(16)
+    img.info["transparency"] = 3
+    buf_png = png_bytes(img)
+    expected = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)),
+                                     Image.open(io.BytesIO(buf_png)).convert("RGBA"))
+    got = images.load(buf_png).rgb
+    assert np.array_equal(got, np.asarray(expected.convert("RGB")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -209,3 +210,11 @@ def _rows(data: Path, table: str) -> int:
         n = int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
     conn.close()
     return n
+
+
+def test_manifest_rows_naming_special_files_are_bad_rows(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ingest.NotRegularFile, match="FIFO"):
+        ingest.file_sha256(tmp_path / "pipe")
+    with pytest.raises(ingest.NotRegularFile, match="character device"):
+        ingest.file_sha256(Path("/dev/zero"))

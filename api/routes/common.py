@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from api.errors import ApiError
 from api.service import Service
+from indexer import text as text_rules
 from indexer.store.catalog import Bank, Subject
 
 
@@ -43,13 +44,23 @@ def subject_or_404(svc: Service, pseudonym: str) -> tuple[Subject, Bank]:
 
 
 def parse_json_field(text: str | None, field: str, expect: type) -> Any:
-    """A form field holding JSON (multipart requests carry metadata this way)."""
+    """A form field holding JSON (multipart requests carry metadata this way).
+
+    The nesting is bounded before parsing (json.loads recurses once per level:
+    thousands of ``[`` were a RecursionError, a 500) and every string in the
+    value, keys included, goes through :mod:`indexer.text`.
+    """
     if text is None or not text.strip():
         return expect()
+    depth = text_rules.json_depth(text)
+    if depth > text_rules.MAX_DEPTH:
+        raise ApiError(422, "validation_error",
+                       f"{field}: JSON nested {depth} levels deep (at most {text_rules.MAX_DEPTH})")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ApiError(422, "validation_error", f"{field}: not valid JSON ({exc.msg})") from None
+    text_rules.check_tree(value, field)
     if not isinstance(value, expect):
         raise ApiError(422, "validation_error", f"{field}: must be a JSON {expect.__name__}")
     return value

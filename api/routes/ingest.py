@@ -10,6 +10,7 @@ from api.ingestion import AdRecord, ingest
 from api.routes.common import audit, bank_or_404, parse_json_field, service
 from api.schemas import IngestBatchOut, IngestResult
 from api.uploads import read_uploads
+from indexer import text as text_rules
 
 router = APIRouter(prefix="/v1/banks/{bank}/items", tags=["ingest"])
 UPLOAD_ERRORS = (400, 409, 413, 415)
@@ -29,6 +30,9 @@ def _record(raw: dict, where: str) -> AdRecord:
         raise ApiError(422, "validation_error", f"{where}.source: a string of at most {MAX_TEXT} characters")
     if not isinstance(attributes, dict) or len(str(attributes)) > 10_000:
         raise ApiError(422, "validation_error", f"{where}.attributes: a JSON object under 10 kB")
+    text_rules.check(label or "", f"{where}.label")
+    text_rules.check(source, f"{where}.source")
+    text_rules.check_tree(attributes, f"{where}.attributes")  # BadText: 422 bad_text (api.errors)
     return AdRecord(label.strip() if label else None, source, attributes)
 
 

@@ -20,6 +20,7 @@ from api.schemas import HashMatchOut, HashQuery, MatchCandidate, MatchOut, Partn
 from api.service import Service
 from api.uploads import api_error, read_uploads
 from indexer import images
+from indexer import text as text_rules
 from indexer.store.photos import QUERY_NAMESPACE
 from matcher.hash_lookup import BadHash, parse_hashes
 from matcher.review import QUEUED_TIERS, StoredCandidate
@@ -43,6 +44,7 @@ def match_image(request: Request, image: UploadFile = File(...),
                 top: int = Form(10, ge=1, le=100),
                 p: Principal = guard("match", ADMIN, INVESTIGATOR)) -> MatchOut:
     svc = service(request)
+    text_rules.check(banks, "banks")
     [upload] = read_uploads([image], "image")
     sha = upload.sha256
     audit(request, f"query:{sha}")

@@ -13,6 +13,7 @@ from api.errors import GUARDED, ApiError, responses
 from api.routes.common import audit, bank_or_404, service, subject_or_404
 from api.schemas import MAX_ID, EnrollOut, EnrollRecord, SubjectList, SubjectOut, WithdrawalOut
 from api.uploads import read_uploads
+from indexer import text as text_rules
 from indexer.crypto import DecryptionFailed, MissingKey
 from indexer.enroll import utcnow
 from indexer.store.catalog import Item, Subject
@@ -28,12 +29,16 @@ IMAGE_RESPONSE = {200: {"content": {t: {} for t in sorted(set(IMAGE_TYPES.values
 
 
 def _parse_record(text: str) -> EnrollRecord:
+    if text_rules.json_depth(text) > text_rules.MAX_DEPTH:
+        raise ApiError(422, "validation_error", f"record: JSON nested deeper than {text_rules.MAX_DEPTH}")
     try:
-        return EnrollRecord.model_validate_json(text)
+        rec = EnrollRecord.model_validate_json(text)
     except ValidationError as exc:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(x) for x in first.get("loc", ())) or "record"
         raise ApiError(422, "validation_error", f"record.{where}: {first.get('msg', 'invalid')}") from None
+    text_rules.check_tree(rec.model_dump(mode="json"), "record")  # BadText: 422 bad_text
+    return rec
 
 
 @router.post("/banks/{bank}/subjects", status_code=201, response_model=EnrollOut,

@@ -30,13 +30,13 @@ from __future__ import annotations
 import csv
 import json
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from indexer import text as text_rules
 from indexer.exchange.signing import ExchangeError
 
 IMPORT_FORMATS = ("pdq", "hex", "te", "te-csv", "csv", "stopncii")
@@ -51,8 +51,6 @@ MAX_JSON_BYTES = 256 * 1024 * 1024
 MAX_LABEL_CHARS = 200
 _PDQ = re.compile(r"^[0-9a-fA-F]{64}$")
 _PHASH = re.compile(r"^[0-9a-f]{16}$")
-# Bidi controls reorder what a reviewer reads ("Trojan source"); a label must not carry them.
-_BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 @dataclass(frozen=True)
@@ -106,14 +104,9 @@ def clean_label(text: str | None, where: str) -> str | None:
         return None
     if len(text) > MAX_LABEL_CHARS:
         raise ExchangeError(f"{where}: the name is longer than {MAX_LABEL_CHARS} characters")
-    for ch in text:
-        if "\ud800" <= ch <= "\udfff":
-            raise ExchangeError(f"{where}: the name holds a lone surrogate (U+{ord(ch):04X})")
-        if ch in _BIDI:
-            raise ExchangeError(f"{where}: the name holds a bidirectional control character "
-                                f"(U+{ord(ch):04X})")
-        if ch == "\0" or unicodedata.category(ch) == "Cc":
-            raise ExchangeError(f"{where}: the name holds a control character (U+{ord(ch):04X})")
+    why = text_rules.problem(text)  # the one rule for unusable text (indexer.text)
+    if why:
+        raise ExchangeError(f"{where}: the name holds {why}")
     return text
 
 
