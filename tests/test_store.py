@@ -203,8 +203,13 @@ def test_an_old_catalog_without_the_review_version_column_opens_and_decides(data
     assert review.ReviewQueue(Store(data_dir).catalog).get(cid)[0].version == 1
 
 
-def test_enrolment_keeps_no_file_path_and_old_paths_are_blanked(data_dir: Path, tmp_path: Path) -> None:
+def test_enrolment_keeps_no_file_path_and_old_paths_are_blanked(data_dir: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import datetime as dt
+
+    from indexer.crypto import KEY_ENV, generate_key
+
+    monkeypatch.setenv(KEY_ENV, generate_key())  # enrolling a missing person needs the key
 
     from sqlalchemy import select, update
 
