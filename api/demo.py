@@ -33,6 +33,15 @@ def make_reposts(folder: Path) -> list[Path]:
     return out
 
 
+def write_crawl(data: Path) -> Path:
+    """A manifest of the fixture photos as a crawl (one ad each); fixtures/pdq and licences stay out."""
+    data.mkdir(parents=True, exist_ok=True)
+    manifest = data / "demo-crawl.csv"
+    photos = sorted(p for p in FIXTURES.iterdir() if p.suffix.lower() in (".png", ".jpg"))
+    manifest.write_text("path,label\n" + "".join(f"{p},{p.stem}\n" for p in photos), encoding="utf-8")
+    return manifest
+
+
 def run(cmd: list[str]) -> str:
     print("$ " + " ".join(cmd[2:] if cmd[:2] == [sys.executable, "-m"] else cmd), flush=True)
     done = subprocess.run(cmd, check=True, text=True, stdout=subprocess.PIPE)
@@ -44,8 +53,8 @@ def main() -> None:
     parser.add_argument("--data", default="reunite-data")
     args = parser.parse_args()
     reunite = [sys.executable, "-m", "api.cli", "--data", args.data]
-    print(run(reunite + ["index", str(FIXTURES), "--bank", "demo-ads", "--kind", "ads",
-                         "--quiet"]))
+    print(run(reunite + ["index", str(write_crawl(Path(args.data))), "--bank", "demo-ads",
+                         "--kind", "ads", "--quiet"]))
     with tempfile.TemporaryDirectory() as tmp:
         queries = make_reposts(Path(tmp))
         output = run(reunite + ["match", *map(str, queries), "--bank", "demo-ads", "--top", "3",
