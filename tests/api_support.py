@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from conftest import jpeg_bytes, png_bytes, tiles
 
 from api.app import create_app
 from api.auth import ROLES, create_key
@@ -120,3 +121,20 @@ def reunite(*args: str, data: Path, env: dict[str, str] | None = None,
     cmd = [sys.executable, "-c", "from api.cli import main; main()", "--data", str(data), *args]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+def queued_candidates(api: LiveApi, bank: str, n: int, seed: int) -> list[int]:
+    """Ingest ``n`` tiles into ``bank`` and match a recompressed copy of each; the candidate ids."""
+    pictures = tiles(n, seed=seed)
+    r = api.as_("ingest").post(f"/v1/banks/{bank}/items/batch",
+                               files=[("images", (f"{k}.png", png_bytes(p), "image/png"))
+                                      for k, p in enumerate(pictures)])
+    assert r.status_code == 200 and r.json()["indexed"] == n, r.text
+    ids = []
+    for p in pictures:
+        r = api.as_("investigator").post("/v1/match", data={"banks": bank},
+                                         files={"image": ("q.jpg", jpeg_bytes(p, 80), "image/jpeg")})
+        best = r.json()["candidates"][0]
+        assert best["decision"] == "match" and best["candidate_id"], r.text
+        ids.append(best["candidate_id"])
+    return ids

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,11 @@ def run_reunite(*args: str, data: Path, timeout: float = 300, check: bool = Fals
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
+
+
+def catalog_sql(data: Path, statement: str, *args: object) -> list[tuple]:
+    """Run raw SQL on a data folder's catalog, as an attacker with file access would."""
+    with sqlite3.connect(data / "catalog.sqlite") as conn:
+        rows = conn.execute(statement, args).fetchall()
+        conn.commit()
+    return rows

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from api_support import LiveApi, encryption_key, live_api
-from conftest import jpeg_bytes, png_bytes, tiles
+from api_support import LiveApi, encryption_key, live_api, queued_candidates
 
 HASHES_ONLY = {"signals": ["hashes"]}
 
@@ -22,23 +21,6 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
         yield running
 
 
-def _queued(api: LiveApi, bank: str, n: int, seed: int) -> list[int]:
-    """Ingest ``n`` tiles into ``bank`` and match a recompressed copy of each; the candidate ids."""
-    pictures = tiles(n, seed=seed)
-    r = api.as_("ingest").post(f"/v1/banks/{bank}/items/batch",
-                               files=[("images", (f"{k}.png", png_bytes(p), "image/png"))
-                                      for k, p in enumerate(pictures)])
-    assert r.status_code == 200 and r.json()["indexed"] == n, r.text
-    ids = []
-    for p in pictures:
-        r = api.as_("investigator").post("/v1/match", data={"banks": bank},
-                                         files={"image": ("q.jpg", jpeg_bytes(p, 80), "image/jpeg")})
-        best = r.json()["candidates"][0]
-        assert best["decision"] == "match" and best["candidate_id"], r.text
-        ids.append(best["candidate_id"])
-    return ids
-
-
 def _decide(api: LiveApi, client_role: str, cid: int, action: str, note: str = "") -> tuple[int, dict]:
     r = api.as_(client_role).post(f"/v1/review/candidates/{cid}/decision",
                                   json={"action": action, "note": note})
@@ -46,7 +28,7 @@ def _decide(api: LiveApi, client_role: str, cid: int, action: str, note: str = "
 
 
 def test_queue_lists_filters_and_pages(api: LiveApi) -> None:
-    ids = _queued(api, "ads-single", 3, seed=11)
+    ids = queued_candidates(api, "ads-single", 3, seed=11)
     reviewer = api.as_("reviewer")
     page = reviewer.get("/v1/review/candidates", params={"bank": "ads-single", "limit": 2}).json()
     assert page["total"] == 3 and [c["id"] for c in page["candidates"]] == ids[:2]
@@ -74,7 +56,7 @@ def _queued_again(api: LiveApi, cid: int) -> int:
 
 
 def test_single_reviewer_decisions_are_final_and_recorded(api: LiveApi) -> None:
-    a, b, c = _queued(api, "ads-single", 3, seed=12)
+    a, b, c = queued_candidates(api, "ads-single", 3, seed=12)
     status, body = _decide(api, "reviewer", a, "confirm", "same bedspread and lamp as ad 4471")
     assert status == 200 and body["state"] == "confirmed"
     assert body["decisions"][0]["reviewer"] == "test-reviewer" and body["decisions"][0]["at"]
@@ -103,7 +85,7 @@ def test_single_reviewer_decisions_are_final_and_recorded(api: LiveApi) -> None:
 
 
 def test_second_reviewer_is_required_where_configured(api: LiveApi) -> None:
-    a, b = _queued(api, "ads-double", 2, seed=13)
+    a, b = queued_candidates(api, "ads-double", 2, seed=13)
     second = api.client(api.key("reviewer", "second-reviewer"))
     status, body = _decide(api, "reviewer", a, "confirm")
     assert body["state"] == "awaiting_second" and body["required_reviews"] == 2

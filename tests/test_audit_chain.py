@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ import pytest
 from api.audit import HEAD_FILE, PSEUDONYM, AuditLog
 from indexer.crypto import generate_key
 from indexer.store.catalog import Catalog, new_pseudonym
-from tests.conftest import run_reunite
+from tests.conftest import catalog_sql, run_reunite
 
 COLUMNS = "seq, at, actor, role, action, object, result, detail, prev_hash, hash"
 
@@ -45,13 +44,6 @@ def logged(tmp_path: Path, audit_key: str) -> Path:
     return data
 
 
-def _sql(data: Path, statement: str, *args: object) -> list[tuple]:
-    with sqlite3.connect(data / "catalog.sqlite") as conn:
-        rows = conn.execute(statement, args).fetchall()
-        conn.commit()
-    return rows
-
-
 def _verify(data: Path) -> tuple[int, str]:
     done = run_reunite("audit", "verify", data=data)
     return done.returncode, done.stdout + done.stderr
@@ -67,13 +59,14 @@ def _plain_hash(prev: str, row: tuple) -> str:
 
 def _rechain_from(data: Path, seq: int) -> tuple[int, str]:
     """Recompute every hash from ``seq`` on (as an attacker without the key would) and return the head."""
-    rows = _sql(data, f"SELECT {COLUMNS} FROM audit_events ORDER BY seq")
+    rows = catalog_sql(data, f"SELECT {COLUMNS} FROM audit_events ORDER BY seq")
     prev = next(r[9] for r in rows if r[0] == seq - 1) if seq > 1 else "0" * 64
     for row in rows:
         if row[0] < seq:
             continue
         digest = _plain_hash(prev, row)
-        _sql(data, "UPDATE audit_events SET prev_hash = ?, hash = ? WHERE seq = ?", prev, digest, row[0])
+        catalog_sql(data, "UPDATE audit_events SET prev_hash = ?, hash = ? WHERE seq = ?",
+                    prev, digest, row[0])
         prev = digest
     return rows[-1][0], prev
 
@@ -85,14 +78,14 @@ def test_an_intact_log_verifies(logged: Path) -> None:
 
 
 def test_deleting_the_last_event_is_detected_with_the_head_left_alone(logged: Path) -> None:
-    _sql(logged, "DELETE FROM audit_events WHERE seq = 6")
+    catalog_sql(logged, "DELETE FROM audit_events WHERE seq = 6")
     code, out = _verify(logged)
     assert code == 1 and "deleted" in out, out
 
 
 def test_deleting_the_last_event_and_rewriting_the_head_is_detected(logged: Path) -> None:
-    _sql(logged, "DELETE FROM audit_events WHERE seq = 6")
-    [(digest,)] = _sql(logged, "SELECT hash FROM audit_events WHERE seq = 5")
+    catalog_sql(logged, "DELETE FROM audit_events WHERE seq = 6")
+    [(digest,)] = catalog_sql(logged, "SELECT hash FROM audit_events WHERE seq = 5")
     head = logged / HEAD_FILE
     old_fields = head.read_text().split()
     for forged in (f"5 {digest}\n", " ".join(["5", digest, *old_fields[2:]]) + "\n"):
@@ -102,7 +95,7 @@ def test_deleting_the_last_event_and_rewriting_the_head_is_detected(logged: Path
 
 
 def test_deleting_the_last_event_and_the_head_file_is_detected(logged: Path) -> None:
-    _sql(logged, "DELETE FROM audit_events WHERE seq = 6")
+    catalog_sql(logged, "DELETE FROM audit_events WHERE seq = 6")
     (logged / HEAD_FILE).unlink()
     code, out = _verify(logged)
     assert code == 1 and "head" in out, out
@@ -123,7 +116,7 @@ def test_an_edited_head_is_detected(logged: Path) -> None:
 
 
 def test_rewriting_a_middle_event_and_every_later_hash_and_the_head_is_detected(logged: Path) -> None:
-    _sql(logged, "UPDATE audit_events SET actor = 'someone-else' WHERE seq = 3")
+    catalog_sql(logged, "UPDATE audit_events SET actor = 'someone-else' WHERE seq = 3")
     last, digest = _rechain_from(logged, 3)
     (logged / HEAD_FILE).write_text(f"{last} {digest}\n")
     code, out = _verify(logged)
@@ -171,7 +164,7 @@ def test_a_log_from_before_the_keyed_chain_stays_verifiable_and_is_sealed(
     (data / HEAD_FILE).unlink(missing_ok=True)
     # What the plain SHA-256 version wrote: plain hashes and a two-field head.
     for seq, action in ((1, "bank.read"), (2, "bank.list"), (3, "match")):
-        _sql(data, f"INSERT INTO audit_events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        catalog_sql(data, f"INSERT INTO audit_events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
              seq, "2026-01-01T00:00:00.000000+00:00", "old", "admin", action, "bank:a", "ok", "{}", "", "")
     last, digest = _rechain_from(data, 1)
     (data / HEAD_FILE).write_text(f"{last} {digest}\n")
@@ -186,17 +179,17 @@ def test_a_log_from_before_the_keyed_chain_stays_verifiable_and_is_sealed(
     reopened.catalog.engine.dispose()
     assert _verify(data)[0] == 0
     # Sealed: going back to the old form (seal deleted, unsigned head) no longer passes ...
-    [(digest3,)] = _sql(data, "SELECT hash FROM audit_events WHERE seq = 3")
-    seal = _sql(data, f"SELECT {COLUMNS} FROM audit_events WHERE seq = 4")[0]
+    [(digest3,)] = catalog_sql(data, "SELECT hash FROM audit_events WHERE seq = 3")
+    seal = catalog_sql(data, f"SELECT {COLUMNS} FROM audit_events WHERE seq = 4")[0]
     head = (data / HEAD_FILE).read_text()
-    _sql(data, "DELETE FROM audit_events WHERE seq = 4")
+    catalog_sql(data, "DELETE FROM audit_events WHERE seq = 4")
     (data / HEAD_FILE).write_text(f"3 {digest3}\n")
     assert _verify(data)[0] == 1
-    _sql(data, f"INSERT INTO audit_events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", *seal)
+    catalog_sql(data, f"INSERT INTO audit_events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", *seal)
     (data / HEAD_FILE).write_text(head)
     assert _verify(data)[0] == 0
     # ... nor does rewriting the old part and its plain hashes.
-    _sql(data, "UPDATE audit_events SET actor = 'forger' WHERE seq = 2")
+    catalog_sql(data, "UPDATE audit_events SET actor = 'forger' WHERE seq = 2")
     _rechain_from(data, 2)
     assert _verify(data)[0] == 1
 
@@ -217,7 +210,7 @@ def test_subjects_are_named_by_a_keyed_token_never_by_their_pseudonym(logged: Pa
 
 def test_a_write_after_a_truncation_does_not_hide_it(logged: Path) -> None:
     """The next command would write a fresh head over the evidence; it records the damage first."""
-    _sql(logged, "DELETE FROM audit_events WHERE seq >= 5")
+    catalog_sql(logged, "DELETE FROM audit_events WHERE seq >= 5")
     (logged / HEAD_FILE).unlink()
     run_reunite("keys", "create", "--role", "reviewer", "--name", "after-truncation", data=logged, check=True)
     assert (logged / HEAD_FILE).exists()
@@ -231,5 +224,5 @@ def test_a_command_refuses_to_write_to_a_signed_log_without_its_key(
     done = run_reunite("keys", "create", "--role", "reviewer", "--name", "no-key", data=logged)
     assert done.returncode == 2 and "REUNITE_AUDIT_KEY" in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
-    assert _sql(logged, "SELECT COUNT(*) FROM audit_events") == [(6,)]
+    assert catalog_sql(logged, "SELECT COUNT(*) FROM audit_events") == [(6,)]
     assert not (logged / "keys" / "audit.key").exists()  # no new key that would orphan the chain

@@ -14,14 +14,13 @@ import datetime as dt
 import getpass
 import hashlib
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from indexer.crypto import generate_key
-from tests.conftest import jpeg_bytes, photo, run_reunite
+from tests.conftest import catalog_sql, jpeg_bytes, photo, run_reunite
 
 TODAY = dt.date.today()
 CASE = "CASE-cli-privacy-4471"
@@ -47,17 +46,10 @@ def _manifest(folder: Path) -> Path:
     return manifest
 
 
-def _sql(data: Path, statement: str, *args: object) -> list[tuple]:
-    with sqlite3.connect(data / "catalog.sqlite") as conn:
-        rows = conn.execute(statement, args).fetchall()
-        conn.commit()
-    return rows
-
-
 def _events(data: Path) -> list[dict]:
     return [{"actor": r[0], "role": r[1], "action": r[2], "object": r[3], "result": r[4],
              "detail": json.loads(r[5])}
-            for r in _sql(data, "SELECT actor, role, action, object, result, detail FROM audit_events "
+            for r in catalog_sql(data, "SELECT actor, role, action, object, result, detail FROM audit_events "
                                 "ORDER BY seq")]
 
 
@@ -88,9 +80,9 @@ def test_enroll_without_the_key_exits_2_and_stores_nothing(tmp_path: Path, refs:
     assert len(lines) == 1 and "REUNITE_ENCRYPTION_KEY" in lines[0], done.stderr
     catalog = data / "catalog.sqlite"
     if catalog.exists():
-        tables = {t for (t,) in _sql(data, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = {t for (t,) in catalog_sql(data, "SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "subjects" in tables:
-            assert _sql(data, "SELECT COUNT(*) FROM subjects") == [(0,)]
+            assert catalog_sql(data, "SELECT COUNT(*) FROM subjects") == [(0,)]
         for blob in (CASE.encode(), CONSENT_BY.encode()):
             assert blob not in catalog.read_bytes()
         if "audit_events" in tables:  # the refusal itself is on record, like a refused HTTP request
@@ -101,7 +93,7 @@ def test_enroll_without_the_key_exits_2_and_stores_nothing(tmp_path: Path, refs:
 def test_personal_fields_enrolled_from_the_cli_are_sealed(enrolled: Path) -> None:
     blob = (enrolled / "catalog.sqlite").read_bytes()
     assert CASE.encode() not in blob and CONSENT_BY.encode() not in blob
-    assert _sql(enrolled, "SELECT COUNT(*) FROM subjects") == [(2,)]
+    assert catalog_sql(enrolled, "SELECT COUNT(*) FROM subjects") == [(2,)]
 
 
 def test_match_of_a_missing_person_bank_needs_the_key(enrolled: Path, refs: Path) -> None:
@@ -153,7 +145,7 @@ def test_cli_match_never_returns_a_subject_whose_consent_expired(enrolled: Path,
         return [c["label"] for line in done.stdout.splitlines() for c in json.loads(line)["candidates"]]
 
     assert "person-a" in labels(query) and "person-a" in labels(refs.parent / "person-a.jpg")
-    _sql(enrolled, "UPDATE subjects SET consent_expires = '2001-01-01 00:00:00.000000' "
+    catalog_sql(enrolled, "UPDATE subjects SET consent_expires = '2001-01-01 00:00:00.000000' "
                    "WHERE label = 'person-a'")
     for image in (query, refs.parent / "person-a.jpg"):
         assert "person-a" not in labels(image)
@@ -162,10 +154,10 @@ def test_cli_match_never_returns_a_subject_whose_consent_expired(enrolled: Path,
 
 def test_cli_withdrawal_purges_and_leaves_no_pseudonym_in_the_log(enrolled: Path, refs: Path,
                                                                  key: dict[str, str]) -> None:
-    [(pseudonym,)] = _sql(enrolled, "SELECT pseudonym FROM subjects WHERE label = 'person-b'")
+    [(pseudonym,)] = catalog_sql(enrolled, "SELECT pseudonym FROM subjects WHERE label = 'person-b'")
     done = run_reunite("withdraw", pseudonym, data=enrolled, env=key)
     assert done.returncode == 0, done.stderr
-    assert _sql(enrolled, "SELECT COUNT(*) FROM subjects WHERE label = 'person-b'") == [(0,)]
+    assert catalog_sql(enrolled, "SELECT COUNT(*) FROM subjects WHERE label = 'person-b'") == [(0,)]
     again = run_reunite("withdraw", pseudonym, data=enrolled, env=key)
     assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
     match = run_reunite("match", str(refs.parent / "person-b.jpg"), "--bank", "families", "--json",

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_support import LiveApi, encryption_key, live_api
+from api_support import LiveApi, encryption_key, live_api, queued_candidates
 from conftest import jpeg_bytes, png_bytes, tiles
 
 from indexer import pipeline
@@ -76,22 +76,6 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
 @pytest.fixture(scope="module")
 def reviewers(api: LiveApi) -> Iterator[list[str]]:
     yield [api.key("reviewer", f"race-reviewer-{n}") for n in range(3)]
-
-
-def _queued(api: LiveApi, bank: str, n: int, seed: int) -> list[int]:
-    pictures = tiles(n, seed=seed)
-    r = api.as_("ingest").post(f"/v1/banks/{bank}/items/batch",
-                               files=[("images", (f"{k}.png", png_bytes(p), "image/png"))
-                                      for k, p in enumerate(pictures)])
-    assert r.status_code == 200 and r.json()["indexed"] == n, r.text
-    ids = []
-    for p in pictures:
-        r = api.as_("investigator").post("/v1/match", data={"banks": bank},
-                                         files={"image": ("q.jpg", jpeg_bytes(p, 80), "image/jpeg")})
-        best = r.json()["candidates"][0]
-        assert best["decision"] == "match" and best["candidate_id"], r.text
-        ids.append(best["candidate_id"])
-    return ids
 
 
 def _together(calls: list[Callable[[], Any]]) -> list[Any]:
@@ -150,7 +134,7 @@ def _check(api: LiveApi, cid: int, responses: list[httpx.Response], before: int)
 
 def test_simultaneous_confirms_on_a_single_review_candidate_record_one_decision(
         api: LiveApi, reviewers: list[str]) -> None:
-    for cid in _queued(api, "single", ROUNDS, seed=31):
+    for cid in queued_candidates(api, "single", ROUNDS, seed=31):
         responses = _race(api, cid, [(key, "confirm") for key in reviewers])
         stored = _check(api, cid, responses, before=0)
         assert [r.status_code for r in responses].count(200) == 1, [r.text for r in responses]
@@ -161,7 +145,7 @@ def test_simultaneous_confirms_on_a_single_review_candidate_record_one_decision(
 
 def test_confirm_and_reject_at_once_on_a_single_review_candidate_one_wins(
         api: LiveApi, reviewers: list[str]) -> None:
-    for cid in _queued(api, "single", ROUNDS, seed=32):
+    for cid in queued_candidates(api, "single", ROUNDS, seed=32):
         responses = _race(api, cid, [(reviewers[0], "confirm"), (reviewers[1], "reject")])
         stored = _check(api, cid, responses, before=0)
         assert [r.status_code for r in responses].count(200) == 1, [r.text for r in responses]
@@ -171,7 +155,7 @@ def test_confirm_and_reject_at_once_on_a_single_review_candidate_one_wins(
 
 def test_second_confirm_racing_a_reject_never_confirms_over_the_disagreement(
         api: LiveApi, reviewers: list[str]) -> None:
-    for cid in _queued(api, "double", ROUNDS, seed=33):
+    for cid in queued_candidates(api, "double", ROUNDS, seed=33):
         first = api.client(reviewers[0])
         assert first.post(f"/v1/review/candidates/{cid}/decision",
                           json={"action": "confirm"}).json()["state"] == "awaiting_second"
@@ -185,7 +169,7 @@ def test_second_confirm_racing_a_reject_never_confirms_over_the_disagreement(
 
 def test_two_first_confirms_at_once_follow_the_two_person_rule(
         api: LiveApi, reviewers: list[str]) -> None:
-    for cid in _queued(api, "double", ROUNDS, seed=34):
+    for cid in queued_candidates(api, "double", ROUNDS, seed=34):
         responses = _race(api, cid, [(reviewers[0], "confirm"), (reviewers[1], "confirm"),
                                      (reviewers[2], "escalate")])
         _check(api, cid, responses, before=0)
@@ -296,7 +280,7 @@ def test_web_decisions_racing_api_decisions_record_one(api: LiveApi, reviewers: 
     web = [_web_session(api, key) for key in reviewers[:2]]
     refusals: list[str] = []
     try:
-        for cid in _queued(api, "single", ROUNDS // 2, seed=36):
+        for cid in queued_candidates(api, "single", ROUNDS // 2, seed=36):
             tokens = [_page_token(c, cid) for c in web]
             api_client = api.client(reviewers[2])
             calls = [(lambda c=c, t=t, cid=cid: c.post(f"/review/candidates/{cid}/decision",
