@@ -21,9 +21,10 @@ from starlette.formparsers import MultiPartParser
 
 from api import docs, errors, web
 from api.auth import declared_roles
+from api.delivery import Deliverer
 from api.metrics import Metrics
 from api.middleware import ServiceMiddleware
-from api.routes import admin, banks, ingest, match, networks, review, subjects
+from api.routes import admin, alerts, banks, cases, ingest, match, networks, review, subjects
 from api.routes.hma import router as hma_router
 from api.service import Service, ServiceConfig
 
@@ -44,9 +45,13 @@ def create_app(data_dir: Path | str, *, catalog_url: str | None = None,
     # Uploads stay in memory (bounded by the body limit) instead of spilling to /tmp in clear.
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, config.max_upload_bytes + 1)
 
+    deliverer = Deliverer(svc)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        deliverer.start()  # sends the alert outbox (api.delivery); `reunite alerts deliver` does one pass
         yield
+        deliverer.stop()
         svc.store.checkpoint()  # save the indexes changed since the last checkpoint
 
     app = FastAPI(
@@ -58,9 +63,10 @@ def create_app(data_dir: Path | str, *, catalog_url: str | None = None,
                     "header; errors are JSON {\"error\": code, \"detail\": text}.",
     )
     app.state.service = svc
+    app.state.deliverer = deliverer
     app.state.metrics = Metrics(svc)
     errors.install(app)
-    for module in (admin, banks, subjects, ingest, match, review, networks):
+    for module in (admin, banks, subjects, ingest, match, review, networks, cases, alerts):
         app.include_router(module.router)
     docs.install(app)
     app.include_router(hma_router)  # HMA's /m and /h paths at the root ("Coming from HMA", README)
