@@ -131,8 +131,12 @@ STYLE = ("body{font:14px/1.4 sans-serif;max-width:60em;margin:2em auto}"
          "word-break:break-all}th{width:14em}")
 
 
-def to_html(report: dict[str, Any]) -> str:
-    """A printable page of ``report`` (no script, no external resource; every value escaped)."""
+def to_html(report: dict[str, Any], stylesheet: str | None = None) -> str:
+    """A printable page of ``report`` (no script, no external resource; every value escaped).
+
+    The style is inline, or with ``stylesheet`` a link to it (the reviewer pages' CSP allows no
+    inline style; their review.css carries the same rules under ``body.report``).
+    """
     e = html.escape
 
     def rows(pairs: list[tuple[str, Any]]) -> str:
@@ -148,7 +152,9 @@ def to_html(report: dict[str, Any]) -> str:
     audit = report["audit"]
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>Evidence report, alert "
-        f"{e(str(report['alert']['id']))}</title><style>{STYLE}</style></head><body>",
+        f"{e(str(report['alert']['id']))}</title>"
+        + (f'<link rel="stylesheet" href="{e(stylesheet)}">' if stylesheet else f"<style>{STYLE}</style>")
+        + '</head><body class="report">',
         f"<h1>Evidence report</h1><p>Generated {e(str(report['generated_at']))}.</p>",
         "<table>" + rows([("Alert", report["alert"]["id"]), ("Event id", report["alert"]["event_id"]),
                           ("Case", report["alert"]["case"]), ("Candidate", c["id"]), ("Bank", c["bank"]),
