@@ -130,6 +130,13 @@ def test_a_confirmed_match_sends_one_signed_alert_and_the_owner_closes_it(world:
     assert any(e.action == "alert.deliver" and e.result == "ok" and e.object == f"alert:{alert.id}"
                for e in events)
 
+    # Response times from the catalog, also as Prometheus histograms (one confirmed match so far).
+    metrics = api.as_("admin").get("/metrics").text
+    for stage in ("decision", "delivered", "acknowledged", "outcome"):
+        assert f'reunite_alert_response_seconds_count{{bank="families",stage="{stage}"}} 1.0' in metrics
+    # A photo submitted by hand was never sighted in a crawl: no "to candidate" time is made up.
+    assert 'reunite_alert_response_seconds_count{bank="families",stage="candidate"} 0.0' in metrics
+
     # The evidence report: both photos' hashes, the reviews, the audit chain and its check.
     report = api.as_("admin").get(f"/v1/alerts/{alert.id}/evidence").json()
     assert report["query_photo"]["sha256"] == hashlib.sha256(query).hexdigest()
@@ -181,3 +188,12 @@ def test_webhook_urls_are_http_only_and_a_caseless_confirmation_is_shown_undeliv
     confirm_twice(api, world.second_reviewer, cid)
     [alert] = [a for a in api.service.alerts.all_views() if a.candidate_id == cid]
     assert alert.delivery == "no_owner" and alert.failing
+
+
+def test_percentiles_are_values_that_occurred() -> None:
+    from matcher.review_stats import percentile
+
+    assert percentile([], 90) is None
+    assert percentile([5.0], 90) == 5.0
+    assert percentile([float(v) for v in range(1, 11)], 90) == 9.0
+    assert percentile([float(v) for v in range(1, 11)], 50) == 5.0
