@@ -40,11 +40,14 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    and_,
     func,
+    or_,
     select,
     update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 from indexer import text as text_rules
 from indexer.crypto import Cipher, is_sealed
@@ -151,6 +154,15 @@ def enqueue_confirmed(s: Session, candidate: Any, now: dt.datetime) -> Alert | N
                 WebhookSubscriber.owner == alert.owner, WebhookSubscriber.active.is_(True))):
             s.add(AlertDelivery(alert_id=alert.id, subscriber_id=sub_id, next_attempt_at=now))
     return alert
+
+
+def failing_condition() -> ColumnElement[bool]:
+    """SQL for :attr:`AlertView.failing`: no owner, no delivery, or none delivered and one tried."""
+    deliveries = select(AlertDelivery.id).where(AlertDelivery.alert_id == Alert.id)
+    delivered = deliveries.where(AlertDelivery.state == DELIVERED)
+    tried = deliveries.where(or_(AlertDelivery.attempts > 0, AlertDelivery.state == FAILED))
+    return or_(Alert.owner.is_(None), ~deliveries.exists(),
+               and_(~delivered.exists(), tried.exists()))
 
 
 @dataclass(frozen=True)
@@ -263,8 +275,9 @@ class AlertBook:
             query = select(Alert).order_by(Alert.id.desc()).limit(limit)
             if owned_by is not None:
                 query = query.where(Alert.owner.in_(Cases.owners_of(s, owned_by)))
-            views = [self._view(s, a) for a in s.scalars(query)]
-        return [v for v in views if v.failing] if failing else views
+            if failing:
+                query = query.where(failing_condition())
+            return [self._view(s, a) for a in s.scalars(query)]
 
     def get(self, alert_id: int, owned_by: str | None = None) -> AlertView:
         with self.catalog.session() as s:
@@ -276,7 +289,8 @@ class AlertBook:
             return [self._view(s, a) for a in s.scalars(select(Alert).order_by(Alert.id))]
 
     def failing_count(self) -> int:
-        return len(self.list(failing=True, limit=100_000))
+        with self.catalog.session() as s:
+            return int(s.scalar(select(func.count(Alert.id)).where(failing_condition())) or 0)
 
     # --- the owner's steps -------------------------------------------------------
     def acknowledge(self, alert_id: int, by: str, owned_by: str | None) -> AlertView:

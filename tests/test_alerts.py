@@ -197,3 +197,26 @@ def test_percentiles_are_values_that_occurred() -> None:
     assert percentile([5.0], 90) == 5.0
     assert percentile([float(v) for v in range(1, 11)], 90) == 9.0
     assert percentile([float(v) for v in range(1, 11)], 50) == 5.0
+
+
+def test_the_admin_commands(world: World) -> None:
+    from conftest import run_reunite
+
+    data = world.api.data_dir
+    done = run_reunite("alerts", "subscribe", "--owner", OWNER, "--url", "file:///etc/passwd", data=data)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    done = run_reunite("alerts", "subscribe", "--owner", "team:night-desk", "--url", "https://hooks.example/x",
+                       data=data, check=True)
+    assert done.stdout.strip().splitlines()[-1].startswith("whsec_")
+    assert run_reunite("cases", "team", "night-desk", OWNER, data=data, check=True).returncode == 0
+    lines = run_reunite("cases", "list", data=data, check=True).stdout.splitlines()
+    listed = [json.loads(line) for line in lines]
+    assert [c["ref"] for c in listed] == [world.case_ref] and listed[0]["subjects"] == [world.pseudonym]
+    done = run_reunite("alerts", "deliver", data=data)
+    assert done.returncode == 0 and json.loads(done.stdout)["failed"] == 0, done.stdout + done.stderr
+    [first, *_] = world.api.service.alerts.all_views()
+    page = run_reunite("alerts", "evidence", str(first.id), "--html", data=data, check=True).stdout
+    assert "Audit chain verified" in page and first.query_sha256 in page
+    assert run_reunite("alerts", "evidence", "999999", data=data).returncode == 2
+    actions = {e.action for e in world.api.service.audit.events(limit=100_000) if e.actor.startswith("cli:")}
+    assert {"webhook.subscribe", "team.add", "alert.evidence"} <= actions
