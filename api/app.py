@@ -5,7 +5,8 @@ factory refuses to build an app with an undeclared route, so a new route
 cannot be reachable by accident. The service refuses to start over a bank
 that needs the encryption key when no key is set (see
 :class:`api.service.Service`). OpenAPI is served at ``/openapi.json`` and
-``/docs`` (Swagger UI from local assets: :mod:`api.docs`).
+``/docs`` (Swagger UI from local assets: :mod:`api.docs`). The alert deliverer
+(:mod:`api.delivery`) runs as a thread from the app's start to its stop.
 """
 
 from __future__ import annotations

@@ -38,6 +38,10 @@ atomic on SQLite (one writer at a time) and on PostgreSQL (READ COMMITTED
 re-checks the WHERE on the newest row version after waiting for the other
 writer) alike.
 
+The transition to ``confirmed`` stores the match's alert in the same
+transaction (:func:`matcher.outbox.enqueue_confirmed`): a confirmation and
+its alert are committed together or not at all, whichever front end decided.
+
 This module knows nothing of HTTP: the service and the reviewer web pages
 call it alike.
 """

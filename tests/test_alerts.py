@@ -220,3 +220,39 @@ def test_the_admin_commands(world: World) -> None:
     assert run_reunite("alerts", "evidence", "999999", data=data).returncode == 2
     actions = {e.action for e in world.api.service.audit.events(limit=100_000) if e.actor.startswith("cli:")}
     assert {"webhook.subscribe", "team.add", "alert.evidence"} <= actions
+
+
+def test_a_match_of_an_indexed_ad_is_timed_from_its_sighting_and_shows_its_network(world: World) -> None:
+    api = world.api
+    assert api.as_("admin").post("/v1/banks", json={"name": "ads", "kind": "ads"}).status_code == 201
+    picture = ImageEnhance.Contrast(face(230)).enhance(1.1)
+    sighted, repost = jpeg_bytes(picture, 88), jpeg_bytes(picture, 70)
+    for label, data in (("ad-100", sighted), ("ad-101", repost)):
+        r = api.as_("ingest").post("/v1/banks/ads/items", data={"label": label},
+                                   files={"image": ("ad.jpg", data, "image/jpeg")})
+        assert r.status_code == 201, r.text
+    cid = match(api, sighted)
+    confirm_twice(api, world.second_reviewer, cid)
+    [alert] = [a for a in api.service.alerts.all_views() if a.candidate_id == cid]
+    assert alert.first_seen_at is not None and alert.first_seen_at <= alert.candidate_at
+    with api.client(world.owner_key) as owner:
+        case = owner.get(f"/v1/cases/{world.case_ref}").json()
+    [found] = [m for m in case["matches"] if m["alert"]["id"] == alert.id]
+    assert found["network"]["ads"] == ["ad-100", "ad-101"] and found["alert"]["timeline"]["first_seen"]
+    report = api.as_("admin").get(f"/v1/alerts/{alert.id}/evidence").json()
+    assert report["query_photo"]["ad"] == "ad-100" and report["query_photo"]["source"] == "indexed ad"
+
+
+def test_withdrawn_consent_takes_the_alerts_with_it(world: World) -> None:  # last: it purges the subject
+    api = world.api
+    assert [a for a in api.service.alerts.all_views() if a.pseudonym == world.pseudonym]
+    assert api.as_("admin").delete(f"/v1/subjects/{world.pseudonym}").status_code in (200, 204)
+    assert not [a for a in api.service.alerts.all_views() if a.pseudonym == world.pseudonym]
+    with api.service.store.catalog.session() as s:
+        from sqlalchemy import func, select
+
+        left = s.scalar(select(func.count(outbox.AlertDelivery.id)).join(
+            outbox.Alert, outbox.Alert.id == outbox.AlertDelivery.alert_id, isouter=True)
+            .where(outbox.Alert.id.is_(None)))
+    assert left == 0
+    assert api.service.alerts.cases.get(world.case_ref).subjects == []

@@ -22,6 +22,7 @@ from api.auth import ADMIN, INVESTIGATOR, Principal, guard
 from api.errors import GUARDED, ApiError, responses
 from api.routes.alerts import AlertOut, alert_out, owned_by
 from api.routes.common import audit, service
+from api.routes.networks import _current as link_new_ads
 from api.service import Service
 from indexer.store.catalog import Bank, Item
 from matcher import networks
@@ -73,6 +74,8 @@ def network_of(svc: Service, query_sha256: str) -> dict[str, Any] | None:
     with svc.store.catalog.session() as s:
         hits = s.execute(select(Item.subject_id, Bank).join(Bank, Bank.id == Item.bank_id)
                          .where(Item.sha256 == query_sha256, Bank.kind == "ads")).all()
+    if hits:  # link what was ingested since the last look, as GET /v1/networks does
+        link_new_ads(svc, [bank for _sid, bank in hits])
     for subject_id, bank in hits:
         for net in networks.find_networks(svc.store.catalog, bank, min_size=1, with_candidates=False):
             if any(ad.subject_id == subject_id for ad in net.ads):
