@@ -5,7 +5,8 @@ factory refuses to build an app with an undeclared route, so a new route
 cannot be reachable by accident. The service refuses to start over a bank
 that needs the encryption key when no key is set (see
 :class:`api.service.Service`). OpenAPI is served at ``/openapi.json`` and
-``/docs`` (Swagger UI from local assets: :mod:`api.docs`).
+``/docs`` (Swagger UI from local assets: :mod:`api.docs`). The alert deliverer
+(:mod:`api.delivery`) runs as a thread from the app's start to its stop.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from starlette.formparsers import MultiPartParser
 
 from api import docs, errors, web
 from api.auth import declared_roles
+from api.delivery import Deliverer
 from api.metrics import Metrics
 from api.middleware import ServiceMiddleware
-from api.routes import admin, banks, ingest, match, networks, review, subjects
+from api.routes import admin, alerts, banks, cases, ingest, match, networks, review, subjects
 from api.routes.hma import router as hma_router
 from api.service import Service, ServiceConfig
 
@@ -44,9 +46,13 @@ def create_app(data_dir: Path | str, *, catalog_url: str | None = None,
     # Uploads stay in memory (bounded by the body limit) instead of spilling to /tmp in clear.
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, config.max_upload_bytes + 1)
 
+    deliverer = Deliverer(svc)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        deliverer.start()  # sends the alert outbox (api.delivery); `reunite alerts deliver` does one pass
         yield
+        deliverer.stop()
         svc.store.checkpoint()  # save the indexes changed since the last checkpoint
 
     app = FastAPI(
@@ -58,9 +64,10 @@ def create_app(data_dir: Path | str, *, catalog_url: str | None = None,
                     "header; errors are JSON {\"error\": code, \"detail\": text}.",
     )
     app.state.service = svc
+    app.state.deliverer = deliverer
     app.state.metrics = Metrics(svc)
     errors.install(app)
-    for module in (admin, banks, subjects, ingest, match, review, networks):
+    for module in (admin, banks, subjects, ingest, match, review, networks, cases, alerts):
         app.include_router(module.router)
     docs.install(app)
     app.include_router(hma_router)  # HMA's /m and /h paths at the root ("Coming from HMA", README)

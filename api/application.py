@@ -36,6 +36,7 @@ from indexer.crypto import KEY_ENV, Cipher, MissingKey
 from indexer.store.catalog import Bank, Base
 from indexer.store.photos import PhotoStore, needs_encryption
 from indexer.store.store import Store
+from matcher.outbox import AlertBook
 from matcher.review import ReviewQueue
 from matcher.search import Matcher
 
@@ -93,6 +94,11 @@ class Application:
     @cached_property
     def matcher(self) -> Matcher:
         return Matcher(self.store)
+
+    @cached_property
+    def alerts(self) -> AlertBook:
+        """Cases' alerts, their deliveries and subscribers (the outbox of :mod:`matcher.outbox`)."""
+        return AlertBook(self.store.catalog, self.cipher)
 
     # --- encryption at rest -------------------------------------------------------
 

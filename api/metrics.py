@@ -12,12 +12,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from api.service import Service
+from matcher import review_stats
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# From the first sighting of an ad to each step after it: minutes to a week.
+RESPONSE_BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 3 * 3600.0, 6 * 3600.0, 12 * 3600.0, 86400.0,
+                    2 * 86400.0, 7 * 86400.0)
 
 
 class _StateCollector(Collector):
@@ -38,6 +42,30 @@ class _StateCollector(Collector):
         for state, n in self.svc.review.counts().items():
             queue.add_metric([state], n)
         yield queue
+        yield from self._alerts()
+
+    def _alerts(self) -> Iterator[Any]:
+        """Response times of confirmed matches (read from the catalog: restarts lose none); failing alerts."""
+        timings = review_stats.alert_timings(self.svc.store.catalog)
+        histogram = HistogramMetricFamily(
+            "reunite_alert_response_seconds",
+            "Seconds from an ad's first sighting to each step of its confirmed match",
+            labels=["stage", "bank"])
+        by_bank: dict[str, list[review_stats.AlertTiming]] = {}
+        for t in timings:
+            by_bank.setdefault(t.bank, []).append(t)
+        for bank, group in sorted(by_bank.items()):
+            for stage in review_stats.STAGES:
+                values = [v for t in group if (v := t.seconds[stage]) is not None]
+                buckets = [(str(edge), float(sum(1 for v in values if v <= edge)))
+                           for edge in RESPONSE_BUCKETS]
+                buckets.append(("+Inf", float(len(values))))
+                histogram.add_metric([stage, bank], buckets, sum_value=float(sum(values)))
+        yield histogram
+        failing = GaugeMetricFamily("reunite_alerts_failing",
+                                    "Alerts not delivered: receiver failing, or no owner or subscriber")
+        failing.add_metric([], self.svc.alerts.failing_count())
+        yield failing
 
 
 class Metrics:

@@ -23,6 +23,13 @@ Visibility table (``-`` = never sent to that role)::
       (api/routes/hma.py)                 id                 id                (53 bits of the ref)
     HMA index status (hash count and      y       -          y           -    y (searchable banks only)
       newest indexed time per signal)
+    alerts of confirmed matches (case     y       y          y (cases    -       -
+      ref, pseudonym, timeline, webhook                     it owns)
+      delivery state)
+    evidence report (hashes, evidence,    y       y          y (cases    -       -
+      reviews, audit chain; reviewer      (names)  (names)    it owns,
+      names as for review decisions)                        no names)
+    cases (title, owner, subjects)        y       -          y (own)     -       -
 
 An HMA client expects an integer ``bank_content_id``; a partner's is the top
 53 bits of its R- ref (a JSON-safe integer, stable, and the same subject as

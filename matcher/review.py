@@ -38,6 +38,10 @@ atomic on SQLite (one writer at a time) and on PostgreSQL (READ COMMITTED
 re-checks the WHERE on the newest row version after waiting for the other
 writer) alike.
 
+The transition to ``confirmed`` stores the match's alert in the same
+transaction (:func:`matcher.outbox.enqueue_confirmed`): a confirmation and
+its alert are committed together or not at all, whichever front end decided.
+
 This module knows nothing of HTTP: the service and the reviewer web pages
 call it alike.
 """
@@ -78,7 +82,8 @@ from indexer.store.catalog import (
     lost_a_race,
     utcnow,
 )
-from matcher import decide
+from matcher import decide, outbox
+from matcher.cases import Cases
 from matcher.search import Candidate
 
 PENDING, AWAITING_SECOND, ESCALATED, CONFIRMED, REJECTED = (
@@ -193,6 +198,8 @@ class ReviewQueue:
         tables = [StoredCandidate.__table__, ReviewDecision.__table__, CandidateRequester.__table__]
         create_tables(catalog.engine, tables)
         add_missing_columns(catalog.engine, tables)
+        Cases(catalog)  # the alert outbox's tables, written by ``decide`` (matcher.outbox)
+        create_tables(catalog.engine, outbox.TABLES)
 
     # --- entering the queue --------------------------------------------------
     def record(self, candidates: Iterable[Candidate], banks: dict[str, Bank], query_sha256: str,
@@ -338,6 +345,8 @@ class ReviewQueue:
                 raise Conflict("decided_meanwhile",
                                f"candidate {row.id} was decided by someone else meanwhile; "
                                "look at its new state and decide again")
+            if new_state == CONFIRMED:  # the alert is stored with the confirmation or not at all
+                outbox.enqueue_confirmed(s, row, now)
             decision = ReviewDecision(candidate_id=row.id, reviewer=reviewer, role=role,
                                       action=action, state_after=new_state,
                                       note=self._seal_note(row.id, note), at=now)
@@ -372,7 +381,7 @@ class ReviewQueue:
 
     # --- consent withdrawal ------------------------------------------------------
     def purge_subject(self, s: Session, subject_id: int) -> list[str]:
-        """Delete every candidate of a subject (and its decisions and notes) in ``s``.
+        """Delete every candidate of a subject (and its decisions, notes and alerts) in ``s``.
 
         Returns the query-photo tokens no other candidate refers to any more,
         for the caller to delete after the commit.
@@ -383,6 +392,9 @@ class ReviewQueue:
         tokens = {str(r[1]) for r in rows if r[1]}
         if not ids:
             return []
+        alert_ids = select(outbox.Alert.id).where(outbox.Alert.candidate_id.in_(ids))
+        s.execute(delete(outbox.AlertDelivery).where(outbox.AlertDelivery.alert_id.in_(alert_ids)))
+        s.execute(delete(outbox.Alert).where(outbox.Alert.candidate_id.in_(ids)))
         s.execute(delete(ReviewDecision).where(ReviewDecision.candidate_id.in_(ids)))
         s.execute(delete(CandidateRequester).where(CandidateRequester.candidate_id.in_(ids)))
         s.execute(delete(StoredCandidate).where(StoredCandidate.id.in_(ids)))

@@ -22,7 +22,9 @@ from sqlalchemy import and_, exists, func, not_, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from indexer.signals import base as signals
-from indexer.store.catalog import Bank, Catalog, utcnow
+from indexer.store.catalog import Bank, Catalog, Item, utcnow
+from matcher.cases import Case
+from matcher.outbox import Alert, AlertDelivery
 from matcher.review import (
     AWAITING_SECOND,
     CONFIRMED,
@@ -240,3 +242,96 @@ def response_times(catalog: Catalog, bank_id: int | None = None,
             final.setdefault(int(cid), seconds)
     return ResponseTimes(statistics.median(first.values()) if first else None, len(first),
                          statistics.median(final.values()) if final else None, len(final))
+
+
+# --- from first sighting to action (alerts) ---------------------------------------
+
+STAGES = ("candidate", "decision", "delivered", "acknowledged", "outcome")
+STAGE_LABELS = {"candidate": "to candidate", "decision": "to decision (confirmed)",
+                "delivered": "to alert delivered", "acknowledged": "to acknowledgement",
+                "outcome": "to outcome"}
+
+
+@dataclass(frozen=True)
+class AlertTiming:
+    """Seconds from the first sighting to each step of one confirmed match (None: not reached)."""
+
+    alert_id: int
+    bank: str
+    case: str | None
+    seconds: dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    stage: str
+    count: int
+    median_s: float | None
+    p90_s: float | None
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (``q`` in 0..100): a value that occurred, also for one or two values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n q / 100)
+    return ordered[int(rank) - 1]
+
+
+def alert_timings(catalog: Catalog) -> list[AlertTiming]:
+    """Every confirmed match that has an alert, timed from its first sighting.
+
+    The first sighting is when the matched photo was first indexed in an ads
+    bank (its item's ``created_at``); for a photo an investigator submitted by
+    hand that no crawl holds, the candidate's creation stands in for it and
+    "to candidate" is left out (there was no sighting to measure from).
+    """
+    sighted = (select(Item.sha256.label("sha"), func.min(Item.created_at).label("first"))
+               .join(Bank, Bank.id == Item.bank_id).where(Bank.kind == "ads")
+               .group_by(Item.sha256).subquery())
+    delivered = (select(AlertDelivery.alert_id.label("aid"), func.min(AlertDelivery.delivered_at)
+                        .label("at")).group_by(AlertDelivery.alert_id).subquery())
+    with catalog.session() as s:
+        rows = s.execute(
+            select(Alert.id, Bank.name, Case.ref, StoredCandidate.created_at, Alert.confirmed_at,
+                   delivered.c.at, Alert.acked_at, Alert.outcome_at, sighted.c.first)
+            .join(StoredCandidate, StoredCandidate.id == Alert.candidate_id)
+            .join(Bank, Bank.id == Alert.bank_id)
+            .outerjoin(Case, Case.id == Alert.case_id)
+            .outerjoin(delivered, delivered.c.aid == Alert.id)
+            .outerjoin(sighted, sighted.c.sha == StoredCandidate.query_sha256)
+            .order_by(Alert.id)).all()
+    out = []
+    for aid, bank, case, candidate_at, confirmed, sent, acked, outcome, first in rows:
+        start = first or candidate_at
+
+        def since(at: dt.datetime | None, start: dt.datetime = start) -> float | None:
+            return None if at is None else max(0.0, (at - start).total_seconds())
+
+        seconds = {"candidate": since(candidate_at) if first is not None else None,
+                   "decision": since(confirmed), "delivered": since(sent),
+                   "acknowledged": since(acked), "outcome": since(outcome)}
+        out.append(AlertTiming(int(aid), str(bank), case, seconds))
+    return out
+
+
+def summarise(timings: list[AlertTiming]) -> list[StageSummary]:
+    """Median and p90 of each stage over ``timings``."""
+    out = []
+    for stage in STAGES:
+        values = [t.seconds[stage] for t in timings if t.seconds[stage] is not None]
+        clean = [float(v) for v in values if v is not None]
+        out.append(StageSummary(stage, len(clean), statistics.median(clean) if clean else None,
+                                percentile(clean, 90)))
+    return out
+
+
+def grouped(timings: list[AlertTiming], by: str) -> dict[str, list[StageSummary]]:
+    """Stage summaries per bank (``by="bank"``) or per case ref (``by="case"``; caseless alerts left out)."""
+    groups: dict[str, list[AlertTiming]] = {}
+    for t in timings:
+        key = t.bank if by == "bank" else t.case
+        if key is not None:
+            groups.setdefault(key, []).append(t)
+    return {k: summarise(v) for k, v in sorted(groups.items())}

@@ -43,6 +43,14 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/review/candidates/{candidate_id}/query-image"): {A, R},
     ("GET", "/v1/networks"): {A, INV},
     ("GET", "/v1/networks/{network_id}"): {A, INV},
+    # From match to action (api/routes/alerts.py, api/routes/cases.py): owners see their own only.
+    ("GET", "/v1/alerts"): {A, INV, R},
+    ("GET", "/v1/alerts/{alert_id}"): {A, INV, R},
+    ("POST", "/v1/alerts/{alert_id}/ack"): {A, INV},
+    ("POST", "/v1/alerts/{alert_id}/outcome"): {A, INV},
+    ("GET", "/v1/alerts/{alert_id}/evidence"): {A, INV, R},
+    ("GET", "/v1/cases"): {A, INV},
+    ("GET", "/v1/cases/{case_ref}"): {A, INV},
     # HMA-compatible API (api/routes/hma.py): the roles of /v1/match/hashes.
     ("GET", "/m/raw_lookup"): {A, INV, P},
     ("GET", "/m/lookup"): {A, INV, P},
@@ -53,7 +61,8 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("POST", "/h/hash"): {A, INV, P},
 }
 PARAMS = {"{bank}": "no-such-bank", "{pseudonym}": "S-0000000000000000", "{item}": "1",
-          "{candidate_id}": "1", "{network_id}": "N-000000000000"}
+          "{candidate_id}": "1", "{network_id}": "N-000000000000",
+          "{alert_id}": "1", "{case_ref}": "C-000000000000"}
 
 
 @pytest.fixture(scope="module")

@@ -257,7 +257,8 @@ def test_session_cookie_is_opaque_secure_and_signout_ends_it(world: Queued, cont
     expect(page).to_have_url(re.compile(r"/review/signin"))
 
 
-@pytest.mark.parametrize("role", ["investigator", "ingest", "partner"])
+# Investigators sign in to the alert pages of their own cases only (tests/test_web_alerts.py).
+@pytest.mark.parametrize("role", ["ingest", "partner"])
 def test_other_roles_are_refused_and_see_nothing_personal(world: Queued, context: BrowserContext,
                                                           role: str) -> None:
     api = world.api

@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.service import Service
-from api.web import actions, pages
+from api.web import actions, alerts, pages
 from api.web.access import Refused, SignInRequired, signin_url
 from api.web.render import SECURITY_HEADERS, STATIC, page
 from api.web.sessions import Sessions
@@ -37,6 +37,7 @@ def build(svc: Service) -> FastAPI:
     app.state.sessions = Sessions(svc.store.catalog)
     app.include_router(pages.router)
     app.include_router(actions.router)
+    app.include_router(alerts.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     check_declarations(app)
     _handlers(app)

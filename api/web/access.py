@@ -23,10 +23,13 @@ from urllib.parse import quote, urlsplit
 from fastapi import Depends, Form, Request
 
 from api import budgets
-from api.auth import ADMIN, REVIEWER, Principal
+from api.auth import ADMIN, INVESTIGATOR, REVIEWER, Principal
 from api.web.sessions import COOKIE, Session, Sessions
 
 WEB_ROLES = frozenset({REVIEWER, ADMIN})
+# Investigators sign in too, for the alert pages of their own cases only (api/web/alerts.py);
+# every other page keeps WEB_ROLES and answers them 403.
+SIGNIN_ROLES = WEB_ROLES | {INVESTIGATOR}
 SIGNIN_CSRF_COOKIE = "reunite_signin"
 
 
@@ -80,8 +83,8 @@ def _declare(fn: Callable[..., Any], roles: frozenset[str], action: str | None) 
     return Depends(fn)
 
 
-def signed_in(action: str | None) -> Any:
-    """A dependency returning the live :class:`Session` of a reviewer or admin.
+def signed_in(action: str | None, roles: frozenset[str] = WEB_ROLES) -> Any:
+    """A dependency returning the live :class:`Session` of a reviewer or admin (or of ``roles``).
 
     ``action`` names the audit event of the request (None: not audited).
     """
@@ -95,17 +98,17 @@ def signed_in(action: str | None) -> Any:
             raise SignInRequired(target)
         request.state.principal = found.principal
         request.state.web_session = found
-        if found.principal.role not in WEB_ROLES:
+        if found.principal.role not in roles:
             raise Refused(403, refusal(found.principal))
         return found
 
-    return _declare(dependency, WEB_ROLES, action)
+    return _declare(dependency, roles, action)
 
 
-def form_guard(action: str) -> Any:
+def form_guard(action: str, roles: frozenset[str] = WEB_ROLES) -> Any:
     """:func:`signed_in` for POST forms: also checks the origin and the session's CSRF token."""
 
-    session_dependency = signed_in(action)  # a default, not an annotation: annotations are strings here
+    session_dependency = signed_in(action, roles)  # a default, not an annotation: annotations are strings
 
     def dependency(request: Request, csrf: Annotated[str, Form(max_length=200)] = "",
                    session: Session = session_dependency) -> Session:
@@ -114,7 +117,7 @@ def form_guard(action: str) -> Any:
                                "Reload the page and try again.")
         return session
 
-    return _declare(dependency, WEB_ROLES, action)
+    return _declare(dependency, roles, action)
 
 
 def public_page() -> Any:

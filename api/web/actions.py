@@ -21,6 +21,7 @@ from api.auth import authenticate
 from api.routes.common import audit, service
 from api.web.access import (
     SIGNIN_CSRF_COOKIE,
+    SIGNIN_ROLES,
     WEB_ROLES,
     Refused,
     form_guard,
@@ -97,8 +98,10 @@ def signin(request: Request, _: Annotated[None, public_page()],
                             error="That key is not valid, or it has been revoked." if locked is None
                             else lockout_message(locked))
     request.state.principal = principal
-    if principal.role not in WEB_ROLES:
+    if principal.role not in SIGNIN_ROLES:
         return _signin_page(request, target, status=403, error=refusal(principal))
+    if principal.role not in WEB_ROLES and not target.startswith(f"{prefix(request)}/alerts"):
+        target = f"{prefix(request)}/alerts"  # an investigator's pages: the alerts of its own cases
     token, expires = sessions(request).start(principal)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(COOKIE, token, max_age=int(sessions(request).lifetime.total_seconds()),
@@ -109,7 +112,8 @@ def signin(request: Request, _: Annotated[None, public_page()],
 
 
 @router.post("/signout")
-def signout(request: Request, session: Annotated[Session, form_guard("web.signout")]) -> Response:
+def signout(request: Request, session: Annotated[Session, form_guard("web.signout", SIGNIN_ROLES)]
+            ) -> Response:
     """End the session on the server (a copied cookie stops working) and in the browser."""
     audit(request, "web", via="web")
     sessions(request).end(session)

@@ -172,13 +172,19 @@ def _reference_facts(svc: Service, item: Item | None) -> dict[str, Any]:
 
 @router.get("/dashboard", response_class=HTMLResponse)
 def dashboard(request: Request, _session: Annotated[Session, signed_in("review.dashboard")]) -> HTMLResponse:
-    """Queue length per bank, decisions per day, and the median response time."""
+    """Queue length per bank, decisions per day, the median response time, and sighting-to-action times."""
     svc = service(request)
     catalog = svc.store.catalog
     audit(request, "dashboard", via="web")
     banks = review_stats.queue_length_per_bank(catalog)
     days = review_stats.decisions_per_day(catalog, 14)
+    timings = review_stats.alert_timings(catalog)
+    action = review_stats.summarise(timings)
     return page(request, "dashboard.html", banks=banks, days=days,
+                action=action, action_banks=review_stats.grouped(timings, "bank"),
+                action_cases=review_stats.grouped(timings, "case"), stage_labels=review_stats.STAGE_LABELS,
+                longest=max((x.p90_s or 0 for x in action), default=0) or 1,
+                failing_alerts=svc.alerts.failing_count(),
                 busiest=max((d.total for d in days), default=0),
                 overall=review_stats.response_times(catalog),
                 per_bank={b.bank_id: review_stats.response_times(catalog, b.bank_id) for b in banks},
