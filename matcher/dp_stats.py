@@ -54,6 +54,7 @@ QUANTILES = {"median": 0.5, "p90": 0.9}
 # Public grid of response times (hours) the private quantile chooses from: fixed, never data-driven.
 HOURS_GRID = [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 12.0, 24.0, 48.0, 72.0, 120.0, 168.0, 336.0, 720.0]
 MAX_WEEKS = 104
+EARLIEST, LATEST = dt.date(2000, 1, 1), dt.date(2200, 12, 31)  # keeps week arithmetic in range
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class ReleaseParams:
             raise ValueError("contributions must be between 1 and 50")
         if not (0 <= self.threshold <= 1000):
             raise ValueError("threshold must be between 0 and 1000")
+        if self.until is not None and not (EARLIEST <= self.until <= LATEST):
+            raise ValueError(f"until must be between {EARLIEST} and {LATEST}")
 
     def period(self, today: dt.date | None = None) -> list[dt.date]:
         """The Mondays of the period's weeks, oldest first."""

@@ -115,6 +115,10 @@ def publish(catalog: Catalog, params: dp_stats.ReleaseParams, actor: str,
     total = configured_budget(environ)
     if params.epsilon > total:
         raise OverBudget(f"epsilon {params.epsilon:g} is more than the whole budget ({total:g})")
+    early = budget(catalog, environ)  # a cheap refusal first; the insert below re-checks, authoritatively
+    if early.spent + params.epsilon > total + 1e-9:
+        raise OverBudget(f"this release needs epsilon {params.epsilon:g} and {early.left:g} of the budget "
+                         f"({total:g}) is left; nothing was published")
     exact = dp_stats.exact_tables(catalog, params, today)
     tables, epsilons = dp_stats.release_tables(exact, params)
     del exact  # the exact figures end here
