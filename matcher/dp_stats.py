@@ -54,6 +54,7 @@ QUANTILES = {"median": 0.5, "p90": 0.9}
 # Public grid of response times (hours) the private quantile chooses from: fixed, never data-driven.
 HOURS_GRID = [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 12.0, 24.0, 48.0, 72.0, 120.0, 168.0, 336.0, 720.0]
 MAX_WEEKS = 104
+MIN_EPSILON = 0.01
 EARLIEST, LATEST = dt.date(2000, 1, 1), dt.date(2200, 12, 31)  # keeps week arithmetic in range
 
 
@@ -68,8 +69,8 @@ class ReleaseParams:
     threshold: int = 10
 
     def check(self) -> None:
-        if not (0 < self.epsilon <= 10):
-            raise ValueError("epsilon must be above 0 and at most 10")
+        if not (MIN_EPSILON <= self.epsilon <= 10):  # below it the noise scale is no longer finite
+            raise ValueError(f"epsilon must be between {MIN_EPSILON} and 10")
         if not (1 <= self.weeks <= MAX_WEEKS):
             raise ValueError(f"weeks must be between 1 and {MAX_WEEKS}")
         if not (1 <= self.contributions <= 50):

@@ -29,9 +29,11 @@ class ReleaseIn(BaseModel):
     """What a release asks for (see README, *Publishable statistics*)."""
 
     model_config = ConfigDict(extra="forbid")
-    epsilon: float = Field(default=1.0, gt=0, le=10, description="privacy loss of this release")
+    epsilon: float = Field(default=1.0, ge=dp_stats.MIN_EPSILON, le=10,
+                           description="privacy loss of this release")
     weeks: int = Field(default=12, ge=1, le=dp_stats.MAX_WEEKS)
-    until: dt.date | None = Field(default=None, description="last day of the period (default today)")
+    until: dt.date | None = Field(default=None, ge=dp_stats.EARLIEST, le=dp_stats.LATEST,
+                                  description="last day of the period (default today)")
     contributions: int = Field(default=1, ge=1, le=50, description="rows one subject may add per table")
     threshold: int = Field(default=10, ge=0, le=1000, description="noisy counts below it are suppressed")
 
