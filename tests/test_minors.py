@@ -22,7 +22,7 @@ from conftest import photo, png_bytes
 
 from indexer import age
 from indexer.store.catalog import Bank, Item, Subject
-from matcher import decide, minors, review
+from matcher import decide, minors, review, review_stats
 from matcher.search import Candidate
 
 TODAY = dt.datetime.now(dt.UTC).date()
@@ -91,6 +91,14 @@ def test_a_childs_candidate_needs_two_reviewers_and_comes_first(tmp_path: Path) 
     rows, _total = queue.list()
     assert [r.id for r in rows] == [second[0], first[0]]
     assert [r.required_reviews for r in rows] == [2, 1]
+    for order in ("score", "oldest", "newest"):  # the reviewer pages' queue, and their next/previous
+        f = review_stats.QueueFilter(order=order)
+        page, _n = review_stats.queue_page(store.catalog, f)
+        assert [r.id for r in page] == [second[0], first[0]], order
+        assert review_stats.neighbour(store.catalog, f, second[0], forward=True) == first[0]
+        assert review_stats.neighbour(store.catalog, f, first[0], forward=False) == second[0]
+        assert review_stats.neighbour(store.catalog, f, first[0], forward=True) is None
+        assert review_stats.neighbour(store.catalog, f, second[0], forward=False) is None
     row, _view = queue.decide(second[0], "r1", "reviewer", "confirm")
     assert row.state == review.AWAITING_SECOND
     with pytest.raises(review.Conflict):
