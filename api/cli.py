@@ -277,6 +277,7 @@ COMMAND_MODULES: list[str] = [
     "api.cli_service",
     "api.cli_networks",
     "api.cli_alerts",
+    "api.cli_stats",
 ]
 
 

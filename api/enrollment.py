@@ -22,7 +22,7 @@ from sqlalchemy import select
 from api.errors import ApiError
 from api.service import Service
 from api.uploads import Upload, extract, signal_names
-from indexer import enroll, privacy
+from indexer import age, enroll, privacy
 from indexer.crypto import MissingKey
 from indexer.signals import base as signals
 from indexer.store.catalog import Bank, Item, Subject
@@ -48,14 +48,18 @@ def subject_fields(bank: Bank, record: dict[str, object], now: dt.datetime) -> d
             consent = enroll.check_consent(record, now)
         except ValueError as exc:
             raise ApiError(422, "consent_refused", f"record: {exc}") from None
+        try:  # a child's record: the same rule as `reunite enroll` (indexer.age)
+            child, protected = age.parse_minor_fields(record, now.date())
+        except ValueError as exc:
+            raise ApiError(422, "bad_minor_fields", f"record: {exc}") from None
         personal = {"consent_by": consent.granted_by, "consent_date": consent.granted_on.isoformat(),
                     "consent_expires": consent.expires.isoformat(timespec="seconds"),
-                    "case_ref": consent.case_ref, **dict(record.get("personal") or {})}
+                    "case_ref": consent.case_ref, **dict(record.get("personal") or {}), **child}
         try:
             sealed = privacy.seal(personal, required=True)
         except MissingKey as exc:
             raise ApiError(409, "encryption_key_required", str(exc)) from None
-        return {"personal": sealed, "consent_expires": consent.expires}
+        return {"personal": sealed, "consent_expires": consent.expires, "protected_until": protected}
     attributes = {k: str(record[k]).strip() for k in enroll.VENUE_COLUMNS if str(record.get(k) or "").strip()}
     return {"attributes": attributes}
 

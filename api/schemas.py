@@ -74,6 +74,10 @@ class EnrollRecord(BaseModel):
     consent_date: str | None = Field(default=None, max_length=40, description="ISO date")
     consent_expires: str | None = Field(default=None, max_length=40, description="ISO date or date-time")
     case_ref: str | None = Field(default=None, max_length=200)
+    date_of_birth: str | None = Field(default=None, max_length=10, description="missing_person: ISO date "
+                                      "(sealed); under 18 the minors' regime applies")
+    minor: bool | None = Field(default=None, description="missing_person: a child whose date of birth "
+                               "is unknown (sealed); protected until enrolled again with date_of_birth")
     personal: dict[str, str] = Field(
         default_factory=dict, max_length=20,
         description="missing_person: further personal fields (sealed), e.g. name, age")
@@ -148,6 +152,8 @@ class MatchCandidate(BaseModel):
     decision: str
     evidence: Evidence
     candidate_id: int | None
+    minor_policy: bool = Field(default=False, description="a protected child: at most review, two "
+                               "reviewers, a written reason to reveal the photo (never an age)")
 
 
 class MatchOut(BaseModel):
@@ -208,6 +214,7 @@ class CandidateOut(BaseModel):
     evidence: Evidence
     state: str
     required_reviews: int
+    minor_policy: bool = False
     created_at: str | None
     updated_at: str | None
     decisions: list[DecisionOut]

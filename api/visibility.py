@@ -30,6 +30,10 @@ Visibility table (``-`` = never sent to that role)::
       reviews, audit chain; reviewer      (names)  (names)    it owns,
       names as for review decisions)                        no names)
     cases (title, owner, subjects)        y       -          y (own)     -       -
+    privacy releases (noisy tables,       y       -          -           -       -
+      the budget ledger: routes/stats.py)
+    minors' regime (minor_policy flag)    y       y          y           -       -
+      (never an age or a date of birth)
 
 An HMA client expects an integer ``bank_content_id``; a partner's is the top
 53 bits of its R- ref (a JSON-safe integer, stable, and the same subject as
@@ -48,7 +52,7 @@ import datetime as dt
 from typing import Any
 
 from api.auth import ADMIN, INVESTIGATOR, REVIEWER
-from indexer import privacy
+from indexer import age, privacy
 from indexer.crypto import DecryptionFailed, MissingKey
 from indexer.store.catalog import Bank, Item, Subject
 from matcher.review import DecisionView, StoredCandidate
@@ -130,6 +134,7 @@ def match_view(cand: Candidate, bank_kind: str, role: str, candidate_id: int | N
         "decision": cand.decision,
         "evidence": cand.evidence,
         "candidate_id": candidate_id,
+        "minor_policy": cand.minor_policy,  # a protected child (matcher.minors): a flag, never an age
     }
 
 
@@ -170,8 +175,9 @@ def candidate_view(row: StoredCandidate, bank: Bank, subject: Subject | None, ro
         "kind": bank.kind,
         "pseudonym": subject.pseudonym if subject is not None else None,
         "label": _label(bank.kind, subject.label if subject else None, role),
-        "personal": personal_fields(subject) if identity and subject is not None
-        and bank.kind in PEOPLE_KINDS else None,
+        # A review shows the minors' regime as a flag (minor_policy), never the age behind it.
+        "personal": {k: v for k, v in personal_fields(subject).items() if k not in age.COLUMNS}
+        if identity and subject is not None and bank.kind in PEOPLE_KINDS else None,
         "ref_item": row.ref_item_id,
         "query_sha256": row.query_sha256,
         "has_query_image": bool(row.query_photo),
@@ -180,6 +186,7 @@ def candidate_view(row: StoredCandidate, bank: Bank, subject: Subject | None, ro
         "evidence": row.evidence or {},
         "state": row.state,
         "required_reviews": row.required_reviews,
+        "minor_policy": bool(row.minor_policy),
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
         "decisions": [decision_view(d, role) for d in (decisions or [])],

@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from indexer import age as minors
 from indexer import images, pipeline, privacy, text
 from indexer.kinds import default_families
 from indexer.signals import base as signals
@@ -225,10 +226,14 @@ def _prepare(n: int, row: dict[str, Any], kind: str, names: list[str], now: dt.d
                 consent = check_consent(row, now)
             except ValueError as exc:
                 raise EnrollError(f"{where}: refused: {exc}") from None
+        try:  # a child's record: date_of_birth / minor are sealed; only a coarse date is clear
+            child, protected = minors.parse_minor_fields(row, now.date())
+        except ValueError as exc:
+            raise EnrollError(f"{where}: refused: {exc}") from None
         # Fail closed: a real consent record is never stored in clear (MissingKey without the key);
         # the synthetic record of `reunite eval` holds nothing personal.
-        fields = {"personal": privacy.seal(_personal(consent), required=not for_evaluation),
-                  "consent_expires": consent.expires}
+        fields = {"personal": privacy.seal({**_personal(consent), **child}, required=not for_evaluation),
+                  "consent_expires": consent.expires, "protected_until": protected}
     else:
         fields = {"attributes": {k: str(row[k]).strip() for k in VENUE_COLUMNS
                                  if str(row.get(k) or "").strip()}}
@@ -258,7 +263,12 @@ def _renew_consent(store: Store, bank_id: int, prepared: list[_Prepared]) -> int
             if p.consent is None:
                 continue
             subject = store.catalog.subject_by_label(s, bank_id, p.label)
-            if subject is None or subject.consent_expires == p.consent.expires:
+            if subject is None:
+                continue
+            if subject.protected_until != p.subject_fields["protected_until"]:  # a new date of birth
+                subject.protected_until = p.subject_fields["protected_until"]
+                subject.personal = p.subject_fields["personal"]
+            if subject.consent_expires == p.consent.expires:
                 continue
             subject.consent_expires = p.consent.expires
             subject.personal = p.subject_fields["personal"]

@@ -15,6 +15,7 @@ from indexer.signals import base as signals
 from indexer.signals.base import SignalVector, VectorKind
 from indexer.store.catalog import Bank
 from matcher.consent import drop_expired
+from matcher.minors import apply_minor_policy
 from matcher.search import HASH_FAMILY, Candidate, HashSearcher, Matcher, merge
 
 
@@ -52,4 +53,4 @@ def match_hashes(matcher: Matcher, query: pipeline.Extraction, banks: list[Bank]
             key = (cand.bank, cand.subject_id if cand.subject_id is not None else ("item", cand.item))
             merged[key] = merge(merged.get(key), cand)
     ranked = sorted(merged.values(), key=lambda c: (-c.score, c.bank, c.label))
-    return drop_expired(matcher.store, ranked)[:top]
+    return apply_minor_policy(matcher.store, drop_expired(matcher.store, ranked)[:top])

@@ -55,6 +55,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -119,6 +120,8 @@ class StoredCandidate(Base):
     # Bumped by every decision; the compare-and-set of ``decide`` checks it.
     # The server default lets the additive schema step add it to old catalogs.
     version: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # A protected child's candidate (matcher.minors): two reviewers, first in the queue.
+    minor_policy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
 
 
 class ReviewDecision(Base):
@@ -240,8 +243,9 @@ class ReviewQueue:
                         bank_id=bank.id, subject_id=cand.subject_id, ref_item_id=cand.item,
                         query_sha256=query_sha256, query_photo=query_photo, score=cand.score,
                         tier=cand.decision, evidence=cand.evidence, state=PENDING,
-                        required_reviews=2 if second_review_required(
+                        required_reviews=2 if cand.minor_policy or second_review_required(
                             bank, self.second_review_missing_person) else 1,
+                        minor_policy=cand.minor_policy,
                         created_by=requested_by, created_at=now, updated_at=now)
                     s.add(row)
                     s.flush()
@@ -249,6 +253,8 @@ class ReviewQueue:
                     row.score, row.tier, row.evidence = cand.score, cand.decision, cand.evidence
                     row.ref_item_id = cand.item
                     row.updated_at = now
+                if cand.minor_policy and not row.minor_policy and row.state == PENDING:
+                    row.minor_policy, row.required_reviews = True, 2  # protected since it was stored
                 if row.query_photo is None and query_photo is not None:
                     row.query_photo = query_photo
                 if requested_by and not self._requested(s, row, requested_by):
@@ -259,7 +265,11 @@ class ReviewQueue:
     # --- reading -------------------------------------------------------------
     def list(self, *, bank_id: int | None = None, tier: str | None = None, state: str | None = None,
              offset: int = 0, limit: int = 50) -> tuple[list[StoredCandidate], int]:
-        """One page of the queue (oldest first, so nothing waits forever) and the total."""
+        """One page of the queue and the total: protected children first, then oldest first.
+
+        Within each group the oldest waits least (nothing waits forever); a child's candidate
+        goes before every adult's because a wrong or late answer about a child costs most.
+        """
         conditions = []
         if bank_id is not None:
             conditions.append(StoredCandidate.bank_id == bank_id)
@@ -270,7 +280,8 @@ class ReviewQueue:
         with self.catalog.session() as s:
             total = int(s.scalar(select(func.count(StoredCandidate.id)).where(*conditions)) or 0)
             rows = list(s.scalars(select(StoredCandidate).where(*conditions)
-                                  .order_by(StoredCandidate.created_at, StoredCandidate.id)
+                                  .order_by(StoredCandidate.minor_policy.desc(),
+                                            StoredCandidate.created_at, StoredCandidate.id)
                                   .offset(offset).limit(limit)))
         return rows, total
 

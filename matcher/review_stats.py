@@ -18,7 +18,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, exists, func, not_, or_, select
+from sqlalchemy import and_, exists, false, func, not_, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from indexer.signals import base as signals
@@ -82,12 +82,13 @@ class QueueFilter:
         return out
 
     def sort(self) -> list[Any]:
+        """Protected children first (matcher.minors), then the chosen order."""
         c = StoredCandidate
         if self.order == "newest":
-            return [c.created_at.desc(), c.id.desc()]
+            return [c.minor_policy.desc(), c.created_at.desc(), c.id.desc()]
         if self.order == "oldest":
-            return [c.created_at.asc(), c.id.asc()]
-        return [c.score.desc(), c.id.desc()]
+            return [c.minor_policy.desc(), c.created_at.asc(), c.id.asc()]
+        return [c.minor_policy.desc(), c.score.desc(), c.id.desc()]
 
 
 def _after(f: QueueFilter, row: StoredCandidate, forward: bool) -> ColumnElement[bool]:
@@ -99,8 +100,13 @@ def _after(f: QueueFilter, row: StoredCandidate, forward: bool) -> ColumnElement
         key, value, ident, descending = c.created_at, row.created_at, row.id, f.order == "newest"
     later = descending == forward  # moving "down" a descending list means smaller values
     if later:
-        return or_(key < value, and_(key == value, c.id < ident))
-    return or_(key > value, and_(key == value, c.id > ident))
+        inner = or_(key < value, and_(key == value, c.id < ident))
+    else:
+        inner = or_(key > value, and_(key == value, c.id > ident))
+    # Children's candidates form the first group (f.sort): compare the group before the key.
+    minor = bool(row.minor_policy)
+    other_group = c.minor_policy.is_(False) if minor else c.minor_policy.is_(True)
+    return or_(and_(c.minor_policy.is_(minor), inner), other_group if forward == minor else false())
 
 
 def _not_waiting_on(reviewer: str) -> ColumnElement[bool]:
@@ -143,10 +149,10 @@ def neighbour(catalog: Catalog, f: QueueFilter, candidate_id: int, *, forward: b
 def _reversed(f: QueueFilter) -> list[Any]:
     c = StoredCandidate
     if f.order == "newest":
-        return [c.created_at.asc(), c.id.asc()]
+        return [c.minor_policy.asc(), c.created_at.asc(), c.id.asc()]
     if f.order == "oldest":
-        return [c.created_at.desc(), c.id.desc()]
-    return [c.score.asc(), c.id.asc()]
+        return [c.minor_policy.asc(), c.created_at.desc(), c.id.desc()]
+    return [c.minor_policy.asc(), c.score.asc(), c.id.asc()]
 
 
 # --- dashboard -------------------------------------------------------------------

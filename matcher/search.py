@@ -24,6 +24,7 @@ from indexer.store.store import Store
 from matcher import decide
 from matcher import defaults as defaults_mod
 from matcher.consent import drop_expired, subject_consented
+from matcher.minors import apply_minor_policy
 
 HASH_FAMILY = "hashes"
 
@@ -40,11 +41,12 @@ class Candidate:
     score: float
     decision: str
     evidence: dict[str, Any] = field(default_factory=dict)
+    minor_policy: bool = False  # a protected child: at most review, two reviewers (matcher.minors)
 
     def to_json(self) -> dict[str, Any]:
         return {"label": self.label, "bank": self.bank, "item": self.item,
                 "score": round(self.score, 4), "decision": self.decision,
-                "evidence": self.evidence}
+                "evidence": self.evidence, "minor_policy": self.minor_policy}
 
 
 @dataclass
@@ -137,7 +139,7 @@ class Matcher:
                     kept = merged[key]
                     merged[key] = replace(kept, evidence={**cand.evidence, **kept.evidence})
         ranked = sorted(merged.values(), key=lambda c: (-c.score, c.bank, c.label))
-        return drop_expired(self.store, ranked)[:top]
+        return apply_minor_policy(self.store, drop_expired(self.store, ranked)[:top])
 
 
 def _subject_key(cand: Candidate) -> tuple[str, Any]:
@@ -152,7 +154,8 @@ def merge(a: Candidate | None, b: Candidate) -> Candidate:
     evidence = {**other.evidence, **best.evidence}
     return Candidate(bank=best.bank, label=best.label, subject_id=best.subject_id,
                      pseudonym=best.pseudonym, item=best.item, score=best.score,
-                     decision=best.decision, evidence=evidence)
+                     decision=best.decision, evidence=evidence,
+                     minor_policy=a.minor_policy or b.minor_policy)
 
 
 class HashSearcher:

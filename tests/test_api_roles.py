@@ -51,6 +51,9 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/alerts/{alert_id}/evidence"): {A, INV, R},
     ("GET", "/v1/cases"): {A, INV},
     ("GET", "/v1/cases/{case_ref}"): {A, INV},
+    ("GET", "/v1/stats"): {A},  # differentially private releases: api/routes/stats.py
+    ("POST", "/v1/stats"): {A},
+    ("GET", "/v1/stats/{release_id}"): {A},
     # HMA-compatible API (api/routes/hma.py): the roles of /v1/match/hashes.
     ("GET", "/m/raw_lookup"): {A, INV, P},
     ("GET", "/m/lookup"): {A, INV, P},
@@ -62,7 +65,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
 }
 PARAMS = {"{bank}": "no-such-bank", "{pseudonym}": "S-0000000000000000", "{item}": "1",
           "{candidate_id}": "1", "{network_id}": "N-000000000000",
-          "{alert_id}": "1", "{case_ref}": "C-000000000000"}
+          "{alert_id}": "1", "{case_ref}": "C-000000000000", "{release_id}": "1"}
 
 
 @pytest.fixture(scope="module")

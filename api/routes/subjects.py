@@ -18,6 +18,7 @@ from indexer.crypto import DecryptionFailed, MissingKey
 from indexer.enroll import utcnow
 from indexer.store.catalog import Item, Subject
 from indexer.store.photos import bank_namespace
+from matcher import minors
 
 router = APIRouter(prefix="/v1", tags=["subjects"])
 READERS = (ADMIN, REVIEWER, INVESTIGATOR)
@@ -109,13 +110,22 @@ def read_subject(pseudonym: str, request: Request,
 
 
 @router.get("/subjects/{pseudonym}/photos/{item}", response_class=Response,
-            responses={**IMAGE_RESPONSE, **responses(*GUARDED, 404, 409)})
+            responses={**IMAGE_RESPONSE, **responses(*GUARDED, 404, 409, 422)})
 def reveal_photo(pseudonym: str, request: Request, item: int = Path(ge=1, le=MAX_ID),
+                 reason: str = Query("", max_length=minors.MAX_REVEAL_REASON,
+                                     description="why the photo must be seen; required for a "
+                                                 "protected child, kept in the audit event"),
                  _p: Principal = guard("subject.photo.reveal", ADMIN, REVIEWER)) -> Response:
-    """The reference photo itself; every reveal is an audit event."""
+    """The reference photo itself; every reveal is an audit event (a child's needs a reason)."""
     svc = service(request)
     audit(request, f"subject:{pseudonym}", item=item)
     subject, bank = subject_or_404(svc, pseudonym)
+    try:
+        given = minors.reveal_reason(minors.is_protected(subject), reason)
+    except minors.ReasonRequired as exc:
+        audit(request, minor_policy=True)
+        raise ApiError(422, exc.code, str(exc)) from None
+    audit(request, reason=given, minor_policy=True if minors.is_protected(subject) else None)
     with svc.store.catalog.session() as s:
         row = s.get(Item, item)
     token = (row.attributes or {}).get(PHOTO_ATTR) if row is not None and row.subject_id == subject.id \

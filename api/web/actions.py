@@ -38,7 +38,7 @@ from api.web.access import (
 from api.web.pages import Filters, _context, _row_or_404, filters
 from api.web.render import page, qs
 from api.web.sessions import COOKIE, Session
-from matcher import review, review_stats
+from matcher import minors, review, review_stats
 
 router = APIRouter(include_in_schema=False)
 SIGNIN_CSRF_SECONDS = 3600
@@ -130,13 +130,25 @@ def _candidate_url(request: Request, candidate_id: int, params: dict[str, object
 @router.post("/candidates/{candidate_id}/reveal")
 def reveal(candidate_id: int, request: Request,
            session: Annotated[Session, form_guard("subject.photo.reveal")],
-           f: Annotated[Filters, Depends(filters)]) -> Response:
-    """The reviewer chose to see a missing person's reference photo: audited, then shown."""
+           f: Annotated[Filters, Depends(filters)],
+           reason: Annotated[str, Form(max_length=minors.MAX_REVEAL_REASON)] = "") -> Response:
+    """The reviewer chose to see a missing person's reference photo: audited, then shown.
+
+    A protected child's photo (matcher.minors) needs a written reason, kept in the audit event.
+    """
     svc = service(request)
     row = _row_or_404(svc, candidate_id)
     bank, subject, _item = _context(svc, row)
     audit(request, f"subject:{subject.pseudonym}" if subject else f"candidate:{candidate_id}",
           item=row.ref_item_id, candidate=candidate_id, via="web")
+    child = bool(row.minor_policy) or minors.is_protected(subject)
+    try:
+        given = minors.reveal_reason(child, reason)
+    except minors.ReasonRequired as exc:
+        audit(request, minor_policy=True, error=exc.code)
+        return RedirectResponse(_candidate_url(request, candidate_id, {**f.params(), "error": exc.code}),
+                                status_code=303)
+    audit(request, reason=given, minor_policy=True if child else None)
     if bank.kind in visibility.PEOPLE_KINDS:
         sessions(request).reveal(session, candidate_id)
     return RedirectResponse(_candidate_url(request, candidate_id, f.params()), status_code=303)

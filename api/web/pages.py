@@ -40,7 +40,9 @@ ERRORS = {"already_decided": "This candidate was already decided by someone else
                                "your decision was not recorded. Look at its new state.",
           "second_reviewer_required": "You gave the first confirmation; a different reviewer must "
                                       "give the second.",
-          "bad_note": "The note is too long (at most 4,000 characters)."}
+          "bad_note": "The note is too long (at most 4,000 characters).",
+          "reveal_reason_required": "This is a protected child: write why the photo must be seen "
+                                    "before revealing it. The reason is kept in the audit log."}
 
 
 @dataclass(frozen=True)
