@@ -166,7 +166,7 @@ def index_cmd(
 
         typer.echo(link_records(store, bank_row, ingest.iter_source(source), region))
     if watch and not report.interrupted:
-        typer.echo(watch_bank(application, bank_row, quiet))
+        typer.echo(watch_bank(application, bank_row, quiet, keeper.paths))
     if watch and not report.interrupted and bank_row.kind == "venue" and report.indexed:
         from api.cli_enroll import back_search_lines
         for line in back_search_lines(application, bank_row, quiet):
@@ -183,23 +183,22 @@ def photo_keeper(application, bank):  # noqa: ANN001, ANN201 - a FileKeeper or N
     from indexer.store.photos import FileKeeper, needs_encryption
     from matcher.watch import keeps_photos
 
-    if not keeps_photos(bank):
-        return None
     try:
         application.require_key(bank.kind, bank.policy, bank.name)
     except MissingKey as exc:
         raise fail(str(exc)) from None
-    return FileKeeper(application.photos, bank.id, needs_encryption(bank.kind, bank.policy))
+    return FileKeeper(application.photos, bank.id, needs_encryption(bank.kind, bank.policy),
+                      keep=keeps_photos(bank))
 
 
-def watch_bank(application, bank, quiet: bool) -> str:  # noqa: ANN001 - Application, Bank
+def watch_bank(application, bank, quiet: bool, paths=None) -> str:  # noqa: ANN001 - Application, Bank
     """Check the bank's unchecked ads against its watchers (api/watching.py); the summary line."""
     from api.application import cli_actor
     from api.watching import check_ads
 
     bar, progress = progress_bar(None, quiet)
     try:
-        report = check_ads(application, bank, cli_actor(),
+        report = check_ads(application, bank, cli_actor(), paths=paths,
                            progress=lambda done, total: (setattr(bar, "total", total), progress(done, 0)))
     finally:
         bar.close()

@@ -66,12 +66,13 @@ class WatchReport:
 
 
 def check_ads(app: Application, watched: Bank, actor: Actor, *, watchers: list[Bank] | None = None,
-              item_ids: list[int] | None = None,
+              item_ids: list[int] | None = None, paths: dict[str, Path] | None = None,
               progress: Callable[[int, int], None] | None = None) -> WatchReport:
     """Check the due ads of ``watched`` against its watchers (or only ``watchers``) and queue candidates.
 
     ``item_ids`` narrows the pass to those ads (an HTTP ingest checks what it
     was sent); without it every ad not yet checked is (a resume, a back-search).
+    ``paths`` (sha256 -> file) are the files of this run, read when no photo was kept.
     """
     from matcher import watch
 
@@ -97,7 +98,7 @@ def check_ads(app: Application, watched: Bank, actor: Actor, *, watchers: list[B
     if progress:
         progress(0, total)
     for done, (item_id, against) in enumerate(sorted(due.items()), start=1):
-        result = _check_one(app, watched, item_id, against, report)
+        result = _check_one(app, watched, item_id, against, report, paths or {})
         for w, extent in against:
             watch.mark_checked(app.store.catalog, item_id, w, extent, result)
         if progress:
@@ -123,7 +124,7 @@ def _needs_key(bank: Bank) -> bool:
 
 
 def _check_one(app: Application, watched: Bank, item_id: int, against: list[tuple[Bank, int]],
-               report: WatchReport) -> str:
+               report: WatchReport, paths: dict[str, Path]) -> str:
     from indexer import images
 
     with app.store.catalog.session() as s:
@@ -131,7 +132,7 @@ def _check_one(app: Application, watched: Bank, item_id: int, against: list[tupl
         if item is None:  # removed meanwhile
             return "gone"
         label = item.subject.label if item.subject is not None else None
-        data = _photo(app, watched, item)
+        data = _photo(app, watched, item, paths.get(item.sha256))
         context = ad_context(watched, item, label)
         sha = item.sha256
     if data is None:
@@ -149,7 +150,7 @@ def _check_one(app: Application, watched: Bank, item_id: int, against: list[tupl
     return "checked"
 
 
-def _photo(app: Application, bank: Bank, item: Item) -> bytes | None:
+def _photo(app: Application, bank: Bank, item: Item, path: Path | None) -> bytes | None:
     """The ad's bytes: the kept photo, else the file it was indexed from when it is still there."""
     import hashlib
 
@@ -162,8 +163,9 @@ def _photo(app: Application, bank: Bank, item: Item) -> bytes | None:
             return app.photos.get(bank_namespace(bank.id), str(token))
         except (FileNotFoundError, MissingKey, DecryptionFailed, ValueError):
             pass
-    path = Path(item.source or "")
-    if path.is_absolute() and path.is_file():
+    if path is None and Path(item.source or "").is_absolute():
+        path = Path(item.source)
+    if path is not None and path.is_file():
         from indexer import images
         try:
             data = images._read_bytes(path, images.DEFAULT_MAX_BYTES)

@@ -31,6 +31,7 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import DateTime, ForeignKey, Integer, String, UniqueConstraint, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from indexer.store.catalog import Bank, Base, Catalog, Item, create_tables, utcnow
@@ -112,22 +113,34 @@ def watcher_extent(catalog: Catalog, watcher: Bank) -> int:
 def due_items(catalog: Catalog, watched: Bank, watcher: Bank, extent: int,
               item_ids: list[int] | None = None) -> list[int]:
     """Ad item ids of ``watched`` not yet checked against ``watcher`` up to ``extent``, oldest first."""
+    conditions = [Item.bank_id == watched.id, or_(WatchCheck.id.is_(None), WatchCheck.upto_item_id < extent)]
+    chunks = [None] if item_ids is None else [sorted(set(item_ids))[n:n + 900]
+                                              for n in range(0, len(set(item_ids)), 900)]
+    due: list[int] = []
     with catalog.session() as s:
-        q = (select(Item.id)
-             .outerjoin(WatchCheck, (WatchCheck.item_id == Item.id)
-                        & (WatchCheck.watcher_bank_id == watcher.id))
-             .where(Item.bank_id == watched.id,
-                    or_(WatchCheck.id.is_(None), WatchCheck.upto_item_id < extent))
-             .order_by(Item.id))
-        due = [int(i) for i in s.scalars(q)]
-    if item_ids is not None:
-        wanted = set(item_ids)
-        due = [i for i in due if i in wanted]
-    return due
+        for chunk in chunks:  # an ingest request looks at its own items only, not the whole bank
+            where = conditions if chunk is None else [*conditions, Item.id.in_(chunk)]
+            q = (select(Item.id)
+                 .outerjoin(WatchCheck, (WatchCheck.item_id == Item.id)
+                            & (WatchCheck.watcher_bank_id == watcher.id))
+                 .where(*where).order_by(Item.id))
+            due.extend(int(i) for i in s.scalars(q))
+    return sorted(due)
 
 
 def mark_checked(catalog: Catalog, item_id: int, watcher: Bank, extent: int, result: str) -> None:
-    """Record that ``item_id`` was checked against ``watcher`` up to ``extent`` (after its candidates)."""
+    """Record that ``item_id`` was checked against ``watcher`` up to ``extent`` (after its candidates).
+
+    Two requests checking one ad at the same moment may both insert: the later one's
+    unique-constraint failure is rolled back and it updates the earlier's row instead.
+    """
+    try:
+        _mark(catalog, item_id, watcher, extent, result)
+    except IntegrityError:
+        _mark(catalog, item_id, watcher, extent, result)
+
+
+def _mark(catalog: Catalog, item_id: int, watcher: Bank, extent: int, result: str) -> None:
     with catalog.session() as s:
         row = s.scalar(select(WatchCheck).where(WatchCheck.item_id == item_id,
                                                 WatchCheck.watcher_bank_id == watcher.id))

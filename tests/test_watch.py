@@ -191,3 +191,18 @@ def test_without_the_key_a_missing_person_watcher_is_skipped_not_searched(
     caught_up = run_reunite("index", str(manifest), "--bank", "ads", "--quiet", "--no-link",
                             data=data_dir, env=ENV, check=True)
     assert "watch: 3 ads checked against missing" in caught_up.stdout
+
+
+def test_an_ads_bank_that_keeps_no_photos_is_still_watched_in_the_run(
+        tmp_path: Path, data_dir: Path, env_key: None) -> None:
+    with live_api(data_dir) as api:
+        made = api.as_("admin").post("/v1/banks", json={"name": "ads", "kind": "ads",
+                                                        "policy": {"keep_photos": False}})
+        assert made.status_code == 201, made.text
+        ads_id = api.service.store.catalog.bank("ads").id
+    assert _enroll_person(tmp_path, data_dir).returncode == 0
+    done = run_reunite("index", str(_crawl(tmp_path)), "--bank", "ads", "--quiet", "--no-link",
+                       data=data_dir, env=ENV, check=True)
+    assert "watch: 3 ads checked against missing, 1 candidates" in done.stdout
+    assert not (data_dir / "photos" / f"bank-{ads_id}").exists()  # only the queued ad, as its query image
+    assert len(list((data_dir / "photos" / "queries").iterdir())) == 1

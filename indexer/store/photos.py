@@ -109,16 +109,23 @@ class FileKeeper:
     duplicate, a failed commit).
     """
 
-    def __init__(self, photos: PhotoStore, bank_id: int, encrypt: bool) -> None:
+    def __init__(self, photos: PhotoStore, bank_id: int, encrypt: bool, *, keep: bool = True) -> None:
         self.photos = photos
         self.namespace = bank_namespace(bank_id)
         self.encrypt = encrypt
+        self.keeps = keep
+        # sha256 -> file of this run: what the watch reads when the bank's policy keeps no photos
+        self.paths: dict[str, Path] = {}
 
     def keep_bytes(self, data: bytes) -> dict[str, str]:
         return {PHOTO_ATTR: self.photos.put(self.namespace, data, encrypt=self.encrypt)}
 
     def keep(self, path: Path, sha256: str) -> dict[str, str]:
         import hashlib
+
+        if not self.keeps:
+            self.paths[sha256] = Path(path)
+            return {}
 
         from indexer import images
         try:
