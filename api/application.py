@@ -100,6 +100,40 @@ class Application:
         """Cases' alerts, their deliveries and subscribers (the outbox of :mod:`matcher.outbox`)."""
         return AlertBook(self.store.catalog, self.cipher)
 
+    # --- the one path into the review queue ------------------------------------------
+
+    def queue_candidates(self, candidates: list[Any], banks: list[Bank], query_sha256: str,
+                         query_data: bytes, requested_by: str,
+                         context: dict[str, Any] | None = None) -> dict[int, int]:
+        """Put a query's candidates at match or review into the queue; {position: candidate id}.
+
+        HTTP match, ``reunite match``, the watch of a crawl and the back-search of an
+        enrolment all come here, so they cannot drift: the query image is kept (sealed
+        when a key is configured) only when something is queued, once per image, and
+        :meth:`matcher.review.ReviewQueue.record` keeps one row per image x subject.
+        """
+        from matcher.review import QUEUED_TIERS
+
+        if not any(c.decision in QUEUED_TIERS for c in candidates):
+            return {}
+        token = self.query_photo(query_sha256, query_data)
+        return self.review.record(candidates, {b.name: b for b in banks}, query_sha256, requested_by,
+                                  token, context)
+
+    def query_photo(self, sha256: str, data: bytes) -> str:
+        """The photo-store token of a query image: the one kept earlier for it, else a new one."""
+        from sqlalchemy import select
+
+        from indexer.store.photos import QUERY_NAMESPACE
+        from matcher.review import StoredCandidate
+
+        with self.store.catalog.session() as s:
+            token = s.scalar(select(StoredCandidate.query_photo).where(
+                StoredCandidate.query_sha256 == sha256, StoredCandidate.query_photo.is_not(None)).limit(1))
+        if token and self.photos.exists(QUERY_NAMESPACE, token):
+            return token
+        return self.photos.put(QUERY_NAMESPACE, data, encrypt=self.cipher is not None)
+
     # --- encryption at rest -------------------------------------------------------
 
     def require_key(self, kind: str, policy: dict | None = None, bank: str | None = None) -> None:

@@ -113,6 +113,10 @@ def index_cmd(
     max_bad: Annotated[float, typer.Option(
         "--max-bad", min=0.0, max=1.0, help="Refuse the source, storing nothing, when more than this "
                                             "share of its first 1000+ rows are unreadable.")] = 0.5,
+    watch: Annotated[bool, typer.Option(
+        "--watch/--no-watch", help="Ads banks: check the new ads against every bank that watches this "
+                                   "one (missing persons, venues, hash lists) and queue the candidates; "
+                                   "--no-watch leaves them for the next run.")] = True,
 ) -> None:
     """Index a crawl (folder or manifest) into a bank; re-running resumes.
 
@@ -133,17 +137,20 @@ def index_cmd(
         raise fail(str(exc)) from None
     names = parse_signals(signals_opt, kind)
     region = region_or_fail(region)
-    store = open_store()
+    application = open_app()  # photos kept and watch candidates queued by the application layer
+    store = application.store
     try:
         bank_row = store.catalog.ensure_bank(bank, kind)
     except ValueError as exc:
         raise fail(str(exc)) from None
+    keeper = photo_keeper(application, bank_row)
     ingest.hold_index_lock(store, bank_row, on_wait=lambda: typer.echo(
         f"waiting for another index run on bank {bank_row.name} to finish", err=True))
     bar, progress = progress_bar(None, quiet)
     try:
         report = ingest.index_records(store, bank_row, records, names, workers=workers,
-                                      source=str(source), progress=progress, max_bad=max_bad)
+                                      source=str(source), progress=progress, max_bad=max_bad,
+                                      keeper=keeper)
     except ingest.ManifestError as exc:  # a bad row, or a flood of unreadable ones: nothing stored
         raise fail(str(exc)) from None
     finally:
@@ -158,10 +165,44 @@ def index_cmd(
         from api.cli_networks import link_records
 
         typer.echo(link_records(store, bank_row, ingest.iter_source(source), region))
+    if watch and not report.interrupted:
+        typer.echo(watch_bank(application, bank_row, quiet, keeper.paths))
+    if watch and not report.interrupted and bank_row.kind == "venue" and report.indexed:
+        from api.cli_enroll import back_search_lines
+        for line in back_search_lines(application, bank_row, quiet):
+            typer.echo(line)
     typer.echo(f"report: {path}")
     if report.interrupted:
         typer.echo("interrupted: run the same command again to resume", err=True)
         raise typer.Exit(130)
+
+
+def photo_keeper(application, bank):  # noqa: ANN001, ANN201 - a FileKeeper or None
+    """Keep each new photo for reviewers (sealed where the bank needs it), per the bank's policy."""
+    from indexer.crypto import MissingKey
+    from indexer.store.photos import FileKeeper, needs_encryption
+    from matcher.watch import keeps_photos
+
+    try:
+        application.require_key(bank.kind, bank.policy, bank.name)
+    except MissingKey as exc:
+        raise fail(str(exc)) from None
+    return FileKeeper(application.photos, bank.id, needs_encryption(bank.kind, bank.policy),
+                      keep=keeps_photos(bank))
+
+
+def watch_bank(application, bank, quiet: bool, paths=None) -> str:  # noqa: ANN001 - Application, Bank
+    """Check the bank's unchecked ads against its watchers (api/watching.py); the summary line."""
+    from api.application import cli_actor
+    from api.watching import check_ads
+
+    bar, progress = progress_bar(None, quiet)
+    try:
+        report = check_ads(application, bank, cli_actor(), paths=paths,
+                           progress=lambda done, total: (setattr(bar, "total", total), progress(done, 0)))
+    finally:
+        bar.close()
+    return report.summary()
 
 
 def progress_bar(total: int | None, quiet: bool):  # noqa: ANN201 - (tqdm, callback)
@@ -237,7 +278,9 @@ def match_cmd(
                     error = exc
             if error is not None:
                 note.refuse(error.code)
-            note.detail.update(candidates=len(candidates),
+            queued = {} if error is not None else application.queue_candidates(  # the path of HTTP match
+                candidates, banks, hashlib.sha256(data).hexdigest(), data, actor.name)
+            note.detail.update(candidates=len(candidates), queued=len(queued),
                                best=candidates[0].decision if candidates else "none")
         if error is not None:
             failures += 1
@@ -247,13 +290,15 @@ def match_cmd(
                                        "candidates": []}))
             continue
         if as_json:
-            typer.echo(json.dumps({"query": shown,
-                                   "candidates": [c.to_json() for c in candidates]}))
+            typer.echo(json.dumps({"query": shown, "candidates": [
+                {**c.to_json(), **({"review_id": queued[n]} if n in queued else {})}
+                for n, c in enumerate(candidates)]}))
         else:
             typer.echo(shown)
-            for c in candidates:
+            for n, c in enumerate(candidates):
                 typer.echo(f"  {c.decision:6} {c.score:.3f}  {c.bank}/{displayable(c.label)}  "
-                           f"item {c.item}  {c.evidence}")
+                           f"item {c.item}  {c.evidence}"
+                           + (f"  review #{queued[n]}" if n in queued else ""))
             if not candidates:
                 typer.echo("  no candidates")
     if failures:

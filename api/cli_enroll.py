@@ -24,6 +24,9 @@ def enroll_cmd(
     bank: Annotated[str, typer.Option("--bank", help="Bank to enroll into.")],
     kind: Annotated[str, typer.Option("--kind", help="missing_person | venue")] = "missing_person",
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    watch: Annotated[bool, typer.Option(
+        "--back-search/--no-back-search", help="Search the ads banks this bank watches for the new "
+                                               "references and queue the candidates (resumable).")] = True,
 ) -> None:
     """Enroll reference photos. Missing persons need consent_by, consent_date,
     consent_expires and case_ref on every row; one refused row refuses the manifest."""
@@ -58,7 +61,8 @@ def enroll_cmd(
             bar.refresh()
 
         try:
-            report = enroll.enroll_records(application.store, bank, kind, rows, progress=progress)
+            report = enroll.enroll_records(application.store, bank, kind, rows, progress=progress,
+                                           photos=application.photos)  # kept for reviewers
         except (enroll.EnrollError, ValueError, MissingKey) as exc:
             bar.close()
             note.refuse("refused")
@@ -71,6 +75,36 @@ def enroll_cmd(
     typer.echo(f"bank {bank} ({kind}): {report['enrolled']} photos enrolled, "
                f"{report['already_enrolled']} already enrolled, {report['subjects']} subjects, "
                f"{len(report['no_face_rows'])} without a face ({report['seconds']} s)")
+    bank_row = application.store.catalog.bank(bank)
+    if watch and bank_row is not None:
+        for line in back_search_lines(application, bank_row, quiet):
+            typer.echo(line)
+
+
+def back_search_lines(application, bank, quiet: bool) -> list[str]:  # noqa: ANN001 - Application, Bank
+    """Search the ads banks ``bank`` watches for its references not yet searched for (resumable)."""
+    from api.application import cli_actor
+    from api.watching import back_search
+
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+            bar = tqdm(total=total, unit="ad", desc="back-search", disable=quiet or None, file=sys.stderr,
+                       dynamic_ncols=True)
+        bar.total, bar.n = total, done
+        bar.refresh()
+        if not quiet and not sys.stderr.isatty() and total and (done % 100 == 0 or done == total):
+            typer.echo(f"back-search: {done}/{total} ads checked", err=True)  # cron jobs see it too
+
+    try:
+        done = back_search(application, bank, cli_actor(), progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    return [f"back-search of {ads}: " + report.summary().removeprefix("watch: ") for ads, report in done]
 
 
 @app.command("withdraw")

@@ -128,4 +128,7 @@ def enroll_photos(svc: Service, bank: Bank, label: str, uploads: list[Upload],
         assert subject is not None
         items = list(s.scalars(select(Item).where(Item.subject_id == subject.id).order_by(Item.id)))
     added = sum(1 for _item, created in results if created)
+    if added:  # the new references searched back through the ads this bank watches (api/watching.py)
+        from api.watching import SYSTEM_ACTOR, back_search
+        back_search(svc, bank, SYSTEM_ACTOR)
     return EnrollResult(subject, items, added, already + len(results) - added, without_face)

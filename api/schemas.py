@@ -38,6 +38,12 @@ class BankPolicy(BaseModel):
         description="Signal families or names to index (default: per kind, as `reunite index`).")
     encrypt: bool | None = Field(
         default=None, description="Encrypt photos at rest even though the bank holds no people.")
+    watches: list[str] | None = Field(
+        default=None, max_length=200,
+        description="missing_person, venue and hashes banks: the ads banks this bank watches (every new ad "
+                    "is matched against it; default: every ads bank; []: none).")
+    keep_photos: bool | None = Field(
+        default=None, description="ads banks: keep each ad's photo for reviewers (default: yes).")
 
 
 class BankIn(BaseModel):
@@ -212,6 +218,8 @@ class CandidateOut(BaseModel):
     score: float
     tier: str
     evidence: Evidence
+    context: dict[str, Any] | None = Field(
+        default=None, description="Found by watching: the ad (bank, item, ad id, site, url, posted_at).")
     state: str
     required_reviews: int
     minor_policy: bool = False

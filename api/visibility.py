@@ -184,6 +184,7 @@ def candidate_view(row: StoredCandidate, bank: Bank, subject: Subject | None, ro
         "score": round(row.score, 4),
         "tier": row.tier,
         "evidence": row.evidence or {},
+        "context": row.context,  # the watched ad this came from (a public ad, never a person)
         "state": row.state,
         "required_reviews": row.required_reviews,
         "minor_policy": bool(row.minor_policy),

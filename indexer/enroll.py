@@ -155,8 +155,11 @@ class _Prepared:
 def enroll_records(store: Store, bank_name: str, kind: str, records: list[dict[str, Any]], *,
                    for_evaluation: bool = False, signal_names: list[str] | None = None,
                    progress: Callable[[int, int], None] | None = None,
-                   now: dt.datetime | None = None) -> dict[str, Any]:
+                   now: dt.datetime | None = None, photos: Any = None) -> dict[str, Any]:
     """Enroll reference photos into ``bank_name``; all rows or none.
+
+    With ``photos`` (a :class:`indexer.store.photos.PhotoStore`) each new photo is
+    kept for reviewers, sealed in a missing-person bank, as HTTP enrolment keeps it.
 
     ``records`` are dicts with ``path`` and ``label`` plus, for missing persons,
     the consent columns (``for_evaluation`` creates synthetic consent instead;
@@ -187,9 +190,23 @@ def enroll_records(store: Store, bank_name: str, kind: str, records: list[dict[s
                and not any(signals.get(v.signal).family == FACE_FAMILY for v in p.extraction.vectors)]
     bank = store.catalog.ensure_bank(bank_name, kind)
     renewed = _renew_consent(store, bank.id, prepared)
-    batch = [NewImage(p.extraction, p.label, REFERENCE_SOURCE, {"row": p.row_number}, p.subject_fields)
-             for p in prepared]
-    results = store.add_images(bank, batch)
+    keeper = _keeper(store, bank, photos)
+    known = store.catalog.known_sha256(bank.id) if keeper else set()
+    batch = []
+    try:
+        for p in prepared:
+            kept = keeper.keep(Path(p.source), p.extraction.sha256) \
+                if keeper and p.extraction.sha256 not in known else {}
+            batch.append(NewImage(p.extraction, p.label, REFERENCE_SOURCE, {"row": p.row_number, **kept},
+                                  p.subject_fields))
+        results = store.add_images(bank, batch)
+    except BaseException:
+        for img in batch if keeper else ():
+            keeper.discard(img.attributes)
+        raise
+    for img, (_item, was_new) in zip(batch, results, strict=True):
+        if keeper and not was_new:
+            keeper.discard(img.attributes)
     store.checkpoint()
     created = sum(1 for _item, was_new in results if was_new)
     return {
@@ -199,6 +216,13 @@ def enroll_records(store: Store, bank_name: str, kind: str, records: list[dict[s
         "no_face_rows": no_face, "signals": names,
         "seconds": round(time.monotonic() - start, 2),
     }
+
+
+def _keeper(store: Store, bank: Any, photos: Any) -> Any:
+    if photos is None:
+        return None
+    from indexer.store.photos import FileKeeper, needs_encryption
+    return FileKeeper(photos, bank.id, needs_encryption(bank.kind, bank.policy))
 
 
 def _prepare(n: int, row: dict[str, Any], kind: str, names: list[str], now: dt.datetime,

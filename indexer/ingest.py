@@ -295,6 +295,7 @@ def index_records(
     batch_size: int = 64,
     checkpoint_seconds: float = 30.0,
     max_bad: float = DEFAULT_MAX_BAD,
+    keeper: Any = None,
 ) -> IngestReport:
     """Index ``records`` into ``bank`` and return what happened.
 
@@ -302,7 +303,8 @@ def index_records(
     stops the run after committing and checkpointing what was finished.
     ``records`` is consumed once (a stream); only those still to index are kept.
     More than ``max_bad`` unreadable rows after MIN_ROWS_FOR_BAD_SHARE raises
-    :class:`TooManyBadRows` before anything is stored.
+    :class:`TooManyBadRows` before anything is stored. ``keeper``
+    (:class:`indexer.store.photos.FileKeeper`) keeps each new image's photo for reviewers.
     """
     report = IngestReport(bank=bank.name, source=source,
                           started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
@@ -337,7 +339,15 @@ def index_records(
     def flush() -> None:
         nonlocal last_checkpoint
         if pending:
-            results = store.add_images(bank, pending)
+            try:
+                results = store.add_images(bank, pending)
+            except BaseException:
+                for img in pending if keeper else ():
+                    keeper.discard(img.attributes)
+                raise
+            for img, (_item, was_new) in zip(pending, results, strict=True):
+                if keeper and not was_new:  # stored meanwhile by another run: that one's photo is kept
+                    keeper.discard(img.attributes)
             created = sum(1 for _item, was_new in results if was_new)
             report.indexed += created
             # Stored meanwhile by another run on the same bank: already indexed, not lost.
@@ -354,8 +364,9 @@ def index_records(
             if extraction is None:
                 report.add_error(record.shown_as, code, detail)
             else:
+                kept = keeper.keep(record.path, extraction.sha256) if keeper else {}
                 pending.append(NewImage(extraction, record.label, record.shown_as,
-                                        record.attributes))
+                                        {**record.attributes, **kept}))
                 if len(pending) >= batch_size:
                     flush()
             if progress:

@@ -122,6 +122,9 @@ class StoredCandidate(Base):
     version: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     # A protected child's candidate (matcher.minors): two reviewers, first in the queue.
     minor_policy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
+    # What the query image is, when the system found it itself (a watched ad: bank, item, ad id,
+    # site, url, posted time); None for an image someone submitted. See api/watching.py.
+    context: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class ReviewDecision(Base):
@@ -206,7 +209,8 @@ class ReviewQueue:
 
     # --- entering the queue --------------------------------------------------
     def record(self, candidates: Iterable[Candidate], banks: dict[str, Bank], query_sha256: str,
-               requested_by: str, query_photo: str | None = None) -> dict[int, int]:
+               requested_by: str, query_photo: str | None = None,
+               context: dict[str, Any] | None = None) -> dict[int, int]:
         """Store the queue-worthy candidates of one query; returns {position: candidate id}.
 
         A candidate already stored for the same query and subject keeps its
@@ -218,14 +222,15 @@ class ReviewQueue:
         candidates = list(candidates)
         for attempt in range(1, RECORD_ATTEMPTS + 1):
             try:
-                return self._record(candidates, banks, query_sha256, requested_by, query_photo)
+                return self._record(candidates, banks, query_sha256, requested_by, query_photo, context)
             except DBAPIError as exc:
                 if attempt == RECORD_ATTEMPTS or not lost_a_race(exc):
                     raise
         raise AssertionError("unreachable")
 
     def _record(self, candidates: list[Candidate], banks: dict[str, Bank], query_sha256: str,
-                requested_by: str, query_photo: str | None) -> dict[int, int]:
+                requested_by: str, query_photo: str | None,
+                context: dict[str, Any] | None = None) -> dict[int, int]:
         out: dict[int, int] = {}
         now = utcnow()
         with self.catalog.session() as s:
@@ -246,7 +251,7 @@ class ReviewQueue:
                         required_reviews=2 if cand.minor_policy or second_review_required(
                             bank, self.second_review_missing_person) else 1,
                         minor_policy=cand.minor_policy,
-                        created_by=requested_by, created_at=now, updated_at=now)
+                        created_by=requested_by, created_at=now, updated_at=now, context=context)
                     s.add(row)
                     s.flush()
                 elif cand.score > row.score:
@@ -257,6 +262,8 @@ class ReviewQueue:
                     row.minor_policy, row.required_reviews = True, 2  # protected since it was stored
                 if row.query_photo is None and query_photo is not None:
                     row.query_photo = query_photo
+                if row.context is None and context is not None:
+                    row.context = context
                 if requested_by and not self._requested(s, row, requested_by):
                     s.add(CandidateRequester(candidate_id=row.id, requester=requested_by))
                 out[position] = row.id

@@ -34,7 +34,9 @@ def test_reencoded_photo_is_found_at_rank_one_with_match(indexed: Path, tmp_path
     assert answer["query"] == str(query)
     first = answer["candidates"][0]
     assert first["label"] == "astronaut" and first["decision"] == "match"
-    assert set(first) == {"label", "bank", "item", "score", "decision", "evidence", "minor_policy"}
+    # review_id: the queue entry it made (the path of HTTP match, api.application.queue_candidates)
+    assert set(first) == {"label", "bank", "item", "score", "decision", "evidence", "review_id",
+                          "minor_policy"}
     assert first["bank"] == "ads" and isinstance(first["item"], int)
     assert 0.0 <= first["score"] <= 1.0
     assert all(isinstance(v, int | float | str | list | dict) for v in first["evidence"].values())

@@ -33,6 +33,11 @@ def create_bank(body: BankIn, request: Request,
     if needs_encryption(body.kind, policy) and svc.cipher is None:
         raise ApiError(409, "encryption_key_required",
                        f"a {body.kind} bank is encrypted at rest: start the service with {KEY_ENV} set")
+    try:  # watch keys (matcher/watch.py): `watches` on watchers, `keep_photos` on ads banks
+        from matcher.watch import check_policy
+        check_policy(body.kind, policy)
+    except ValueError as exc:
+        raise ApiError(422, "bad_policy", str(exc)) from None
     if body.policy.signals:
         try:
             signals.select(body.policy.signals)

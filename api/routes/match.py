@@ -10,31 +10,18 @@ that the reviewer can compare it with the reference.
 from __future__ import annotations
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from sqlalchemy import select
 
 from api import hash_matching, visibility
 from api.auth import ADMIN, INVESTIGATOR, PARTNER, Principal, guard
 from api.errors import GUARDED, ApiError, responses
 from api.routes.common import audit, service
 from api.schemas import HashMatchOut, HashQuery, MatchCandidate, MatchOut, PartnerHit
-from api.service import Service
 from api.uploads import api_error, read_uploads
 from indexer import images
 from indexer import text as text_rules
-from indexer.store.photos import QUERY_NAMESPACE
 from matcher.hash_lookup import BadHash, parse_hashes
-from matcher.review import QUEUED_TIERS, StoredCandidate
 
 router = APIRouter(prefix="/v1/match", tags=["match"])
-
-
-def _query_photo(svc: Service, sha256: str, data: bytes) -> str:
-    with svc.store.catalog.session() as s:
-        token = s.scalar(select(StoredCandidate.query_photo).where(
-            StoredCandidate.query_sha256 == sha256, StoredCandidate.query_photo.is_not(None)).limit(1))
-    if token and svc.photos.exists(QUERY_NAMESPACE, token):
-        return token
-    return svc.photos.put(QUERY_NAMESPACE, data, encrypt=svc.cipher is not None)
 
 
 @router.post("", response_model=MatchOut, responses=responses(*GUARDED, 400, 404, 413, 415))
@@ -54,10 +41,7 @@ def match_image(request: Request, image: UploadFile = File(...),
         candidates = svc.matcher.match(upload.data, chosen, top=top)  # consent: matcher.consent
     except images.ImageError as exc:
         raise api_error(exc, "image") from None
-    queued: dict[int, int] = {}
-    if any(c.decision in QUEUED_TIERS for c in candidates):
-        token = _query_photo(svc, sha, upload.data)
-        queued = svc.review.record(candidates, {b.name: b for b in chosen}, sha, p.name, token)
+    queued = svc.queue_candidates(candidates, chosen, sha, upload.data, p.name)  # the one path (CLI too)
     kinds = {b.name: b.kind for b in chosen}
     audit(request, candidates=len(candidates), queued=len(queued),
           best=candidates[0].decision if candidates else "none")

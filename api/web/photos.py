@@ -17,7 +17,7 @@ from sqlalchemy import select
 from api.enrollment import PHOTO_ATTR
 from api.service import Service
 from indexer.crypto import DecryptionFailed, MissingKey
-from indexer.store.catalog import Item, Vector
+from indexer.store.catalog import Bank, Item, Vector
 from indexer.store.photos import QUERY_NAMESPACE, bank_namespace
 from matcher.review import StoredCandidate
 
@@ -49,7 +49,13 @@ def _get(svc: Service, namespace: str, token: str) -> bytes:
 def reference_bytes(svc: Service, item: Item) -> bytes:
     token = (item.attributes or {}).get(PHOTO_ATTR)
     if not token:
-        raise PhotoUnavailable("no photo was kept for this reference (indexed from hashes only)")
+        with svc.store.catalog.session() as s:
+            bank = s.get(Bank, item.bank_id)
+        if bank is not None and bank.kind == "hashes":
+            raise PhotoUnavailable("this reference is an entry of a hash list, which holds hashes, "
+                                   "not photos")
+        raise PhotoUnavailable("no photo was kept for this reference (it was stored before photos were kept, "
+                               "or its bank's policy keeps none)")
     return _get(svc, bank_namespace(item.bank_id), str(token))
 
 

@@ -93,3 +93,50 @@ QUERY_NAMESPACE = "queries"
 
 def _context(namespace: str, token: str) -> bytes:
     return f"photo:{namespace}:{token}".encode()
+
+
+PHOTO_ATTR = "photo"  # the Item.attributes key holding the photo-store token (as api.enrollment)
+
+
+class FileKeeper:
+    """Keeps the photos of a batch run (``reunite index`` / ``enroll``) as HTTP ingest keeps uploads.
+
+    ``keep`` copies a file's bytes into the bank's namespace (sealed when the
+    bank needs it) and returns the attributes that point at it, but only when
+    the bytes are still those that were indexed (a file replaced meanwhile is
+    not kept under another image's name). Files are written before the
+    catalog commit; ``discard`` removes those whose row was not created (a
+    duplicate, a failed commit).
+    """
+
+    def __init__(self, photos: PhotoStore, bank_id: int, encrypt: bool, *, keep: bool = True) -> None:
+        self.photos = photos
+        self.namespace = bank_namespace(bank_id)
+        self.encrypt = encrypt
+        self.keeps = keep
+        # sha256 -> file of this run: what the watch reads when the bank's policy keeps no photos
+        self.paths: dict[str, Path] = {}
+
+    def keep_bytes(self, data: bytes) -> dict[str, str]:
+        return {PHOTO_ATTR: self.photos.put(self.namespace, data, encrypt=self.encrypt)}
+
+    def keep(self, path: Path, sha256: str) -> dict[str, str]:
+        import hashlib
+
+        if not self.keeps:
+            self.paths[sha256] = Path(path)
+            return {}
+
+        from indexer import images
+        try:
+            data = images._read_bytes(path, images.DEFAULT_MAX_BYTES)
+        except (OSError, images.ImageError):
+            return {}
+        if hashlib.sha256(data).hexdigest() != sha256:
+            return {}
+        return self.keep_bytes(data)
+
+    def discard(self, attributes: dict | None) -> None:
+        token = (attributes or {}).get(PHOTO_ATTR)
+        if token:
+            self.photos.delete(self.namespace, str(token))

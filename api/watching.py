@@ -1,0 +1,189 @@
+"""Watching: new ads checked against the banks that watch them, new references searched back.
+
+The loop of ``../shared/DESIGN.md``: a crawl indexed by ``reunite index`` or
+pushed over HTTP is matched against every bank that watches its ads bank
+(:mod:`matcher.watch`: missing persons, venues, partners' hash lists), and an
+enrolment (CLI or HTTP) checks every ad of the ads banks its bank watches
+against the new references. Both are one function, :func:`check_ads`, over
+the application layer, and both end in :meth:`Application.queue_candidates`,
+the path HTTP and CLI ``match`` take: the same matcher (expired consent
+dropped inside it), the same query photo kept, one row per ad image x subject.
+
+Each ad is decoded once per check and matched against all its due watchers
+at once; the check is recorded per (ad, watcher) only after its candidates
+are in the queue, so a kill at any moment loses nothing and a re-run adds
+nothing (the queue is idempotent and a recorded check is not repeated).
+
+A watcher that needs the encryption key is skipped (not searched, not
+marked) when none is configured: fail closed, and the next run with the key
+catches up. The ad's bank, item, ad id, site, url and posted time travel
+with each candidate as its ``context``; they describe a public ad, never a
+person.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from api.application import Actor, Application
+from indexer.store.catalog import Bank, Item
+
+PHOTO_ATTR = "photo"  # as api.enrollment.PHOTO_ATTR (kept here so this module imports no HTTP code)
+CONTEXT_FIELDS = ("site", "url", "posted_at")
+SYSTEM_REQUESTER = "watch"
+# The watch runs on its own behalf over HTTP (the request that caused it is audited by the middleware).
+SYSTEM_ACTOR = Actor(SYSTEM_REQUESTER, "system")
+
+
+@dataclass
+class WatchReport:
+    """What one watch pass did (counts only: no labels, nothing personal)."""
+
+    watchers: list[str] = field(default_factory=list)
+    skipped_watchers: list[str] = field(default_factory=list)
+    checked: int = 0
+    queued: int = 0
+    no_photo: int = 0
+    failed: int = 0
+
+    def summary(self) -> str:
+        if not self.watchers and not self.skipped_watchers:
+            return "watch: no bank watches this bank"
+        line = (f"watch: {self.checked} ads checked against {', '.join(self.watchers) or 'no bank'}, "
+                f"{self.queued} candidates in the review queue")
+        if self.no_photo:
+            line += f", {self.no_photo} without a kept photo (not checked)"
+        if self.failed:
+            line += f", {self.failed} unreadable"
+        if self.skipped_watchers:
+            line += (f"; not searched without REUNITE_ENCRYPTION_KEY: {', '.join(self.skipped_watchers)}"
+                     " (run again with the key to catch up)")
+        return line
+
+
+def check_ads(app: Application, watched: Bank, actor: Actor, *, watchers: list[Bank] | None = None,
+              item_ids: list[int] | None = None, paths: dict[str, Path] | None = None,
+              progress: Callable[[int, int], None] | None = None) -> WatchReport:
+    """Check the due ads of ``watched`` against its watchers (or only ``watchers``) and queue candidates.
+
+    ``item_ids`` narrows the pass to those ads (an HTTP ingest checks what it
+    was sent); without it every ad not yet checked is (a resume, a back-search).
+    ``paths`` (sha256 -> file) are the files of this run, read when no photo was kept.
+    """
+    from matcher import watch
+
+    watch.ensure_tables(app.store.catalog)
+    report = WatchReport()
+    candidates_of = watchers if watchers is not None else watch.watchers_of(app.store.catalog, watched)
+    usable: list[tuple[Bank, int]] = []
+    for w in candidates_of:
+        if not watch.watches(w, watched):
+            continue
+        if app.cipher is None and _needs_key(w):
+            report.skipped_watchers.append(w.name)
+            continue
+        usable.append((w, watch.watcher_extent(app.store.catalog, w)))
+        report.watchers.append(w.name)
+    if not usable:
+        return report
+    due: dict[int, list[tuple[Bank, int]]] = {}
+    for w, extent in usable:
+        for item_id in watch.due_items(app.store.catalog, watched, w, extent, item_ids):
+            due.setdefault(item_id, []).append((w, extent))
+    total = len(due)
+    if progress:
+        progress(0, total)
+    for done, (item_id, against) in enumerate(sorted(due.items()), start=1):
+        result = _check_one(app, watched, item_id, against, report, paths or {})
+        for w, extent in against:
+            watch.mark_checked(app.store.catalog, item_id, w, extent, result)
+        if progress:
+            progress(done, total)
+    app.record(actor, "watch.check", f"bank:{watched.name}", watchers=len(report.watchers),
+               checked=report.checked, queued=report.queued, no_photo=report.no_photo or None,
+               failed=report.failed or None, skipped=len(report.skipped_watchers) or None)
+    return report
+
+
+def back_search(app: Application, watcher: Bank, actor: Actor,
+                progress: Callable[[int, int], None] | None = None) -> list[tuple[str, WatchReport]]:
+    """Every ads bank ``watcher`` watches, checked against its references not yet searched for."""
+    from matcher import watch
+
+    return [(ads.name, check_ads(app, ads, actor, watchers=[watcher], progress=progress))
+            for ads in watch.watched_by(app.store.catalog, watcher)]
+
+
+def _needs_key(bank: Bank) -> bool:
+    from indexer.store.photos import needs_encryption
+    return needs_encryption(bank.kind, bank.policy)
+
+
+def _check_one(app: Application, watched: Bank, item_id: int, against: list[tuple[Bank, int]],
+               report: WatchReport, paths: dict[str, Path]) -> str:
+    from indexer import images
+
+    with app.store.catalog.session() as s:
+        item = s.get(Item, item_id)
+        if item is None:  # removed meanwhile
+            return "gone"
+        label = item.subject.label if item.subject is not None else None
+        data = _photo(app, watched, item, paths.get(item.sha256))
+        context = ad_context(watched, item, label)
+        sha = item.sha256
+    if data is None:
+        report.no_photo += 1
+        return "no_photo"
+    banks = [w for w, _extent in against]
+    try:
+        candidates = app.matcher.match(data, banks, top=10)  # expired consent: dropped in the matcher
+    except images.ImageError:
+        report.failed += 1
+        return "unreadable"
+    queued = app.queue_candidates(candidates, banks, sha, data, SYSTEM_REQUESTER, context)
+    report.checked += 1
+    report.queued += len(queued)
+    return "checked"
+
+
+def _photo(app: Application, bank: Bank, item: Item, path: Path | None) -> bytes | None:
+    """The ad's bytes: the kept photo, else the file it was indexed from when it is still there."""
+    import hashlib
+
+    from indexer.crypto import DecryptionFailed, MissingKey
+    from indexer.store.photos import bank_namespace
+
+    token = (item.attributes or {}).get(PHOTO_ATTR)
+    if token:
+        try:
+            return app.photos.get(bank_namespace(bank.id), str(token))
+        except (FileNotFoundError, MissingKey, DecryptionFailed, ValueError):
+            pass
+    if path is None and Path(item.source or "").is_absolute():
+        path = Path(item.source)
+    if path is not None and path.is_file():
+        from indexer import images
+        try:
+            data = images._read_bytes(path, images.DEFAULT_MAX_BYTES)
+        except (OSError, images.ImageError):
+            return None
+        if hashlib.sha256(data).hexdigest() == item.sha256:
+            return data
+    return None
+
+
+def ad_context(bank: Bank, item: Item, label: str | None) -> dict[str, Any]:
+    """What a reviewer needs to know about the ad a watched candidate came from."""
+    attrs = item.attributes or {}
+    out: dict[str, Any] = {"watched": True, "ad_bank": bank.name, "ad_item": item.id, "ad": label,
+                           "indexed_at": _iso(item.created_at)}
+    out.update({k: str(attrs[k]) for k in CONTEXT_FIELDS if attrs.get(k) not in (None, "")})
+    return out
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.replace(tzinfo=dt.UTC).isoformat(timespec="seconds") if value else None
