@@ -263,6 +263,14 @@ def match_cmd(
 @app.command("banks")
 def banks_cmd() -> None:
     """List the banks of the data folder with their sizes."""
+    from indexer.store import peek
+
+    quick = peek.banks(state.data_dir)  # stdlib sqlite3, read-only: no SQLAlchemy, NumPy or FAISS to load
+    if quick is not None:
+        for summary in quick:
+            trust = "\tunverified" if summary.policy.get("verified") is False else ""
+            typer.echo(f"{summary.name}\t{summary.kind}\t{summary.items} items{trust}")
+        return
     store = open_store()
     for bank in store.catalog.banks():
         trust = "\tunverified" if (bank.policy or {}).get("verified") is False else ""  # an unsigned import
