@@ -131,5 +131,6 @@ def test_fast_phash_equals_imagehash_without_scipy() -> None:
     probe = ("import sys; from indexer import pipeline; from tests.conftest import jpeg_bytes, tiles; "
              "pipeline.extract(jpeg_bytes(tiles(1)[0]), ['phash', 'dhash', 'ahash', 'whash', 'pdq']); "
              "print('scipy' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
     assert done.stdout.strip() == "False", done.stderr[-1000:]
