@@ -53,7 +53,7 @@ from indexer.images import Picture
 from indexer.signals import base as signals
 from indexer.signals.base import Thresholds, VectorKind
 from indexer.signals.hashes import PDQ_SIDE
-from indexer.store.catalog import Bank, Item, Vector, add_missing_columns, create_tables, utcnow
+from indexer.store.catalog import Bank, Item, Subject, Vector, add_missing_columns, create_tables, utcnow
 from indexer.store.store import Store
 from matcher import contacts, decide
 from matcher import link_prints as prints
@@ -138,6 +138,9 @@ class Linker:
         self.matcher = matcher or Matcher(store)
         self.config = config or LinkConfig()
         self._key_indexes: dict[int, prints.KeyIndex] = {}
+        # Banks whose key index was checked against the catalog in the current chunk:
+        # the check counts the bank's prints, a pass over the crawl, so once per chunk.
+        self._checked: set[int] = set()
         # The link tables live on the catalog's Base; a store opened before this
         # module was imported has not created them yet.
         _ensure_link_tables(store)
@@ -150,23 +153,38 @@ class Linker:
         are skipped: they have nothing to link by but their contacts, and an ad
         is only known here through an image.
         """
-        added = 0
         occurrences = list(occurrences)
+        rows: list[AdPhoto] = []
         with self.store.catalog.session() as s:
-            shas = {o.sha256 for o in occurrences}
-            items = _items_by_sha(s, bank.id, shas)
-            for occ in occurrences:
-                item_id = items.get(occ.sha256)
-                if item_id is None:
+            items = _items_by_sha(s, bank.id, {o.sha256 for o in occurrences})
+            wanted = [(o, items[o.sha256]) for o in occurrences if o.sha256 in items]
+            # Subjects and existing (ad, image) rows read once per call, not once per row.
+            labels = sorted({o.label for o, _item in wanted})
+            subjects: dict[str, int] = {}
+            for start in range(0, len(labels), 900):
+                subjects.update((str(label), int(sid)) for label, sid in s.execute(
+                    select(Subject.label, Subject.id).where(Subject.bank_id == bank.id,
+                                                            Subject.label.in_(labels[start:start + 900]))))
+            missing = [Subject(bank_id=bank.id, label=label) for label in labels if label not in subjects]
+            if missing:
+                s.add_all(missing)
+                s.flush()
+                subjects.update((x.label, int(x.id)) for x in missing)
+            ids = sorted(set(subjects.values()))
+            seen: set[tuple[int, int]] = set()
+            for start in range(0, len(ids), 900):
+                seen.update((int(a), int(b)) for a, b in s.execute(
+                    select(AdPhoto.subject_id, AdPhoto.item_id).where(
+                        AdPhoto.subject_id.in_(ids[start:start + 900]))))
+            for occ, item_id in wanted:
+                key = (subjects[occ.label], item_id)
+                if key in seen:
                     continue
-                subject = self.store.catalog.ensure_subject(s, bank.id, occ.label)
-                if s.scalar(select(AdPhoto.id).where(AdPhoto.subject_id == subject.id,
-                                                     AdPhoto.item_id == item_id)) is None:
-                    s.add(AdPhoto(bank_id=bank.id, subject_id=subject.id, item_id=item_id,
-                                  attributes=dict(occ.attributes)))
-                    s.flush()
-                    added += 1
-        return added
+                seen.add(key)
+                rows.append(AdPhoto(bank_id=bank.id, subject_id=key[0], item_id=item_id,
+                                    attributes=dict(occ.attributes)))
+            s.add_all(rows)
+        return len(rows)
 
     def _adopt_items(self, bank: Bank) -> None:
         """Occurrences for images stored by plain ``reunite index`` or the HTTP ingest."""
@@ -210,6 +228,7 @@ class Linker:
         # most of the cost of linking a small photo.
         for start in range(0, len(todo), LINK_CHUNK):
             chunk = todo[start:start + LINK_CHUNK]
+            self._checked.clear()
             with self.store.catalog.session() as s:
                 items = {int(i.id): i for i in s.scalars(select(Item).where(Item.id.in_(chunk)))}
                 vectors: dict[int, list[Vector]] = {}
@@ -317,10 +336,13 @@ class Linker:
         """The bank's key index, loaded once per process (reloaded when another process added prints)."""
         # Only the prints of images already linked: a print staged by indexing
         # (``stage_prints``) joins the index when its own image is linked.
+        index = self._key_indexes.get(bank.id)
+        if index is not None and bank.id in self._checked:
+            return index  # this process added every print since the check (index.add)
+        self._checked.add(bank.id)
         linked = exists().where(LinkedItem.item_id == AdPrint.item_id)
         stored = s.scalar(select(func.count()).select_from(AdPrint)
                           .where(AdPrint.bank_id == bank.id, linked)) or 0
-        index = self._key_indexes.get(bank.id)
         if index is not None and len(index.items) == stored:
             return index
         index = prints.KeyIndex()
