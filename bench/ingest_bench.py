@@ -312,6 +312,22 @@ def sift_floor(paths: list[Path], repeat: int) -> dict:
             "ratio_runs": ratios, "ratio": statistics.median(ratios)}
 
 
+def light_verbs(work: Path, repeat: int) -> dict:
+    """Wall seconds (median of ``repeat``) of the verbs typed many times a day, on a folder with a bank."""
+    data = work / "light"
+    shutil.rmtree(data, ignore_errors=True)
+    one = copy_set([p for p in sorted((ROOT / "fixtures").glob("*.png"))][:2], work / "light-photos")
+    wall([sys.executable, "-m", "api.cli", *index_args(one, data, "hashes")])
+    out = {}
+    for verb in (["--help"], ["banks"], ["keys", "list"]):
+        out[" ".join(verb)] = round(statistics.median(
+            wall([sys.executable, "-m", "api.cli", "--data", str(data), *verb]) for _ in range(repeat)), 3)
+    out["python -c pass"] = round(statistics.median(wall([sys.executable, "-c", "pass"])
+                                                    for _ in range(repeat)), 3)
+    shutil.rmtree(data, ignore_errors=True)
+    return out
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--probe":
         probe(sys.argv[2:])
@@ -334,6 +350,8 @@ def main() -> None:
                     "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                                f"Python {platform.python_version()}",
                     "load_before": os.getloadavg(), "command": " ".join(sys.argv), "end_to_end": []}
+    result["light_verbs_s"] = light_verbs(work, max(3, args.repeat))
+    print(json.dumps(result["light_verbs_s"]), flush=True)
     sets = {"lfw": lfw_photos, "mix": mix_photos}
     for name in [s for s in args.sets.split(",") if s]:
         folder = copy_set(sets[name](args.suite_root, args.n), work / f"set-{name}")
