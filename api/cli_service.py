@@ -92,8 +92,16 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) ->
 @keys_app.command("list")
 def keys_list() -> None:
     """Names, roles and states of the keys (never the keys)."""
-    from api.auth import list_keys
+    from indexer.store import peek
     from indexer.text import displayable
+
+    quick = peek.api_keys(state.data_dir)  # stdlib sqlite3, read-only: no FastAPI or SQLAlchemy to load
+    if quick is not None:
+        for q in quick:
+            status = f"revoked {q.revoked_at[:10]}" if q.revoked_at else "active"
+            typer.echo(f"{displayable(q.name)}\t{q.role}\t{status}")
+        return
+    from api.auth import list_keys
 
     for k in list_keys(_catalog()):
         status = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"

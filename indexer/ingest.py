@@ -33,7 +33,7 @@ from typing import Any
 
 from indexer import images, pipeline, text
 from indexer.store import features
-from indexer.store.catalog import Bank
+from indexer.store.catalog import Bank, Item
 from indexer.store.store import NewImage, Store
 
 MANIFEST_SUFFIXES = {".csv", ".jsonl", ".ndjson"}
@@ -256,11 +256,13 @@ def file_sha256(path: Path) -> str:
 # --- worker side -------------------------------------------------------------
 
 _WORKER_SIGNALS: list[str] = []
+_WORKER_EXTRAS: dict[str, pipeline.PictureExtra] = {}
 
 
-def _init_worker(signal_names: list[str]) -> None:
-    global _WORKER_SIGNALS
+def _init_worker(signal_names: list[str], extras: dict[str, pipeline.PictureExtra] | None = None) -> None:
+    global _WORKER_SIGNALS, _WORKER_EXTRAS
     _WORKER_SIGNALS = signal_names
+    _WORKER_EXTRAS = dict(extras or {})
     try:  # one image per process: library-internal threads only oversubscribe
         import cv2
         cv2.setNumThreads(1)
@@ -272,7 +274,7 @@ def _work(job: tuple[int, str]) -> tuple[int, pipeline.Extraction | None, str, s
     position, path = job
     try:
         data = images._read_bytes(path, images.DEFAULT_MAX_BYTES)
-        return position, pipeline.extract(data, _WORKER_SIGNALS), "", ""
+        return position, pipeline.extract(data, _WORKER_SIGNALS, extras=_WORKER_EXTRAS), "", ""
     except images.ImageError as exc:
         return position, None, exc.code, str(exc)
     except OSError as exc:
@@ -296,6 +298,8 @@ def index_records(
     checkpoint_seconds: float = 30.0,
     max_bad: float = DEFAULT_MAX_BAD,
     keeper: Any = None,
+    picture_extras: dict[str, pipeline.PictureExtra] | None = None,
+    after_batch: Callable[[list[tuple[Item, bool, NewImage]]], None] | None = None,
 ) -> IngestReport:
     """Index ``records`` into ``bank`` and return what happened.
 
@@ -305,6 +309,9 @@ def index_records(
     More than ``max_bad`` unreadable rows after MIN_ROWS_FOR_BAD_SHARE raises
     :class:`TooManyBadRows` before anything is stored. ``keeper``
     (:class:`indexer.store.photos.FileKeeper`) keeps each new image's photo for reviewers.
+    ``picture_extras`` run in the workers on each decode (:func:`indexer.pipeline.extract`)
+    and ``after_batch`` gets each stored batch with them (item, created, image), so a
+    caller's per-image work (the ad linker's prints) needs no second decode.
     """
     report = IngestReport(bank=bank.name, source=source,
                           started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
@@ -348,6 +355,9 @@ def index_records(
             for img, (_item, was_new) in zip(pending, results, strict=True):
                 if keeper and not was_new:  # stored meanwhile by another run: that one's photo is kept
                     keeper.discard(img.attributes)
+            if after_batch is not None:
+                after_batch([(item, created, new)
+                             for (item, created), new in zip(results, pending, strict=True)])
             created = sum(1 for _item, was_new in results if was_new)
             report.indexed += created
             # Stored meanwhile by another run on the same bank: already indexed, not lost.
@@ -358,7 +368,7 @@ def index_records(
             last_checkpoint = time.monotonic()
 
     try:
-        for position, extraction, code, detail in _run(todo, signal_names, workers):
+        for position, extraction, code, detail in _run(todo, signal_names, workers, picture_extras):
             record = by_position.pop(position)
             done += 1
             if extraction is None:
@@ -392,16 +402,17 @@ def _check_bad_share(report: IngestReport, max_bad: float) -> None:
                              "nothing was indexed")
 
 
-def _run(todo: list[tuple[int, str]], signal_names: list[str], workers: int
+def _run(todo: list[tuple[int, str]], signal_names: list[str], workers: int,
+         extras: dict[str, pipeline.PictureExtra] | None = None
          ) -> Iterator[tuple[int, pipeline.Extraction | None, str, str]]:
     if workers <= 1 or len(todo) < 2:
-        _init_worker(signal_names)
+        _init_worker(signal_names, extras)
         for job in todo:
             yield _work(job)
         return
     # forkserver: children must not inherit the parent's OpenMP / FAISS threads.
     ctx = mp.get_context("forkserver")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(signal_names,)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(signal_names, extras)) as pool:
         yield from pool.imap_unordered(_work, todo, chunksize=4)
 
 

@@ -32,12 +32,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import cv2
-import faiss
 import numpy as np
-import pdqhash
 
 from indexer.images import Picture
-from indexer.signals.hashes import PDQ_SIDE, grey_square
+from indexer.signals.hashes import PDQ_DCT_DIHEDRAL, PDQ_SIDE, grey_square, pdq_bits, pdq_coefficients
 
 THUMB_SIDE = 32
 KEY_BYTES = 32  # 256-bit PDQ
@@ -103,22 +101,32 @@ def _thumb(picture: Picture) -> bytes:
     return cv2.resize(grey, (THUMB_SIDE, THUMB_SIDE), interpolation=cv2.INTER_AREA).tobytes()
 
 
-def _pdq_variants(rgb: np.ndarray) -> tuple[list[bytes], float]:
-    hashes, quality = pdqhash.compute_dihedral(np.ascontiguousarray(rgb))
-    return [np.packbits(h.astype(np.uint8)).tobytes() for h in hashes], quality / 100.0
+def _pdq_variants(picture: Picture) -> tuple[list[bytes], float]:
+    """The PDQ of ``picture`` and of its 7 other symmetries, from reunite's own PDQ.
+
+    The same hash indexing stores as the ``pdq`` vector (:mod:`indexer.signals.hashes`:
+    the reference's filter folded onto the 256-px copy, close to what a partner's
+    list holds), computed from the buffer cached on the picture: when the
+    picture is the one indexing decoded, the print costs no second PDQ. The
+    variants come from the one DCT by the reference's sign changes and transposes.
+    """
+    coeffs, quality = pdq_coefficients(picture)
+    return ([pdq_bits(transform(coeffs)).tobytes() for transform in PDQ_DCT_DIHEDRAL.values()],
+            quality / 100.0)
 
 
 def print_of(picture: Picture) -> Print:
-    """The print of a decoded picture (PDQ-side shrink, dihedral variants, trimmed copy)."""
+    """The print of a decoded picture (PDQ with its dihedral variants, thumbnail, trimmed copy)."""
     small = picture.shrunk(PDQ_SIDE)
-    variants, quality = _pdq_variants(small.rgb)
+    variants, quality = _pdq_variants(picture)
     out = Print(pdq=variants[0], quality=quality, variants=variants, thumb=_thumb(small))
     box = trim_box(small.rgb)
     if box is not None:
         top, bottom, left, right = box
-        crop = Picture(np.ascontiguousarray(small.rgb[top:bottom, left:right]), small.format,
-                       small.original_size, small.frames)
-        out.trim_variants, out.trim_quality = _pdq_variants(crop.rgb)
+        pixels = np.ascontiguousarray(small.rgb[top:bottom, left:right])
+        # Hashed as the crop it is (its own size as the original): no fold onto the parent's grid.
+        crop = Picture(pixels, small.format, (pixels.shape[1], pixels.shape[0]), small.frames)
+        out.trim_variants, out.trim_quality = _pdq_variants(crop)
         out.trim_pdq = out.trim_variants[0]
         out.trim_thumb = _thumb(crop)
     return out
@@ -133,6 +141,8 @@ class KeyIndex:
     """
 
     def __init__(self) -> None:
+        import faiss  # loaded by the verbs that link, not by every importer of the print helpers
+
         self._index = faiss.IndexBinaryFlat(KEY_BYTES * 8)
         self._items: list[int] = []
         self._kinds: list[int] = []

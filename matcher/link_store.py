@@ -112,6 +112,10 @@ class AdPrint(Base):
     trim_pdq: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     trim_quality: Mapped[float | None] = mapped_column(Float, nullable=True)
     trim_thumb: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # The 8 dihedral PDQ variants (32 bytes each) of the full and trimmed picture, so that a
+    # print written by the indexing worker is searched later without decoding the image again.
+    variants: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    trim_variants: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class AdItemLink(Base):

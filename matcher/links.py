@@ -38,6 +38,7 @@ few indexed catalog look-ups per new image, never a pass over the crawl.
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,7 @@ from indexer.images import Picture
 from indexer.signals import base as signals
 from indexer.signals.base import Thresholds, VectorKind
 from indexer.signals.hashes import PDQ_SIDE
-from indexer.store.catalog import Bank, Item, Vector, create_tables, utcnow
+from indexer.store.catalog import Bank, Item, Subject, Vector, add_missing_columns, create_tables, utcnow
 from indexer.store.store import Store
 from matcher import contacts, decide
 from matcher import link_prints as prints
@@ -137,10 +138,12 @@ class Linker:
         self.matcher = matcher or Matcher(store)
         self.config = config or LinkConfig()
         self._key_indexes: dict[int, prints.KeyIndex] = {}
+        # Banks whose key index was checked against the catalog in the current chunk:
+        # the check counts the bank's prints, a pass over the crawl, so once per chunk.
+        self._checked: set[int] = set()
         # The link tables live on the catalog's Base; a store opened before this
         # module was imported has not created them yet.
-        create_tables(store.catalog.engine, tables=[
-            t.__table__ for t in (AdPhoto, AdContact, AdLink, LinkedItem, AdPrint, AdItemLink)])
+        _ensure_link_tables(store)
 
     # --- occurrences ---------------------------------------------------------
     def record(self, bank: Bank, occurrences: Iterable[Occurrence]) -> int:
@@ -150,23 +153,38 @@ class Linker:
         are skipped: they have nothing to link by but their contacts, and an ad
         is only known here through an image.
         """
-        added = 0
         occurrences = list(occurrences)
+        rows: list[AdPhoto] = []
         with self.store.catalog.session() as s:
-            shas = {o.sha256 for o in occurrences}
-            items = _items_by_sha(s, bank.id, shas)
-            for occ in occurrences:
-                item_id = items.get(occ.sha256)
-                if item_id is None:
+            items = _items_by_sha(s, bank.id, {o.sha256 for o in occurrences})
+            wanted = [(o, items[o.sha256]) for o in occurrences if o.sha256 in items]
+            # Subjects and existing (ad, image) rows read once per call, not once per row.
+            labels = sorted({o.label for o, _item in wanted})
+            subjects: dict[str, int] = {}
+            for start in range(0, len(labels), 900):
+                subjects.update((str(label), int(sid)) for label, sid in s.execute(
+                    select(Subject.label, Subject.id).where(Subject.bank_id == bank.id,
+                                                            Subject.label.in_(labels[start:start + 900]))))
+            missing = [Subject(bank_id=bank.id, label=label) for label in labels if label not in subjects]
+            if missing:
+                s.add_all(missing)
+                s.flush()
+                subjects.update((x.label, int(x.id)) for x in missing)
+            ids = sorted(set(subjects.values()))
+            seen: set[tuple[int, int]] = set()
+            for start in range(0, len(ids), 900):
+                seen.update((int(a), int(b)) for a, b in s.execute(
+                    select(AdPhoto.subject_id, AdPhoto.item_id).where(
+                        AdPhoto.subject_id.in_(ids[start:start + 900]))))
+            for occ, item_id in wanted:
+                key = (subjects[occ.label], item_id)
+                if key in seen:
                     continue
-                subject = self.store.catalog.ensure_subject(s, bank.id, occ.label)
-                if s.scalar(select(AdPhoto.id).where(AdPhoto.subject_id == subject.id,
-                                                     AdPhoto.item_id == item_id)) is None:
-                    s.add(AdPhoto(bank_id=bank.id, subject_id=subject.id, item_id=item_id,
-                                  attributes=dict(occ.attributes)))
-                    s.flush()
-                    added += 1
-        return added
+                seen.add(key)
+                rows.append(AdPhoto(bank_id=bank.id, subject_id=key[0], item_id=item_id,
+                                    attributes=dict(occ.attributes)))
+            s.add_all(rows)
+        return len(rows)
 
     def _adopt_items(self, bank: Bank) -> None:
         """Occurrences for images stored by plain ``reunite index`` or the HTTP ingest."""
@@ -204,11 +222,26 @@ class Linker:
             todo = list(s.scalars(select(Item.id).where(
                 Item.bank_id == bank.id,
                 ~exists().where(LinkedItem.item_id == Item.id)).order_by(Item.id)))
-        for item_id in todo:
-            links, from_vectors = self._link_image(bank, item_id, read)
-            report.new_links += links
-            report.images += 1
-            report.images_from_vectors += int(from_vectors)
+        copy_searchers = self._copy_searchers(bank)
+        # One transaction and one read of items, vectors and staged prints per chunk of
+        # images, not three transactions per image: the commit, not the search, was
+        # most of the cost of linking a small photo.
+        for start in range(0, len(todo), LINK_CHUNK):
+            chunk = todo[start:start + LINK_CHUNK]
+            self._checked.clear()
+            with self.store.catalog.session() as s:
+                items = {int(i.id): i for i in s.scalars(select(Item).where(Item.id.in_(chunk)))}
+                vectors: dict[int, list[Vector]] = {}
+                for v in s.scalars(select(Vector).where(Vector.item_id.in_(chunk))):
+                    vectors.setdefault(int(v.item_id), []).append(v)
+                staged = _prints_of(s, chunk)
+                for item_id in chunk:
+                    links, from_vectors = self._link_image(
+                        s, bank, items[item_id], vectors.get(item_id, []), staged.get(item_id), read,
+                        copy_searchers)
+                    report.new_links += links
+                    report.images += 1
+                    report.images_from_vectors += int(from_vectors)
         return report
 
     def _link_occurrence(self, s: Session, bank: Bank, occ_id: int) -> int:
@@ -237,31 +270,43 @@ class Linker:
         occ.linked = True
         return new
 
-    def _link_image(self, bank: Bank, item_id: int, read: ImageReader | None) -> tuple[int, bool]:
-        """Photo, face and room links of one new image; returns (new links, searched by hashes)."""
-        with self.store.catalog.session() as s:
-            item = s.get(Item, item_id)
-            assert item is not None
-            vectors = list(s.scalars(select(Vector).where(Vector.item_id == item_id)))
-        data = read(item) if read is not None else None
-        picture, copies = self._decoded_copies(bank, data)
+    def _link_image(self, s: Session, bank: Bank, item: Item, vectors: list[Vector],
+                    staged: AdPrint | None, read: ImageReader | None, copy_searchers: list[Any]
+                    ) -> tuple[int, bool]:
+        """Photo, face and room links of one new image; returns (new links, searched by hashes).
+
+        The image is read and decoded again only when a copy searcher needs the
+        picture, or when indexing left no print (``stage_prints``) to search by.
+        """
+        item_id = int(item.id)
+        picture: Picture | None = None
+        copies: list[Candidate] = []
+        if read is not None and (copy_searchers or staged is None):
+            data = read(item)
+            picture, copies = self._decoded_copies(bank, data, copy_searchers)
+        mine = _staged_print(staged) if staged is not None else self._print(vectors, picture)
         found: list[tuple[str, int, float, dict[str, Any]]] = [
             ("photo", c.item, c.score, {**c.evidence, "items": [item_id, c.item]})
             for c in copies if c.decision == decide.MATCH and c.item != item_id]
         found += self._near_vectors(bank, item_id, vectors)
-        new = 0
-        with self.store.catalog.session() as s:
-            new += self._link_prints(s, bank, item_id, vectors, picture)
+        new = self._link_prints(s, bank, item_id, mine, stored=staged is not None)
+        if found:
             showing = ads_showing(s, [item_id, *{other for _k, other, _st, _e in found}])
-            mine = showing.get(item_id, set())
+            ads = showing.get(item_id, set())
             for kind, other_item, strength, evidence in found:
-                for ad in mine:
+                for ad in ads:
                     for other in showing.get(other_item, set()):
                         new += upsert_link(s, bank.id, ad, other, kind, strength, evidence)
-            s.add(LinkedItem(item_id=item_id, bank_id=bank.id))
-        return new, picture is None
+        s.add(LinkedItem(item_id=item_id, bank_id=bank.id))
+        return new, staged is None and picture is None
 
-    def _decoded_copies(self, bank: Bank, data: bytes | None) -> tuple[Picture | None, list[Candidate]]:
+    def _copy_searchers(self, bank: Bank) -> list[Any]:
+        """The matcher's copy searchers other than hashes that have something to search in ``bank``."""
+        return [x for x in self.matcher.searchers if x.name not in NON_COPY_SEARCHERS
+                and x.name != HashSearcher.name and x.applies(bank)]
+
+    def _decoded_copies(self, bank: Bank, data: bytes | None, searchers: list[Any]
+                        ) -> tuple[Picture | None, list[Candidate]]:
         """The decoded image (None without bytes) and its local-feature copy candidates.
 
         Hash copies are found through the prints (:meth:`_link_prints`); the
@@ -271,8 +316,6 @@ class Linker:
         """
         if data is None:
             return None, []
-        searchers = [x for x in self.matcher.searchers if x.name not in NON_COPY_SEARCHERS
-                     and x.name != HashSearcher.name and x.applies(bank)]
         try:
             if not searchers:
                 return images.load(data, max_side=PDQ_SIDE), []
@@ -291,13 +334,20 @@ class Linker:
     # --- hash links through prints --------------------------------------------
     def _keys(self, s: Session, bank: Bank) -> prints.KeyIndex:
         """The bank's key index, loaded once per process (reloaded when another process added prints)."""
-        stored = s.scalar(select(func.count()).select_from(AdPrint).where(AdPrint.bank_id == bank.id)) or 0
+        # Only the prints of images already linked: a print staged by indexing
+        # (``stage_prints``) joins the index when its own image is linked.
         index = self._key_indexes.get(bank.id)
+        if index is not None and bank.id in self._checked:
+            return index  # this process added every print since the check (index.add)
+        self._checked.add(bank.id)
+        linked = exists().where(LinkedItem.item_id == AdPrint.item_id)
+        stored = s.scalar(select(func.count()).select_from(AdPrint)
+                          .where(AdPrint.bank_id == bank.id, linked)) or 0
         if index is not None and len(index.items) == stored:
             return index
         index = prints.KeyIndex()
         rows = s.execute(select(AdPrint.item_id, AdPrint.pdq, AdPrint.trim_pdq)
-                         .where(AdPrint.bank_id == bank.id).order_by(AdPrint.item_id))
+                         .where(AdPrint.bank_id == bank.id, linked).order_by(AdPrint.item_id))
         for item_id, pdq, trim in rows:
             index.add(int(item_id), prints.FULL, bytes(pdq))
             if trim:
@@ -313,10 +363,12 @@ class Linker:
             return None
         return prints.Print(pdq=bytes(stored.data), quality=stored.quality)
 
-    def _link_prints(self, s: Session, bank: Bank, item_id: int, vectors: list[Vector],
-                     picture: Picture | None) -> int:
-        """Hash links of a new image to every stored one, minus pairs that only share a template."""
-        mine = self._print(vectors, picture)
+    def _link_prints(self, s: Session, bank: Bank, item_id: int, mine: prints.Print | None,
+                     stored: bool = False) -> int:
+        """Hash links of a new image to every stored one, minus pairs that only share a template.
+
+        ``stored``: the print's row is already in the catalog (written at indexing).
+        """
         if mine is None:
             return 0
         cfg = self.config
@@ -325,10 +377,9 @@ class Linker:
         near = {k: v for k, v in index.search(mine.keys(), max(cfg.wide_distance, limit)).items()
                 if k != item_id}
         near = dict(sorted(near.items(), key=lambda kv: (kv[1][0], kv[0]))[:cfg.max_neighbours])
-        rows = _prints_of(s, list(near))
-        s.add(AdPrint(item_id=item_id, bank_id=bank.id, pdq=mine.pdq, quality=mine.quality,
-                      thumb=mine.thumb, trim_pdq=mine.trim_pdq, trim_quality=mine.trim_quality,
-                      trim_thumb=mine.trim_thumb))
+        rows = _prints_of(s, list(near)) if near else {}
+        if not stored:
+            s.add(print_row(bank.id, item_id, mine))
         index.add(item_id, prints.FULL, mine.pdq)
         if mine.trim_pdq:
             index.add(item_id, prints.TRIM, mine.trim_pdq)
@@ -352,7 +403,7 @@ class Linker:
                 witnesses = [t for w, t in thumbs.items() if w != other and t]
                 count = prints.template_witnesses(a, b, witnesses, cfg.template_rule)
             pairs.append((other, dist, count, count >= cfg.template_witnesses))
-        showing = ads_showing(s, [item_id, *(p[0] for p in pairs)])
+        showing = ads_showing(s, [item_id, *(p[0] for p in pairs)]) if pairs else {}
         for other, dist, count, template in pairs:
             lo, hi = sorted((item_id, other))
             s.add(AdItemLink(bank_id=bank.id, a=lo, b=hi, distance=dist, witnesses=count,
@@ -361,8 +412,9 @@ class Linker:
             for ad in showing.get(item_id, set()):
                 for other_ad in showing.get(other, set()):
                     new += upsert_link(s, bank.id, ad, other_ad, "photo", strength, evidence)
-        s.flush()
-        if my_thumbs:
+        if pairs:
+            s.flush()
+        if my_thumbs and thumbs:
             self._witness_earlier_pairs(s, bank, item_id, my_thumbs, thumbs, limit)
         return new
 
@@ -464,6 +516,61 @@ class Linker:
                             {"signal": v.signal, "distance": round(hit.distance, 4),
                              "items": [item_id, owner[1].id]}))
         return out
+
+
+# Images linked per transaction (and per read of their items, vectors and prints).
+LINK_CHUNK = 200
+_TABLES_READY: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _ensure_link_tables(store: Store) -> None:
+    """The link tables live on the catalog's Base; a store opened before this module
+    was imported has not created them (or, in an older catalog, their newer columns)."""
+    engine = store.catalog.engine
+    if engine in _TABLES_READY:
+        return
+    create_tables(engine, tables=[
+        t.__table__ for t in (AdPhoto, AdContact, AdLink, LinkedItem, AdPrint, AdItemLink)])
+    add_missing_columns(engine, [AdPrint.__table__])
+    _TABLES_READY.add(engine)
+
+
+def print_row(bank_id: int, item_id: int, p: prints.Print) -> AdPrint:
+    """The catalog row of a print (keys, variants and thumbnails)."""
+    return AdPrint(item_id=item_id, bank_id=bank_id, pdq=p.pdq, quality=p.quality, thumb=p.thumb,
+                   trim_pdq=p.trim_pdq, trim_quality=p.trim_quality, trim_thumb=p.trim_thumb,
+                   variants=b"".join(p.variants) or None, trim_variants=b"".join(p.trim_variants) or None)
+
+
+def _split_keys(packed: bytes | None) -> list[bytes]:
+    if not packed:
+        return []
+    return [bytes(packed[i:i + prints.KEY_BYTES]) for i in range(0, len(packed), prints.KEY_BYTES)]
+
+
+def _staged_print(row: AdPrint) -> prints.Print:
+    """The print a row holds (a row written before variants were kept searches by its PDQ alone)."""
+    return prints.Print(pdq=bytes(row.pdq), quality=row.quality, variants=_split_keys(row.variants),
+                        thumb=row.thumb, trim_pdq=row.trim_pdq, trim_quality=row.trim_quality,
+                        trim_variants=_split_keys(row.trim_variants), trim_thumb=row.trim_thumb)
+
+
+def stage_prints(store: Store, bank: Bank, stored: Iterable[tuple[int, prints.Print]]) -> int:
+    """Write the prints that indexing workers computed from their decode; returns rows written.
+
+    Called per stored batch by ``reunite index`` of an ads bank: the linker then
+    searches each new image by its print without reading or decoding the file
+    again. A staged print takes part in searches only once its image is linked.
+    """
+    pairs = list(stored)
+    if not pairs:
+        return 0
+    _ensure_link_tables(store)
+    with store.catalog.session() as s:
+        have = set(_prints_of(s, [item_id for item_id, _p in pairs]))
+        rows = [print_row(bank.id, item_id, p) for item_id, p in pairs if item_id not in have]
+        s.add_all(rows)
+    return len(rows)
 
 
 def _family(signal_name: str) -> str | None:

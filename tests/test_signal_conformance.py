@@ -111,3 +111,26 @@ def test_fast_whash_equals_imagehash() -> None:
         grey = tile.convert("L")
         total += imagehash.whash(grey, image_scale=64) - _whash(grey)
     assert total <= 3  # float ties only: at most a few bits in 3,200
+
+
+def test_fast_phash_equals_imagehash_without_scipy() -> None:
+    import subprocess
+    import sys
+
+    import imagehash
+
+    from indexer.signals.hashes import _phash
+    from tests.conftest import ROOT, photo, tiles
+
+    total = 0
+    pictures = [*tiles(60, size=96, seed=12), *(photo(p) for p in ("astronaut.png", "brick.png"))]
+    for tile in pictures:
+        total += imagehash.phash(tile) - _phash(tile)
+    assert total <= 3  # float ties on the median only
+    # Hashing a picture must not load SciPy (imagehash's pHash imports scipy.fftpack).
+    probe = ("import sys; from indexer import pipeline; from tests.conftest import jpeg_bytes, tiles; "
+             "pipeline.extract(jpeg_bytes(tiles(1)[0]), ['phash', 'dhash', 'ahash', 'whash', 'pdq']); "
+             "print('scipy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip() == "False", done.stderr[-1000:]

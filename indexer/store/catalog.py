@@ -251,8 +251,11 @@ class Catalog:
             )
             return list(rows)
 
-    def add_vectors(self, s: Session, item: Item, vectors: Iterable[Any]) -> list[Vector]:
+    def add_vectors(self, s: Session, item: Item, vectors: Iterable[Any], flush: bool = True) -> list[Vector]:
         """Store signal vectors of ``item`` and bump the revisions they touch.
+
+        ``flush=False`` leaves the insert (and the rows' ids) to the caller's next
+        flush, so that a batch of images is inserted at once.
 
         Revisions are bumped once per (bank, signal) when the session commits;
         the old and new values are then in ``s.info['revisions_before']`` and
@@ -269,7 +272,8 @@ class Catalog:
             ))
             touched.add(v.signal)
         s.add_all(rows)
-        s.flush()
+        if flush:
+            s.flush()
         pending = s.info.setdefault("touched", set())
         pending.update((item.bank_id, signal) for signal in touched)
         return rows

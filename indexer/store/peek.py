@@ -1,0 +1,96 @@
+"""Read-only answers from a data folder's SQLite catalog with the standard library alone.
+
+Why: ``reunite banks`` and ``reunite keys list`` are what an operator types to
+see where things stand, many times a day and from scripts. Opening the full
+:class:`indexer.store.store.Store` imports SQLAlchemy, NumPy and FAISS and
+checks the schema first, which costs more than a second before anything is
+printed; these verbs only read a few rows. ``sqlite3`` opens the file
+read-only (``mode=ro``: nothing is created, migrated or locked for writing),
+and any surprise (no catalog yet, a schema from an older version, another
+engine) is answered by ``None``, upon which the caller takes the full path.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BankSummary:
+    """One bank as ``reunite banks`` prints it."""
+
+    name: str
+    kind: str
+    items: int
+    policy: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class KeySummary:
+    """One API key as ``reunite keys list`` prints it (never the key or its hash)."""
+
+    name: str
+    role: str
+    revoked_at: str | None
+
+
+def _missing(data_dir: Path) -> bool:
+    """No catalog yet: nothing stored, so nothing to list (and nothing is created for asking)."""
+    return not (Path(data_dir) / "catalog.sqlite").exists()
+
+
+def _connect(data_dir: Path) -> sqlite3.Connection | None:
+    path = Path(data_dir) / "catalog.sqlite"
+    if not path.is_file():
+        return None
+    try:
+        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error:
+        return None
+
+
+def banks(data_dir: Path) -> list[BankSummary] | None:
+    """Every bank with its item count, by name; None when the catalog must be opened in full."""
+    if _missing(data_dir):
+        return []
+    conn = _connect(data_dir)
+    if conn is None:
+        return None
+    try:
+        with closing(conn):
+            rows = conn.execute(
+                "SELECT b.name, b.kind, b.policy, (SELECT COUNT(*) FROM items i WHERE i.bank_id = b.id) "
+                "FROM banks b ORDER BY b.name").fetchall()
+    except sqlite3.Error:  # a schema this reader does not know: let the full catalog migrate it
+        return None
+    out = []
+    for name, kind, policy, items in rows:
+        try:
+            parsed = json.loads(policy) if policy else {}
+        except ValueError:
+            return None
+        out.append(BankSummary(str(name), str(kind), int(items), parsed if isinstance(parsed, dict) else {}))
+    return out
+
+
+def api_keys(data_dir: Path) -> list[KeySummary] | None:
+    """Every issued key by id; None when the catalog must be opened in full."""
+    if _missing(data_dir):
+        return []
+    conn = _connect(data_dir)
+    if conn is None:
+        return None
+    try:
+        with closing(conn):
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'api_keys'"
+                            ).fetchone() is None:
+                return []  # no key was ever issued in this folder
+            rows = conn.execute("SELECT name, role, revoked_at FROM api_keys ORDER BY id").fetchall()
+    except sqlite3.Error:
+        return None
+    return [KeySummary(str(n), str(r), None if rev is None else str(rev)) for n, r, rev in rows]

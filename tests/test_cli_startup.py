@@ -1,0 +1,69 @@
+"""Light verbs load only what they use: the heavy libraries stay out of `--help`, `banks` and `keys list`.
+
+Pinned by the imports themselves (``python -X importtime`` of the real command), not by a clock:
+these verbs are typed many times a day and must start at once, so FAISS, OpenCV, the face and
+scene models and SQLAlchemy's ORM are loaded by the verbs that need them, on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_reunite, tiles
+
+HEAVY = ("cv2", "faiss", "dlib", "torch", "onnxruntime", "sqlalchemy", "fastapi", "numpy")
+
+
+def imported(*args: str, data: Path) -> set[str]:
+    """Top-level packages the real ``reunite`` command imported while running ``args``."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "api.cli", "--data", str(data), *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    names = set()
+    for line in done.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return names
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder with a bank of a few photos and one API key."""
+    root = tmp_path_factory.mktemp("startup")
+    photos = root / "photos"
+    photos.mkdir()
+    for i, tile in enumerate(tiles(3)):
+        tile.save(photos / f"p{i}.png")
+    data = root / "data"
+    run_reunite("index", str(photos), "--bank", "crawl", "--signals", "hashes", "--quiet", data=data,
+                check=True)
+    run_reunite("keys", "create", "--role", "reviewer", "--name", "rev", data=data, check=True)
+    return data
+
+
+@pytest.mark.parametrize("args", [("--help",), ("banks",), ("keys", "list")])
+def test_light_verbs_do_not_import_heavy_libraries(filled: Path, args: tuple[str, ...]) -> None:
+    loaded = imported(*args, data=filled)
+    assert "api" in loaded  # the parse saw the command's own modules
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_light_verbs_answer_from_the_catalog(filled: Path) -> None:
+    banks = run_reunite("banks", data=filled, check=True).stdout
+    assert banks.strip() == "crawl\tads\t3 items"
+    keys = run_reunite("keys", "list", data=filled, check=True).stdout
+    assert keys.strip() == "rev\treviewer\tactive"
+    run_reunite("keys", "revoke", "rev", data=filled, check=True)
+    assert run_reunite("keys", "list", data=filled, check=True).stdout.split("\t")[2].startswith("revoked 20")
+
+
+def test_banks_of_an_empty_folder_creates_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "nothing"
+    assert imported("banks", data=data).isdisjoint(HEAVY)
+    assert not data.exists()
