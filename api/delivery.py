@@ -156,7 +156,10 @@ class Deliverer:
         if claimed is None:
             return  # another deliverer holds it, or it was delivered meanwhile
         row, sub = claimed
-        view = self.book.get(row.alert_id)
+        try:
+            view = self.book.get(row.alert_id)
+        except outbox.AlertError:
+            return  # purged meanwhile (consent withdrawn): its deliveries went with it
         body = json.dumps(payload(view), separators=(",", ":"), sort_keys=True).encode()
         status, error = self._post(sub, view.event_id, body)
         now = utcnow()

@@ -89,7 +89,8 @@ def _name(value: str, field: str) -> str:
     return value
 
 
-def _owner(value: str) -> str:
+def check_owner(value: str) -> str:
+    """An owner string: a key name, or ``team:NAME``; CaseError otherwise."""
     if value.startswith(TEAM_PREFIX):
         return TEAM_PREFIX + _name(value[len(TEAM_PREFIX):], "team")
     return _name(value, "owner")
@@ -104,7 +105,7 @@ class Cases:
 
     # --- admin -------------------------------------------------------------------
     def create(self, title: str, owner: str) -> CaseView:
-        title, owner = _name(title, "title"), _owner(owner)
+        title, owner = _name(title, "title"), check_owner(owner)
         with self.catalog.session() as s:
             if s.scalar(select(Case.id).where(Case.title == title)) is not None:
                 raise CaseError("case_exists", "a case with that title exists")
@@ -114,7 +115,7 @@ class Cases:
             return self._view(s, case)
 
     def set_owner(self, case_ref: str, owner: str) -> CaseView:
-        owner = _owner(owner)
+        owner = check_owner(owner)
         with self.catalog.session() as s:
             case = self._case(s, case_ref)
             case.owner = owner

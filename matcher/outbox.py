@@ -52,7 +52,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from indexer import text as text_rules
 from indexer.crypto import Cipher, is_sealed
 from indexer.store.catalog import Bank, Base, Catalog, Item, Subject, create_tables, utcnow
-from matcher.cases import Case, Cases
+from matcher.cases import Case, Cases, check_owner
 
 ALERT_KINDS = frozenset({"missing_person", "venue", "hashes"})
 OUTCOMES = ("action_taken", "not_actionable", "duplicate")
@@ -238,9 +238,7 @@ class AlertBook:
     # --- subscribers (admin) --------------------------------------------------------
     def subscribe(self, owner: str, url: str) -> tuple[int, str]:
         """Register ``url`` for ``owner``; returns (id, secret). The secret is shown once."""
-        from matcher.cases import _owner
-
-        owner, url = _owner(owner), check_url(url)
+        owner, url = check_owner(owner), check_url(url)
         secret = "whsec_" + secrets.token_urlsafe(32)
         blob = secret.encode()
         if self.cipher is not None:
