@@ -54,7 +54,7 @@ from indexer.signals.base import Thresholds, VectorKind
 from indexer.signals.hashes import PDQ_SIDE
 from indexer.store.catalog import Bank, Item, Vector, create_tables, utcnow
 from indexer.store.store import Store
-from matcher import contacts, decide
+from matcher import contacts, decide, photo_contacts
 from matcher import link_prints as prints
 from matcher.link_store import (
     AdContact,
@@ -140,7 +140,8 @@ class Linker:
         # The link tables live on the catalog's Base; a store opened before this
         # module was imported has not created them yet.
         create_tables(store.catalog.engine, tables=[
-            t.__table__ for t in (AdPhoto, AdContact, AdLink, LinkedItem, AdPrint, AdItemLink)])
+            t.__table__ for t in (AdPhoto, AdContact, AdLink, LinkedItem, AdPrint, AdItemLink,
+                                  photo_contacts.PhotoContact)])
 
     # --- occurrences ---------------------------------------------------------
     def record(self, bank: Bank, occurrences: Iterable[Occurrence]) -> int:
@@ -229,6 +230,8 @@ class Linker:
             for other in set(others):
                 new += upsert_link(s, bank.id, occ.subject_id, int(other), kind,
                                    self.config.contact_strength, {kind: value})
+            new += photo_contacts.link_typed_contact(s, bank.id, occ.subject_id, kind, value,
+                                                     self.config.contact_strength)
         same = s.scalars(select(AdPhoto.subject_id).where(AdPhoto.item_id == occ.item_id,
                                                           AdPhoto.subject_id != occ.subject_id))
         for other in set(same):
@@ -252,6 +255,8 @@ class Linker:
         new = 0
         with self.store.catalog.session() as s:
             new += self._link_prints(s, bank, item_id, vectors, picture)
+            new += photo_contacts.link_image(s, bank.id, item_id, self.config.region,
+                                             self.config.contact_strength)
             showing = ads_showing(s, [item_id, *{other for _k, other, _st, _e in found}])
             mine = showing.get(item_id, set())
             for kind, other_item, strength, evidence in found:

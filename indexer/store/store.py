@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from indexer.pipeline import Extraction
 from indexer.signals import base as signals
+from indexer.store.annotations import add_annotations
 from indexer.store.catalog import Bank, Catalog, Item, Subject, lost_a_race
 from indexer.store.indexes import IndexSet
 
@@ -99,6 +100,7 @@ class Store:
                     ids, vecs = added.setdefault((bank.id, vec.signal), ([], []))
                     ids.append(row.id)
                     vecs.append(vec.vector)
+                add_annotations(s, item, ex.annotations)
                 results.append((item, True))
         before = dict(info.get("revisions_before", {}))
         after = dict(info.get("revisions", {}))
