@@ -23,7 +23,7 @@ from api import docs, errors, web
 from api.auth import declared_roles
 from api.metrics import Metrics
 from api.middleware import ServiceMiddleware
-from api.routes import admin, banks, ingest, match, networks, review, subjects
+from api.routes import admin, banks, ingest, match, networks, review, search, subjects
 from api.routes.hma import router as hma_router
 from api.service import Service, ServiceConfig
 
@@ -60,7 +60,7 @@ def create_app(data_dir: Path | str, *, catalog_url: str | None = None,
     app.state.service = svc
     app.state.metrics = Metrics(svc)
     errors.install(app)
-    for module in (admin, banks, subjects, ingest, match, review, networks):
+    for module in (admin, banks, subjects, ingest, match, review, networks, search):
         app.include_router(module.router)
     docs.install(app)
     app.include_router(hma_router)  # HMA's /m and /h paths at the root ("Coming from HMA", README)

@@ -276,6 +276,7 @@ COMMAND_MODULES: list[str] = [
     "api.cli_enroll",
     "api.cli_service",
     "api.cli_networks",
+    "api.cli_search",
 ]
 
 

@@ -23,6 +23,10 @@ Visibility table (``-`` = never sent to that role)::
       (api/routes/hma.py)                 id                 id                (53 bits of the ref)
     HMA index status (hash count and      y       -          y           -    y (searchable banks only)
       newest indexed time per signal)
+    ads carrying a contact (GET           y       -          y           -       -
+      /v1/search: ad labels, item ids,
+      text read and its box; ads banks
+      only, never a reference bank)
 
 An HMA client expects an integer ``bank_content_id``; a partner's is the top
 53 bits of its R- ref (a JSON-safe integer, stable, and the same subject as

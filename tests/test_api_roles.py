@@ -43,6 +43,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/review/candidates/{candidate_id}/query-image"): {A, R},
     ("GET", "/v1/networks"): {A, INV},
     ("GET", "/v1/networks/{network_id}"): {A, INV},
+    ("GET", "/v1/search"): {A, INV},  # contacts read from ads' text and photos (api/routes/search.py)
     # HMA-compatible API (api/routes/hma.py): the roles of /v1/match/hashes.
     ("GET", "/m/raw_lookup"): {A, INV, P},
     ("GET", "/m/lookup"): {A, INV, P},
