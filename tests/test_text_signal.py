@@ -80,6 +80,15 @@ def test_ocr_reads_a_painted_number_with_its_box() -> None:
     assert again == out.annotations
 
 
+def test_precheck_skips_a_picture_without_text_regions() -> None:
+    from indexer.signals.text import TextReader
+
+    reader = TextReader()
+    flat = images.load(png_bytes(Image.new("RGB", (400, 300), (120, 130, 140))))
+    assert reader.annotate(flat) == []
+    assert "full" not in reader._engines  # the full detector + recogniser pass never ran
+
+
 def test_text_family_is_chosen_by_signals_and_not_a_vector_signal() -> None:
     annotator = signals.get_annotator("ocr")
     assert annotator is not None and annotator.family == "text"
