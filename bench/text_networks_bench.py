@@ -119,6 +119,9 @@ def main() -> None:
     ap.add_argument("--painted-unrelated", type=float, default=0.4)
     ap.add_argument("--seed", type=int, default=19)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--resume", action="store_true",
+                    help="Reuse existing data folders (index is idempotent: an interrupted run resumes; "
+                         "its seconds then count the resumed part only).")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     today = dt.date.today()
@@ -144,7 +147,7 @@ def main() -> None:
                   "unrelated_ads_with_painted_text": len(_replaced)}}
     for name, signals in (("before", "hashes"), ("after", "hashes,text")):
         data = args.work / f"data-{args.seed}-{name}"
-        if data.exists():
+        if data.exists() and not args.resume:
             raise SystemExit(f"{data} exists: remove it or choose another --work / --seed")
         result[name] = run(data, manifest, signals, truth)
         print(json.dumps({name: result[name]}), flush=True)

@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from indexer.store.annotations import ImageText, texts_of
-from indexer.store.catalog import Base
+from indexer.store.annotations import ImageText, PhotoContact, texts_of
 from matcher import contacts, decide
 
 # Contact kinds read from photos, and the link kind each produces (None: searchable, never links).
@@ -137,20 +136,6 @@ def read_contacts(line: str, region: str = contacts.DEFAULT_REGION) -> list[Foun
     return out
 
 
-class PhotoContact(Base):
-    """A contact read from a text line of a stored image (``value`` normalised; ``box`` of its line)."""
-
-    __tablename__ = "photo_contacts"
-    __table_args__ = (Index("ix_photo_contacts_lookup", "bank_id", "kind", "value"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    bank_id: Mapped[int] = mapped_column(Integer)
-    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
-    text_id: Mapped[int] = mapped_column(ForeignKey("image_texts.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(16))
-    value: Mapped[str] = mapped_column(String(320))
-    confidence: Mapped[float] = mapped_column(Float)
-
-
 def record_item(s: Session, bank_id: int, item_id: int, region: str) -> list[tuple[PhotoContact, ImageText]]:
     """Read and store the contacts of one image's text lines (once: later calls return the stored rows)."""
     stored = list(s.execute(select(PhotoContact, ImageText)
@@ -234,3 +219,11 @@ def link_typed_contact(s: Session, bank_id: int, subject_id: int, kind: str, val
             new += upsert_link(s, bank_id, subject_id, other, link_kind,
                                strength_of(line.confidence, base_strength), evidence)
     return new
+
+
+def on_item(s: Session, item_id: int) -> list[dict[str, Any]]:
+    """The contacts read on one stored image (worked out by the linking step), with the box of each line."""
+    rows = s.execute(select(PhotoContact, ImageText).join(ImageText, ImageText.id == PhotoContact.text_id)
+                     .where(PhotoContact.item_id == item_id).order_by(ImageText.top, ImageText.left))
+    return [{"kind": c.kind, "value": c.value, "box": t.box, "text": t.text,
+             "confidence": round(t.confidence, 3)} for c, t in rows]

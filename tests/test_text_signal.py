@@ -170,5 +170,25 @@ def test_search_over_http_for_investigators(api: LiveApi) -> None:
     assert bad.status_code == 422 and bad.json()["error"] == "bad_contact"
     assert api.as_("reviewer").get("/v1/search", params={"phone": NUMBER}).status_code == 403
     events = [e.to_json() for e in api.service.audit.events(limit=1000, action="search.contact")]
-    assert events and all(e["object"] == "contact:phone" for e in events)
+    answered = [e for e in events if e["result"] == "ok"]
+    assert answered and all(e["object"] == "contact:phone" and e["detail"].get("ref") for e in answered)
     assert not [e for e in events if "555" in json.dumps(e)]  # the number is audited by a digest only
+
+
+def test_reviewer_sees_the_contacts_read_on_the_reference_photo_boxed(crawl: tuple[Path, Path]) -> None:
+    from api.web import evidence
+    from indexer.store.catalog import Item, Subject
+    from indexer.store.store import Store
+    from matcher import photo_contacts
+
+    store = Store(crawl[1])
+    with store.catalog.session() as s:
+        item_id = next(i.id for i in s.query(Item).join(Subject, Subject.id == Item.subject_id)
+                       .filter(Subject.label == "ad-a"))
+        found = photo_contacts.on_item(s, item_id)
+    store.catalog.engine.dispose()
+    assert [(c["kind"], c["value"]) for c in found] == [("phone", E164)]
+    explained = evidence.explain({"pdq": 3}, 0.9, "match", reference_contacts=found)
+    assert any(E164 in line and "reference photo" in line for line in explained.sentences)
+    text_boxes = [b for b in explained.reference_shapes if b.kind == "text"]
+    assert len(text_boxes) == 1 and text_boxes[0].width > 0 and text_boxes[0].height > 0

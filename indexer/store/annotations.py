@@ -4,12 +4,14 @@ Why a table and not vectors: a line of text is searched by what it says
 ("which photos show this number"), never by distance, so it has no FAISS
 index; the rows are the source of truth and :mod:`matcher.photo_contacts`
 derives contacts from them. Deleting an image (consent withdrawal, retention)
-deletes its lines by cascade.
+deletes its lines by cascade. ``photo_contacts`` holds the contacts the
+linking step read from those lines (defined here so that every store has the
+table, whichever modules a process imported).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Float, ForeignKey, Integer, String, select
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from indexer.signals.base import Annotation
@@ -37,6 +39,20 @@ class ImageText(Base):
     @property
     def box(self) -> list[int]:
         return [self.left, self.top, self.right, self.bottom]
+
+
+class PhotoContact(Base):
+    """A contact read from a text line of a stored image (normalised; filled by matcher.photo_contacts)."""
+
+    __tablename__ = "photo_contacts"
+    __table_args__ = (Index("ix_photo_contacts_lookup", "bank_id", "kind", "value"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bank_id: Mapped[int] = mapped_column(Integer)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    text_id: Mapped[int] = mapped_column(ForeignKey("image_texts.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(320))
+    confidence: Mapped[float] = mapped_column(Float)
 
 
 def add_annotations(s: Session, item: Item, annotations: list[Annotation]) -> list[ImageText]:
