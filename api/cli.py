@@ -90,7 +90,7 @@ def parse_signals(value: str | None, kind: str) -> list[str]:
     from indexer.signals import base as signals
     families = [f.strip() for f in value.split(",")] if value else default_signals(kind)
     try:
-        return [s.name for s in signals.select(families)]
+        return signals.resolve(families)
     except KeyError as exc:
         raise fail(str(exc.args[0])) from None
 
@@ -360,6 +360,7 @@ COMMAND_MODULES: list[str] = [
     "api.cli_networks",
     "api.cli_alerts",
     "api.cli_stats",
+    "api.cli_search",
 ]
 
 

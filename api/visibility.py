@@ -34,6 +34,10 @@ Visibility table (``-`` = never sent to that role)::
       the budget ledger: routes/stats.py)
     minors' regime (minor_policy flag)    y       y          y           -       -
       (never an age or a date of birth)
+    ads carrying a contact (GET           y       -          y           -       -
+      /v1/search: ad labels, item ids,
+      text read and its box; ads banks
+      only, never a reference bank)
 
 An HMA client expects an integer ``bank_content_id``; a partner's is the top
 53 bits of its R- ref (a JSON-safe integer, stable, and the same subject as

@@ -13,7 +13,7 @@ from typing import Any
 
 from indexer import images
 from indexer.signals import base as signals
-from indexer.signals.base import Signal, SignalVector
+from indexer.signals.base import Annotation, Annotator, Signal, SignalVector
 
 
 @dataclass
@@ -26,6 +26,8 @@ class Extraction:
     format: str
     frames: int
     vectors: list[SignalVector] = field(default_factory=list)
+    # Records of annotators (text lines read by OCR), stored in their own table.
+    annotations: list[Annotation] = field(default_factory=list)
     # Query-side extras (dihedral hash variants) that are never stored.
     variants: dict[str, list[tuple[str, SignalVector]]] = field(default_factory=dict)
     # What callers asked to derive from the same decode (``extras``), never stored by the store.
@@ -36,7 +38,20 @@ class Extraction:
 PictureExtra = Callable[[images.Picture], Any]
 
 
-def decode_side_for(chosen: list[Signal]) -> int | None:
+def _split(names: list[str]) -> tuple[list[Signal], list[Annotator]]:
+    """The named signals and annotators, in order; KeyError for a name that is neither."""
+    chosen: list[Signal] = []
+    annotators: list[Annotator] = []
+    for name in names:
+        annotator = signals.get_annotator(name)
+        if annotator is not None:
+            annotators.append(annotator)
+        else:
+            chosen.append(signals.get(name))
+    return chosen, annotators
+
+
+def decode_side_for(chosen: list[Signal] | list[Signal | Annotator]) -> int | None:
     """The smallest decode that serves every chosen signal (None: full size)."""
     sides = [getattr(s, "decode_side", None) for s in chosen]
     if not sides or any(side is None for side in sides):
@@ -55,7 +70,8 @@ def extract(data: bytes, signal_names: list[str], *, with_variants: bool = False
     anywhere else. Raises :class:`indexer.images.ImageError` for input that is
     not a usable image.
     """
-    chosen = [signals.get(n) for n in signal_names]
+    vector_signals, annotators = _split(signal_names)
+    chosen = [*vector_signals, *annotators]
     grey = bool(chosen) and not any(getattr(s, "needs_color", True) for s in chosen)
     picture = images.load(data, max_side=decode_side_for(chosen), max_pixels=max_pixels, grey=grey)
     out = extract_picture(data, picture, signal_names, with_variants=with_variants)
@@ -67,7 +83,7 @@ def extract(data: bytes, signal_names: list[str], *, with_variants: bool = False
 def extract_picture(data: bytes, picture: images.Picture, signal_names: list[str], *,
                     with_variants: bool = False) -> Extraction:
     """Signals of an already decoded ``picture`` of ``data``."""
-    chosen = [signals.get(n) for n in signal_names]
+    chosen, annotators = _split(signal_names)
     out = Extraction(
         sha256=hashlib.sha256(data).hexdigest(),
         width=picture.original_size[0], height=picture.original_size[1],
@@ -77,4 +93,6 @@ def extract_picture(data: bytes, picture: images.Picture, signal_names: list[str
         out.vectors.extend(signal.extract(picture))
         if with_variants and hasattr(signal, "variants"):
             out.variants[signal.name] = signal.variants(picture)
+    for annotator in annotators:
+        out.annotations.extend(annotator.annotate(picture))
     return out

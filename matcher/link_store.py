@@ -44,7 +44,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from indexer.store.catalog import Base, utcnow
 
-LINK_KINDS = ("photo", "face", "scene", "phone", "email")
+LINK_KINDS = ("photo", "face", "scene", "phone", "email",
+              "photo_text_phone", "photo_text_email", "photo_text_handle")  # matcher.photo_contacts
 
 
 class AdPhoto(Base):
@@ -84,7 +85,7 @@ class AdLink(Base):
     bank_id: Mapped[int] = mapped_column(Integer, index=True)
     a: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
     b: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(24))
     strength: Mapped[float] = mapped_column(Float)
     evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

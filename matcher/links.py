@@ -55,7 +55,7 @@ from indexer.signals.base import Thresholds, VectorKind
 from indexer.signals.hashes import PDQ_SIDE
 from indexer.store.catalog import Bank, Item, Subject, Vector, add_missing_columns, create_tables, utcnow
 from indexer.store.store import Store
-from matcher import contacts, decide
+from matcher import contacts, decide, photo_contacts
 from matcher import link_prints as prints
 from matcher.link_store import (
     AdContact,
@@ -262,6 +262,8 @@ class Linker:
             for other in set(others):
                 new += upsert_link(s, bank.id, occ.subject_id, int(other), kind,
                                    self.config.contact_strength, {kind: value})
+            new += photo_contacts.link_typed_contact(s, bank.id, occ.subject_id, kind, value,
+                                                     self.config.contact_strength)
         same = s.scalars(select(AdPhoto.subject_id).where(AdPhoto.item_id == occ.item_id,
                                                           AdPhoto.subject_id != occ.subject_id))
         for other in set(same):
@@ -290,6 +292,8 @@ class Linker:
             for c in copies if c.decision == decide.MATCH and c.item != item_id]
         found += self._near_vectors(bank, item_id, vectors)
         new = self._link_prints(s, bank, item_id, mine, stored=staged is not None)
+        new += photo_contacts.link_image(s, bank.id, item_id, self.config.region,
+                                         self.config.contact_strength)
         if found:
             showing = ads_showing(s, [item_id, *{other for _k, other, _st, _e in found}])
             ads = showing.get(item_id, set())
@@ -530,7 +534,8 @@ def _ensure_link_tables(store: Store) -> None:
     if engine in _TABLES_READY:
         return
     create_tables(engine, tables=[
-        t.__table__ for t in (AdPhoto, AdContact, AdLink, LinkedItem, AdPrint, AdItemLink)])
+        t.__table__ for t in (AdPhoto, AdContact, AdLink, LinkedItem, AdPrint, AdItemLink,
+                              photo_contacts.PhotoContact)])
     add_missing_columns(engine, [AdPrint.__table__])
     _TABLES_READY.add(engine)
 

@@ -54,6 +54,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/stats"): {A},  # differentially private releases: api/routes/stats.py
     ("POST", "/v1/stats"): {A},
     ("GET", "/v1/stats/{release_id}"): {A},
+    ("GET", "/v1/search"): {A, INV},  # contacts read from ads' text and photos (api/routes/search.py)
     # HMA-compatible API (api/routes/hma.py): the roles of /v1/match/hashes.
     ("GET", "/m/raw_lookup"): {A, INV, P},
     ("GET", "/m/lookup"): {A, INV, P},

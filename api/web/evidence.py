@@ -30,7 +30,7 @@ _FACE_KEYS = {"face_signal", "face_distance", "face_score", "query_face_box", "r
 class Shape:
     """A rectangle to draw on one image, in that image's original pixels."""
 
-    kind: str  # "face" or "region": the stylesheet gives each its colour and dash
+    kind: str  # "face", "region" or "text": the stylesheet gives each its colour and dash
     left: int
     top: int
     width: int
@@ -117,9 +117,34 @@ def _local_sentences(ev: dict[str, Any], prefix: str) -> list[str]:
     return out
 
 
+CONTACT_WORDS = {"phone": "Phone number", "email": "E-mail address", "handle": "Messenger handle",
+                 "url": "Web address"}
+
+
+def text_sentences(contacts: list[dict[str, Any]], where: str) -> tuple[list[str], list[Shape]]:
+    """Contacts read by OCR on a photo (:func:`matcher.photo_contacts.on_item`): sentences and boxes.
+
+    Why: a number painted on the photo is evidence the reviewer must be able to
+    check by eye; the box shows which pixels the engine read it from.
+    """
+    sentences: list[str] = []
+    shapes: list[Shape] = []
+    for c in contacts:
+        word = CONTACT_WORDS.get(str(c.get("kind")), str(c.get("kind")))
+        sentences.append(f"{word} {c.get('value')} read on the {where} photo: \u201c{c.get('text')}\u201d "
+                         f"(OCR confidence {float(c.get('confidence') or 0):.2f})")
+        if (shape := _box(c.get("box"), "text", f"text read: {c.get('value')}")) is not None:
+            shapes.append(shape)
+    return sentences, shapes
+
+
 def explain(evidence: dict[str, Any], score: float, tier: str,
-            reference_face_box: list[int] | None = None, policy: dict[str, Any] | None = None) -> Explained:
-    """Sentences (strongest kind of evidence first) and shapes for one candidate's ``evidence``."""
+            reference_face_box: list[int] | None = None, policy: dict[str, Any] | None = None,
+            reference_contacts: list[dict[str, Any]] | None = None) -> Explained:
+    """Sentences (strongest kind of evidence first) and shapes for one candidate's ``evidence``.
+
+    ``reference_contacts`` are the contacts OCR read on the reference photo (ads banks only).
+    """
     ev = dict(evidence or {})
     out = Explained(families=[FAMILY_LABELS[f] for f in evidence_families(ev)])
     out.sentences.append(f"Score {score:.2f} on the 0 to 1 scale: tier \u201c{tier}\u201d "
@@ -147,6 +172,9 @@ def explain(evidence: dict[str, Any], score: float, tier: str,
         out.sentences.append(_hash_sentence(name, ev[name], ev.get(f"{name}_transform"),
                                             ev.get(f"{name}_quality"), _thresholds(table, name, policy)))
         used.update({name, f"{name}_transform", f"{name}_quality"})
+    sentences, shapes = text_sentences(reference_contacts or [], "reference")
+    out.sentences.extend(sentences)
+    out.reference_shapes.extend(shapes)
     out.other = [(k, _plain(v)) for k, v in sorted(ev.items()) if k not in used]
     return out
 

@@ -141,12 +141,14 @@ def candidate(candidate_id: int, request: Request, session: Annotated[Session, s
     face_item = ev.get("reference_item", row.ref_item_id)
     ref_box = photos.reference_face_box(svc, row.ref_item_id, ev.get("face_signal")) \
         if face_item == row.ref_item_id else None
+    # Contacts painted on an ad's photo (OCR, matcher.photo_contacts): never read for a reference bank.
+    ref_contacts = _photo_contacts(svc, row.ref_item_id) if bank.kind == "ads" else []
     qf = f.queue_filter(svc)
     mine_first = any(d.reviewer == session.principal.name and d.state_after == review.AWAITING_SECOND
                      for d in decisions) and row.state == review.AWAITING_SECOND
     return page(request, "candidate.html", c=view, bank=bank, people=people,
                 revealed=not people or candidate_id in session.revealed,
-                explained=evidence.explain(ev, row.score, row.tier, ref_box, bank.policy),
+                explained=evidence.explain(ev, row.score, row.tier, ref_box, bank.policy, ref_contacts),
                 query=_picture_facts(lambda: photos.query_bytes(svc, row)),
                 reference=_reference_facts(svc, item),
                 next_id=review_stats.neighbour(svc.store.catalog, qf, candidate_id, forward=True),
@@ -154,6 +156,15 @@ def candidate(candidate_id: int, request: Request, session: Annotated[Session, s
                 params=f.params(), can_decide=row.state in review.OPEN_STATES and not mine_first,
                 mine_first=mine_first, states=STATE_LABELS, flash=_flash(decided, outcome),
                 error=ERRORS.get(error or ""))
+
+
+def _photo_contacts(svc: Any, item_id: int | None) -> list[dict[str, Any]]:
+    from matcher import photo_contacts
+
+    if item_id is None:
+        return []
+    with svc.store.catalog.session() as s:
+        return photo_contacts.on_item(s, item_id)
 
 
 def _picture_facts(fetch: Any) -> dict[str, Any]:

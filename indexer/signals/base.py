@@ -117,7 +117,67 @@ class Signal(ABC):
         return float(self.dim) if self.kind is VectorKind.BINARY else 2.0
 
 
+class Annotator(ABC):
+    """A registered way of reading *records* (not vectors) from a picture: text lines and their boxes.
+
+    Why a second kind of plug-in: what OCR reads is searched by value ("which
+    photos show this number"), not by distance, so it has no vector kind,
+    dimension or thresholds and no FAISS index; its records live in a table of
+    their own (:mod:`indexer.store.annotations`). It is chosen with the same
+    ``--signals`` list and computed from the same single decode as the signals.
+    """
+
+    name: str
+    family: str
+    decode_side: int | None = 1280
+    needs_color: bool = True
+
+    @abstractmethod
+    def annotate(self, picture: Picture) -> list[Annotation]:
+        """Records of ``picture`` (an empty list when there is nothing to read)."""
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One record read from a picture: a line of text, its box in original pixels, its confidence."""
+
+    annotator: str
+    text: str
+    confidence: float
+    box: tuple[int, int, int, int]  # left, top, right, bottom in the picture's original pixels
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 _REGISTRY: dict[str, Signal] = {}
+_ANNOTATORS: dict[str, Annotator] = {}
+
+
+def register_annotator(annotator: Annotator) -> Annotator:
+    """Make ``annotator`` available by name and family (``--signals``) to indexing and tests."""
+    if annotator.name in _REGISTRY or (annotator.name in _ANNOTATORS
+                                       and _ANNOTATORS[annotator.name] is not annotator):
+        raise ValueError(f"a signal or annotator named {annotator.name!r} is already registered")
+    _ANNOTATORS[annotator.name] = annotator
+    return annotator
+
+
+def all_annotators() -> list[Annotator]:
+    _load_builtin_signals()
+    return list(_ANNOTATORS.values())
+
+
+def get_annotator(name: str) -> Annotator | None:
+    _load_builtin_signals()
+    return _ANNOTATORS.get(name)
+
+
+def resolve(names_or_families: Iterable[str]) -> list[str]:
+    """Names of the signals and annotators named directly or by family (``--signals``)."""
+    wanted = {n.strip() for n in names_or_families if n.strip()}
+    chosen_annotators = [a for a in all_annotators() if a.name in wanted or a.family in wanted]
+    rest = wanted - {a.name for a in chosen_annotators} - {a.family for a in chosen_annotators}
+    names = [s.name for s in select(rest)] if rest else []
+    return names + [a.name for a in chosen_annotators]
 
 
 def register(signal: Signal) -> Signal:
@@ -148,7 +208,7 @@ def all_signals() -> list[Signal]:
 
 
 def families() -> list[str]:
-    return sorted({s.family for s in all_signals()})
+    return sorted({s.family for s in all_signals()} | {a.family for a in all_annotators()})
 
 
 def select(names_or_families: Iterable[str]) -> list[Signal]:

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from indexer.pipeline import Extraction
 from indexer.signals import base as signals
+from indexer.store.annotations import add_annotations
 from indexer.store.catalog import Bank, Catalog, Item, Subject, lost_a_race
 from indexer.store.indexes import IndexSet
 
@@ -125,6 +126,8 @@ class Store:
                     ids, vecs = added.setdefault((bank.id, vec.signal), ([], []))
                     ids.append(row.id)
                     vecs.append(vec.vector)
+            for item, new in fresh:
+                add_annotations(s, item, new.extraction.annotations)
         before = dict(info.get("revisions_before", {}))
         after = dict(info.get("revisions", {}))
         self.indexes.apply(before, after, {
