@@ -9,4 +9,5 @@ from indexer.signals import (
     hashes,  # noqa: F401
     local,  # noqa: F401
     scene,  # noqa: F401
+    sface,  # noqa: F401
 )
