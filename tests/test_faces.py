@@ -1,4 +1,4 @@
-"""The dlib face signal on a real face (astronaut.png), its edits, and a photo without a face."""
+"""The dlib face signal (YuNet detection) on a real face (astronaut.png), its edits, and a photo without a face."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from indexer.signals import faces as F
 from matcher import face_search as fs
 from tests.conftest import jpeg_bytes, photo, png_bytes
 
-FACE_BOX = (175, 76, 265, 166)  # where dlib finds the face in the 512x512 fixture
+FACE_BOX = (178, 63, 268, 176)  # where YuNet finds the face in the 512x512 fixture
 
 
 def extract(img: Image.Image, jpeg: int | None = None) -> list:
@@ -21,7 +21,7 @@ def extract(img: Image.Image, jpeg: int | None = None) -> list:
 
 
 def primary(found: list, size: tuple[int, int]):  # noqa: ANN201
-    """The face the photo is about (HOG also fires on the mission patch of the suit)."""
+    """The face the photo is about (the largest, most central one)."""
     assert found
     return max(found, key=lambda v: F.primary_weight(v.box, *size))
 
@@ -47,7 +47,7 @@ def test_one_good_face_with_box_and_quality(reference: np.ndarray) -> None:
     assert abs(float(np.linalg.norm(v.vector)) - 1.0) < 1e-4
     assert near(v.box, FACE_BOX, 4)
     assert v.quality is not None and v.quality > 0.8 and v.extra["low_quality"] is False
-    assert v.extra["detector"] == "hog"
+    assert v.extra["detector"] == "yunet"
     assert np.array_equal(F.FACE_DLIB.from_bytes(F.FACE_DLIB.to_bytes(v.vector)), v.vector)
     assert np.allclose(primary(extract(photo("astronaut.png")), (512, 512)).vector, v.vector)
 
@@ -58,7 +58,7 @@ def test_edits_keep_the_identity(edit: str, reference: np.ndarray) -> None:
     expected: tuple[float, ...] = FACE_BOX
     if edit == "crop":
         img = img.crop((100, 20, 380, 300))
-        expected = (75, 56, 165, 146)
+        expected = (78, 43, 168, 156)
     elif edit == "resize":
         img = img.resize((300, 300), Image.Resampling.LANCZOS)
         expected = tuple(c * 300 / 512 for c in FACE_BOX)
@@ -78,11 +78,27 @@ def test_no_face_in_a_coffee_cup() -> None:
     assert F.detect(picture, fallback=False) == []
 
 
-def test_cnn_fallback_finds_what_hog_misses() -> None:
+def test_yunet_finds_the_turned_head_hog_misses() -> None:
     picture = images.load(png_bytes(photo("camera.png")))  # the cameraman, a turned head
-    assert F.detect(picture, fallback=False) == []
+    assert F.detect_dlib(picture, cnn=False) == []
     found = F.FACE_DLIB.extract(picture)
-    assert len(found) == 1 and found[0].extra["detector"] == "cnn"
+    assert len(found) == 1 and found[0].extra["detector"] == "yunet"
+    assert F.detect(picture)[0].points is not None  # five landmarks for SFace's alignment
+
+
+def test_dlib_rect_from_yunet_landmarks_is_hogs_box() -> None:
+    """The square rebuilt from YuNet's landmarks is where HOG puts the face (what shape5 expects)."""
+    picture = images.load(png_bytes(photo("astronaut.png")))
+    hog = max(F.detect_dlib(picture, cnn=False), key=lambda d: d.width)
+    assert near(F.dlib_rect(F.detect(picture)[0]), (hog.left, hog.top, hog.right, hog.bottom), 5)
+
+
+def test_dlib_detectors_run_only_as_a_fallback() -> None:
+    picture = images.load(png_bytes(photo("camera.png")))
+    cnn = F.detect_dlib(picture)  # HOG misses the turned head, its CNN finds it
+    assert len(cnn) == 1 and cnn[0].detector == "cnn"
+    coffee = images.load(png_bytes(photo("coffee.png")))
+    assert F.detect(coffee, fallback=True) == [] and F.DLIB_FALLBACK is False
 
 
 def test_blur_and_size_mark_low_quality(reference: np.ndarray) -> None:
