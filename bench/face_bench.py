@@ -105,9 +105,16 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/reunite-faces-yunet.pkl"))
     ap.add_argument("--time-every", type=int, default=5, help="Time both pipelines on every N-th image.")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--timing-only", action="store_true", help="Only the per-image cost of both pipelines.")
     a = ap.parse_args()
     gallery, queries = cal.read_suite(a.suite)
     paths = [r["path"] for r in gallery] + [q["path"] for q in queries]
+    if a.timing_only:
+        result = {"time_per_image": timing(a.suite, paths, a.time_every)}
+        print(json.dumps(result, indent=1))
+        if a.json:
+            a.json.write_text(json.dumps(result, indent=1), encoding="utf-8")
+        return
     faces = extract_all(a.suite, paths, a.cache)
     section = defaults_mod.load().section("faces")
     models = {s: fs.FaceModel.from_section(section, s) for s in cal.SIGNALS}

@@ -108,7 +108,7 @@ def extract_all(suite: Path, paths: list[str], cache: Path | None) -> dict[str, 
     todo = [p for p in dict.fromkeys(paths) if p not in done]
     for n, path in enumerate(todo, start=1):
         done[path] = extract_one((suite / path).read_bytes())
-        if n % 200 == 0:
+        if n % 25 == 0:
             print(f"  extracted {n}/{len(todo)}", file=sys.stderr, flush=True)
             if cache is not None:
                 cache.write_bytes(pickle.dumps(done))

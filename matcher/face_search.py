@@ -23,6 +23,15 @@ resulting probability is mapped onto the common score scale of
 :mod:`matcher.decide` (``match`` at 0.8, ``review`` at 0.5) so that face
 candidates rank and merge with those of other searchers.
 
+Two models, one score: every face signal of the bank (dlib's ResNet and
+SFace, embedding the same YuNet faces) is scored as above on its own, and where
+the ``"fusion"`` entry names them all, the candidate's score is one logistic
+model over all their features (score-level fusion, fitted on the same
+calibration half with the same open-set targets). A look-alike that fools one
+model rarely fools the other. Each model's distance and own score stay in the
+candidate's evidence (``face_dlib_distance``, ``face_sface_score``, ...), so a
+reviewer sees whether the models agree.
+
 Candidates are per subject (best evidence over query faces and reference
 photos); subjects whose consent has expired are never returned; a candidate
 resting on a low-quality face may reach ``review`` but never ``match`` alone.

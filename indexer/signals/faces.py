@@ -1,16 +1,17 @@
-"""Faces: dlib detection, 5-point alignment and the 128-d dlib ResNet embedding.
+"""Faces: YuNet detection, dlib 5-point alignment and the 128-d dlib ResNet embedding.
 
 Why dlib: its models ship in ``face_recognition_models`` (no downloads at run
 time, no compiling with ``dlib-bin``) and its ResNet is the embedding the
 family-consented reference photos are compared with throughout the field.
+:mod:`indexer.signals.sface` embeds the same faces with a second model.
 
-Detection is two-pass because ad photos are small and faces in them smaller:
-1. the HOG frontal detector on a picture shrunk to :data:`DETECT_SIDE`, upsampled
-   once when the picture is small (dlib's HOG window is 80 px, so a 40 px face in
-   a 250 px photo is found only after upsampling);
-2. only when the first pass finds nothing: dlib's CNN (MMOD) detector, which
-   finds the rotated, partly covered and profile faces that HOG misses. It costs
-   about ten times a HOG pass, which is why it only runs on the misses.
+Detection is YuNet's (:mod:`indexer.signals.yunet`): 10-40 ms of one core per
+picture, where dlib's HOG needed an upsampled picture for the small faces of ad
+photos and its CNN fallback seconds for the turned ones HOG missed. YuNet's
+five landmarks give the square box dlib's 5-point shape predictor was trained
+on (:func:`dlib_rect`), and the predictor's points give dlib's aligned chip.
+dlib's HOG and CNN detectors are still here (:func:`detect_dlib`) but run only
+where YuNet finds nothing and :data:`DLIB_FALLBACK` asks for them.
 
 Every face becomes one vector with its box in original pixel coordinates and a
 quality in [0, 1] from its size, sharpness, pose (from the five landmarks) and
@@ -18,9 +19,9 @@ the detector's confidence. Poor faces are kept, never dropped: a blurred face
 in a crawled ad is still a lead for a reviewer, but ``extra["low_quality"]``
 tells the matcher not to let it decide alone.
 
-The embedding averages the descriptor of the aligned chip and of its mirror
-image (test-time flip): one extra network pass that makes the vector less
-sensitive to which half of the face the light falls on.
+One network pass per face: averaging with the mirrored chip's descriptor
+(``flip=True``) doubled the cost and did not help once fused with SFace
+(BENCHMARKS.md, faces).
 """
 
 from __future__ import annotations
@@ -322,7 +323,7 @@ class DlibFaceSignal(Signal):
     # Raw-distance defaults; the face searcher applies calibrated scores.
     default_thresholds = Thresholds(match=0.12, review=0.2)
 
-    def __init__(self, *, flip: bool = True, fallback: bool | None = None) -> None:
+    def __init__(self, *, flip: bool = False, fallback: bool | None = None) -> None:
         self.flip = flip
         self.fallback = fallback
 
