@@ -25,8 +25,7 @@ from api.auth import declared_roles
 from api.delivery import Deliverer
 from api.metrics import Metrics
 from api.middleware import ServiceMiddleware
-from api.routes import (admin, alerts, banks, cases, ingest, match, networks, review, search, stats,
-                        subjects)
+from api.routes import admin, alerts, banks, cases, ingest, match, networks, review, search, stats, subjects
 from api.routes.hma import router as hma_router
 from api.service import Service, ServiceConfig
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 from indexer.signals import base as signals
 
 DEFAULT_FAMILIES: dict[str, list[str]] = {
-    # Faces and rooms in ads are opt-in (`--signals hashes,local,faces,scene`):
-    # the face detector costs 0.1-2 s and the room features 0.4-0.9 s and 270 KB
-    # per image, 5-20x the rest of the pipeline, on crawls of 10^5 images.
-    "ads": ["hashes", "local"],
+    # Faces are on in ads: YuNet costs 10-20 ms of one core on a photo without a
+    # face (most ad photos), and a face costs both descriptors (BENCHMARKS.md,
+    # faces), so that a missing person's face can find every indexed ad.
+    # Rooms stay opt-in (`--signals hashes,local,faces,scene`): 0.4-0.9 s and
+    # 270 KB per image, on crawls of 10^5 images.
+    "ads": ["hashes", "local", "faces"],
     "venue": ["hashes", "scene"],
     "missing_person": ["hashes", "faces"],
     "hashes": ["hashes"],

@@ -23,6 +23,15 @@ resulting probability is mapped onto the common score scale of
 :mod:`matcher.decide` (``match`` at 0.8, ``review`` at 0.5) so that face
 candidates rank and merge with those of other searchers.
 
+Two models, one score: every face signal of the bank (dlib's ResNet and
+SFace, embedding the same YuNet faces) is scored as above on its own, and where
+the ``"fusion"`` entry names them all, the candidate's score is one logistic
+model over all their features (score-level fusion, fitted on the same
+calibration half with the same open-set targets). A look-alike that fools one
+model rarely fools the other. Each model's distance and own score stay in the
+candidate's evidence (``face_dlib_distance``, ``face_sface_score``, ...), so a
+reviewer sees whether the models agree.
+
 Candidates are per subject (best evidence over query faces and reference
 photos); subjects whose consent has expired are never returned; a candidate
 resting on a low-quality face may reach ``review`` but never ``match`` alone.
@@ -80,6 +89,59 @@ class FaceModel:
                    prior_other=float(raw["prior_other"]), calibrated=True)
 
 
+@dataclass(frozen=True)
+class FusionModel:
+    """Score-level fusion of several face signals (the ``"fusion"`` entry of the faces section).
+
+    One logistic model over every fused signal's two features (its centred
+    similarity and its gap, each computed with that signal's own
+    :class:`FaceModel`), fitted by ``bench/calibrate_faces.py`` on the same
+    calibration half and with the same open-set thresholds as a single signal.
+    A subject one signal's index did not return (beyond its ``search_k``
+    neighbours) gets that signal's ``floor``: a centred similarity below
+    almost every impostor's at calibration.
+    """
+
+    signals: tuple[str, ...]
+    weights: tuple[float, ...]  # (centred, gap) per signal, in ``signals`` order
+    bias: float
+    match: float
+    review: float
+    floor: tuple[float, ...]
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any]) -> FusionModel | None:
+        raw = section.get("fusion")
+        if not raw:
+            return None
+        return cls(signals=tuple(raw["signals"]), weights=tuple(float(w) for w in raw["weights"]),
+                   bias=float(raw["bias"]), match=float(raw["match"]), review=float(raw["review"]),
+                   floor=tuple(float(f) for f in raw["floor"]))
+
+
+def fused_features(centred: dict[str, np.ndarray], models: dict[str, FaceModel],
+                   fusion: FusionModel) -> np.ndarray:
+    """Feature rows for the fusion: each signal's (centred, gap) side by side, one row per subject.
+
+    ``centred[signal]`` holds one value per subject in the same subject order,
+    NaN where that signal did not return the subject.
+    """
+    cols = []
+    for signal, floor in zip(fusion.signals, fusion.floor, strict=True):
+        values = np.where(np.isnan(centred[signal]), floor, centred[signal])
+        cols.append(features(values, models[signal]))
+    return np.hstack(cols) if cols else np.zeros((0, 0))
+
+
+def fused_probabilities(centred: dict[str, np.ndarray], models: dict[str, FaceModel],
+                        fusion: FusionModel) -> np.ndarray:
+    feats = fused_features(centred, models, fusion)
+    if len(feats) == 0:
+        return np.zeros(0)
+    logits = feats @ np.asarray(fusion.weights, dtype=np.float64) + fusion.bias
+    return 1.0 / (1.0 + np.exp(-np.clip(logits, -40, 40)))
+
+
 def reference_cohort_means(vectors: np.ndarray, subject_ids: np.ndarray, model: FaceModel,
                            chunk: int = 2048) -> np.ndarray:
     """Per reference: mean similarity to its ``ref_k`` nearest references of other subjects.
@@ -120,7 +182,7 @@ def probabilities(feats: np.ndarray, model: FaceModel) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(logits, -40, 40)))
 
 
-def to_common_scale(p: float, model: FaceModel) -> float:
+def to_common_scale(p: float, model: FaceModel | FusionModel) -> float:
     """Probability -> decide's scale: review threshold -> 0.5, match threshold -> 0.8, 1 -> 1."""
     if p >= model.match:
         span = 1.0 - model.match
@@ -197,59 +259,129 @@ class FaceSearcher:
         self._cohorts[key] = (revision, means)
         return means
 
-    def search(self, query: Query, bank: Bank, top: int) -> list[Candidate]:
-        best: dict[int, _Best] = {}
-        subjects: dict[int, Subject] = {}
+    def _hits(self, query: Query, bank: Bank, signal_name: str, model: FaceModel,
+              subjects: dict[int, Subject]) -> tuple[list[SignalVector], list[dict[int, _Hit]]]:
+        """Per query face of one signal: the best reference of each consented subject it returned."""
+        qfaces = self.query_faces(query, signal_name)
+        if not qfaces:
+            return [], []
         now = utcnow()
-        for signal_name in self.face_signals(bank):
-            model = FaceModel.from_section(self.section, signal_name)
-            qfaces = self.query_faces(query, signal_name)
-            if not qfaces:
-                continue
-            index = self.store.indexes.get(bank.id, signal_name)
-            means = self.cohort_means(bank, signal_name, model)
-            hits = index.search(np.stack([f.vector for f in qfaces]), self.search_k)
-            owners = self.store.catalog.vector_owners({h.vector_id for row in hits for h in row})
-            for qface, row in zip(qfaces, hits, strict=True):
-                per_subject: dict[int, tuple[float, float, Any, Any]] = {}
-                for hit in row:
-                    owner = owners.get(hit.vector_id)
-                    if owner is None or owner[2] is None:
-                        continue
-                    vec, item, subject = owner
-                    if not consent_active(subject, now):
-                        continue
-                    subjects[subject.id] = subject
-                    sim = 1.0 - hit.distance
-                    centred = sim - model.alpha * means.get(vec.id, model.prior_mean)
-                    if subject.id not in per_subject or centred > per_subject[subject.id][0]:
-                        per_subject[subject.id] = (centred, sim, item, vec)
-                if not per_subject:
+        index = self.store.indexes.get(bank.id, signal_name)
+        means = self.cohort_means(bank, signal_name, model)
+        hits = index.search(np.stack([f.vector for f in qfaces]), self.search_k)
+        owners = self.store.catalog.vector_owners({h.vector_id for row in hits for h in row})
+        rows: list[dict[int, _Hit]] = []
+        for row in hits:
+            per_subject: dict[int, _Hit] = {}
+            for hit in row:
+                owner = owners.get(hit.vector_id)
+                if owner is None or owner[2] is None:
                     continue
-                ids = list(per_subject)
-                probs = probabilities(features(np.array([per_subject[i][0] for i in ids]), model), model)
-                for sid, p in zip(ids, probs, strict=True):
-                    _centred, sim, item, vec = per_subject[sid]
-                    low = bool(qface.extra.get("low_quality")) or bool((vec.extra or {}).get("low_quality"))
-                    score = to_common_scale(float(p), model)
-                    if low:
-                        score = decide.cap(score, decide.MATCH_SCORE - 1e-6)
-                    if sid not in best or score > best[sid].score:
-                        best[sid] = _Best(score, float(sim), item.id, list(qface.box) if qface.box else None,
-                                          qface.quality, low, {"signal": signal_name})
+                vec, item, subject = owner
+                if not consent_active(subject, now):
+                    continue
+                subjects[subject.id] = subject
+                sim = 1.0 - hit.distance
+                centred = sim - model.alpha * means.get(vec.id, model.prior_mean)
+                if subject.id not in per_subject or centred > per_subject[subject.id].centred:
+                    per_subject[subject.id] = _Hit(centred, sim, item.id,
+                                                   bool((vec.extra or {}).get("low_quality")))
+            rows.append(per_subject)
+        return qfaces, rows
+
+    def search(self, query: Query, bank: Bank, top: int) -> list[Candidate]:
+        subjects: dict[int, Subject] = {}
+        models = {n: FaceModel.from_section(self.section, n) for n in self.face_signals(bank)}
+        found = {n: self._hits(query, bank, n, m, subjects) for n, m in models.items()}
+        found = {n: v for n, v in found.items() if v[0]}
+        fusion = FusionModel.from_section(self.section)
+        if fusion is not None and not _same_faces([found.get(n, ([], []))[0] for n in fusion.signals]):
+            fusion = None  # a signal of the fusion is not in this bank, or saw other faces
+        best: dict[int, _Best] = {}
+        n_faces = max((len(q) for q, _ in found.values()), default=0)
+        for i in range(n_faces):
+            per_face = {n: (q[i], rows[i]) for n, (q, rows) in found.items() if i < len(q)}
+            ids = sorted({sid for _q, row in per_face.values() for sid in row})
+            if not ids:
+                continue
+            # Each signal alone (kept as evidence; decides when there is no fusion).
+            alone: dict[str, dict[int, float]] = {}
+            for name, (_q, row) in per_face.items():
+                present = [sid for sid in ids if sid in row]
+                probs = probabilities(features(np.array([row[sid].centred for sid in present]),
+                                               models[name]), models[name])
+                alone[name] = {sid: to_common_scale(float(p), models[name])
+                               for sid, p in zip(present, probs, strict=True)}
+            fused: dict[int, float] = {}
+            if fusion is not None:
+                centred = {n: np.array([per_face[n][1][sid].centred if sid in per_face[n][1] else np.nan
+                                        for sid in ids]) for n in fusion.signals}
+                probs = fused_probabilities(centred, models, fusion)
+                fused = {sid: to_common_scale(float(p), fusion) for sid, p in zip(ids, probs, strict=True)}
+            for sid in ids:
+                lead = _lead_signal(sid, per_face, alone, fusion)
+                qface, row = per_face[lead]
+                hit = row[sid]
+                score = fused[sid] if fusion is not None else alone[lead][sid]
+                low = bool(qface.extra.get("low_quality")) or any(
+                    r[sid].low_quality for _q, r in per_face.values() if sid in r)
+                if low:
+                    score = decide.cap(score, decide.MATCH_SCORE - 1e-6)
+                if sid in best and score <= best[sid].score:
+                    continue
+                models_evidence = {}
+                for name, (_q, r) in per_face.items():
+                    if sid in r:
+                        models_evidence[f"{name}_distance"] = round(1.0 - r[sid].similarity, 4)
+                        models_evidence[f"{name}_score"] = round(alone[name][sid], 4)
+                if fusion is not None:
+                    models_evidence["face_fusion"] = "+".join(fusion.signals)
+                best[sid] = _Best(score, hit.similarity, hit.item, list(qface.box) if qface.box else None,
+                                  qface.quality, low, {"signal": lead, **models_evidence})
         ranked = sorted(best.items(), key=lambda kv: (-kv[1].score, kv[0]))[:top]
         out = []
         for sid, b in ranked:
             subject = subjects[sid]
-            evidence = {"face_signal": b.extra["signal"], "face_distance": round(1.0 - b.similarity, 4),
+            extra = dict(b.extra)
+            evidence = {"face_signal": extra.pop("signal"), "face_distance": round(1.0 - b.similarity, 4),
                         "face_score": round(b.score, 4), "query_face_box": b.query_box,
-                        "reference_item": b.item}
+                        "reference_item": b.item, **extra}
             if b.low_quality:
                 evidence["face_low_quality"] = True
             out.append(Candidate(bank=bank.name, label=subject.label, subject_id=subject.id,
                                  pseudonym=subject.pseudonym, item=b.item, score=b.score,
                                  decision=decide.decision_for(b.score), evidence=evidence))
         return out
+
+
+@dataclass(frozen=True)
+class _Hit:
+    """A subject's best reference for one query face and one signal."""
+
+    centred: float
+    similarity: float
+    item: int
+    low_quality: bool
+
+
+def _same_faces(per_signal: list[list[SignalVector]]) -> bool:
+    """Whether every fused signal saw the same query faces, in the same order (one detection)."""
+    if not per_signal or not per_signal[0]:
+        return False
+    boxes = [[v.box for v in faces] for faces in per_signal]
+    return all(b == boxes[0] for b in boxes[1:])
+
+
+def _lead_signal(sid: int, per_face: dict[str, tuple[SignalVector, dict[int, _Hit]]],
+                 alone: dict[str, dict[int, float]], fusion: FusionModel | None) -> str:
+    """The signal whose reference and distance a candidate reports first.
+
+    With fusion: the first fused signal that returned the subject (dlib's, whose
+    distance reviewers know); alone: the signal that scored it highest.
+    """
+    if fusion is not None:
+        return next(n for n in fusion.signals if sid in per_face[n][1])
+    return max((n for n in per_face if sid in per_face[n][1]), key=lambda n: alone[n][sid])
 
 
 register_searcher(FaceSearcher)

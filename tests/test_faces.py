@@ -1,6 +1,9 @@
-"""The dlib face signal on a real face (astronaut.png), its edits, and a photo without a face."""
+"""The dlib face signal (YuNet detection) on a real face (astronaut.png), its edits, a photo without a face,
+and the fusion of dlib with SFace in the face searcher."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +15,8 @@ from indexer.signals import faces as F
 from matcher import face_search as fs
 from tests.conftest import jpeg_bytes, photo, png_bytes
 
-FACE_BOX = (175, 76, 265, 166)  # where dlib finds the face in the 512x512 fixture
+S_MATCH = signals.get("face_sface").default_thresholds.match
+FACE_BOX = (178, 63, 268, 176)  # where YuNet finds the face in the 512x512 fixture
 
 
 def extract(img: Image.Image, jpeg: int | None = None) -> list:
@@ -21,7 +25,7 @@ def extract(img: Image.Image, jpeg: int | None = None) -> list:
 
 
 def primary(found: list, size: tuple[int, int]):  # noqa: ANN201
-    """The face the photo is about (HOG also fires on the mission patch of the suit)."""
+    """The face the photo is about (the largest, most central one)."""
     assert found
     return max(found, key=lambda v: F.primary_weight(v.box, *size))
 
@@ -47,7 +51,7 @@ def test_one_good_face_with_box_and_quality(reference: np.ndarray) -> None:
     assert abs(float(np.linalg.norm(v.vector)) - 1.0) < 1e-4
     assert near(v.box, FACE_BOX, 4)
     assert v.quality is not None and v.quality > 0.8 and v.extra["low_quality"] is False
-    assert v.extra["detector"] == "hog"
+    assert v.extra["detector"] == "yunet"
     assert np.array_equal(F.FACE_DLIB.from_bytes(F.FACE_DLIB.to_bytes(v.vector)), v.vector)
     assert np.allclose(primary(extract(photo("astronaut.png")), (512, 512)).vector, v.vector)
 
@@ -58,7 +62,7 @@ def test_edits_keep_the_identity(edit: str, reference: np.ndarray) -> None:
     expected: tuple[float, ...] = FACE_BOX
     if edit == "crop":
         img = img.crop((100, 20, 380, 300))
-        expected = (75, 56, 165, 146)
+        expected = (78, 43, 168, 156)
     elif edit == "resize":
         img = img.resize((300, 300), Image.Resampling.LANCZOS)
         expected = tuple(c * 300 / 512 for c in FACE_BOX)
@@ -78,11 +82,27 @@ def test_no_face_in_a_coffee_cup() -> None:
     assert F.detect(picture, fallback=False) == []
 
 
-def test_cnn_fallback_finds_what_hog_misses() -> None:
+def test_yunet_finds_the_turned_head_hog_misses() -> None:
     picture = images.load(png_bytes(photo("camera.png")))  # the cameraman, a turned head
-    assert F.detect(picture, fallback=False) == []
+    assert F.detect_dlib(picture, cnn=False) == []
     found = F.FACE_DLIB.extract(picture)
-    assert len(found) == 1 and found[0].extra["detector"] == "cnn"
+    assert len(found) == 1 and found[0].extra["detector"] == "yunet"
+    assert F.detect(picture)[0].points is not None  # five landmarks for SFace's alignment
+
+
+def test_dlib_rect_from_yunet_landmarks_is_hogs_box() -> None:
+    """The square rebuilt from YuNet's landmarks is where HOG puts the face (what shape5 expects)."""
+    picture = images.load(png_bytes(photo("astronaut.png")))
+    hog = max(F.detect_dlib(picture, cnn=False), key=lambda d: d.width)
+    assert near(F.dlib_rect(F.detect(picture)[0]), (hog.left, hog.top, hog.right, hog.bottom), 5)
+
+
+def test_dlib_detectors_run_only_as_a_fallback() -> None:
+    picture = images.load(png_bytes(photo("camera.png")))
+    cnn = F.detect_dlib(picture)  # HOG misses the turned head, its CNN finds it
+    assert len(cnn) == 1 and cnn[0].detector == "cnn"
+    coffee = images.load(png_bytes(photo("coffee.png")))
+    assert F.detect(coffee, fallback=True) == [] and F.DLIB_FALLBACK is False
 
 
 def test_blur_and_size_mark_low_quality(reference: np.ndarray) -> None:
@@ -119,3 +139,51 @@ def test_scores_normalise_by_reference_cohort_and_gap() -> None:
     tuned = fs.FaceModel(match=0.9, review=0.3)
     assert fs.to_common_scale(0.9, tuned) == pytest.approx(0.8)
     assert fs.to_common_scale(0.3, tuned) == pytest.approx(0.5)
+
+
+def test_fusion_fills_a_signal_that_did_not_return_a_subject_with_its_floor() -> None:
+    models = {"a": fs.FaceModel(prior_other=0.0), "b": fs.FaceModel(prior_other=0.0)}
+    fusion = fs.FusionModel(("a", "b"), (10.0, 5.0, 10.0, 5.0), -8.0, 0.9, 0.3, (-0.2, -0.3))
+    centred = {"a": np.array([0.6, 0.1, 0.0]), "b": np.array([0.5, np.nan, 0.05])}
+    feats = fs.fused_features(centred, models, fusion)
+    assert feats.shape == (3, 4)
+    assert feats[1, 2] == pytest.approx(-0.3)  # b's floor, and its gap below b's best
+    assert feats[1, 3] == pytest.approx(-0.8)
+    probs = fs.fused_probabilities(centred, models, fusion)
+    assert probs[0] > 0.5 > probs[2] > probs[1]
+    # Both signals must agree for a high score: one signal alone at the top is not enough.
+    split = fs.fused_probabilities({"a": np.array([0.6, 0.0]), "b": np.array([0.0, 0.5])}, models, fusion)
+    assert probs[0] > split.max()
+
+
+def test_face_candidates_keep_each_models_evidence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime as dt
+
+    from indexer import enroll
+    from indexer.crypto import generate_key
+    from indexer.store.store import Store
+    from matcher.search import Matcher
+
+    monkeypatch.setenv("REUNITE_ENCRYPTION_KEY", generate_key())
+    today = dt.date.today()
+    consent = {"consent_by": "parent", "consent_date": (today - dt.timedelta(days=1)).isoformat(),
+               "consent_expires": (today + dt.timedelta(days=30)).isoformat(), "case_ref": "C-1"}
+    rows = []
+    for name, label in (("astronaut", "person-a"), ("camera", "person-b")):
+        path = tmp_path / f"{name}.jpg"
+        path.write_bytes(jpeg_bytes(photo(f"{name}.png"), 80))
+        rows.append({"path": str(path), "label": label, **consent})
+    store = Store(tmp_path / "data")
+    enroll.enroll_records(store, "missing", "missing_person", rows)
+    query = jpeg_bytes(photo("astronaut.png").crop((100, 20, 380, 300)).resize((200, 200)), 60)
+    cands = [c for c in Matcher(store).match(query, [store.bank_or_error("missing")])
+             if "face_score" in c.evidence]
+    top = cands[0]
+    assert top.label == "person-a" and top.decision == "match"
+    ev = top.evidence
+    assert ev["face_fusion"] == "face_dlib+face_sface" and ev["face_signal"] == "face_dlib"
+    assert ev["face_dlib_distance"] == ev["face_distance"] < 0.1
+    assert ev["face_sface_distance"] < S_MATCH
+    assert 0.8 <= ev["face_dlib_score"] <= 1.0 and 0.8 <= ev["face_sface_score"] <= 1.0
+    others = [c for c in cands if c.label == "person-b"]
+    assert all(c.decision == "none" for c in others)

@@ -9,5 +9,6 @@ from indexer.signals import (
     hashes,  # noqa: F401
     local,  # noqa: F401
     scene,  # noqa: F401
+    sface,  # noqa: F401
     text,  # noqa: F401  (registers only when the rapidocr wheel is installed)
 )

@@ -1,16 +1,17 @@
-"""Faces: dlib detection, 5-point alignment and the 128-d dlib ResNet embedding.
+"""Faces: YuNet detection, dlib 5-point alignment and the 128-d dlib ResNet embedding.
 
 Why dlib: its models ship in ``face_recognition_models`` (no downloads at run
 time, no compiling with ``dlib-bin``) and its ResNet is the embedding the
 family-consented reference photos are compared with throughout the field.
+:mod:`indexer.signals.sface` embeds the same faces with a second model.
 
-Detection is two-pass because ad photos are small and faces in them smaller:
-1. the HOG frontal detector on a picture shrunk to :data:`DETECT_SIDE`, upsampled
-   once when the picture is small (dlib's HOG window is 80 px, so a 40 px face in
-   a 250 px photo is found only after upsampling);
-2. only when the first pass finds nothing: dlib's CNN (MMOD) detector, which
-   finds the rotated, partly covered and profile faces that HOG misses. It costs
-   about ten times a HOG pass, which is why it only runs on the misses.
+Detection is YuNet's (:mod:`indexer.signals.yunet`): 10-40 ms of one core per
+picture, where dlib's HOG needed an upsampled picture for the small faces of ad
+photos and its CNN fallback seconds for the turned ones HOG missed. YuNet's
+five landmarks give the square box dlib's 5-point shape predictor was trained
+on (:func:`dlib_rect`), and the predictor's points give dlib's aligned chip.
+dlib's HOG and CNN detectors are still here (:func:`detect_dlib`) but run only
+where YuNet finds nothing and :data:`DLIB_FALLBACK` asks for them.
 
 Every face becomes one vector with its box in original pixel coordinates and a
 quality in [0, 1] from its size, sharpness, pose (from the five landmarks) and
@@ -18,22 +19,23 @@ the detector's confidence. Poor faces are kept, never dropped: a blurred face
 in a crawled ad is still a lead for a reviewer, but ``extra["low_quality"]``
 tells the matcher not to let it decide alone.
 
-The embedding averages the descriptor of the aligned chip and of its mirror
-image (test-time flip): one extra network pass that makes the vector less
-sensitive to which half of the face the light falls on.
+One network pass per face: averaging with the mirrored chip's descriptor
+(``flip=True``) doubled the cost and did not help once fused with SFace
+(BENCHMARKS.md, faces).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from indexer.images import Picture
+from indexer.signals import yunet
 from indexer.signals.base import Signal, SignalVector, Thresholds, VectorKind, register
 
 # Long side of the picture the detectors look at. Faces are searched in ad
@@ -45,6 +47,10 @@ UPSAMPLE_BELOW = 800
 # its cost is per pixel (about 0.55 s of one core for 250x250, ~2.4 s at 512x512),
 # and its 80 px window then finds faces of at least a sixth of the picture's side.
 CNN_SIDE = 512
+# Whether dlib's HOG and CNN detectors still run where YuNet finds no face.
+# Measured on ../shared/bench/faces (BENCHMARKS.md, faces): see there for the
+# images they find that YuNet misses, and what that costs.
+DLIB_FALLBACK = False
 CHIP_SIZE = 150  # the input size of dlib's ResNet
 CHIP_PADDING = 0.25  # as dlib and face_recognition align
 
@@ -103,8 +109,10 @@ class Detection:
     top: float
     right: float
     bottom: float
-    confidence: float  # HOG: SVM margin; CNN: MMOD score (both ~0 at the decision boundary)
+    confidence: float  # YuNet: score in 0..1; HOG: SVM margin; CNN: MMOD score (~0 at the boundary)
     detector: str
+    # YuNet's five landmarks (eyes, nose tip, mouth corners) in the same pixels; None for dlib's.
+    points: np.ndarray | None = field(default=None, compare=False)
 
     @property
     def width(self) -> float:
@@ -121,6 +129,11 @@ class Face:
     quality: float
     reasons: tuple[str, ...]
 
+    @property
+    def align_points(self) -> np.ndarray | None:
+        """YuNet's five landmarks (decoded-picture pixels), which SFace's alignment expects."""
+        return self.detection.points
+
 
 def _scaled(picture: Picture, side: int) -> tuple[np.ndarray, float]:
     """RGB pixels with a long side of at most ``side`` and the factor back to ``picture``."""
@@ -128,19 +141,31 @@ def _scaled(picture: Picture, side: int) -> tuple[np.ndarray, float]:
     return small.rgb, picture.size[0] / small.size[0]
 
 
-def detect(picture: Picture, *, fallback: bool = True) -> list[Detection]:
-    """Faces in ``picture``: HOG first, the CNN detector only where HOG finds none."""
+def detect(picture: Picture, *, fallback: bool | None = None) -> list[Detection]:
+    """Faces in ``picture``: YuNet, then dlib's HOG and CNN only where YuNet finds none.
+
+    ``fallback`` None means :data:`DLIB_FALLBACK` (see there why it is off).
+    """
+    fallback = DLIB_FALLBACK if fallback is None else fallback
     key = ("faces.detect", fallback)
     if key in picture._cache:
         return picture._cache[key]
+    found = [Detection(*f.box, f.score, "yunet", f.landmarks) for f in yunet.detect(picture)]
+    if not found and fallback:
+        found = detect_dlib(picture)
+    picture._cache[key] = found
+    return found
+
+
+def detect_dlib(picture: Picture, *, cnn: bool = True) -> list[Detection]:
+    """dlib's detectors as before YuNet: HOG (upsampled when small), the CNN where HOG finds none."""
     rgb, scale = _scaled(picture, DETECT_SIDE)
     upsample = 1 if max(rgb.shape[:2]) <= UPSAMPLE_BELOW else 0
     rects, scores, _ = MODELS.get("hog").run(rgb, upsample, 0.0)
     found = [Detection(r.left() * scale, r.top() * scale, r.right() * scale, r.bottom() * scale,
                        float(s), "hog") for r, s in zip(rects, scores, strict=True)]
-    if not found and fallback:
+    if not found and cnn:
         found = _detect_cnn(picture)
-    picture._cache[key] = found
     return found
 
 
@@ -154,16 +179,33 @@ def _detect_cnn(picture: Picture) -> list[Detection]:
     return out
 
 
+def dlib_rect(det: Detection) -> tuple[int, int, int, int]:
+    """The box dlib's 5-point shape predictor expects for a detection.
+
+    The predictor was trained on HOG/CNN boxes: a square about 1.9 inter-ocular
+    distances wide, centred between the eyes and the mouth. YuNet's box is taller
+    (forehead to chin), so for YuNet the square is rebuilt from its landmarks.
+    """
+    if det.points is None:
+        return (int(round(det.left)), int(round(det.top)), int(round(det.right)), int(round(det.bottom)))
+    p = det.points
+    eyes, mouth = p[0:2].mean(axis=0), p[3:5].mean(axis=0)
+    side = max(1.9 * float(np.linalg.norm(p[0] - p[1])), 2.2 * float(np.linalg.norm(mouth - eyes)))
+    cx, cy = (eyes + mouth) / 2.0
+    cy -= 0.02 * side
+    half = side / 2.0
+    return (int(round(cx - half)), int(round(cy - half)), int(round(cx + half)), int(round(cy + half)))
+
+
 def _dlib_shape(rgb: np.ndarray, det: Detection) -> Any:
     import dlib
 
-    rect = dlib.rectangle(int(round(det.left)), int(round(det.top)),
-                          int(round(det.right)), int(round(det.bottom)))
-    return MODELS.get("shape5")(rgb, rect)
+    return MODELS.get("shape5")(rgb, dlib.rectangle(*dlib_rect(det)))
 
 
-def faces(picture: Picture, *, fallback: bool = True) -> list[tuple[Face, Any]]:
+def faces(picture: Picture, *, fallback: bool | None = None) -> list[tuple[Face, Any]]:
     """Detected faces with landmarks and quality, plus dlib's shape for alignment (cached)."""
+    fallback = DLIB_FALLBACK if fallback is None else fallback
     key = ("faces.faces", fallback)
     if key in picture._cache:
         return picture._cache[key]
@@ -223,8 +265,12 @@ def face_quality(det: Detection, points: np.ndarray, chip: np.ndarray, to_origin
     pose_f = float(np.clip(1.0 - (offset - 0.15) / 0.35, 0.2, 1.0))
     if offset > 0.3:
         reasons.append("profile")
-    conf_f = float(np.clip(0.6 + det.confidence, 0.3, 1.0)) if det.detector == "hog" \
-        else float(np.clip(det.confidence, 0.3, 1.0))
+    if det.detector == "hog":
+        conf_f = float(np.clip(0.6 + det.confidence, 0.3, 1.0))
+    elif det.detector == "yunet":  # scores start at its 0.6 threshold; 0.9+ for a clear face
+        conf_f = float(np.clip(0.3 + (det.confidence - 0.6) / 0.3 * 0.7, 0.3, 1.0))
+    else:
+        conf_f = float(np.clip(det.confidence, 0.3, 1.0))
     if conf_f < 0.5:
         reasons.append("uncertain")
     quality = round(size_f * blur_f * pose_f * conf_f, 4)
@@ -277,7 +323,7 @@ class DlibFaceSignal(Signal):
     # Raw-distance defaults; the face searcher applies calibrated scores.
     default_thresholds = Thresholds(match=0.12, review=0.2)
 
-    def __init__(self, *, flip: bool = True, fallback: bool = True) -> None:
+    def __init__(self, *, flip: bool = False, fallback: bool | None = None) -> None:
         self.flip = flip
         self.fallback = fallback
 
