@@ -50,6 +50,7 @@ class _Net(threading.local):
         if self.net is None:
             import cv2
 
+            yunet.quiet_opencv()
             self.net = cv2.dnn.readNetFromONNX(str(yunet.model_path(MODEL_FILE)))
         return self.net
 

