@@ -13,7 +13,8 @@ serve`` also delivers in the background). Every action is an audit event of
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -27,6 +28,21 @@ app.add_typer(alerts_app, name="alerts")
 
 def _case_line(c) -> str:  # noqa: ANN001 - matcher.cases.CaseView
     return json.dumps({"ref": c.ref, "title": c.title, "owner": c.owner, "subjects": c.subjects})
+
+
+def _case_change(action: str, obj: str, change: Callable[[Any], Any], **detail: Any) -> None:
+    """One change of the case book as an audited CLI action; a refusal exits 2 with its reason."""
+    from api.application import cli_actor
+    from matcher.cases import CaseError
+
+    application = open_app()
+    with application.audited(cli_actor(), action, obj, via="cli", **detail) as note:
+        try:
+            case = change(application.alerts.cases)
+        except CaseError as exc:
+            note.refuse(exc.code)
+            raise fail(exc.detail) from None
+    typer.echo(_case_line(case))
 
 
 @cases_app.command("create")
@@ -57,35 +73,15 @@ def cases_create(
 def cases_add(case_ref: Annotated[str, typer.Argument(help="Case ref (C-...).")],
               pseudonyms: Annotated[list[str], typer.Argument(help="Subjects to add.")]) -> None:
     """Put subjects (missing persons, venues) in a case."""
-    from api.application import cli_actor
-    from matcher.cases import CaseError
-
-    application = open_app()
-    with application.audited(cli_actor(), "case.add", f"case:{case_ref[:20]}", subjects=len(pseudonyms),
-                             via="cli") as note:
-        try:
-            case = application.alerts.cases.add_subjects(case_ref, pseudonyms)
-        except CaseError as exc:
-            note.refuse(exc.code)
-            raise fail(exc.detail) from None
-    typer.echo(_case_line(case))
+    _case_change("case.add", f"case:{case_ref[:20]}", lambda cases: cases.add_subjects(case_ref, pseudonyms),
+                 subjects=len(pseudonyms))
 
 
 @cases_app.command("owner")
 def cases_owner(case_ref: Annotated[str, typer.Argument(help="Case ref (C-...).")],
                 owner: Annotated[str, typer.Argument(help="Investigator key name, or team:NAME.")]) -> None:
     """Hand a case to another owner (alerts confirmed from now on go to the new owner)."""
-    from api.application import cli_actor
-    from matcher.cases import CaseError
-
-    application = open_app()
-    with application.audited(cli_actor(), "case.owner", f"case:{case_ref[:20]}", via="cli") as note:
-        try:
-            case = application.alerts.cases.set_owner(case_ref, owner)
-        except CaseError as exc:
-            note.refuse(exc.code)
-            raise fail(exc.detail) from None
-    typer.echo(_case_line(case))
+    _case_change("case.owner", f"case:{case_ref[:20]}", lambda cases: cases.set_owner(case_ref, owner))
 
 
 @cases_app.command("team")

@@ -218,8 +218,13 @@ def test_the_admin_commands(world: World) -> None:
     page = run_reunite("alerts", "evidence", str(first.id), "--html", data=data, check=True).stdout
     assert "Audit chain verified" in page and first.query_sha256 in page
     assert run_reunite("alerts", "evidence", "999999", data=data).returncode == 2
+    bad = run_reunite("cases", "add", world.case_ref, "S-0000000000000000", data=data)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    moved = run_reunite("cases", "owner", world.case_ref, "team:night-desk", data=data, check=True)
+    assert json.loads(moved.stdout)["owner"] == "team:night-desk"
+    run_reunite("cases", "owner", world.case_ref, OWNER, data=data, check=True)  # back, for later tests
     actions = {e.action for e in world.api.service.audit.events(limit=100_000) if e.actor.startswith("cli:")}
-    assert {"webhook.subscribe", "team.add", "alert.evidence"} <= actions
+    assert {"webhook.subscribe", "team.add", "alert.evidence", "case.add", "case.owner"} <= actions
 
 
 def test_a_match_of_an_indexed_ad_is_timed_from_its_sighting_and_shows_its_network(world: World) -> None:
