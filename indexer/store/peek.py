@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +55,8 @@ def _connect(data_dir: Path) -> sqlite3.Connection | None:
         return None
 
 
-def banks(data_dir: Path) -> list[BankSummary] | None:
-    """Every bank with its item count, by name; None when the catalog must be opened in full."""
+def _read(data_dir: Path, query: Callable[[sqlite3.Connection], list[tuple]]) -> list[tuple] | None:
+    """Rows of ``query`` on a read-only connection; [] without a catalog, None on any surprise."""
     if _missing(data_dir):
         return []
     conn = _connect(data_dir)
@@ -63,10 +64,17 @@ def banks(data_dir: Path) -> list[BankSummary] | None:
         return None
     try:
         with closing(conn):
-            rows = conn.execute(
-                "SELECT b.name, b.kind, b.policy, (SELECT COUNT(*) FROM items i WHERE i.bank_id = b.id) "
-                "FROM banks b ORDER BY b.name").fetchall()
+            return query(conn)
     except sqlite3.Error:  # a schema this reader does not know: let the full catalog migrate it
+        return None
+
+
+def banks(data_dir: Path) -> list[BankSummary] | None:
+    """Every bank with its item count, by name; None when the catalog must be opened in full."""
+    rows = _read(data_dir, lambda conn: conn.execute(
+        "SELECT b.name, b.kind, b.policy, (SELECT COUNT(*) FROM items i WHERE i.bank_id = b.id) "
+        "FROM banks b ORDER BY b.name").fetchall())
+    if rows is None:
         return None
     out = []
     for name, kind, policy, items in rows:
@@ -78,19 +86,16 @@ def banks(data_dir: Path) -> list[BankSummary] | None:
     return out
 
 
+def _key_rows(conn: sqlite3.Connection) -> list[tuple]:
+    table = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'api_keys'").fetchone()
+    if table is None:
+        return []  # no key was ever issued in this folder
+    return conn.execute("SELECT name, role, revoked_at FROM api_keys ORDER BY id").fetchall()
+
+
 def api_keys(data_dir: Path) -> list[KeySummary] | None:
     """Every issued key by id; None when the catalog must be opened in full."""
-    if _missing(data_dir):
-        return []
-    conn = _connect(data_dir)
-    if conn is None:
-        return None
-    try:
-        with closing(conn):
-            if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'api_keys'"
-                            ).fetchone() is None:
-                return []  # no key was ever issued in this folder
-            rows = conn.execute("SELECT name, role, revoked_at FROM api_keys ORDER BY id").fetchall()
-    except sqlite3.Error:
+    rows = _read(data_dir, _key_rows)
+    if rows is None:
         return None
     return [KeySummary(str(n), str(r), None if rev is None else str(rev)) for n, r, rev in rows]
