@@ -138,3 +138,18 @@ def queued_candidates(api: LiveApi, bank: str, n: int, seed: int) -> list[int]:
         assert best["decision"] == "match" and best["candidate_id"], r.text
         ids.append(best["candidate_id"])
     return ids
+
+
+def web_session(api: LiveApi, key: str) -> httpx.Client:
+    """A client signed in to the reviewer pages (cookies sent by hand: they are Secure, this is http)."""
+    import re
+
+    client = httpx.Client(base_url=api.url, timeout=120, follow_redirects=False)
+    form = client.get("/review/signin")
+    signin_token = form.cookies["reunite_signin"]
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+    signed = client.post("/review/signin", data={"key": key, "csrf": csrf, "next": "/review/"},
+                         headers={"Cookie": f"reunite_signin={signin_token}"})
+    assert signed.status_code == 303, signed.text
+    client.headers["Cookie"] = f"reunite_review={signed.cookies['reunite_review']}"
+    return client

@@ -15,9 +15,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from api_support import LiveApi, consent_record, encryption_key, live_api, reunite
+from api_support import LiveApi, consent_record, encryption_key, live_api, reunite, web_session
 from conftest import photo, png_bytes
 
 from indexer import age
@@ -161,22 +160,9 @@ def test_http_reveal_of_a_childs_photo_needs_a_reason_in_the_audit_event(api: Li
     assert events[-2].result == "rejected"
 
 
-def _web_session(api: LiveApi, key: str) -> httpx.Client:
-    """A client signed in to the reviewer pages (cookies sent by hand: they are Secure, this is http)."""
-    client = httpx.Client(base_url=api.url, timeout=120, follow_redirects=False)
-    form = client.get("/review/signin")
-    signin_token = form.cookies["reunite_signin"]
-    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
-    signed = client.post("/review/signin", data={"key": key, "csrf": csrf, "next": "/review/"},
-                         headers={"Cookie": f"reunite_signin={signin_token}"})
-    assert signed.status_code == 303, signed.text
-    client.headers["Cookie"] = f"reunite_review={signed.cookies['reunite_review']}"
-    return client
-
-
 def test_web_pages_show_the_policy_and_ask_a_reason_to_reveal(api: LiveApi) -> None:
     cid = _match(api)["children"]["candidate_id"]
-    web = _web_session(api, api.key("reviewer", "web-minors"))
+    web = web_session(api, api.key("reviewer", "web-minors"))
     queue = web.get("/review/")
     assert queue.status_code == 200 and "minor-policy" in queue.text
     page = web.get(f"/review/candidates/{cid}")

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_support import LiveApi, encryption_key, live_api, queued_candidates
+from api_support import LiveApi, encryption_key, live_api, queued_candidates, web_session
 from conftest import jpeg_bytes, png_bytes, tiles
 
 from indexer import pipeline
@@ -253,21 +253,6 @@ def test_two_investigators_matching_one_image_at_once_share_one_candidate(api: L
 
 # --- the reviewer pages take the same path ------------------------------------------
 
-def _web_session(api: LiveApi, key: str) -> httpx.Client:
-    """A client signed in to the reviewer pages (cookies sent by hand: they are Secure, this is http)."""
-    import re
-
-    client = httpx.Client(base_url=api.url, timeout=120, follow_redirects=False)
-    form = client.get("/review/signin")
-    signin_token = form.cookies["reunite_signin"]
-    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
-    signed = client.post("/review/signin", data={"key": key, "csrf": csrf, "next": "/review/"},
-                         headers={"Cookie": f"reunite_signin={signin_token}"})
-    assert signed.status_code == 303, signed.text
-    client.headers["Cookie"] = f"reunite_review={signed.cookies['reunite_review']}"
-    return client
-
-
 def _page_token(client: httpx.Client, cid: int) -> str:
     """The session's CSRF token, from the candidate page as a browser would read it."""
     import re
@@ -277,7 +262,7 @@ def _page_token(client: httpx.Client, cid: int) -> str:
 
 
 def test_web_decisions_racing_api_decisions_record_one(api: LiveApi, reviewers: list[str]) -> None:
-    web = [_web_session(api, key) for key in reviewers[:2]]
+    web = [web_session(api, key) for key in reviewers[:2]]
     refusals: list[str] = []
     try:
         for cid in queued_candidates(api, "single", ROUNDS // 2, seed=36):
