@@ -80,7 +80,7 @@ class Application:
     def __init__(self, data_dir: Path, catalog_url: str | None = None,
                  environ: Mapping[str, str] | None = None, *,
                  second_review_missing_person: bool = True) -> None:
-        import api.auth  # noqa: F401 - registers the api_keys table on Base
+        import api.api_keys  # noqa: F401 - registers the api_keys table on Base (no FastAPI: a CLI start)
 
         self.data_dir = Path(data_dir)
         self.environ = dict(os.environ if environ is None else environ)

@@ -1,9 +1,7 @@
 """API keys and roles: who is calling, and may they call this route?
 
-Keys are 256-bit random tokens shown once, at creation; the catalog stores
-only their SHA-256 (a slow password hash buys nothing for keys with this much
-entropy, and a fast one keeps every request cheap). Revoking a key takes
-effect on the next request: keys are looked up on every call, never cached.
+The keys themselves (table, issue, revoke, look-up) live in :mod:`api.api_keys`,
+re-exported here; this module adds the FastAPI side.
 
 Every route declares the roles it admits with :func:`guard` (or :func:`public`
 for health probes); the declaration travels on the dependency so that
@@ -13,95 +11,31 @@ can walk the full route x role matrix.
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import DateTime, String, select
-from sqlalchemy.orm import Mapped, mapped_column
 
 from api import budgets
+from api.api_keys import (  # noqa: F401 - re-exported: routes, web pages and tests import them from here
+    ADMIN,
+    HEADER,
+    INGEST,
+    INVESTIGATOR,
+    KEY_PREFIX,
+    PARTNER,
+    REVIEWER,
+    ROLES,
+    ApiKey,
+    Principal,
+    authenticate,
+    create_key,
+    hash_key,
+    list_keys,
+    revoke_key,
+)
 from api.errors import ApiError
-from indexer import text
-from indexer.store.catalog import Base, Catalog, utcnow
-
-ADMIN, INVESTIGATOR, REVIEWER, INGEST, PARTNER = "admin", "investigator", "reviewer", "ingest", "partner"
-ROLES = (ADMIN, INVESTIGATOR, REVIEWER, INGEST, PARTNER)
-KEY_PREFIX = "rk_"
-HEADER = "X-API-Key"
-
-
-class ApiKey(Base):
-    """One issued key: its name, role and hash (never the key itself)."""
-
-    __tablename__ = "api_keys"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(120), unique=True)
-    role: Mapped[str] = mapped_column(String(32))
-    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
-
-
-@dataclass(frozen=True)
-class Principal:
-    """The authenticated caller, as the audit log names it."""
-
-    key_id: int
-    name: str
-    role: str
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-def create_key(catalog: Catalog, role: str, name: str) -> str:
-    """Issue a key for ``role``; returns the key (shown once, never stored)."""
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
-    name = name.strip()
-    if not name or len(name) > 120:
-        raise ValueError("a key name must be 1 to 120 characters")
-    text.check(name, "key name")  # shown in the audit log and `keys list`: BadText is a ValueError
-    key = KEY_PREFIX + secrets.token_urlsafe(32)
-    with catalog.session() as s:
-        if s.scalar(select(ApiKey).where(ApiKey.name == name)) is not None:
-            raise ValueError(f"a key named {name!r} already exists")
-        s.add(ApiKey(name=name, role=role, key_hash=hash_key(key)))
-    return key
-
-
-def revoke_key(catalog: Catalog, name: str) -> bool:
-    """Revoke the key called ``name``; False when there is no active key by that name."""
-    with catalog.session() as s:
-        row = s.scalar(select(ApiKey).where(ApiKey.name == name))
-        if row is None or row.revoked_at is not None:
-            return False
-        row.revoked_at = utcnow()
-        return True
-
-
-def list_keys(catalog: Catalog) -> list[ApiKey]:
-    with catalog.session() as s:
-        return list(s.scalars(select(ApiKey).order_by(ApiKey.id)))
-
-
-def authenticate(catalog: Catalog, key: str | None) -> Principal | None:
-    """The principal of an active key, or None."""
-    if not key or not key.startswith(KEY_PREFIX) or len(key) > 200:
-        return None
-    with catalog.session() as s:
-        row = s.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
-        if row is None or row.revoked_at is not None:
-            return None
-        return Principal(key_id=row.id, name=row.name, role=row.role)
-
 
 # --- FastAPI side -------------------------------------------------------------
 

@@ -22,8 +22,8 @@ app.add_typer(audit_app, name="audit")
 
 
 def _catalog():  # noqa: ANN202 - lazy imports keep `--help` fast
+    from api.api_keys import ApiKey  # noqa: F401 - registers the table
     from api.audit import AuditEvent  # noqa: F401
-    from api.auth import ApiKey  # noqa: F401 - registers the table
     from indexer.store.catalog import Base, Catalog
     catalog = Catalog.open(state.data_dir)
     Base.metadata.create_all(catalog.engine)
@@ -61,8 +61,8 @@ def keys_create(
     name: Annotated[str, typer.Option("--name", help="Who holds the key (shown in the audit log).")],
 ) -> None:
     """Issue a key; the key is printed alone on the last line, once."""
+    from api.api_keys import create_key
     from api.application import cli_actor
-    from api.auth import create_key
 
     application = open_app()
     with application.audited(cli_actor(), "key.create", f"key:{name}", role=role[:32], via="cli") as note:
@@ -78,8 +78,8 @@ def keys_create(
 @keys_app.command("revoke")
 def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
     """Revoke a key (takes effect on the next request)."""
+    from api.api_keys import revoke_key
     from api.application import cli_actor
-    from api.auth import revoke_key
 
     application = open_app()
     with application.audited(cli_actor(), "key.revoke", f"key:{name}", via="cli") as note:
@@ -101,7 +101,7 @@ def keys_list() -> None:
             status = f"revoked {q.revoked_at[:10]}" if q.revoked_at else "active"
             typer.echo(f"{displayable(q.name)}\t{q.role}\t{status}")
         return
-    from api.auth import list_keys
+    from api.api_keys import list_keys
 
     for k in list_keys(_catalog()):
         status = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
