@@ -67,3 +67,16 @@ def test_banks_of_an_empty_folder_creates_nothing(tmp_path: Path) -> None:
     data = tmp_path / "nothing"
     assert imported("banks", data=data).isdisjoint(HEAVY)
     assert not data.exists()
+
+
+def test_index_does_not_import_the_web_framework(tmp_path: Path) -> None:
+    """A crawl's `index` needs the catalog and the key table, never FastAPI's routes (about 0.25 s)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, tile in enumerate(tiles(2)):
+        tile.save(photos / f"p{i}.png")
+    loaded = imported("index", str(photos), "--bank", "crawl", "--signals", "hashes", "--quiet",
+                      data=tmp_path / "data")
+    assert "sqlalchemy" in loaded  # it did open the catalog
+    web = {"fastapi", "starlette", "limits"}
+    assert not loaded & web, sorted(loaded & web)
