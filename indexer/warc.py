@@ -7,9 +7,9 @@ ad id) is the WARC-Record-ID, so a re-run names the same ads, and the record's
 WARC-Target-URI and WARC-Date become the ad's ``url``, ``site`` (its host) and
 ``posted_at`` (capture time: the ad was posted no later than that) fields.
 
-The payload is written once into a private spool folder named by the record
-id, because the indexing pool, the photo keeper and the linker all read image
-files by path; the caller removes the folder when the run is over.
+The payload is written once into a private spool folder, named by its sha256,
+because the indexing pool, the photo keeper and the linker all read image files
+by path; the caller removes the folder when the run is over.
 
 A damaged file (a truncated gzip member, garbage after the last record) stops
 the reading there: what was read before is indexed, and :attr:`WarcReader.problem`
@@ -112,16 +112,16 @@ class WarcReader:
         record_id = record.rec_headers.get_header("WARC-Record-ID") or ""
         uri = record.rec_headers.get_header("WARC-Target-URI") or ""
         when = record.rec_headers.get_header("WARC-Date") or ""
-        path = self._spooled(record_id or uri, data)
+        path = self._spooled(data)
         fields = {"url": text.displayable(uri), "site": text.displayable(urlsplit(uri).hostname or ""),
                   "posted_at": text.displayable(when), "warc_record_id": text.displayable(record_id)}
         label = text.displayable(record_id.strip("<>")) or path.stem
         return Record(path, label, text.displayable(uri) or label,
                       {k: v for k, v in fields.items() if v})
 
-    def _spooled(self, key: str, data: bytes) -> Path:
-        """The payload as a file named by its record, written whole (tmp + rename) or not at all."""
-        path = self.spool / hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+    def _spooled(self, data: bytes) -> Path:
+        """The payload as a file named by its content, written whole (tmp + rename) or not at all."""
+        path = self.spool / hashlib.sha256(data).hexdigest()
         if not path.exists():
             tmp = path.with_suffix(".tmp")
             tmp.write_bytes(data)

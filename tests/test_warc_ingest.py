@@ -26,7 +26,7 @@ def _response(writer: WARCWriter, uri: str, body: bytes, content_type: str, reco
 
 
 def write_crawl(path: Path, *, gzip_it: bool = True) -> None:
-    """Three photos, one HTML page (not an image) and a second capture of the first photo."""
+    """Three photos, one HTML page (not an image), a resource photo and a second capture of the first."""
     with path.open("wb") as out:
         writer = WARCWriter(out, gzip=gzip_it)
         writer.write_record(writer.create_warcinfo_record(path.name, {"software": "test"}))
@@ -36,6 +36,12 @@ def write_crawl(path: Path, *, gzip_it: bool = True) -> None:
                       mime, f"00000000-0000-4000-8000-00000000000{n}")
         _response(writer, "https://ads0.example.org/ad/0", b"<html><body>ad</body></html>", "text/html",
                   "00000000-0000-4000-8000-0000000000a0")
+        brick = writer.create_warc_record("file:///crawl/brick.png", "resource",
+                                          payload=io.BytesIO((FIXTURES / "brick.png").read_bytes()),
+                                          warc_content_type="image/png",
+                                          warc_headers_dict={"WARC-Date": DATE, "WARC-Record-ID":
+                                                             "<urn:uuid:00000000-0000-4000-8000-0000000000c0>"})
+        writer.write_record(brick)
         # The same photo captured again under another URL, sent as octet-stream (sniffed as an image).
         _response(writer, "https://mirror.example.net/a.png", (FIXTURES / PHOTOS[0]).read_bytes(),
                   "application/octet-stream", "00000000-0000-4000-8000-0000000000b0")
@@ -65,20 +71,22 @@ def crawl(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]
 
 def test_image_records_are_indexed_and_others_counted(crawl) -> None:
     _warc, _data, first = crawl
-    assert "3 indexed" in first.stdout, first.stdout
-    assert "6 records read, 4 images, 1 non-image records skipped" in first.stdout, first.stdout
+    assert "4 indexed" in first.stdout, first.stdout
+    assert "7 records read, 5 images, 1 non-image records skipped" in first.stdout, first.stdout
 
 
 def test_rerun_adds_nothing(crawl) -> None:
     warc, data, _first = crawl
     again = run_reunite("index", str(warc), "--bank", "ads", "--quiet", data=data, check=True)
-    assert "0 indexed" in again.stdout and "4 already indexed" in again.stdout, again.stdout
+    assert "0 indexed" in again.stdout and "5 already indexed" in again.stdout, again.stdout
 
 
 def test_catalog_and_match_see_url_site_and_capture_time(crawl) -> None:
     _warc, data, _first = crawl
     items = _items(data)
-    assert set(items) == {f"urn:uuid:00000000-0000-4000-8000-00000000000{n}" for n in range(3)}
+    assert set(items) == {f"urn:uuid:00000000-0000-4000-8000-00000000000{n}" for n in range(3)} | {
+        "urn:uuid:00000000-0000-4000-8000-0000000000c0"}
+    assert items["urn:uuid:00000000-0000-4000-8000-0000000000c0"]["url"] == "file:///crawl/brick.png"
     coffee = items["urn:uuid:00000000-0000-4000-8000-000000000001"]
     assert coffee["url"] == "https://ads1.example.org/ad/1/coffee.png"
     assert coffee["site"] == "ads1.example.org"
@@ -95,7 +103,7 @@ def test_plain_warc_and_worker_pool(tmp_path: Path) -> None:
     write_crawl(warc, gzip_it=False)
     done = run_reunite("index", str(warc), "--bank", "ads", "--quiet", "--workers", "2",
                        data=tmp_path / "data", check=True)
-    assert "3 indexed" in done.stdout and "1 non-image records skipped" in done.stdout, done.stdout
+    assert "4 indexed" in done.stdout and "1 non-image records skipped" in done.stdout, done.stdout
     rocket = _items(tmp_path / "data")["urn:uuid:00000000-0000-4000-8000-000000000002"]
     assert rocket["site"] == "ads2.example.org"
 
@@ -109,12 +117,12 @@ def test_truncated_warc_keeps_what_was_read_and_says_so_in_one_line(tmp_path: Pa
     cut.write_bytes(blob[: len(blob) - 200])  # the last record's gzip member loses its end
     done = run_reunite("index", str(cut), "--bank", "ads", "--quiet", data=data)
     assert done.returncode == 0, done.stderr
-    assert "3 indexed" in done.stdout, done.stdout
+    assert "4 indexed" in done.stdout, done.stdout
     assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr  # one line
     assert str(cut) in done.stderr and "the records before it were indexed" in done.stderr
     # The whole file afterwards adds only what the cut one lacked: nothing stored was lost.
     again = run_reunite("index", str(whole), "--bank", "ads", "--quiet", data=data, check=True)
-    assert "0 indexed" in again.stdout and "4 already indexed" in again.stdout, again.stdout
+    assert "0 indexed" in again.stdout and "5 already indexed" in again.stdout, again.stdout
 
 
 def test_not_a_warc_exits_2_with_one_line_and_keeps_the_bank(tmp_path: Path) -> None:
@@ -130,4 +138,4 @@ def test_not_a_warc_exits_2_with_one_line_and_keeps_the_bank(tmp_path: Path) -> 
         done = run_reunite("index", str(bad), "--bank", "ads", "--quiet", data=data)
         assert done.returncode == 2, (name, done.stdout, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1 and str(bad) in done.stderr, done.stderr
-    assert len(_items(data)) == 3
+    assert len(_items(data)) == 4
