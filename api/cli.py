@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -97,7 +98,8 @@ def parse_signals(value: str | None, kind: str) -> list[str]:
 
 @app.command("index")
 def index_cmd(
-    source: Annotated[Path, typer.Argument(help="Folder, CSV/JSONL manifest or image file.")],
+    source: Annotated[Path, typer.Argument(
+        help="Folder, CSV/JSONL manifest, WARC crawl (.warc, .warc.gz) or image file.")],
     bank: Annotated[str, typer.Option("--bank", help="Bank to index into.")],
     kind: Annotated[str, typer.Option("--kind", help="ads | venue | missing_person")] = "ads",
     signals_opt: Annotated[str | None, typer.Option(
@@ -131,8 +133,9 @@ def index_cmd(
     if kind == "missing_person":
         raise fail("missing-person references are added with `reunite enroll`, which "
                    "records consent; `index` is for crawls")
+    spool = tempfile.TemporaryDirectory(prefix="reunite-warc-")  # WARC payloads as files; removed at exit
     try:
-        records = ingest.iter_source(source)  # a stream: a manifest of millions of rows is not held whole
+        warc_reader, records = crawl_records(source, Path(spool.name))  # a stream, never held whole
     except ingest.ManifestError as exc:
         raise fail(str(exc)) from None
     names = parse_signals(signals_opt, kind)
@@ -163,10 +166,16 @@ def index_cmd(
     if len(report.errors) > 20:
         typer.echo(f"  ... and {len(report.errors) - 20} more", err=True)
     typer.echo(report.summary())
+    if warc_reader is not None:
+        typer.echo(f"warc: {warc_reader.records} records read, {warc_reader.images} images, "
+                   f"{warc_reader.not_images} non-image records skipped")
+        if warc_reader.problem:
+            typer.echo(f"{source}: damaged after record {warc_reader.records} ({warc_reader.problem}); "
+                       "the records before it were indexed", err=True)
     if linking and not report.interrupted:
         from api.cli_networks import link_records
 
-        typer.echo(link_records(store, bank_row, ingest.iter_source(source), region))
+        typer.echo(link_records(store, bank_row, crawl_records(source, Path(spool.name))[1], region))
     if watch and not report.interrupted:
         typer.echo(watch_bank(application, bank_row, quiet, keeper.paths))
     if watch and not report.interrupted and bank_row.kind == "venue" and report.indexed:
@@ -177,6 +186,17 @@ def index_cmd(
     if report.interrupted:
         typer.echo("interrupted: run the same command again to resume", err=True)
         raise typer.Exit(130)
+
+
+def crawl_records(source: Path, spool: Path):  # noqa: ANN201 - (WarcReader | None, records)
+    """The records of a folder, manifest or image file, or of a WARC crawl (its reader kept for
+    the counts and the damage it met); the source's own problems raise ManifestError now."""
+    from indexer import ingest, warc
+
+    if not warc.is_warc(source):
+        return None, ingest.iter_source(source)
+    reader = warc.WarcReader(source, spool)
+    return reader, ingest.primed(iter(reader))
 
 
 def photo_keeper(application, bank):  # noqa: ANN001, ANN201 - a FileKeeper or None

@@ -131,13 +131,13 @@ def iter_source(source: Path) -> Iterator[Record]:
     if suffix in MANIFEST_SUFFIXES and not source.is_file():
         raise ManifestError(f"{source}: not a regular file")
     if suffix == ".csv":
-        return _primed(_read_csv(source))
+        return primed(_read_csv(source))
     if suffix in {".jsonl", ".ndjson"}:
-        return _primed(_read_jsonl(source))
+        return primed(_read_jsonl(source))
     return iter([_named(source)])
 
 
-def _primed(rows: Iterator[Record]) -> Iterator[Record]:
+def primed(rows: Iterator[Record]) -> Iterator[Record]:
     """Run a reader up to its first record now, so header problems surface before any work."""
     try:
         first = next(rows)
