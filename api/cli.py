@@ -381,6 +381,7 @@ COMMAND_MODULES: list[str] = [
     "api.cli_alerts",
     "api.cli_stats",
     "api.cli_search",
+    "api.cli_watches",
 ]
 
 

@@ -27,6 +27,9 @@ def enroll_cmd(
     watch: Annotated[bool, typer.Option(
         "--back-search/--no-back-search", help="Search the ads banks this bank watches for the new "
                                                "references and queue the candidates (resumable).")] = True,
+    case_owner: Annotated[str | None, typer.Option(
+        "--case-owner", help="Investigator key name (or team:NAME) alerted when a subject of this "
+                             "manifest is confirmed in an ad (its own case; see `cases`).")] = None,
 ) -> None:
     """Enroll reference photos. Missing persons need consent_by, consent_date,
     consent_expires and case_ref on every row; one refused row refuses the manifest."""
@@ -36,6 +39,12 @@ def enroll_cmd(
 
     if kind not in enroll.ENROLL_KINDS:
         raise fail(f"--kind must be one of {', '.join(enroll.ENROLL_KINDS)}")
+    if case_owner is not None:  # checked before anything is stored
+        from matcher.cases import CaseError, check_owner
+        try:
+            case_owner = check_owner(case_owner)
+        except CaseError as exc:
+            raise fail(f"--case-owner: {exc.detail}") from None
     try:
         records = ingest.read_source(manifest)
     except ingest.ManifestError as exc:
@@ -70,6 +79,12 @@ def enroll_cmd(
         bar.close()
         note.detail.update(photos=report["enrolled"], already=report["already_enrolled"],
                            subjects=report["subjects"], renewed=report["consent_renewed"])
+        if case_owner is not None:
+            owned = _own_subjects(application, bank, [r["label"] for r in rows], case_owner)
+            if owned is not None:
+                note.refuse("subject_in_another_case")
+                raise fail(owned)
+            note.detail.update(case_owner=True)
     for row in report["no_face_rows"][:20]:
         typer.echo(f"  warning: row {row}: no face found (kept for hash matching only)", err=True)
     typer.echo(f"bank {bank} ({kind}): {report['enrolled']} photos enrolled, "
@@ -79,6 +94,23 @@ def enroll_cmd(
     if watch and bank_row is not None:
         for line in back_search_lines(application, bank_row, quiet):
             typer.echo(line)
+
+
+def _own_subjects(application, bank: str, labels: list[str], owner: str) -> str | None:  # noqa: ANN001
+    """Put each enrolled subject of ``labels`` in a case owned by ``owner``; the refusal, if any."""
+    from matcher.cases import CaseError
+
+    catalog = application.store.catalog
+    bank_row = catalog.bank(bank)
+    with catalog.session() as s:
+        pseudonyms = [subject.pseudonym for label in dict.fromkeys(labels)
+                      if (subject := catalog.subject_by_label(s, bank_row.id, label)) is not None]
+    for pseudonym in pseudonyms:
+        try:
+            application.alerts.cases.own_subject(pseudonym, owner)
+        except CaseError as exc:
+            return exc.detail
+    return None
 
 
 def back_search_lines(application, bank, quiet: bool) -> list[str]:  # noqa: ANN001 - Application, Bank

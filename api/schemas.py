@@ -80,6 +80,8 @@ class EnrollRecord(BaseModel):
     consent_date: str | None = Field(default=None, max_length=40, description="ISO date")
     consent_expires: str | None = Field(default=None, max_length=40, description="ISO date or date-time")
     case_ref: str | None = Field(default=None, max_length=200)
+    case_owner: str | None = Field(default=None, max_length=130, description="the investigator key name "
+                                   "(or team:NAME) alerted when this subject is confirmed in an ad")
     date_of_birth: str | None = Field(default=None, max_length=10, description="missing_person: ISO date "
                                       "(sealed); under 18 the minors' regime applies")
     minor: bool | None = Field(default=None, description="missing_person: a child whose date of birth "

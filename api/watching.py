@@ -187,3 +187,44 @@ def ad_context(bank: Bank, item: Item, label: str | None) -> dict[str, Any]:
 
 def _iso(value: dt.datetime | None) -> str | None:
     return value.replace(tzinfo=dt.UTC).isoformat(timespec="seconds") if value else None
+
+
+class WatchPolicyError(ValueError):
+    """A watch policy change that cannot be made (a message safe to show)."""
+
+
+def set_watches(application: Application, actor: Actor, bank_name: str,
+                names: list[str] | None, via: str = "cli") -> Bank:
+    """Set which ads banks the watcher ``bank_name`` watches (``None``: all of them), audited.
+
+    The one path for changing the ``watches`` key after a bank exists: the same checks as
+    creating a bank with that policy (:func:`matcher.watch.check_policy`), one audit event
+    naming the bank and how many banks it now watches (names of ads banks describe crawls,
+    never a person, but the count is all the trail needs).
+    """
+    from matcher.watch import WATCHES_KEY, check_policy
+
+    problem: str | None = None
+    with application.audited(actor, "bank.watches", f"bank:{bank_name[:120]}", via=via,
+                             watches="all" if names is None else len(names)) as note:
+        catalog = application.store.catalog
+        bank = catalog.bank(bank_name)
+        policy: dict[str, Any] = {}
+        if bank is None:
+            note.refuse("unknown_bank")
+            problem = f"no bank named {bank_name!r}"
+        else:
+            policy = {k: v for k, v in (bank.policy or {}).items() if k != WATCHES_KEY}
+            if names is not None:
+                policy[WATCHES_KEY] = list(dict.fromkeys(n.strip() for n in names))
+            try:
+                check_policy(bank.kind, policy)
+            except ValueError as exc:
+                note.refuse("bad_policy")
+                problem = str(exc)
+        if problem is None and bank is not None:
+            with catalog.session() as s:
+                s.get(Bank, bank.id).policy = policy  # a new dict: the JSON column sees the change
+    if problem is not None:  # refused: recorded as "rejected" above, nothing stored changed
+        raise WatchPolicyError(problem)
+    return catalog.bank(bank_name)

@@ -139,6 +139,31 @@ class Cases:
             s.flush()
             return self._view(s, case)
 
+    def own_subject(self, pseudonym: str, owner: str) -> CaseView:
+        """Give an enrolled subject an owner at enrolment: its own case, titled by its pseudonym.
+
+        The pseudonym is opaque, so the title names no one. A subject already in a case keeps
+        it when the owner is the same and is refused otherwise (one owner each; an admin moves
+        it with ``cases owner``), so enrolling again never steals a case.
+        """
+        owner = check_owner(owner)
+        with self.catalog.session() as s:
+            subject = s.scalar(select(Subject).where(Subject.pseudonym == pseudonym))
+            if subject is None:
+                raise CaseError("subject_not_found", f"no subject {text_rules.displayable(pseudonym)}")
+            case = self.case_of_subject(s, subject.id)
+            if case is not None:
+                if case.owner != owner:
+                    raise CaseError("subject_in_another_case",
+                                    f"subject {pseudonym} already belongs to a case with another owner")
+                return self._view(s, case)
+            case = Case(title=f"subject {pseudonym}"[:MAX_NAME], owner=owner)
+            s.add(case)
+            s.flush()
+            s.add(CaseSubject(case_id=case.id, subject_id=subject.id))
+            s.flush()
+            return self._view(s, case)
+
     def remove_subject(self, case_ref: str, pseudonym: str) -> CaseView:
         with self.catalog.session() as s:
             case = self._case(s, case_ref)

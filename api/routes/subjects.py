@@ -19,6 +19,7 @@ from indexer.enroll import utcnow
 from indexer.store.catalog import Item, Subject
 from indexer.store.photos import bank_namespace
 from matcher import minors
+from matcher.cases import CaseError, check_owner
 
 router = APIRouter(prefix="/v1", tags=["subjects"])
 READERS = (ADMIN, REVIEWER, INVESTIGATOR)
@@ -27,6 +28,16 @@ IMAGE_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "
                "BMP": "image/bmp", "TIFF": "image/tiff", "MPO": "image/jpeg"}
 IMAGE_RESPONSE = {200: {"content": {t: {} for t in sorted(set(IMAGE_TYPES.values()))},
                         "description": "the image bytes"}}
+
+
+def _case_owner(value: str | None) -> str | None:
+    """The enrolment's case owner, checked before anything is stored (422 naming the field)."""
+    if value is None:
+        return None
+    try:
+        return check_owner(value)
+    except CaseError as exc:
+        raise ApiError(422, "validation_error", f"record.case_owner: {exc.detail}") from None
 
 
 def _parse_record(text: str) -> EnrollRecord:
@@ -52,10 +63,14 @@ def enroll_subject(bank: str, request: Request,
     audit(request, f"bank:{bank}")
     bank_row = bank_or_404(svc, bank)
     rec = _parse_record(record)
-    fields = subject_fields(bank_row, rec.model_dump(), utcnow())
+    owner = _case_owner(rec.case_owner)
+    fields = subject_fields(bank_row, rec.model_dump(exclude={"case_owner"}), utcnow())
     result = enroll_photos(svc, bank_row, rec.label.strip(), read_uploads(photos, "photos"), fields,
                            new_subject=True)
     audit(request, f"subject:{result.subject.pseudonym}", photos=result.added)
+    if owner is not None:  # a new subject is in no case yet: this cannot be refused after the write
+        svc.alerts.cases.own_subject(result.subject.pseudonym, owner)
+        audit(request, case_owner=True)
     return EnrollOut(subject=SubjectOut(**visibility.subject_view(result.subject, bank_row, p.role,
                                                                   result.items)),
                      photos_added=result.added, already_enrolled=result.already,
