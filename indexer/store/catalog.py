@@ -167,9 +167,10 @@ class Catalog:
         self.engine: Engine = create_engine(url, future=True)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        create_tables(self.engine)
-        add_missing_columns(self.engine, Base.metadata.sorted_tables)
-        scrub_reference_sources(self.engine)
+        with schema_lock(url):
+            create_tables(self.engine)
+            add_missing_columns(self.engine, Base.metadata.sorted_tables)
+            scrub_reference_sources(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
@@ -413,6 +414,32 @@ def _make_sqlite_file_private(url: str) -> None:
                 os.chmod(companion, PRIVATE_MODE)
         except FileNotFoundError:
             continue
+
+
+@contextmanager
+def schema_lock(url: str) -> Iterator[None]:
+    """Hold an exclusive lock beside a SQLite catalog while its schema is made or upgraded.
+
+    pysqlite runs each CREATE TABLE in its own implicit transaction, so two
+    processes opening a new data folder at once (two ``reunite index`` runs)
+    interleave table by table and each retry of ``create_all`` can meet a table
+    the other has just made. An ``flock`` on a private lock file serialises the
+    schema step across processes; it is released when the file closes, also
+    when a process dies. Other databases rely on ``create_tables``' retry.
+    """
+    database = make_url(url).database if url.startswith("sqlite") else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    import fcntl
+
+    lock_path = Path(database).with_name(Path(database).name + ".schema-lock")
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, PRIVATE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 # PostgreSQL's "deadlock detected" and "could not serialize": the transaction was
