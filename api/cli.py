@@ -81,6 +81,16 @@ def bank_or_fail(store, name: str):  # noqa: ANN001, ANN201 - Store/Bank importe
         raise fail(str(exc.args[0])) from None
 
 
+def banks_or_fail(store, names: list[str]) -> list:  # noqa: ANN001 - Store imported lazily
+    """The banks called ``names`` (each once), or exit 2 naming every unknown one (as HTTP match does)."""
+    found = {n: store.catalog.bank(n) for n in dict.fromkeys(names)}
+    missing = [n for n, b in found.items() if b is None]
+    if missing:
+        known = ", ".join(b.name for b in store.catalog.banks()) or "none yet"
+        raise fail(f"unknown bank(s): {', '.join(missing)} (banks: {known})")
+    return list(found.values())
+
+
 def default_signals(kind: str) -> list[str]:
     from indexer.kinds import default_families
     return default_families(kind)
@@ -283,9 +293,7 @@ def match_cmd(
     if not bank.strip():
         raise fail("--bank is required")
     application = open_app()
-    banks = []
-    for name in [b.strip() for b in bank.split(",") if b.strip()]:
-        banks.append(bank_or_fail(application.store, name))
+    banks = banks_or_fail(application.store, [b.strip() for b in bank.split(",") if b.strip()])
     try:
         application.require_keys(banks)
     except MissingKey as exc:

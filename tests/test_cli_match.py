@@ -110,8 +110,9 @@ def test_bad_query_image_exits_2_and_keeps_other_answers(indexed: Path, tmp_path
 
 
 def test_unknown_bank_exits_2(indexed: Path) -> None:
-    done = run_reunite("match", str(FIXTURES / "coffee.png"), "--bank", "nope", data=indexed)
-    assert done.returncode == 2 and "no bank named 'nope'" in done.stderr
+    done = run_reunite("match", str(FIXTURES / "coffee.png"), "--bank", "nope,ads,gone", data=indexed)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: unknown bank(s): nope, gone (banks: ads)"
 
 
 def test_index_refuses_missing_person_banks(indexed: Path) -> None:
