@@ -343,20 +343,25 @@ def match_cmd(
 
 
 @app.command("banks")
-def banks_cmd() -> None:
+def banks_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array of {name, kind, items, verified}.")
+                       ] = False,
+) -> None:
     """List the banks of the data folder with their sizes."""
     from indexer.store import peek
 
     quick = peek.banks(state.data_dir)  # stdlib sqlite3, read-only: no SQLAlchemy, NumPy or FAISS to load
-    if quick is not None:
-        for summary in quick:
-            trust = "\tunverified" if summary.policy.get("verified") is False else ""
-            typer.echo(f"{summary.name}\t{summary.kind}\t{summary.items} items{trust}")
+    if quick is None:
+        store = open_store()
+        quick = [peek.BankSummary(b.name, b.kind, store.catalog.count_items(b.id), b.policy or {})
+                 for b in store.catalog.banks()]
+    if as_json:  # for scripts: an empty folder is [], not silence
+        typer.echo(json.dumps([{"name": b.name, "kind": b.kind, "items": b.items,
+                                "verified": b.policy.get("verified") is not False} for b in quick]))
         return
-    store = open_store()
-    for bank in store.catalog.banks():
-        trust = "\tunverified" if (bank.policy or {}).get("verified") is False else ""  # an unsigned import
-        typer.echo(f"{bank.name}\t{bank.kind}\t{store.catalog.count_items(bank.id)} items{trust}")
+    for summary in quick:
+        trust = "\tunverified" if summary.policy.get("verified") is False else ""  # an unsigned import
+        typer.echo(f"{summary.name}\t{summary.kind}\t{summary.items} items{trust}")
 
 
 # --- commands defined in their own modules (each registers on `app` when imported) ---
