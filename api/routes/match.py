@@ -14,7 +14,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from api import hash_matching, visibility
 from api.auth import ADMIN, INVESTIGATOR, PARTNER, Principal, guard
 from api.errors import GUARDED, ApiError, responses
-from api.routes.common import audit, service
+from api.routes.common import audit, known_fields_only, service
 from api.schemas import HashMatchOut, HashQuery, MatchCandidate, MatchOut, PartnerHit
 from api.uploads import api_error, read_uploads
 from indexer import images
@@ -29,7 +29,8 @@ def match_image(request: Request, image: UploadFile = File(...),
                 banks: str = Form("", max_length=10_000, description="bank names, comma separated "
                                                                       "(empty: every bank)"),
                 top: int = Form(10, ge=1, le=100),
-                p: Principal = guard("match", ADMIN, INVESTIGATOR)) -> MatchOut:
+                p: Principal = guard("match", ADMIN, INVESTIGATOR),
+                _fields: None = known_fields_only()) -> MatchOut:
     svc = service(request)
     text_rules.check(banks, "banks")
     [upload] = read_uploads([image], "image")

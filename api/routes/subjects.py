@@ -10,7 +10,7 @@ from api import consent, visibility
 from api.auth import ADMIN, INVESTIGATOR, REVIEWER, Principal, guard
 from api.enrollment import PHOTO_ATTR, enroll_photos, subject_fields
 from api.errors import GUARDED, ApiError, responses
-from api.routes.common import audit, bank_or_404, service, subject_or_404
+from api.routes.common import audit, bank_or_404, known_fields_only, service, subject_or_404
 from api.schemas import MAX_ID, EnrollOut, EnrollRecord, SubjectList, SubjectOut, WithdrawalOut
 from api.uploads import read_uploads
 from indexer import text as text_rules
@@ -47,7 +47,8 @@ def _parse_record(text: str) -> EnrollRecord:
 def enroll_subject(bank: str, request: Request,
                    record: str = Form(..., max_length=20_000, description="EnrollRecord as JSON"),
                    photos: list[UploadFile] = File(..., description="reference photos"),
-                   p: Principal = guard("subject.enroll", ADMIN)) -> EnrollOut:
+                   p: Principal = guard("subject.enroll", ADMIN),
+                   _fields: None = known_fields_only()) -> EnrollOut:
     svc = service(request)
     audit(request, f"bank:{bank}")
     bank_row = bank_or_404(svc, bank)
@@ -66,7 +67,8 @@ def enroll_subject(bank: str, request: Request,
              responses=responses(*GUARDED, 404, *UPLOAD_ERRORS))
 def add_photos(pseudonym: str, request: Request,
                photos: list[UploadFile] = File(..., description="more reference photos"),
-               p: Principal = guard("subject.add_photos", ADMIN)) -> EnrollOut:
+               p: Principal = guard("subject.add_photos", ADMIN),
+               _fields: None = known_fields_only()) -> EnrollOut:
     svc = service(request)
     audit(request, f"subject:{pseudonym}")
     subject, bank = subject_or_404(svc, pseudonym)
