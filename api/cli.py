@@ -275,7 +275,8 @@ def _read_queries(images: list[Path], manifest: Path | None) -> list[tuple[str, 
 @app.command("match")
 def match_cmd(
     images: Annotated[list[Path] | None, typer.Argument(help="Query images.")] = None,
-    bank: Annotated[str, typer.Option("--bank", help="Bank name(s), comma separated.")] = "",
+    bank: Annotated[list[str] | None, typer.Option(
+        "--bank", help="Bank name(s): repeat --bank and/or separate names by commas.")] = None,
     manifest: Annotated[Path | None, typer.Option("--manifest", help="CSV/JSONL of queries.")
                         ] = None,
     top: Annotated[int, typer.Option("--top", min=1, max=100, help="Candidates per query.")] = 10,
@@ -285,15 +286,17 @@ def match_cmd(
     import hashlib
 
     from api.application import cli_actor
+    from api.bank_names import bank_names
     from indexer import images as image_io
     from indexer.crypto import MissingKey
     from indexer.text import displayable
 
     queries = _read_queries(images or [], manifest)
-    if not bank.strip():
+    names = bank_names(bank)
+    if not names:
         raise fail("--bank is required")
     application = open_app()
-    banks = banks_or_fail(application.store, [b.strip() for b in bank.split(",") if b.strip()])
+    banks = banks_or_fail(application.store, names)
     try:
         application.require_keys(banks)
     except MissingKey as exc:

@@ -65,6 +65,15 @@ def test_investigators_match_images_and_see_ad_labels(api: LiveApi) -> None:
     unknown = api.as_("investigator").post("/v1/match", data={"banks": "ads,nope,gone"},
                                            files={"image": ("q.jpg", b"x", "image/jpeg")})
     assert unknown.status_code == 404 and unknown.json()["detail"] == "unknown bank(s): nope, gone"
+    # one rule everywhere: the field repeated, each value one name or several separated by commas
+    repeated = api.as_("investigator").post("/v1/match", data={"banks": ["nope", "ads,gone"]},
+                                            files={"image": ("q.jpg", b"x", "image/jpeg")})
+    assert repeated.status_code == 404 and repeated.json()["detail"] == "unknown bank(s): nope, gone"
+    both = api.as_("investigator").post("/v1/match", data={"banks": ["private", "ads, private"], "top": "5"},
+                                        files={"image": ("q.jpg", jpeg_bytes(tile.resize((80, 80)), 70),
+                                                         "image/jpeg")})
+    assert both.status_code == 200, both.text
+    assert [c["label"] for c in both.json()["candidates"]].count("ad-2024") == 1
 
 
 def test_partners_get_opaque_refs_only(api: LiveApi) -> None:
