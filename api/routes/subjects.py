@@ -29,6 +29,12 @@ IMAGE_RESPONSE = {200: {"content": {t: {} for t in sorted(set(IMAGE_TYPES.values
                         "description": "the image bytes"}}
 
 
+# The record travels as a JSON string beside the photos (multipart has no nested fields), so
+# OpenAPI would only say "string": contentMediaType/contentSchema (JSON Schema 2020-12, which
+# OpenAPI 3.1 uses) publish what the string must hold, from the model that validates it.
+RECORD_SCHEMA = {"contentMediaType": "application/json", "contentSchema": EnrollRecord.model_json_schema()}
+
+
 def _parse_record(text: str) -> EnrollRecord:
     if text_rules.json_depth(text) > text_rules.MAX_DEPTH:
         raise ApiError(422, "validation_error", f"record: JSON nested deeper than {text_rules.MAX_DEPTH}")
@@ -45,7 +51,8 @@ def _parse_record(text: str) -> EnrollRecord:
 @router.post("/banks/{bank}/subjects", status_code=201, response_model=EnrollOut,
              responses=responses(*GUARDED, 404, *UPLOAD_ERRORS))
 def enroll_subject(bank: str, request: Request,
-                   record: str = Form(..., max_length=20_000, description="EnrollRecord as JSON"),
+                   record: str = Form(..., max_length=20_000, description="EnrollRecord as JSON",
+                                      json_schema_extra=RECORD_SCHEMA),
                    photos: list[UploadFile] = File(..., description="reference photos"),
                    p: Principal = guard("subject.enroll", ADMIN),
                    _fields: None = known_fields_only()) -> EnrollOut:
