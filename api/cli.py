@@ -82,6 +82,16 @@ def bank_or_fail(store, name: str):  # noqa: ANN001, ANN201 - Store/Bank importe
         raise fail(str(exc.args[0])) from None
 
 
+def banks_or_fail(store, names: list[str]) -> list:  # noqa: ANN001 - Store imported lazily
+    """The banks called ``names`` (each once), or exit 2 naming every unknown one (as HTTP match does)."""
+    found = {n: store.catalog.bank(n) for n in dict.fromkeys(names)}
+    missing = [n for n, b in found.items() if b is None]
+    if missing:
+        known = ", ".join(b.name for b in store.catalog.banks()) or "none yet"
+        raise fail(f"unknown bank(s): {', '.join(missing)} (banks: {known})")
+    return list(found.values())
+
+
 def default_signals(kind: str) -> list[str]:
     from indexer.kinds import default_families
     return default_families(kind)
@@ -285,7 +295,8 @@ def _read_queries(images: list[Path], manifest: Path | None) -> list[tuple[str, 
 @app.command("match")
 def match_cmd(
     images: Annotated[list[Path] | None, typer.Argument(help="Query images.")] = None,
-    bank: Annotated[str, typer.Option("--bank", help="Bank name(s), comma separated.")] = "",
+    bank: Annotated[list[str] | None, typer.Option(
+        "--bank", help="Bank name(s): repeat --bank and/or separate names by commas.")] = None,
     manifest: Annotated[Path | None, typer.Option("--manifest", help="CSV/JSONL of queries.")
                         ] = None,
     top: Annotated[int, typer.Option("--top", min=1, max=100, help="Candidates per query.")] = 10,
@@ -295,17 +306,17 @@ def match_cmd(
     import hashlib
 
     from api.application import cli_actor
+    from api.bank_names import bank_names
     from indexer import images as image_io
     from indexer.crypto import MissingKey
     from indexer.text import displayable
 
     queries = _read_queries(images or [], manifest)
-    if not bank.strip():
+    names = bank_names(bank)
+    if not names:
         raise fail("--bank is required")
     application = open_app()
-    banks = []
-    for name in [b.strip() for b in bank.split(",") if b.strip()]:
-        banks.append(bank_or_fail(application.store, name))
+    banks = banks_or_fail(application.store, names)
     try:
         application.require_keys(banks)
     except MissingKey as exc:
@@ -355,20 +366,25 @@ def match_cmd(
 
 
 @app.command("banks")
-def banks_cmd() -> None:
+def banks_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array of {name, kind, items, verified}.")
+                       ] = False,
+) -> None:
     """List the banks of the data folder with their sizes."""
     from indexer.store import peek
 
     quick = peek.banks(state.data_dir)  # stdlib sqlite3, read-only: no SQLAlchemy, NumPy or FAISS to load
-    if quick is not None:
-        for summary in quick:
-            trust = "\tunverified" if summary.policy.get("verified") is False else ""
-            typer.echo(f"{summary.name}\t{summary.kind}\t{summary.items} items{trust}")
+    if quick is None:
+        store = open_store()
+        quick = [peek.BankSummary(b.name, b.kind, store.catalog.count_items(b.id), b.policy or {})
+                 for b in store.catalog.banks()]
+    if as_json:  # for scripts: an empty folder is [], not silence
+        typer.echo(json.dumps([{"name": b.name, "kind": b.kind, "items": b.items,
+                                "verified": b.policy.get("verified") is not False} for b in quick]))
         return
-    store = open_store()
-    for bank in store.catalog.banks():
-        trust = "\tunverified" if (bank.policy or {}).get("verified") is False else ""  # an unsigned import
-        typer.echo(f"{bank.name}\t{bank.kind}\t{store.catalog.count_items(bank.id)} items{trust}")
+    for summary in quick:
+        trust = "\tunverified" if summary.policy.get("verified") is False else ""  # an unsigned import
+        typer.echo(f"{summary.name}\t{summary.kind}\t{summary.items} items{trust}")
 
 
 # --- commands defined in their own modules (each registers on `app` when imported) ---

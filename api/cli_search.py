@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from api.cli import app, bank_or_fail, fail, open_app, region_or_fail
+from api.bank_names import bank_names
+from api.cli import app, banks_or_fail, fail, open_app, region_or_fail
 from api.cli_networks import REGION_HELP
 
 
@@ -23,8 +24,9 @@ def search_cmd(
     email: Annotated[str | None, typer.Option("--email", help="An e-mail address.")] = None,
     handle: Annotated[str | None, typer.Option("--handle", help="A messenger handle: @name, t.me/name.")
                       ] = None,
-    bank: Annotated[str, typer.Option("--bank", help="Ads bank(s), comma separated (default: every one).")
-                    ] = "",
+    bank: Annotated[list[str] | None, typer.Option(
+        "--bank", help="Ads bank(s): repeat --bank and/or separate names by commas (default: every one).")
+                    ] = None,
     region: Annotated[str, typer.Option("--region", help=REGION_HELP)] = "US",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per ad.")] = False,
 ) -> None:
@@ -44,8 +46,8 @@ def search_cmd(
         raise fail(str(exc)) from None
     application = open_app()
     store = application.store
-    if bank.strip():
-        banks = [bank_or_fail(store, name.strip()) for name in bank.split(",") if name.strip()]
+    if bank_names(bank):
+        banks = banks_or_fail(store, bank_names(bank))
         wrong = [b.name for b in banks if b.kind != "ads"]
         if wrong:
             raise fail(f"bank {wrong[0]!r} is not an ads bank; contacts are searched in ads banks")

@@ -50,8 +50,9 @@ def searchable_banks(svc: Service, partner: bool) -> list[Bank]:
 def choose_banks(svc: Service, names: list[str], partner: bool) -> list[Bank]:
     """The named banks (all searchable ones when none is named); 404 when one may not be searched.
 
-    The detail counts the refused names without saying which exist: a partner
-    must not learn the name of a bank closed to partners.
+    The detail names the refused names (the caller's own words, so nothing is
+    disclosed) in one list, unknown and closed alike: a partner must not learn
+    that a bank closed to partners exists.
     """
     every = searchable_banks(svc, partner)
     if not names:
@@ -59,8 +60,7 @@ def choose_banks(svc: Service, names: list[str], partner: bool) -> list[Bank]:
     by_name = {b.name: b for b in every}
     missing = [n for n in names if n not in by_name]
     if missing:
-        raise ApiError(404, "bank_not_found", f"{len(missing)} of the named banks do not exist or "
-                       "may not be searched")
+        raise ApiError(404, "bank_not_found", f"unknown bank(s): {', '.join(dict.fromkeys(missing))}")
     return [by_name[n] for n in dict.fromkeys(names)]
 
 

@@ -94,6 +94,34 @@ def test_validation_errors_use_the_same_shape(api: LiveApi) -> None:
     _error(api.as_("reviewer").get("/v1/review/candidates", params={"limit": 0}), 422)
 
 
+def test_unknown_fields_are_refused_by_name(api: LiveApi) -> None:
+    png = png_bytes(photo("coffee.png").resize((64, 64)))
+    image = {"image": ("q.png", png, "image/png")}
+    photos = {"photos": ("p.png", png, "image/png")}
+    record = json.dumps(consent_record("typo"))
+    before = _counts(api)
+    refused = [  # each once with a typo'd form field, as `curl -F bank=missing` sends it
+        api.as_("investigator").post("/v1/match", data={"bank": "missing"}, files=image),
+        api.as_("ingest").post("/v1/banks/ads/items", data={"labels": "ad-1"}, files=image),
+        api.as_("ingest").post("/v1/banks/ads/items/batch", data={"record": "[]"},
+                               files={"images": ("q.png", png, "image/png")}),
+        api.as_("admin").post("/v1/banks/mp/subjects", data={"record": record, "note": "x"}, files=photos),
+        api.as_("admin").post("/v1/subjects/S-0000/photos", data={"label": "x"}, files=photos),
+    ]
+    names = ["bank", "labels", "record", "note", "label"]
+    for r, name in zip(refused, names, strict=True):
+        _error(r, 422, "unknown_field")
+        assert r.json()["detail"] == f"unknown field(s): {name}"
+    in_query = api.as_("investigator").post("/v1/match", params={"banks": "ads", "top": "3"}, files=image)
+    _error(in_query, 422, "unknown_field")
+    assert in_query.json()["detail"] == "unknown field(s): banks, top"
+    assert _counts(api) == before
+    # who may not call the route hears that first, not which fields it takes
+    _error(api.as_(None).post("/v1/match", data={"bank": "missing"}, files=image), 401, "unauthorized")
+    declared = api.as_("investigator").post("/v1/match", data={"banks": "ads", "top": "2"}, files=image)
+    assert declared.status_code == 200, declared.text
+
+
 def test_a_refused_enrollment_leaves_nothing_behind(api: LiveApi) -> None:
     admin = api.as_("admin")
     good = png_bytes(photo("astronaut.png").resize((96, 96)))

@@ -62,8 +62,18 @@ def test_investigators_match_images_and_see_ad_labels(api: LiveApi) -> None:
     best = r.json()["candidates"][0]
     assert best["label"] == "ad-2024" and best["decision"] == "match" and best["evidence"]
     assert best["candidate_id"] is not None and len(r.json()["candidates"]) <= 3
-    assert api.as_("investigator").post("/v1/match", data={"banks": "ads,nope"},
-                                        files={"image": ("q.jpg", b"x", "image/jpeg")}).status_code == 404
+    unknown = api.as_("investigator").post("/v1/match", data={"banks": "ads,nope,gone"},
+                                           files={"image": ("q.jpg", b"x", "image/jpeg")})
+    assert unknown.status_code == 404 and unknown.json()["detail"] == "unknown bank(s): nope, gone"
+    # one rule everywhere: the field repeated, each value one name or several separated by commas
+    repeated = api.as_("investigator").post("/v1/match", data={"banks": ["nope", "ads,gone"]},
+                                            files={"image": ("q.jpg", b"x", "image/jpeg")})
+    assert repeated.status_code == 404 and repeated.json()["detail"] == "unknown bank(s): nope, gone"
+    both = api.as_("investigator").post("/v1/match", data={"banks": ["private", "ads, private"], "top": "5"},
+                                        files={"image": ("q.jpg", jpeg_bytes(tile.resize((80, 80)), 70),
+                                                         "image/jpeg")})
+    assert both.status_code == 200, both.text
+    assert [c["label"] for c in both.json()["candidates"]].count("ad-2024") == 1
 
 
 def test_partners_get_opaque_refs_only(api: LiveApi) -> None:
@@ -82,8 +92,10 @@ def test_partners_get_opaque_refs_only(api: LiveApi) -> None:
     assert "secret-label" not in r.text
     again = partner.post("/v1/match/hashes", json={"hashes": {"pdq": pdq.hex()}, "banks": ["ads"]})
     assert again.json()["hits"][0]["ref"] == hits[0]["ref"]  # stable, so partners can refer to it
-    assert partner.post("/v1/match/hashes", json={"hashes": {"pdq": pdq.hex()}, "banks": ["private"]}
-                        ).status_code == 404
+    closed = partner.post("/v1/match/hashes", json={"hashes": {"pdq": pdq.hex()},
+                                                    "banks": ["private", "nowhere"]})
+    # a closed bank reads as an unknown one: the partner learns no more than the names it sent
+    assert closed.status_code == 404 and closed.json()["detail"] == "unknown bank(s): private, nowhere"
     assert partner.post("/v1/match/hashes", json={"hashes": {"sha256": "00"}}).status_code == 422
     far = partner.post("/v1/match/hashes", json={"hashes": {"pdq": "00" * 32}})
     assert far.json()["hits"] == []  # partners hear of hits only

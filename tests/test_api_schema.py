@@ -60,3 +60,15 @@ def test_no_server_error_and_no_schema_violation(live: LiveApi) -> None:
             except BaseException as exc:  # noqa: BLE001 - collect every failure, then report them all
                 failures.append(f"{operation.label} [{mode.value}]: {str(exc)[:2000]}")
     assert not failures, "\n\n".join(failures)
+
+
+def test_the_enrolment_record_schema_is_published(live: LiveApi) -> None:
+    spec = live.as_(None).get("/openapi.json").json()
+    body = spec["paths"]["/v1/banks/{bank}/subjects"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    form = spec["components"]["schemas"][body["schema"]["$ref"].rsplit("/", 1)[1]]
+    record = form["properties"]["record"]
+    assert record["type"] == "string" and record["contentMediaType"] == "application/json"
+    published = record["contentSchema"]
+    assert published["additionalProperties"] is False and published["required"] == ["label"]
+    assert {"label", "consent_by", "consent_date", "consent_expires", "date_of_birth", "minor",
+            "personal", "name", "address", "room"} <= set(published["properties"])

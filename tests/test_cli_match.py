@@ -110,8 +110,18 @@ def test_bad_query_image_exits_2_and_keeps_other_answers(indexed: Path, tmp_path
 
 
 def test_unknown_bank_exits_2(indexed: Path) -> None:
-    done = run_reunite("match", str(FIXTURES / "coffee.png"), "--bank", "nope", data=indexed)
-    assert done.returncode == 2 and "no bank named 'nope'" in done.stderr
+    done = run_reunite("match", str(FIXTURES / "coffee.png"), "--bank", "nope,ads,gone", data=indexed)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: unknown bank(s): nope, gone (banks: ads)"
+    repeated = run_reunite("match", str(FIXTURES / "coffee.png"), "--bank", "nope", "--bank", "ads,gone",
+                           data=indexed)
+    assert repeated.returncode == 2
+    assert repeated.stderr.strip() == "error: unknown bank(s): nope, gone (banks: ads)"
+
+
+def test_bank_may_be_repeated(indexed: Path) -> None:
+    [answer] = _match(indexed, FIXTURES / "coffee.png", extra=("--bank", " ads, ", "--top", "1"))
+    assert answer["candidates"][0]["label"] == "coffee"  # the same bank named twice is searched once
 
 
 def test_index_refuses_missing_person_banks(indexed: Path) -> None:

@@ -7,6 +7,7 @@ scene models and SQLAlchemy's ORM are loaded by the verbs that need them, on fir
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -57,6 +58,8 @@ def test_light_verbs_do_not_import_heavy_libraries(filled: Path, args: tuple[str
 def test_light_verbs_answer_from_the_catalog(filled: Path) -> None:
     banks = run_reunite("banks", data=filled, check=True).stdout
     assert banks.strip() == "crawl\tads\t3 items"
+    listed = json.loads(run_reunite("banks", "--json", data=filled, check=True).stdout)
+    assert listed == [{"name": "crawl", "kind": "ads", "items": 3, "verified": True}]
     keys = run_reunite("keys", "list", data=filled, check=True).stdout
     assert keys.strip() == "rev\treviewer\tactive"
     run_reunite("keys", "revoke", "rev", data=filled, check=True)
@@ -66,6 +69,7 @@ def test_light_verbs_answer_from_the_catalog(filled: Path) -> None:
 def test_banks_of_an_empty_folder_creates_nothing(tmp_path: Path) -> None:
     data = tmp_path / "nothing"
     assert imported("banks", data=data).isdisjoint(HEAVY)
+    assert run_reunite("banks", "--json", data=data, check=True).stdout.strip() == "[]"
     assert not data.exists()
 
 

@@ -172,7 +172,8 @@ def test_search_over_http_for_investigators(api: LiveApi) -> None:
     events = [e.to_json() for e in api.service.audit.events(limit=1000, action="search.contact")]
     answered = [e for e in events if e["result"] == "ok" and e["role"] == "investigator"]
     assert answered and all(e["object"] == "contact:phone" and e["detail"].get("ref") for e in answered)
-    assert not [e for e in events if "555" in json.dumps(e)]  # the number is audited by a digest only
+    # the number is audited by a digest only (a bare "555" also turns up in timestamps)
+    assert not [e for e in events if any(d in json.dumps(e) for d in ("5550143", "555 0143", "555-0143"))]
 
 
 def test_reviewer_sees_the_contacts_read_on_the_reference_photo_boxed(crawl: tuple[Path, Path]) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
 from sqlalchemy import select
 
 from api.errors import ApiError
@@ -64,3 +65,42 @@ def parse_json_field(text: str | None, field: str, expect: type) -> Any:
     if not isinstance(value, expect):
         raise ApiError(422, "validation_error", f"{field}: must be a JSON {expect.__name__}")
     return value
+
+
+def _declared(dependant: Dependant) -> tuple[set[str], set[str]]:
+    """The query and body field names of a route and of every dependency it uses."""
+    query: set[str] = set()
+    body: set[str] = set()
+    pending = [dependant]
+    while pending:
+        current = pending.pop()
+        query.update(f.alias for f in current.query_params)
+        body.update(f.alias for f in current.body_params)
+        pending.extend(current.dependencies)
+    return query, body
+
+
+async def _refuse_unknown_fields(request: Request) -> None:
+    """422 naming every form or query field the route does not declare.
+
+    Why: FastAPI drops undeclared fields without a word, so a typo such as
+    ``-F bank=ads`` (for ``banks``) searched every bank. The declared names
+    come from the route itself, so the rule cannot drift from the signature.
+    Starlette caches the parsed form, so reading it here costs no second parse.
+    """
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    declared_query, declared_body = _declared(dependant)
+    unknown = [k for k in request.query_params if k not in declared_query]
+    if declared_body and "multipart/form-data" in request.headers.get("content-type", ""):
+        unknown += [k for k in (await request.form()) if k not in declared_body]
+    if unknown:
+        names = ", ".join(dict.fromkeys(unknown))
+        raise ApiError(422, "unknown_field", f"unknown field(s): {names}")
+
+
+def known_fields_only() -> Any:
+    """The dependency for multipart routes; declare it after the guard, so 401/403 come first."""
+    return Depends(_refuse_unknown_fields)

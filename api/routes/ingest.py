@@ -7,7 +7,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from api.auth import ADMIN, INGEST, Principal, guard
 from api.errors import GUARDED, ApiError, responses
 from api.ingestion import AdRecord, ingest
-from api.routes.common import audit, bank_or_404, parse_json_field, service
+from api.routes.common import audit, bank_or_404, known_fields_only, parse_json_field, service
 from api.schemas import IngestBatchOut, IngestResult
 from api.uploads import read_uploads
 from indexer import text as text_rules
@@ -42,7 +42,8 @@ def ingest_one(bank: str, request: Request, image: UploadFile = File(...),
                label: str | None = Form(None, max_length=300),
                source: str = Form("", max_length=MAX_TEXT),
                attributes: str | None = Form(None, max_length=10_000, description="JSON object"),
-               _p: Principal = guard("item.ingest", ADMIN, INGEST)) -> IngestResult:
+               _p: Principal = guard("item.ingest", ADMIN, INGEST),
+               _fields: None = known_fields_only()) -> IngestResult:
     """Index one ad image (idempotent: a known image answers with its existing item)."""
     svc = service(request)
     audit(request, f"bank:{bank}")
@@ -62,7 +63,8 @@ def ingest_batch(bank: str, request: Request, images: list[UploadFile] = File(..
                  records: str | None = Form(None, max_length=1_000_000,
                                             description="JSON array of {label, source, attributes}, "
                                                         "one per image, in order"),
-                 _p: Principal = guard("item.ingest_batch", ADMIN, INGEST)) -> IngestBatchOut:
+                 _p: Principal = guard("item.ingest_batch", ADMIN, INGEST),
+                 _fields: None = known_fields_only()) -> IngestBatchOut:
     """Index several ad images; each file is reported on its own (bad files do not stop the batch)."""
     svc = service(request)
     audit(request, f"bank:{bank}")

@@ -13,8 +13,9 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from api import hash_matching, visibility
 from api.auth import ADMIN, INVESTIGATOR, PARTNER, Principal, guard
+from api.bank_names import bank_names
 from api.errors import GUARDED, ApiError, responses
-from api.routes.common import audit, service
+from api.routes.common import audit, known_fields_only, service
 from api.schemas import HashMatchOut, HashQuery, MatchCandidate, MatchOut, PartnerHit
 from api.uploads import api_error, read_uploads
 from indexer import images
@@ -26,17 +27,21 @@ router = APIRouter(prefix="/v1/match", tags=["match"])
 
 @router.post("", response_model=MatchOut, responses=responses(*GUARDED, 400, 404, 413, 415))
 def match_image(request: Request, image: UploadFile = File(...),
-                banks: str = Form("", max_length=10_000, description="bank names, comma separated "
-                                                                      "(empty: every bank)"),
+                banks: list[str] = Form([], max_length=50,
+                                        description="bank names: repeat the field and/or separate names by "
+                                                    "commas (none: every bank)"),
                 top: int = Form(10, ge=1, le=100),
-                p: Principal = guard("match", ADMIN, INVESTIGATOR)) -> MatchOut:
+                p: Principal = guard("match", ADMIN, INVESTIGATOR),
+                _fields: None = known_fields_only()) -> MatchOut:
     svc = service(request)
-    text_rules.check(banks, "banks")
+    for n, value in enumerate(banks):
+        if len(value) > 10_000:
+            raise ApiError(422, "validation_error", f"banks[{n}]: at most 10,000 characters")
+        text_rules.check(value, f"banks[{n}]")
     [upload] = read_uploads([image], "image")
     sha = upload.sha256
     audit(request, f"query:{sha}")
-    chosen = hash_matching.choose_banks(svc, [b.strip() for b in banks.split(",") if b.strip()],
-                                        partner=False)
+    chosen = hash_matching.choose_banks(svc, bank_names(banks), partner=False)
     try:
         candidates = svc.matcher.match(upload.data, chosen, top=top)  # consent: matcher.consent
     except images.ImageError as exc:
@@ -61,7 +66,7 @@ def match_hashes_route(body: HashQuery, request: Request,
         query = parse_hashes(body.hashes, body.sha256)
     except BadHash as exc:
         raise ApiError(422, "bad_hash", str(exc)) from None
-    chosen = hash_matching.choose_banks(svc, body.banks or [], partner=p.role == PARTNER)
+    chosen = hash_matching.choose_banks(svc, bank_names(body.banks), partner=p.role == PARTNER)
     found = hash_matching.lookup(svc, p, query, chosen, body.top, query_id)
     candidates, queued = found.candidates, found.queued
     audit(request, candidates=len(candidates), queued=len(queued))

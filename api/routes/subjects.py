@@ -10,7 +10,7 @@ from api import consent, visibility
 from api.auth import ADMIN, INVESTIGATOR, REVIEWER, Principal, guard
 from api.enrollment import PHOTO_ATTR, enroll_photos, subject_fields
 from api.errors import GUARDED, ApiError, responses
-from api.routes.common import audit, bank_or_404, service, subject_or_404
+from api.routes.common import audit, bank_or_404, known_fields_only, service, subject_or_404
 from api.schemas import MAX_ID, EnrollOut, EnrollRecord, SubjectList, SubjectOut, WithdrawalOut
 from api.uploads import read_uploads
 from indexer import text as text_rules
@@ -40,6 +40,12 @@ def _case_owner(value: str | None) -> str | None:
         raise ApiError(422, "validation_error", f"record.case_owner: {exc.detail}") from None
 
 
+# The record travels as a JSON string beside the photos (multipart has no nested fields), so
+# OpenAPI would only say "string": contentMediaType/contentSchema (JSON Schema 2020-12, which
+# OpenAPI 3.1 uses) publish what the string must hold, from the model that validates it.
+RECORD_SCHEMA = {"contentMediaType": "application/json", "contentSchema": EnrollRecord.model_json_schema()}
+
+
 def _parse_record(text: str) -> EnrollRecord:
     if text_rules.json_depth(text) > text_rules.MAX_DEPTH:
         raise ApiError(422, "validation_error", f"record: JSON nested deeper than {text_rules.MAX_DEPTH}")
@@ -56,9 +62,11 @@ def _parse_record(text: str) -> EnrollRecord:
 @router.post("/banks/{bank}/subjects", status_code=201, response_model=EnrollOut,
              responses=responses(*GUARDED, 404, *UPLOAD_ERRORS))
 def enroll_subject(bank: str, request: Request,
-                   record: str = Form(..., max_length=20_000, description="EnrollRecord as JSON"),
+                   record: str = Form(..., max_length=20_000, description="EnrollRecord as JSON",
+                                      json_schema_extra=RECORD_SCHEMA),
                    photos: list[UploadFile] = File(..., description="reference photos"),
-                   p: Principal = guard("subject.enroll", ADMIN)) -> EnrollOut:
+                   p: Principal = guard("subject.enroll", ADMIN),
+                   _fields: None = known_fields_only()) -> EnrollOut:
     svc = service(request)
     audit(request, f"bank:{bank}")
     bank_row = bank_or_404(svc, bank)
@@ -81,7 +89,8 @@ def enroll_subject(bank: str, request: Request,
              responses=responses(*GUARDED, 404, *UPLOAD_ERRORS))
 def add_photos(pseudonym: str, request: Request,
                photos: list[UploadFile] = File(..., description="more reference photos"),
-               p: Principal = guard("subject.add_photos", ADMIN)) -> EnrollOut:
+               p: Principal = guard("subject.add_photos", ADMIN),
+               _fields: None = known_fields_only()) -> EnrollOut:
     svc = service(request)
     audit(request, f"subject:{pseudonym}")
     subject, bank = subject_or_404(svc, pseudonym)
