@@ -116,6 +116,8 @@ class SubjectOut(BaseModel):
     attributes: dict[str, Any]
     personal: dict[str, Any] | None
     consent_expires: str | None
+    minor_policy: bool = Field(default=False, description="a protected child (the minors' regime applies "
+                               "today); never an age or a date of birth, which stay sealed")
     photos: list[PhotoOut]
     created_at: str | None
 

@@ -10,6 +10,8 @@ Visibility table (``-`` = never sent to that role)::
       case code, never a name)
     personal fields (case reference,      y       y          -           -       -
       consent record, name, notes)
+    date_of_birth, minor (sealed, read    -       -          -           -       -
+      by nobody: minor_policy says it)
     consent expiry                        y       y          -           -       -
     venue details (name, address, room)   y       y          y           -       -
     item ids, evidence, scores            y       y          y      own ingests  evidence + scores
@@ -59,6 +61,7 @@ from api.auth import ADMIN, INVESTIGATOR, REVIEWER
 from indexer import age, privacy
 from indexer.crypto import DecryptionFailed, MissingKey
 from indexer.store.catalog import Bank, Item, Subject
+from matcher import minors
 from matcher.review import DecisionView, StoredCandidate
 from matcher.search import Candidate
 
@@ -104,11 +107,18 @@ def iso(value: dt.datetime | None) -> str | None:
 
 
 def personal_fields(subject: Subject) -> dict[str, Any]:
-    """The subject's personal fields, or a marker when they cannot be opened."""
+    """The subject's personal fields, or a marker when they cannot be opened.
+
+    ``date_of_birth`` and ``minor`` stay sealed in every read, for every role:
+    answers carry the regime as the ``minor_policy`` flag only (issue 20), so
+    no front end can show an age. They are dropped here, the one place
+    personal fields are opened for display, and nowhere else.
+    """
     try:
-        return privacy.unseal(subject.personal)
+        opened = privacy.unseal(subject.personal)
     except (MissingKey, DecryptionFailed):
         return {"_sealed": "the configured key does not open these fields"}
+    return {k: v for k, v in opened.items() if k not in age.COLUMNS}
 
 
 def subject_view(subject: Subject, bank: Bank, role: str, items: list[Item]) -> dict[str, Any]:
@@ -121,6 +131,8 @@ def subject_view(subject: Subject, bank: Bank, role: str, items: list[Item]) -> 
         "attributes": dict(subject.attributes or {}),
         "personal": personal_fields(subject) if identity else None,
         "consent_expires": iso(subject.consent_expires) if identity else None,
+        # The minors' regime as a flag on the day of the read (never an age or a date of birth).
+        "minor_policy": minors.is_protected(subject),
         "photos": [{"item": it.id, "width": it.width, "height": it.height, "format": it.format}
                    for it in items],
         "created_at": iso(subject.created_at),
@@ -180,7 +192,7 @@ def candidate_view(row: StoredCandidate, bank: Bank, subject: Subject | None, ro
         "pseudonym": subject.pseudonym if subject is not None else None,
         "label": _label(bank.kind, subject.label if subject else None, role),
         # A review shows the minors' regime as a flag (minor_policy), never the age behind it.
-        "personal": {k: v for k, v in personal_fields(subject).items() if k not in age.COLUMNS}
+        "personal": personal_fields(subject)
         if identity and subject is not None and bank.kind in PEOPLE_KINDS else None,
         "ref_item": row.ref_item_id,
         "query_sha256": row.query_sha256,

@@ -160,6 +160,44 @@ def test_http_reveal_of_a_childs_photo_needs_a_reason_in_the_audit_event(api: Li
     assert events[-2].result == "rejected"
 
 
+def test_the_date_of_birth_stays_sealed_in_every_subject_read_for_every_role(api: LiveApi) -> None:
+    """Subject reads (one, a bank's list, an enrolment's answer, a review candidate) for every role:
+    the sealed ``date_of_birth`` / ``minor`` never come back, the regime is the ``minor_policy`` flag."""
+    from api.auth import ROLES
+
+    def no_age(body: object) -> None:
+        text = json.dumps(body)
+        assert CHILD_DOB not in text and "date_of_birth" not in text and '"minor"' not in text, text
+
+    admin = api.as_("admin")
+    child = admin.get("/v1/banks/children/subjects").json()["subjects"][0]["pseudonym"]
+    adult = admin.get("/v1/banks/adults/subjects").json()["subjects"][0]["pseudonym"]
+    readers = {"admin", "reviewer", "investigator"}
+    for role in ROLES:
+        client = api.as_(role)
+        for path in (f"/v1/subjects/{child}", "/v1/banks/children/subjects"):
+            r = client.get(path)
+            assert r.status_code == (200 if role in readers else 403), (role, path, r.text)
+            no_age(r.json())
+        if role in readers:
+            assert client.get(f"/v1/subjects/{child}").json()["minor_policy"] is True
+            assert client.get(f"/v1/subjects/{adult}").json()["minor_policy"] is False
+    personal = admin.get(f"/v1/subjects/{child}").json()["personal"]
+    assert personal["case_ref"] == "CASE-children-1"  # the rest of the sealed record is still shown
+    assert admin.post("/v1/banks", json={"name": "kids-read", "kind": "missing_person"}).status_code == 201
+    record = {**consent_record("kids-read-1"), "date_of_birth": CHILD_DOB, "minor": True}
+    made = admin.post("/v1/banks/kids-read/subjects", data={"record": json.dumps(record)},
+                      files=[("photos", ("p.png", _face(), "image/png"))])
+    assert made.status_code == 201, made.text
+    no_age(made.json())
+    assert made.json()["subject"]["minor_policy"] is True
+    cid = _match(api)["children"]["candidate_id"]
+    for role in ("admin", "reviewer"):
+        stored = api.as_(role).get(f"/v1/review/candidates/{cid}")
+        assert stored.status_code == 200
+        no_age(stored.json())
+
+
 def test_web_pages_show_the_policy_and_ask_a_reason_to_reveal(api: LiveApi) -> None:
     cid = _match(api)["children"]["candidate_id"]
     web = web_session(api, api.key("reviewer", "web-minors"))
@@ -207,3 +245,28 @@ def test_cli_enroll_and_match_honour_the_policy(tmp_path: Path) -> None:
                           env=env)
         assert refused.returncode == 2 and "18 or older" in refused.stderr
         assert "2001" not in refused.stderr
+
+
+def test_cli_output_never_shows_the_date_of_birth(tmp_path: Path) -> None:
+    """`reunite enroll` and `reunite match` (JSON and text) with a child enrolled by date of birth."""
+    face = tmp_path / "face.png"
+    face.write_bytes(_face())
+    manifest = tmp_path / "children.csv"
+    with manifest.open("w", newline="") as f:
+        w = csv.DictWriter(f, ["path", "label", "consent_by", "consent_date", "consent_expires", "case_ref",
+                               "date_of_birth"])
+        w.writeheader()
+        w.writerow({"path": str(face), "label": "kid", "consent_by": "parent", "consent_date": "2026-01-05",
+                    "consent_expires": "2099-12-31", "case_ref": "C-1", "date_of_birth": CHILD_DOB})
+    data = tmp_path / "data"
+    with encryption_key() as key:
+        env = {"REUNITE_ENCRYPTION_KEY": key}
+        outputs = [reunite("enroll", str(manifest), "--bank", "kids", "--kind", "missing_person", data=data,
+                           env=env)]
+        outputs.append(reunite("match", str(face), "--bank", "kids", "--json", data=data, env=env))
+        outputs.append(reunite("match", str(face), "--bank", "kids", data=data, env=env))
+    for done in outputs:
+        assert done.returncode == 0, done.stderr
+        assert CHILD_DOB not in done.stdout + done.stderr and "date_of_birth" not in done.stdout + done.stderr
+    [cand] = json.loads(outputs[1].stdout.splitlines()[0])["candidates"]
+    assert cand["decision"] == "review" and cand["minor_policy"] is True
