@@ -24,6 +24,8 @@ app.add_typer(stats_app, name="stats")
 
 
 def _print_release(entry: dict[str, Any], as_json: bool) -> None:
+    from matcher import dp_stats
+
     if as_json:
         typer.echo(json.dumps(entry, sort_keys=True))
         return
@@ -32,13 +34,17 @@ def _print_release(entry: dict[str, Any], as_json: bool) -> None:
                f"({entry['library']}), budget spent {entry['spent_after']:g} of {entry['budget']:g}")
     typer.echo(f"  {p['weeks']} weeks until {p['until'] or entry['at'][:10]}, at most {p['contributions']} "
                f"row(s) per subject, cells below {p['threshold']} (noisy) suppressed")
-    for table in ("confirmed", "reviewed"):
-        typer.echo(f"{table} (per week, noisy):")
-        for row in entry["tables"].get(table, []):
-            cells = " ".join(f"{w[5:]}:{'-' if v is None else v}" for w, v in row["weeks"].items())
-            merged = row.get("suppressed_weeks")
-            typer.echo(f"  {row['bank']}: {cells}" + (f" | suppressed weeks together: {merged}"
-                                                       if merged is not None else ""))
+    for grouping in dp_stats.GROUPINGS:
+        for count in dp_stats.COUNT_TABLES:
+            table = dp_stats.table_name(count, grouping)
+            if table not in entry["tables"]:
+                continue
+            typer.echo(f"{count} by {grouping} (per week, noisy):")
+            for row in entry["tables"][table]:
+                cells = " ".join(f"{w[5:]}:{'-' if v is None else v}" for w, v in row["weeks"].items())
+                merged = row.get("suppressed_weeks")
+                typer.echo(f"  {row[grouping]}: {cells}" + (f" | suppressed weeks together: {merged}"
+                                                             if merged is not None else ""))
     typer.echo("response hours to a first decision (private quantiles):")
     for row in entry["tables"].get("response_hours", []):
         typer.echo(f"  {row['bank']}: median {row['median'] if row['median'] is not None else '-'}, "
@@ -55,6 +61,12 @@ def release_cmd(
     contributions: Annotated[int, typer.Option(help="Rows one subject may add to each table (bound).")] = 1,
     threshold: Annotated[int, typer.Option(help="Cells whose noisy count is below this are suppressed.")]
     = 10,
+    sites: Annotated[list[str] | None, typer.Option(
+        "--site", help="Also publish by site: a host to name (repeatable; every other site, or none, "
+                       "is counted as '(other)'). The list is public: never read from the data.")] = None,
+    regions: Annotated[list[str] | None, typer.Option(
+        "--region", help="Also publish by region: a region to name (repeatable; venue or ad manifest "
+                         "column 'region'; every other region, or none, is '(other)').")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
     """Publish a differentially private release and record it in the ledger (spends budget)."""
@@ -66,11 +78,13 @@ def release_cmd(
     except ValueError:
         raise fail("--until is not an ISO date (YYYY-MM-DD)") from None
     params = dp_stats.ReleaseParams(epsilon=epsilon, weeks=weeks, until=last_day,
-                                    contributions=contributions, threshold=threshold)
+                                    contributions=contributions, threshold=threshold,
+                                    sites=tuple(sites or ()), regions=tuple(regions or ()))
     application = open_app()
     actor = cli_actor()
     with application.audited(actor, "stats.release", "stats", epsilon=epsilon, weeks=weeks,
-                             contributions=contributions, threshold=threshold) as note:
+                             contributions=contributions, threshold=threshold,
+                             sites=len(params.sites), regions=len(params.regions)) as note:
         try:
             params.check()
             row = privacy_ledger.publish(application.store.catalog, params, actor.name,

@@ -92,6 +92,8 @@ class EnrollRecord(BaseModel):
     name: str | None = Field(default=None, max_length=200, description="venue: its name")
     address: str | None = Field(default=None, max_length=500, description="venue: its address")
     room: str | None = Field(default=None, max_length=100, description="venue: the room")
+    region: str | None = Field(default=None, max_length=120, description="venue: its region (free text, "
+                               "e.g. an ISO 3166-2 code): what `reunite stats --region` groups by")
 
 
 class EnrollOut(BaseModel):

@@ -46,7 +46,7 @@ from indexer.store.store import NewImage, Store
 
 ENROLL_KINDS = ("missing_person", "venue")
 CONSENT_COLUMNS = ("consent_by", "consent_date", "consent_expires", "case_ref")
-VENUE_COLUMNS = ("name", "address", "room")
+VENUE_COLUMNS = ("name", "address", "room", "region")  # region: the site/region tables of `reunite stats`
 FACE_FAMILY = "faces"
 # Synthetic consent of `reunite eval` lasts this long: long enough for one run.
 EVALUATION_CONSENT_DAYS = 7

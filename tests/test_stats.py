@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from api_support import ROOT, live_api, reunite
+from api_support import ROOT, encryption_key, live_api, reunite
 from sqlalchemy import update
 
 from indexer.store.catalog import Item, Subject
@@ -233,3 +233,175 @@ def test_http_release_ledger_and_show(tmp_path: Path, monkeypatch: pytest.Monkey
         events = [e for e in api.service.audit.events(limit=1000) if e.action == "stats.release"]
         assert [e.result for e in events] == ["ok", "conflict", "rejected", "denied"]
         assert events[0].detail["release"] == released["id"]
+
+
+# --- by site and by region (issue 20) ---------------------------------------------------------
+
+SITE_A, SITE_B, TINY = "escort-a.example", "escort-b.example", "tiny.example"
+BY_PLACE = dict(sites=(f"www.{SITE_A.upper()}", SITE_B), regions=("NL-NH", "DE-BE"))
+
+
+def _place_event(store: Store, bank: str, kind: str, label: str, at: list[dt.datetime], *,
+                 subject_attrs: dict | None = None, item_attrs: dict | None = None,
+                 context: dict | None = None) -> int:
+    """One subject of ``bank`` confirmed once per time in ``at``; returns its item id."""
+    queue = review.ReviewQueue(store.catalog)
+    bank_row = store.catalog.ensure_bank(bank, kind)
+    with store.catalog.session() as s:
+        subject = Subject(bank_id=bank_row.id, label=label, attributes=subject_attrs or {})
+        s.add(subject)
+        s.flush()
+        item = Item(bank_id=bank_row.id, subject_id=subject.id, sha256=os.urandom(32).hex(),
+                    attributes=item_attrs or {})
+        s.add(item)
+        s.flush()
+        sid, iid = subject.id, item.id
+    for when in at:
+        cand = Candidate(bank, label, sid, None, iid, 0.9, decide.MATCH)
+        [cid] = queue.record([cand], {bank: bank_row}, os.urandom(32).hex(), "inv", context=context).values()
+        for reviewer in ("reviewer-1", "reviewer-2")[:2 if kind == "missing_person" else 1]:  # two for people
+            queue.decide(cid, reviewer, "reviewer", "confirm")
+        with store.catalog.session() as s:
+            s.execute(update(review.ReviewDecision).where(review.ReviewDecision.candidate_id == cid)
+                      .values(at=when))
+    return iid
+
+
+def _places(path: Path, *, with_extra_subject: bool = False) -> Store:
+    """Last week: 30 ads found in an ads bank (site A, region NL-NH, from the ad's manifest columns),
+    25 watched ads of site B against missing persons (region DE-BE from the watched ad's item), 20 venues
+    in nl-nh (venue attribute) watched on site A (context url only), 3 ads of a tiny unnamed site."""
+    store = Store(path)
+    last = dt.datetime.combine(UNTIL, dt.time(12)) - dt.timedelta(days=2)
+    for n in range(30):
+        _place_event(store, "ads-eu", "ads", f"ad-{n}", [last],
+                     item_attrs={"site": SITE_A, "region": "NL-NH", "url": f"https://{SITE_A}/{n}"})
+    watched = [_place_event(store, "crawl", "ads", f"w-{n}", [], item_attrs={"region": "DE-BE"})
+               for n in range(25)]
+    for n, item in enumerate(watched):
+        _place_event(store, "missing", "missing_person", f"case-{n}", [last],
+                     context={"watched": True, "ad_item": item, "site": SITE_B})
+    for n in range(20):
+        _place_event(store, "rooms", "venue", f"hotel-{n}", [last], subject_attrs={"region": " nl-NH "},
+                     context={"watched": True, "url": f"https://www.{SITE_A}/ad/{n}"})
+    for n in range(3):
+        _place_event(store, "ads-eu", "ads", f"tiny-{n}", [last], item_attrs={"site": TINY})
+    if with_extra_subject:
+        _place_event(store, "ads-eu", "ads", "extra", [last - 2 * WEEK, last - WEEK, last],
+                     item_attrs={"site": SITE_A, "region": "NL-NH"})
+    return store
+
+
+def _last_week(exact: dp_stats.ExactTables, table: str) -> dict[str, int]:
+    week = exact.weeks[-1]
+    return {key: exact.counts[table].get((key, week), 0) for key in exact.row_keys(table)}
+
+
+def test_site_and_region_of_a_candidate_come_from_the_ad_and_the_venue(tmp_path: Path) -> None:
+    params = dp_stats.ReleaseParams(epsilon=3.0, weeks=4, until=UNTIL, **BY_PLACE)
+    exact = dp_stats.exact_tables(_places(tmp_path / "data").catalog, params)
+    assert _last_week(exact, "confirmed_by_site") == {SITE_A: 50, SITE_B: 25, "(other)": 3}
+    assert _last_week(exact, "confirmed_by_region") == {"NL-NH": 50, "DE-BE": 25, "(other)": 3}
+    assert _last_week(exact, "reviewed_by_site") == _last_week(exact, "confirmed_by_site")
+    assert _last_week(exact, "confirmed") == {"ads-eu": 33, "crawl": 0, "missing": 25, "rooms": 20}
+    assert params.count_tables() == ["confirmed", "reviewed", "confirmed_by_site", "reviewed_by_site",
+                                     "confirmed_by_region", "reviewed_by_region"]
+    assert sum(params.split().values()) == pytest.approx(3.0)
+    plain = dp_stats.exact_tables(Store(tmp_path / "data").catalog,
+                                  dp_stats.ReleaseParams(epsilon=3.0, weeks=4, until=UNTIL))
+    assert set(plain.counts) == {"confirmed", "reviewed"}  # no site or region stated: no such tables
+
+
+def test_one_subject_changes_each_site_and_region_table_by_at_most_its_bound(tmp_path: Path) -> None:
+    params = dp_stats.ReleaseParams(epsilon=3.0, weeks=4, until=UNTIL, **BY_PLACE)
+    with_one = dp_stats.exact_tables(_places(tmp_path / "d1", with_extra_subject=True).catalog, params)
+    without = dp_stats.exact_tables(_places(tmp_path / "d0").catalog, params)
+    for table in params.count_tables():
+        diff = sum(abs(a - b) for a, b in zip(with_one.vector(table), without.vector(table), strict=True))
+        assert diff == params.contributions, table
+
+
+def test_release_params_refuse_bad_keys() -> None:
+    for bad, message in (({"sites": ("a.example", "A.example")}, "stated twice"),
+                         ({"regions": ("",)}, "empty or reserved"),
+                         ({"regions": ("(other)",)}, "empty or reserved"),
+                         ({"sites": tuple(f"s{n}.example" for n in range(51))}, "at most 50"),
+                         ({"sites": ("x" * 121,)}, "at most 120"),
+                         ({"regions": ("NL\x00NH",)}, "refused")):
+        with pytest.raises(ValueError, match=message):
+            dp_stats.ReleaseParams(**bad).check()
+
+
+def test_site_and_region_releases_suppress_small_cells_and_name_no_unstated_site(tmp_path: Path) -> None:
+    store = _places(tmp_path / "data")
+    params = dp_stats.ReleaseParams(epsilon=3.0, weeks=4, until=UNTIL, threshold=10, **BY_PLACE)
+    for _ in range(4):
+        row = privacy_ledger.publish(store.catalog, params, "test", environ=BIG_BUDGET)
+        stored = privacy_ledger.entry(store.catalog, row.id)
+        assert TINY not in json.dumps(stored.tables)
+        assert [r["site"] for r in stored.tables["confirmed_by_site"]] == [SITE_A, SITE_B, "(other)"]
+        assert [r["region"] for r in stored.tables["reviewed_by_region"]] == ["NL-NH", "DE-BE", "(other)"]
+        for table in params.count_tables():
+            for key_row in stored.tables[table]:
+                values = list(key_row["weeks"].values())
+                assert len(values) == 4
+                assert all(v is None or v >= 10 for v in values), (table, values)
+                assert key_row["suppressed_weeks"] is None or key_row["suppressed_weeks"] >= 10
+        assert sum(stored.epsilons.values()) == pytest.approx(3.0) and stored.epsilon == pytest.approx(3.0)
+        assert dp_stats.ReleaseParams.from_json(stored.params) == params  # the same release, asked again
+    assert privacy_ledger.budget(store.catalog, environ=BIG_BUDGET).spent == pytest.approx(12.0)
+    with pytest.raises(privacy_ledger.OverBudget):
+        privacy_ledger.publish(store.catalog, params, "test", environ={"REUNITE_PRIVACY_BUDGET": "14"})
+    assert len(privacy_ledger.entries(store.catalog)) == 4  # the refused one left nothing
+
+
+def test_cli_site_and_region_release_is_shown_and_reproduced(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _places(data)
+    env = {"REUNITE_PRIVACY_BUDGET": "5"}
+    args = ["--epsilon", "3", "--weeks", "4", "--until", UNTIL.isoformat(), "--site", f"www.{SITE_A}",
+            "--site", SITE_B, "--region", "NL-NH", "--region", "DE-BE"]
+    made = reunite("stats", "release", *args, "--json", data=data, env=env)
+    assert made.returncode == 0, made.stderr
+    released = json.loads(made.stdout)
+    assert released["params"]["sites"] == [f"www.{SITE_A}", SITE_B]
+    assert [r["site"] for r in released["tables"]["confirmed_by_site"]] == [SITE_A, SITE_B, "(other)"]
+    assert [r["region"] for r in released["tables"]["confirmed_by_region"]] == ["NL-NH", "DE-BE", "(other)"]
+    shown = reunite("stats", "show", str(released["id"]), "--json", data=data, env=env)
+    assert json.loads(shown.stdout) == released
+    text = reunite("stats", "show", str(released["id"]), data=data, env=env)
+    assert text.returncode == 0, text.stderr
+    for line in ("confirmed by bank", "confirmed by site", "reviewed by region", f"  {SITE_A}: ",
+                 "  NL-NH: ", "  (other): "):
+        assert line in text.stdout, line
+    assert TINY not in made.stdout + text.stdout
+    bad = reunite("stats", "release", "--site", SITE_A, "--site", SITE_A.upper(), data=data, env=env)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "stated twice" in bad.stderr
+    over = reunite("stats", "release", *args, data=data, env=env)
+    assert over.returncode == 2 and "2 of the budget (5) is left" in over.stderr
+
+
+def test_http_site_and_region_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "data"
+    _places(data)
+    monkeypatch.setenv("REUNITE_PRIVACY_BUDGET", "4")
+    body = {"epsilon": 3, "weeks": 4, "until": UNTIL.isoformat(), "sites": [SITE_A, SITE_B],
+            "regions": ["NL-NH", "DE-BE"]}
+    with encryption_key(), live_api(data) as api:  # the data folder holds a missing-person bank
+        admin = api.as_("admin")
+        made = admin.post("/v1/stats", json=body)
+        assert made.status_code == 201, made.text
+        released = made.json()
+        assert {"confirmed_by_site", "reviewed_by_site", "confirmed_by_region",
+                "reviewed_by_region"} <= set(released["tables"])
+        assert [r["site"] for r in released["tables"]["reviewed_by_site"]] == [SITE_A, SITE_B, "(other)"]
+        assert TINY not in made.text
+        assert admin.get(f"/v1/stats/{released['id']}").json() == released
+        for bad in ({"sites": [SITE_A, SITE_A]}, {"regions": [""]}, {"sites": ["x"] * 51},
+                    {"regions": ["r" * 121]}):
+            r = admin.post("/v1/stats", json={"epsilon": 0.5, **bad})
+            assert r.status_code == 422, (bad, r.text)
+        over = admin.post("/v1/stats", json=body)
+        assert over.status_code == 409 and over.json()["error"] == "privacy_budget_exhausted"
+        assert api.as_("reviewer").post("/v1/stats", json=body).status_code == 403
+    assert len(privacy_ledger.entries(Store(data).catalog)) == 1

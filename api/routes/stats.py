@@ -11,10 +11,10 @@ same as ``reunite stats``; every call is audited by the request middleware.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from api.auth import ADMIN, Principal, guard
 from api.errors import GUARDED, ApiError, responses
@@ -23,6 +23,9 @@ from api.schemas import MAX_ID
 from matcher import dp_stats, privacy_ledger
 
 router = APIRouter(prefix="/v1/stats", tags=["stats"])
+
+
+Key = Annotated[str, StringConstraints(min_length=1, max_length=dp_stats.MAX_KEY_LENGTH)]
 
 
 class ReleaseIn(BaseModel):
@@ -36,6 +39,12 @@ class ReleaseIn(BaseModel):
                                   description="last day of the period (default today)")
     contributions: int = Field(default=1, ge=1, le=50, description="rows one subject may add per table")
     threshold: int = Field(default=10, ge=0, le=1000, description="noisy counts below it are suppressed")
+    sites: list[Key] = Field(default_factory=list, max_length=dp_stats.MAX_KEYS,
+                             description="also publish by site: the hosts to name (public list; every "
+                                         "other site, or none, is counted as '(other)')")
+    regions: list[Key] = Field(default_factory=list, max_length=dp_stats.MAX_KEYS,
+                               description="also publish by region: the regions to name (venue or ad "
+                                           "manifest column 'region'; others are '(other)')")
 
 
 class ReleaseOut(BaseModel):
@@ -96,9 +105,10 @@ def release(body: ReleaseIn, request: Request, p: Principal = guard("stats.relea
     """Publish a differentially private release and record it; 409 when over the budget."""
     svc = service(request)
     audit(request, "stats", epsilon=body.epsilon, weeks=body.weeks, contributions=body.contributions,
-          threshold=body.threshold)
+          threshold=body.threshold, sites=len(body.sites), regions=len(body.regions))
     params = dp_stats.ReleaseParams(epsilon=body.epsilon, weeks=body.weeks, until=body.until,
-                                    contributions=body.contributions, threshold=body.threshold)
+                                    contributions=body.contributions, threshold=body.threshold,
+                                    sites=tuple(body.sites), regions=tuple(body.regions))
     try:
         row = privacy_ledger.publish(svc.store.catalog, params, p.name, svc.environ)
     except privacy_ledger.OverBudget as exc:
