@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 from api_support import ROOT, encryption_key, live_api, reunite
-from sqlalchemy import update
+from conftest import photo, png_bytes
+from sqlalchemy import select, update
 
 from indexer.store.catalog import Item, Subject
 from indexer.store.store import Store
@@ -405,3 +406,41 @@ def test_http_site_and_region_release(tmp_path: Path, monkeypatch: pytest.Monkey
         assert over.status_code == 409 and over.json()["error"] == "privacy_budget_exhausted"
         assert api.as_("reviewer").post("/v1/stats", json=body).status_code == 403
     assert len(privacy_ledger.entries(Store(data).catalog)) == 1
+
+
+def test_a_venues_region_column_is_kept_by_cli_and_http_enrolment_and_locates_its_candidates(
+        tmp_path: Path) -> None:
+    from matcher import dp_groups
+
+    data = tmp_path / "data"
+    room = tmp_path / "room.png"
+    room.write_bytes(png_bytes(photo("brick.png")))
+    manifest = tmp_path / "venues.csv"
+    manifest.write_text(f"path,label,name,region\n{room},hotel-1,Hotel One,NL-NH\n")
+    done = reunite("enroll", str(manifest), "--bank", "rooms", "--kind", "venue", data=data)
+    assert done.returncode == 0, done.stderr
+    with live_api(data) as api:
+        admin = api.as_("admin")
+        record = {"label": "hotel-2", "name": "Hotel Two", "region": "DE-BE"}
+        made = admin.post("/v1/banks/rooms/subjects", data={"record": json.dumps(record)},
+                          files=[("photos", ("r.png", png_bytes(photo("coffee.png")), "image/png"))])
+        assert made.status_code == 201, made.text
+        assert made.json()["subject"]["attributes"]["region"] == "DE-BE"
+        listed = admin.get("/v1/banks/rooms/subjects").json()["subjects"]
+        assert {s["label"]: s["attributes"].get("region") for s in listed} == {"hotel-1": "NL-NH",
+                                                                             "hotel-2": "DE-BE"}
+    store = Store(data)
+    bank = store.catalog.bank("rooms")
+    queue = review.ReviewQueue(store.catalog)
+    with store.catalog.session() as s:
+        subjects = {x.label: x for x in s.scalars(select(Subject).where(Subject.bank_id == bank.id))}
+        items = {x.subject_id: x.id for x in s.scalars(select(Item).where(Item.bank_id == bank.id))}
+    ids = [queue.record([Candidate("rooms", label, subjects[label].id, None, items[subjects[label].id],
+                                   0.9, decide.MATCH)], {"rooms": bank}, os.urandom(32).hex(), "inv",
+                        context={"watched": True, "url": "https://www.Escort-A.example/ad/9"})[0]
+           for label in ("hotel-1", "hotel-2")]
+    with store.catalog.session() as s:
+        rows = list(s.scalars(select(review.StoredCandidate).order_by(review.StoredCandidate.id)))
+        where = dp_groups.locate(s, rows, {bank.id: bank})
+    assert [where[i] for i in ids] == [dp_groups.Where("escort-a.example", "nl-nh"),
+                                       dp_groups.Where("escort-a.example", "de-be")]
