@@ -44,6 +44,10 @@ class BankPolicy(BaseModel):
                     "is matched against it; default: every ads bank; []: none).")
     keep_photos: bool | None = Field(
         default=None, description="ads banks: keep each ad's photo for reviewers (default: yes).")
+    face_search: bool | None = Field(
+        default=None, description="Search this bank's faces when matching (default: yes for missing_person "
+                    "and ads banks, no otherwise). Outside missing_person banks a face alone reaches at most "
+                    "review.")
 
 
 class BankIn(BaseModel):

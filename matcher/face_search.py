@@ -35,6 +35,17 @@ reviewer sees whether the models agree.
 Candidates are per subject (best evidence over query faces and reference
 photos); subjects whose consent has expired are never returned; a candidate
 resting on a low-quality face may reach ``review`` but never ``match`` alone.
+
+Which banks are searched by face (bank policy ``face_search``, default by kind,
+:func:`face_search_on`): missing-person banks, and ads banks, which index faces
+by default (indexer/kinds.py) so that a missing person's photo finds every ad
+showing her face, not only the ads an investigator already has. In an ads bank
+(or any bank but a missing-person one) a face alone reaches at most ``review``:
+the scores are calibrated on a gallery of consented references
+(bench/calibrate_faces.py), not on a crawl where every face meets 10^5
+strangers, and "the same person in another photo" is a lead for a reviewer,
+not a copy of the photo (copy detection's ``match``). Hashes and local features
+still decide copies there; the stronger searcher wins the merge.
 """
 
 from __future__ import annotations
@@ -56,6 +67,20 @@ from matcher.search import Candidate, Query, register_searcher
 
 FACE_FAMILY = "faces"
 FEATURES = ("centred_similarity", "gap")
+FACE_SEARCH_KEY = "face_search"
+# Banks searched by face unless their policy's ``face_search`` says otherwise.
+FACE_SEARCH_KINDS = frozenset({"missing_person", "ads"})
+# Banks in which a face alone may ``match``: the kind the face models are calibrated on.
+FACE_MATCH_KINDS = frozenset({"missing_person"})
+REVIEW_CEILING = decide.MATCH_SCORE - 1e-6
+
+
+def face_search_on(bank: Bank) -> bool:
+    """Whether ``bank`` is searched by face: its policy ``face_search`` (true/false), else by kind."""
+    configured = (bank.policy or {}).get(FACE_SEARCH_KEY)
+    if configured is not None:
+        return bool(configured)
+    return bank.kind in FACE_SEARCH_KINDS
 
 
 @dataclass(frozen=True)
@@ -223,13 +248,8 @@ class FaceSearcher:
         return [n for n in self.store.index_signals(bank) if signals.get(n).family == FACE_FAMILY]
 
     def applies(self, bank: Bank) -> bool:
-        """Missing-person banks; other banks only when their policy asks for face search.
-
-        An ads bank holds strangers' faces: searching them by default would turn
-        "same person, different photo" into copy-detection hits.
-        """
-        wanted = bank.kind == "missing_person" or bool((bank.policy or {}).get("face_search"))
-        return wanted and bool(self.face_signals(bank))
+        """Banks with face vectors whose policy (or kind) asks for face search (:func:`face_search_on`)."""
+        return face_search_on(bank) and bool(self.face_signals(bank))
 
     def query_faces(self, query: Query, signal_name: str) -> list[SignalVector]:
         key = f"faces:{signal_name}"
@@ -326,7 +346,7 @@ class FaceSearcher:
                 low = bool(qface.extra.get("low_quality")) or any(
                     r[sid].low_quality for _q, r in per_face.values() if sid in r)
                 if low:
-                    score = decide.cap(score, decide.MATCH_SCORE - 1e-6)
+                    score = decide.cap(score, REVIEW_CEILING)
                 if sid in best and score <= best[sid].score:
                     continue
                 models_evidence = {}
@@ -339,6 +359,7 @@ class FaceSearcher:
                 best[sid] = _Best(score, hit.similarity, hit.item, list(qface.box) if qface.box else None,
                                   qface.quality, low, {"signal": lead, **models_evidence})
         ranked = sorted(best.items(), key=lambda kv: (-kv[1].score, kv[0]))[:top]
+        review_only = bank.kind not in FACE_MATCH_KINDS  # a face in a crawl is a lead (module docstring)
         out = []
         for sid, b in ranked:
             subject = subjects[sid]
@@ -348,9 +369,13 @@ class FaceSearcher:
                         "reference_item": b.item, **extra}
             if b.low_quality:
                 evidence["face_low_quality"] = True
+            score = b.score
+            if review_only and score > REVIEW_CEILING:
+                score = decide.cap(score, REVIEW_CEILING)
+                evidence["face_review_only"] = True  # the fused score above stays as face_score
             out.append(Candidate(bank=bank.name, label=subject.label, subject_id=subject.id,
-                                 pseudonym=subject.pseudonym, item=b.item, score=b.score,
-                                 decision=decide.decision_for(b.score), evidence=evidence))
+                                 pseudonym=subject.pseudonym, item=b.item, score=score,
+                                 decision=decide.decision_for(score), evidence=evidence))
         return out
 
 

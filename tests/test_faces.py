@@ -187,3 +187,86 @@ def test_face_candidates_keep_each_models_evidence(tmp_path: Path, monkeypatch: 
     assert 0.8 <= ev["face_dlib_score"] <= 1.0 and 0.8 <= ev["face_sface_score"] <= 1.0
     others = [c for c in cands if c.label == "person-b"]
     assert all(c.decision == "none" for c in others)
+
+
+# --- which banks are searched by face (bank policy face_search; issue 18) ---------------------------
+
+def test_face_search_is_on_for_missing_persons_and_ads_unless_the_policy_says_otherwise() -> None:
+    from indexer.store.catalog import Bank
+
+    for kind, default in (("missing_person", True), ("ads", True), ("venue", False), ("hashes", False)):
+        assert fs.face_search_on(Bank(name="b", kind=kind, policy={})) is default, kind
+        flipped = Bank(name="b", kind=kind, policy={"face_search": not default})
+        assert fs.face_search_on(flipped) is not default
+
+
+def _ads_bank(tmp_path: Path, policy: dict | None):  # noqa: ANN202 - (Store, Bank)
+    """An ads bank indexed with its default families (faces included): the astronaut's ad and the
+    cameraman's ad, as `reunite index` stores a crawl."""
+    from api.cli import default_signals
+    from indexer import ingest
+    from indexer.store.store import Store
+
+    records = []
+    for name, label in (("astronaut", "ad-astronaut"), ("camera", "ad-camera")):
+        path = tmp_path / f"{name}.jpg"
+        path.write_bytes(jpeg_bytes(photo(f"{name}.png"), 85))
+        records.append(ingest.Record(path, label, str(path), {"site": "ads.example"}))
+    store = Store(tmp_path / "data")
+    bank = store.catalog.ensure_bank("crawl", "ads", policy)
+    names = [s.name for s in signals.select(default_signals("ads"))]
+    assert {"face_dlib", "face_sface"} <= set(names)
+    report = ingest.index_records(store, bank, records, names, source="test")
+    assert report.indexed == 2, report.errors
+    return store, bank
+
+
+MISSING_PERSONS_PHOTO = (100, 20, 380, 300)  # a tighter, smaller, recompressed photo of the astronaut
+
+
+def _query() -> bytes:
+    return jpeg_bytes(photo("astronaut.png").crop(MISSING_PERSONS_PHOTO).resize((200, 200)), 60)
+
+
+def test_a_missing_persons_face_finds_her_ad_in_an_ads_bank_at_most_for_review(tmp_path: Path) -> None:
+    from matcher import defaults as defaults_mod
+    from matcher.search import Matcher
+
+    store, bank = _ads_bank(tmp_path, None)
+    matcher = Matcher(store)
+    searcher = next(s for s in matcher.searchers if s.name == "faces")
+    assert searcher.applies(bank)
+    query = matcher.prepare(_query(), [bank])
+    found = fs.FaceSearcher(store, defaults_mod.load()).search(query, bank, 10)
+    top = found[0]
+    assert top.label == "ad-astronaut"
+    # The same fused score makes a match in a missing-person bank (test above); in a crawl, a lead.
+    assert top.evidence["face_score"] >= 0.8 and top.evidence["face_review_only"] is True
+    assert top.decision == "review" and top.score < 0.8
+    assert all(c.decision != "match" for c in found)
+    merged = {c.label: c for c in matcher.match(_query(), [bank])}
+    assert "face_score" in merged["ad-astronaut"].evidence  # the face searcher took part in the match
+
+
+def test_an_ads_bank_whose_policy_says_no_is_not_searched_by_face(tmp_path: Path) -> None:
+    from matcher.search import Matcher
+
+    store, bank = _ads_bank(tmp_path, {"face_search": False})
+    matcher = Matcher(store)
+    assert not next(s for s in matcher.searchers if s.name == "faces").applies(bank)
+    assert all("face_score" not in c.evidence for c in matcher.match(_query(), [bank]))
+
+
+def test_http_bank_policy_takes_face_search(tmp_path: Path) -> None:
+    from api_support import live_api
+
+    with live_api(tmp_path / "data") as api:
+        admin = api.as_("admin")
+        made = admin.post("/v1/banks", json={"name": "crawl-eu", "kind": "ads",
+                                             "policy": {"face_search": False}})
+        assert made.status_code == 201, made.text
+        assert made.json()["policy"] == {"face_search": False}
+        assert api.service.store.catalog.bank("crawl-eu").policy == {"face_search": False}
+        bad = admin.post("/v1/banks", json={"name": "crawl-us", "kind": "ads",
+                                            "policy": {"face_search": "maybe"}})
+        assert bad.status_code == 422 and "face_search" in bad.text
