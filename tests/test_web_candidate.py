@@ -12,6 +12,7 @@ Screenshots go to test-artifacts/ (docs/screenshots/ holds copies for the README
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -29,10 +30,8 @@ from PIL import Image, ImageEnhance
 from tests.test_scene import view, with_person
 from tests.test_web_ui import ARTIFACTS, VIEWPORT, _face, _sign_in, browser  # noqa: F401  (fixture)
 
-try:
+with contextlib.suppress(ImportError):  # the browser fixture reports a missing Playwright
     from playwright.sync_api import Browser, BrowserContext, Page, expect
-except ImportError:  # pragma: no cover - the browser fixture reports it
-    pass
 
 ROTATION = 20.0  # degrees, counter-clockwise: a repost turned to dodge exact-match filters
 AD_URL = "https://classifieds.example/ads/77-new-in-town"
@@ -69,8 +68,8 @@ def _ads(api: LiveApi) -> int:
     """Two ads sharing a phone (one network), then the first reposted rotated: a copy candidate."""
     admin = api.as_("admin")
     assert admin.post("/v1/banks", json={"name": "ads", "kind": "ads"}).status_code == 201
-    for label, picture, extra in (("ad-77", photo("chelsea.png"), {"url": AD_URL, "site": "classifieds.example",
-                                                                  "posted_at": "2026-03-14T09:30:00Z"}),
+    first = {"url": AD_URL, "site": "classifieds.example", "posted_at": "2026-03-14T09:30:00Z"}
+    for label, picture, extra in (("ad-77", photo("chelsea.png"), first),
                                   ("ad-78", photo("coffee.png"), {"site": "other.example"})):
         r = api.as_("ingest").post("/v1/banks/ads/items", data={
             "label": label, "attributes": json.dumps({**extra, "phones": "+1 212-555-0143"})},
@@ -172,7 +171,8 @@ def test_a_rotated_copy_is_drawn_as_a_rotated_box_with_its_correspondences(
     # Each pair maps through the rotation: the query point is the rotated reference point.
     w, h = photo("chelsea.png").size
     t = math.radians(ROTATION)
-    cx, cy = (abs(w * math.cos(t)) + abs(h * math.sin(t))) / 2, (abs(w * math.sin(t)) + abs(h * math.cos(t))) / 2
+    cx = (abs(w * math.cos(t)) + abs(h * math.sin(t))) / 2
+    cy = (abs(w * math.sin(t)) + abs(h * math.cos(t))) / 2
     for qx, qy, rx, ry in pairs:
         dx, dy = rx - w / 2, ry - h / 2
         assert math.dist((qx, qy), (cx + dx * math.cos(t) + dy * math.sin(t),
@@ -214,16 +214,19 @@ def test_a_venue_match_draws_its_inliers_and_names_the_venue(world: World, conte
     shown = min(inliers, 50)
     assert page.locator("#query-photo .keypoints circle").count() == shown
     assert page.locator("#pairs-drawing line").count() == shown
-    # Every drawn reference point lies on the reference photo.
-    ref = page.locator("#reference-photo")
-    width, height = (float(v) for v in (ref.get_attribute("viewBox") or "").split()[2:])
+    # Every drawn point lies on its own photo (original pixels, whatever size features were taken at).
+    def size(selector: str) -> tuple[float, float]:
+        w, h = (page.locator(selector).get_attribute("viewBox") or "").split()[2:]
+        return float(w), float(h)
+    (qw, qh), (rw, rh) = size("#query-photo"), size("#reference-photo")
     for qx, qy, rx, ry in row.evidence["scene_pairs"]:
-        assert 0 <= rx <= width and 0 <= ry <= height
+        assert 0 <= qx <= qw and 0 <= qy <= qh and 0 <= rx <= rw and 0 <= ry <= rh
     # The venue in plain words, not a raw dict among "other evidence values".
     facts = page.locator("#subject-facts")
     expect(facts.locator("dd.venue-venue")).to_have_text("Cafe Aurora")
     expect(facts.locator("dd.venue-address")).to_have_text("12 Harbour Street, Portsmouth")
-    assert "{'name'" not in page.content() and "Harbour Street" not in page.locator("details").all_inner_texts()
+    assert "{'name'" not in page.content()
+    assert not any("Harbour Street" in text for text in page.locator("details").all_inner_texts())
     _shot(page, "candidate-venue.png")
 
 
