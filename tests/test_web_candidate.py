@@ -243,6 +243,7 @@ def test_a_face_is_confirmed_only_after_the_reveal_and_the_second_look_is_blind(
     confirm = page.get_by_role("button", name="Confirm")
     expect(confirm).to_be_disabled()
     expect(page.locator("#reveal-first")).to_contain_text("Reveal the reference photo before confirming")
+    _shot(page, "candidate-face-reveal-first.png")
     page.keyboard.press("c")  # the shortcut does nothing while the button is disabled
     assert api.service.review.get(world.face)[0].state == "pending"
     # Around the button, straight to the form: refused by the review queue, nothing recorded.
@@ -273,7 +274,6 @@ def test_a_face_is_confirmed_only_after_the_reveal_and_the_second_look_is_blind(
     expect(other).to_have_url(re.compile(rf"decided={world.face}&outcome=confirmed"))
     other.goto(api.url + f"/review/candidates/{world.face}")
     expect(other.locator("ol.history")).to_contain_text("same mole under the left eye")
-    _shot(page, "candidate-face-after.png")
     first_ctx.close()
     second_ctx.close()
 
