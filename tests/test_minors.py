@@ -101,8 +101,8 @@ def test_a_childs_candidate_needs_two_reviewers_and_comes_first(tmp_path: Path) 
     with pytest.raises(review.Conflict) as unseen:  # a child is confirmed only after the photo was seen
         queue.decide(second[0], "r1", "reviewer", "confirm")
     assert unseen.value.code == "reveal_required"
-    queue.record_reveal(second, "r1")
-    queue.record_reveal(second, "r2")
+    queue.record_reveal([second[0]], "r1")
+    queue.record_reveal([second[0]], "r2")
     row, _view = queue.decide(second[0], "r1", "reviewer", "confirm")
     assert row.state == review.AWAITING_SECOND
     with pytest.raises(review.Conflict):
