@@ -298,10 +298,32 @@ def _spoke(ev: dict[str, Any], table: defaults_mod.Defaults, policy: dict[str, A
         out.append("Room: " + ", ".join(room) if room else "Room")
     if "face_score" in ev or "face_distance" in ev:
         out.append(f"Face ({ev.get('face_signal', 'face')} embedding)")
-    for name in sorted(k for k in ev if k in HASH_NAMES or _is_hash(k)):
-        if _within_review(name, ev[name], _thresholds(table, name, policy)):
-            out.append(f"Perceptual hash ({HASH_NAMES.get(name, name)})")
+    spoke = [HASH_NAMES.get(name, name) for name in sorted(k for k in ev if k in HASH_NAMES or _is_hash(k))
+             if _within_review(name, ev[name], _thresholds(table, name, policy))]
+    if spoke:
+        out.append(f"Perceptual hash{'es' if len(spoke) > 1 else ''} ({', '.join(spoke)})")
     return out
+
+
+def _face_models(ev: dict[str, Any]) -> tuple[list[str], set[str]]:
+    """Each face model's own distance and score, when several were fused: a sentence, and its keys."""
+    parts, used = [], set()
+    for key in sorted(k for k in ev if k.endswith("_distance") and k != "face_distance"):
+        name = key[: -len("_distance")]
+        try:
+            if signals.get(name).family != "faces":
+                continue
+        except KeyError:
+            continue
+        text = f"{name} distance {float(ev[key]):.3f}"
+        if isinstance(ev.get(f"{name}_score"), int | float):
+            text += f" (score {float(ev[f'{name}_score']):.2f})"
+        parts.append(text)
+        used.update({key, f"{name}_score"})
+    if len(parts) < 2 and not ev.get("face_fusion"):
+        return [], used | {"face_fusion"}  # one model: the face distance above already says it
+    fused = f", fused as {ev['face_fusion']}" if ev.get("face_fusion") else ""
+    return [f"Per face model: {'; '.join(parts)}{fused}"], used | {"face_fusion"}
 
 
 def _within_review(name: str, distance: Any, thresholds: Thresholds | None) -> bool:
@@ -359,6 +381,9 @@ def explain(evidence: dict[str, Any], score: float, tier: str,
                                               "pairs", "quad", "query_quad", "hull", "query_hull"))
         _draw_local(out, ev, prefix)
     out.sentences.extend(_face_sentences(ev))
+    models, model_keys = _face_models(ev)
+    out.sentences.extend(models)
+    used |= model_keys
     if (shape := _box(ev.get("query_face_box"), "face", "face compared")) is not None:
         out.query_shapes.append(shape)
     if (shape := _box(reference_face_box, "face", "reference face")) is not None:
