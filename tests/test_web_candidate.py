@@ -191,7 +191,7 @@ def test_a_rotated_copy_is_drawn_as_a_rotated_box_with_its_correspondences(
     network = re.compile(r"N-[0-9a-f]{12}:\s+2 ads, 1 link\s+\(1 phone\)")
     expect(page.locator("#ad-network")).to_contain_text(network)
     expect(page.locator("#ad-network")).to_contain_text("ad-78")
-    _shot(page, "candidate-copy.png")
+    _shot(page, "candidate-rotated-copy.png")
 
 
 def test_a_venue_match_draws_its_inliers_and_names_the_venue(world: World, context: BrowserContext) -> None:
