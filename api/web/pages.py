@@ -33,7 +33,8 @@ STATE_CHOICES = ("open", *review.STATES)
 STATE_LABELS = {"open": "Open (pending, awaiting second, escalated)", "pending": "Pending",
                 "awaiting_second": "Awaiting a second reviewer", "escalated": "Escalated",
                 "confirmed": "Confirmed", "rejected": "Rejected"}
-ORDER_LABELS = {"score": "Highest score first", "newest": "Newest first", "oldest": "Oldest first"}
+ORDER_LABELS = {"priority": "Priority (children, missing persons, venues, then by score)",
+                "score": "Highest score first", "newest": "Newest first", "oldest": "Oldest first"}
 ERRORS = {"already_decided": "This candidate was already decided by someone else.",
           "already_escalated": "This candidate is already escalated.",
           "decided_meanwhile": "Another reviewer decided this candidate while you were deciding; "
@@ -53,13 +54,13 @@ class Filters:
     tier: str | None = None
     signal: str | None = None
     state: str = "open"
-    order: str = "score"
+    order: str = "priority"
 
     def params(self) -> dict[str, str]:
         """Query parameters that differ from the defaults."""
         return {k: v for k, v in asdict(self).items()
                 if v not in (None, "") and not (k == "state" and v == "open")
-                and not (k == "order" and v == "score")}
+                and not (k == "order" and v == "priority")}
 
     def queue_filter(self, svc: Service) -> QueueFilter:
         bank = svc.store.catalog.bank(self.bank) if self.bank else None
@@ -76,7 +77,7 @@ def filters(bank: str | None = Query(None, max_length=120), tier: str | None = Q
     return Filters(bank=bank or None, tier=tier if tier in review.QUEUED_TIERS else None,
                    signal=signal if signal in FAMILY_LABELS else None,
                    state=state if state in STATE_CHOICES else "open",
-                   order=order if order in ORDERS else "score")
+                   order=order if order in ORDERS else "priority")
 
 
 def _context(svc: Service, row: review.StoredCandidate) -> tuple[Bank, Subject | None, Item | None]:
