@@ -112,6 +112,18 @@ class Application:
 
     # --- the one path into the review queue ------------------------------------------
 
+    def match_image(self, data: bytes, sha256: str, banks: list[Bank], top: int,
+                    requested_by: str) -> tuple[list[Any], dict[int, int]]:
+        """Match one image against ``banks`` and queue what needs a person: (candidates, queued).
+
+        ``POST /v1/match``, the search page of the reviewer web pages and
+        ``reunite match`` take this one call, so a search from the browser
+        queues exactly what the API would. Raises :class:`indexer.images.ImageError`.
+        """
+        candidates = self.matcher.match(data, banks, top=top)  # consent: matcher.consent
+        queued = self.queue_candidates(candidates, banks, sha256, data, requested_by)
+        return candidates, queued
+
     def queue_candidates(self, candidates: list[Any], banks: list[Bank], query_sha256: str,
                          query_data: bytes, requested_by: str,
                          context: dict[str, Any] | None = None) -> dict[int, int]:

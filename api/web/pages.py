@@ -89,29 +89,7 @@ def _context(svc: Service, row: review.StoredCandidate) -> tuple[Bank, Subject |
     return bank, subject, item
 
 
-def _row_summary(svc: Service, row: review.StoredCandidate, role: str) -> dict[str, Any]:
-    bank, subject, _item = _context(svc, row)
-    view = visibility.candidate_view(row, bank, subject, role)
-    view.pop("personal", None)  # never listed: a queue of names is not needed to pick the next one
-    view["families"] = [FAMILY_LABELS[f] for f in review_stats.evidence_families(view["evidence"])]
-    return view
-
-
-@router.get("/", response_class=HTMLResponse)
-def queue(request: Request, session: Annotated[Session, signed_in("review.list")],
-          f: Annotated[Filters, Depends(filters)], offset: int = Query(0, ge=0, le=10_000_000),
-          decided: int | None = Query(None, ge=1),
-          outcome: str | None = Query(None, max_length=20)) -> HTMLResponse:
-    """The queue: open candidates, strongest first unless asked otherwise, filtered and paged."""
-    svc = service(request)
-    audit(request, f"bank:{f.bank}" if f.bank else "queue", via="web", state=f.state, offset=offset)
-    rows, total = review_stats.queue_page(svc.store.catalog, f.queue_filter(svc), offset, PAGE_SIZE)
-    return page(request, "queue.html", f=f, params=f.params(), offset=offset, page_size=PAGE_SIZE,
-                total=total, rows=[_row_summary(svc, r, session.principal.role) for r in rows],
-                banks=review_stats.queue_length_per_bank(svc.store.catalog),
-                counts=svc.review.counts(), families=FAMILY_LABELS, tiers=review.QUEUED_TIERS,
-                states=STATE_LABELS, orders=ORDER_LABELS,
-                flash=_flash(decided, outcome))
+# The queue page itself is api/web/queue.py (thumbnails, grouping, bulk actions).
 
 
 def _flash(decided: int | None, outcome: str | None) -> str | None:
