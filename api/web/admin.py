@@ -110,7 +110,7 @@ def _bank_rows(request: Request) -> list[dict[str, Any]]:
     rows = []
     for b in svc.store.catalog.banks():
         policy = dict(b.policy or {})
-        rows.append({"bank": b, "items": svc.store.catalog.count_items(b.id), "policy": policy,
+        rows.append({"bank": b, "count": svc.store.catalog.count_items(b.id), "policy": policy,
                      "second_review": review.second_review_required(
                          b, svc.review.second_review_missing_person),
                      "second_review_set": policy.get("second_review"),

@@ -92,7 +92,7 @@ def search(request: Request, session: Annotated[Session, form_guard("match", SEA
 
 def _message(exc: ApiError) -> str:
     if exc.code == "bank_not_found":
-        return f"{exc.detail.capitalize()}. Pick banks from the list."
+        return f"{exc.detail[:1].upper()}{exc.detail[1:]}. Pick banks from the list."
     return f"The image was not searched: {exc.detail}."
 
 
