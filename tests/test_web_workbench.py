@@ -117,7 +117,10 @@ def _shot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     # Thumbnails load lazily (each view of a query image is audited): scroll them in first.
     page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
-    page.wait_for_function("Array.from(document.images).every(i => i.complete)")
+    for _ in range(100):  # wait_for_function evaluates a string, which the pages' CSP refuses
+        if page.evaluate("Array.from(document.images).every(i => i.complete)"):
+            break
+        page.wait_for_timeout(50)
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
