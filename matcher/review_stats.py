@@ -130,8 +130,8 @@ def _reversed(f: QueueFilter) -> list[Any]:
 def _not_waiting_on(reviewer: str) -> ColumnElement[bool]:
     """Excludes candidates that wait for a second reviewer after ``reviewer`` gave the first."""
     mine = exists().where(ReviewDecision.candidate_id == StoredCandidate.id,
-                          ReviewDecision.reviewer == reviewer,
-                          ReviewDecision.state_after == AWAITING_SECOND)
+                          ReviewDecision.reviewer == reviewer, ReviewDecision.action == "confirm",
+                          ReviewDecision.state_after == AWAITING_SECOND)  # an undo back to it is not
     return not_(and_(StoredCandidate.state == AWAITING_SECOND, mine))
 
 

@@ -43,7 +43,7 @@ from api.web.pages import (
 )
 from api.web.render import page, qs
 from api.web.sessions import Session
-from indexer.store.catalog import Item
+from indexer.store.catalog import Item, utcnow
 from matcher import review, review_stats
 from matcher.cases import Case, CaseSubject
 from matcher.review_stats import FAMILY_LABELS
@@ -196,9 +196,11 @@ def reopen_form(candidate_id: int, request: Request, session: Annotated[Session,
     role = session.principal.role
     last = decisions[-1] if decisions else None
     admin = role in review.REOPEN_ROLES
+    undoable = (last is not None and last.reviewer == session.principal.name and last.action in review.ACTIONS
+                and utcnow() - last.at <= review.UNDO_WINDOW)
     return page(request, "reopen.html", c=row, states=STATE_LABELS, admin=admin,
                 decisions=[visibility.decision_view(d, role) for d in decisions],
-                mine=last is not None and last.reviewer == session.principal.name,
+                allowed=row.state != review.PENDING if admin else undoable,
                 window=int(review.UNDO_WINDOW.total_seconds() // 60), error=REOPEN_ERRORS.get(error or ""))
 
 
