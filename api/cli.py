@@ -396,6 +396,7 @@ COMMAND_MODULES: list[str] = [
     "api.cli_stats",
     "api.cli_search",
     "api.cli_watches",
+    "api.cli_review",
 ]
 
 

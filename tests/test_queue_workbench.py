@@ -204,3 +204,32 @@ def test_export_of_confirmed_matches_names_no_one(app: Application) -> None:
               for e in _events(app, "review.export")]
     assert events == [("queue", "ok", "csv", 2), ("bank:families", "ok", "json", 1),
                       ("queue", "rejected", "xlsx", None)]
+
+
+def test_cli_review_export_reject_and_reopen(tmp_path: Path) -> None:
+    from tests.conftest import run_reunite
+
+    data = tmp_path / "data"
+    app = Application(data, environ={})
+    ads = app.store.catalog.ensure_bank("ads", "ads")
+    a, b = (_candidate(app, ads, f"ad-{n}", 1.0, f"a{n}", seed=n) for n in range(2))
+    app.review.decide(a, REVIEWER.name, REVIEWER.role, "confirm")
+    app.store.catalog.engine.dispose()
+    done = run_reunite("review", "export", "--format", "json", data=data)
+    assert done.returncode == 0, done.stderr
+    assert [m["candidate_id"] for m in json.loads(done.stdout)["matches"]] == [a]
+    bad = run_reunite("review", "export", "--format", "xlsx", data=data)
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --format must be one of csv, json"
+    rejected = run_reunite("review", "reject", str(b), str(a), "--note", "same studio", data=data)
+    assert rejected.returncode == 1  # one was refused: a's confirmation is final
+    assert rejected.stdout.splitlines() == [f"{b}\trejected", f"{a}\trefused: already_decided"]
+    reopened = run_reunite("review", "reopen", str(a), "--reason", "asked by the owner", data=data)
+    assert reopened.returncode == 0 and reopened.stdout.strip() == f"candidate {a} is now pending"
+    noreason = run_reunite("review", "reopen", str(b), data=data)
+    assert noreason.returncode == 2 and noreason.stderr.count("\n") == 1 and "reason" in noreason.stderr
+    app = Application(data, environ={})
+    events = [(e.action, e.result, e.detail.get("via")) for e in app.audit.events(limit=1000)
+              if e.action in ("review.export", "review.decide", "review.reopen")]
+    assert events == [("review.export", "ok", "cli"), ("review.decide", "ok", "cli"),
+                      ("review.decide", "rejected", "cli"), ("review.reopen", "ok", "cli"),
+                      ("review.reopen", "rejected", "cli")]
