@@ -69,3 +69,33 @@ def test_bulk_reject_reopen_and_export_over_http(api: LiveApi) -> None:
     assert ("review.export", "ok", "api") in events and ("review.reopen", "rejected", "api") in events
     assert sum(1 for e in api.service.audit.events(limit=10_000)
                if e.action == "review.decide" and e.detail.get("bulk")) == 3
+
+
+def test_web_search_spends_the_keys_request_budget(tmp_path) -> None:  # noqa: ANN001
+    """A search from the browser costs what POST /v1/match costs: the key's budget, then 429."""
+    import re
+
+    from api_support import web_session
+    from conftest import jpeg_bytes, tiles
+
+    from api.budgets import BudgetConfig
+    from api.service import ServiceConfig
+
+    with no_encryption_key():
+        config = ServiceConfig.from_env(tmp_path / "data")
+        config.budgets = BudgetConfig(**{**config.budgets.__dict__,
+                                         "roles": {**config.budgets.roles, "investigator": "3/minute"}})
+        with live_api(tmp_path / "data", config=config) as api:
+            assert api.as_("admin").post("/v1/banks", json={"name": "ads", "kind": "ads"}).status_code == 201
+            browser = web_session(api, api.keys["investigator"])  # the sign-in does not spend it
+            form = browser.get("/review/search")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+            image = jpeg_bytes(tiles(1, seed=3)[0])
+            answers = [browser.post("/review/search", data={"csrf": csrf, "banks": "ads"},
+                                    files={"image": ("q.jpg", image, "image/jpeg")}) for _ in range(4)]
+            assert [a.status_code for a in answers[:2]] == [200, 200]
+            assert answers[-1].status_code == 429 and int(answers[-1].headers["retry-after"]) > 0
+            assert "Too many searches with this key" in answers[-1].text
+            refused = [e for e in api.service.audit.events(limit=1000)
+                       if e.action == "match" and e.detail.get("error") == "rate_limited"]
+            assert refused and refused[-1].detail["via"] == "web"

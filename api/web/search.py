@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import HTMLResponse
 
-from api import hash_matching, visibility
+from api import budgets, hash_matching, visibility
 from api.auth import ADMIN, INVESTIGATOR
 from api.bank_names import bank_names
 from api.errors import ApiError
@@ -65,6 +65,14 @@ def search(request: Request, session: Annotated[Session, form_guard("match", SEA
     svc = service(request)
     p = session.principal
     names = bank_names(banks)
+    try:  # a search costs what an API match costs: the same per-key request budget (api.budgets)
+        budgets.charge_key(request, p)
+    except budgets.RateLimited as exc:
+        audit(request, "search", error="rate_limited", via="web")
+        response = _form(request, status=429, chosen=names, top=top,
+                         error=f"Too many searches with this key; try again in {exc.retry_after} s.")
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     try:
         [upload] = read_uploads([image], "image")
         audit(request, f"query:{upload.sha256}", via="web")
