@@ -167,7 +167,11 @@ def index_cmd(
                                       source=str(source), progress=progress, max_bad=max_bad,
                                       keeper=keeper, picture_extras=extras, after_batch=after_batch)
     except ingest.ManifestError as exc:  # a bad row, or a flood of unreadable ones: nothing stored
+        bar.close(completed=False)
         raise fail(str(exc)) from None
+    except BaseException:
+        bar.close(completed=False)
+        raise
     finally:
         bar.close()
     path = ingest.write_report(store, report)

@@ -70,7 +70,7 @@ def enroll_cmd(
             report = enroll.enroll_records(application.store, bank, kind, rows, progress=progress,
                                            photos=application.photos)  # kept for reviewers
         except (enroll.EnrollError, ValueError, MissingKey) as exc:
-            bar.close()
+            bar.close(completed=False)
             note.refuse("refused")
             raise fail(str(exc)) from None
         bar.close()

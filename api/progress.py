@@ -83,12 +83,18 @@ class Progress:
         print(line, file=self.stream, flush=True)
         self._last_done, self._last_time, self._logged_any = self.done, now, True
 
-    def close(self) -> None:
-        """Close the bar, or log the final count (when anything happened since the last line)."""
+    def close(self, completed: bool = True) -> None:
+        """Close the bar, or log the final count (when anything happened since the last line).
+
+        ``completed=False`` (the work was refused or failed) logs nothing more: the error is
+        then the command's last line, and a refusal stays the one line it promises to be.
+        """
         if self._closed:
             return
         self._closed = True
         if self.bar is not None:
             self.bar.close()
-        elif not self.quiet and (self.done != self._last_done or (self.done and not self._logged_any)):
+            return
+        unlogged = self.done != self._last_done or (self.done and not self._logged_any)
+        if completed and not self.quiet and unlogged:
             self._log(time.monotonic())
