@@ -41,6 +41,16 @@ from matcher.review import ReviewQueue
 from matcher.search import Matcher
 
 ADMIN_ROLE = "admin"
+MAX_BULK = 200  # one queue page is 25; a bulk action is a page or a few, never "everything"
+
+
+@dataclass(frozen=True)
+class BulkOutcome:
+    """One candidate of a bulk action: its new state, or the code it was refused with."""
+
+    candidate_id: int
+    state: str | None
+    error: str | None
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,18 @@ class Application:
 
     # --- the one path into the review queue ------------------------------------------
 
+    def match_image(self, data: bytes, sha256: str, banks: list[Bank], top: int,
+                    requested_by: str) -> tuple[list[Any], dict[int, int]]:
+        """Match one image against ``banks`` and queue what needs a person: (candidates, queued).
+
+        ``POST /v1/match``, the search page of the reviewer web pages and
+        ``reunite match`` take this one call, so a search from the browser
+        queues exactly what the API would. Raises :class:`indexer.images.ImageError`.
+        """
+        candidates = self.matcher.match(data, banks, top=top)  # consent: matcher.consent
+        queued = self.queue_candidates(candidates, banks, sha256, data, requested_by)
+        return candidates, queued
+
     def queue_candidates(self, candidates: list[Any], banks: list[Bank], query_sha256: str,
                          query_data: bytes, requested_by: str,
                          context: dict[str, Any] | None = None) -> dict[int, int]:
@@ -133,6 +155,78 @@ class Application:
         if token and self.photos.exists(QUERY_NAMESPACE, token):
             return token
         return self.photos.put(QUERY_NAMESPACE, data, encrypt=self.cipher is not None)
+
+    # --- decisions several at once, undo and reopen, export --------------------------
+
+    def bulk_reject(self, actor: Actor, candidate_ids: list[int], note: str = "",
+                    via: str | None = None) -> list[BulkOutcome]:
+        """Reject each candidate in turn: one decision and one audit event per candidate.
+
+        A protected child's candidate (matcher.minors) is never rejected in bulk:
+        it is refused with ``minor_policy`` and must be decided on its own page.
+        Each candidate succeeds or fails alone (a conflict on one leaves the others
+        decided); the outcomes come back in the order asked.
+        """
+        from matcher import review
+
+        if len(candidate_ids) > MAX_BULK:
+            raise ValueError(f"at most {MAX_BULK} candidates at once")
+        out: list[BulkOutcome] = []
+        for cid in dict.fromkeys(candidate_ids):
+            with self.audited(actor, "review.decide", f"candidate:{cid}", decision="reject", bulk=True,
+                              via=via) as event:
+                try:
+                    row, _decisions = self.review.get(cid)
+                    if row.minor_policy:
+                        raise review.Conflict("minor_policy", "a protected child's candidate is decided "
+                                                              "on its own page, not in bulk")
+                    row, _view = self.review.decide(cid, actor.name, actor.role, "reject", note)
+                except review.ReviewError as exc:
+                    event.refuse(exc.code)
+                    out.append(BulkOutcome(cid, None, exc.code))
+                    continue
+                event.detail["state"] = row.state
+                out.append(BulkOutcome(cid, row.state, None))
+        return out
+
+    def reopen(self, actor: Actor, candidate_id: int, reason: str, via: str | None = None) -> Any:
+        """Undo one's own latest decision (reviewers, within the window) or reopen (admins); audited.
+
+        The reason is sealed with the decision (it is a case note) and never
+        written into the audit event, which records who, which candidate and
+        the new state. Raises what :meth:`matcher.review.ReviewQueue.reopen` raises.
+        """
+        from matcher import review
+
+        refused: Exception | None = None
+        with self.audited(actor, "review.reopen", f"candidate:{candidate_id}", via=via) as event:
+            try:
+                row, view = self.review.reopen(candidate_id, actor.name, actor.role, reason)
+            except (review.ReviewError, ValueError) as exc:
+                event.refuse(getattr(exc, "code", "bad_reason"))
+                refused = exc
+            else:
+                event.detail.update(transition=view.action, state=row.state)
+        if refused is not None:
+            raise refused
+        return row
+
+    def export_confirmed(self, actor: Actor, fmt: str, bank: Bank | None = None,
+                         via: str | None = None) -> tuple[str, str, int]:
+        """(body, media type, rows) of the confirmed matches (:mod:`matcher.review_export`); audited."""
+        from matcher import review_export
+
+        with self.audited(actor, "review.export", f"bank:{bank.name}" if bank else "queue", format=fmt,
+                          via=via) as event:
+            if fmt in review_export.FORMATS:
+                matches = review_export.confirmed(self.store.catalog, bank.id if bank else None)
+                body, media = review_export.render(matches, fmt)
+                event.detail["rows"] = len(matches)
+            else:
+                event.refuse("bad_format")
+        if event.result == "rejected":
+            raise ValueError(f"unknown export format {fmt!r} (one of {', '.join(review_export.FORMATS)})")
+        return body, media, len(matches)
 
     # --- encryption at rest -------------------------------------------------------
 

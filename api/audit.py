@@ -337,6 +337,24 @@ class AuditLog:
                 q = q.where(AuditEvent.action == action)
             return list(s.scalars(q.offset(offset).limit(limit)))
 
+    def recent(self, limit: int = 50, before: int | None = None, action: str | None = None,
+               actor: str | None = None) -> list[AuditEvent]:
+        """The newest events first (older than seq ``before``), optionally of one action or actor."""
+        with self.catalog.session() as s:
+            q = select(AuditEvent).order_by(AuditEvent.seq.desc())
+            if before is not None:
+                q = q.where(AuditEvent.seq < before)
+            if action:
+                q = q.where(AuditEvent.action == action)
+            if actor:
+                q = q.where(AuditEvent.actor == actor)
+            return list(s.scalars(q.limit(limit)))
+
+    def actions(self) -> list[str]:
+        """Every action name the log holds (for a filter's choices)."""
+        with self.catalog.session() as s:
+            return sorted(str(a) for a in s.scalars(select(AuditEvent.action).distinct()))
+
     def count(self) -> int:
         with self.catalog.session() as s:
             return int(s.scalar(select(func.count(AuditEvent.seq))) or 0)

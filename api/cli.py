@@ -167,7 +167,11 @@ def index_cmd(
                                       source=str(source), progress=progress, max_bad=max_bad,
                                       keeper=keeper, picture_extras=extras, after_batch=after_batch)
     except ingest.ManifestError as exc:  # a bad row, or a flood of unreadable ones: nothing stored
+        bar.close(completed=False)
         raise fail(str(exc)) from None
+    except BaseException:
+        bar.close(completed=False)
+        raise
     finally:
         bar.close()
     path = ingest.write_report(store, report)
@@ -228,10 +232,10 @@ def watch_bank(application, bank, quiet: bool, paths=None) -> str:  # noqa: ANN0
     from api.application import cli_actor
     from api.watching import check_ads
 
-    bar, progress = progress_bar(None, quiet)
+    bar, _progress = progress_bar(None, quiet, label="watch", unit="ad")
     try:
         report = check_ads(application, bank, cli_actor(), paths=paths,
-                           progress=lambda done, total: (setattr(bar, "total", total), progress(done, 0)))
+                           progress=lambda done, total: bar.update(done, total))
     finally:
         bar.close()
     return report.summary()
@@ -264,16 +268,14 @@ def single_threaded_libraries() -> None:
         os.environ.setdefault(name, "1")
 
 
-def progress_bar(total: int | None, quiet: bool):  # noqa: ANN201 - (tqdm, callback)
-    """A stderr progress bar (images/s and errors) and the callback ingest drives it with."""
-    from tqdm import tqdm
+def progress_bar(total: int | None, quiet: bool, label: str = "index", unit: str = "img"):  # noqa: ANN201
+    """Progress on stderr (a bar on a terminal, log lines otherwise: api.progress) and its callback."""
+    from api.progress import Progress
 
-    bar = tqdm(total=total, unit="img", disable=quiet or None, file=sys.stderr, dynamic_ncols=True)
+    bar = Progress(label, unit, total, quiet=quiet)
 
     def progress(done: int, failed: int) -> None:
-        bar.n = done
-        bar.set_postfix(errors=failed, refresh=False)
-        bar.refresh()
+        bar.update(done, failed=failed)
 
     return bar, progress
 
@@ -399,6 +401,7 @@ COMMAND_MODULES: list[str] = [
     "api.cli_stats",
     "api.cli_search",
     "api.cli_watches",
+    "api.cli_review",
 ]
 
 

@@ -7,7 +7,6 @@ before anything is stored), the same purge, and one audit event per action.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -33,8 +32,7 @@ def enroll_cmd(
 ) -> None:
     """Enroll reference photos. Missing persons need consent_by, consent_date,
     consent_expires and case_ref on every row; one refused row refuses the manifest."""
-    from tqdm import tqdm
-
+    from api.progress import Progress
     from indexer import enroll, ingest
 
     if kind not in enroll.ENROLL_KINDS:
@@ -63,17 +61,16 @@ def enroll_cmd(
         except MissingKey as exc:
             note.refuse("encryption_key_required")
             raise fail(str(exc)) from None
-        bar = tqdm(total=len(rows), unit="img", disable=quiet or None, file=sys.stderr, dynamic_ncols=True)
+        bar = Progress("enroll", "img", len(rows), quiet=quiet)  # log lines when stderr is no terminal
 
         def progress(done: int, total: int) -> None:
-            bar.n = done
-            bar.refresh()
+            bar.update(done, total)
 
         try:
             report = enroll.enroll_records(application.store, bank, kind, rows, progress=progress,
                                            photos=application.photos)  # kept for reviewers
         except (enroll.EnrollError, ValueError, MissingKey) as exc:
-            bar.close()
+            bar.close(completed=False)
             note.refuse("refused")
             raise fail(str(exc)) from None
         bar.close()
@@ -116,20 +113,16 @@ def _own_subjects(application, bank: str, labels: list[str], owner: str) -> str 
 def back_search_lines(application, bank, quiet: bool) -> list[str]:  # noqa: ANN001 - Application, Bank
     """Search the ads banks ``bank`` watches for its references not yet searched for (resumable)."""
     from api.application import cli_actor
+    from api.progress import Progress
     from api.watching import back_search
 
-    bar = None
+    bar: Progress | None = None
 
     def progress(done: int, total: int) -> None:
         nonlocal bar
-        if bar is None:
-            from tqdm import tqdm
-            bar = tqdm(total=total, unit="ad", desc="back-search", disable=quiet or None, file=sys.stderr,
-                       dynamic_ncols=True)
-        bar.total, bar.n = total, done
-        bar.refresh()
-        if not quiet and not sys.stderr.isatty() and total and (done % 100 == 0 or done == total):
-            typer.echo(f"back-search: {done}/{total} ads checked", err=True)  # cron jobs see it too
+        if bar is None:  # a bar on a terminal, log lines for cron jobs (api.progress)
+            bar = Progress("back-search", "ad", total, quiet=quiet)
+        bar.update(done, total)
 
     try:
         done = back_search(application, bank, cli_actor(), progress=progress)

@@ -156,6 +156,31 @@ def enqueue_confirmed(s: Session, candidate: Any, now: dt.datetime) -> Alert | N
     return alert
 
 
+def withdraw_unsent(s: Session, candidate_id: int) -> bool:
+    """Delete a confirmed candidate's alert while nobody can have been told; False once someone may have.
+
+    Called by ``ReviewQueue.reopen`` inside its transaction. "Told" fails
+    closed: a delivery that was attempted at all (the receiver may have it),
+    is claimed by a deliverer right now, or an alert the owner acknowledged or
+    closed, keeps the alert and refuses the reopen.
+    """
+    alert = s.scalar(select(Alert).where(Alert.candidate_id == candidate_id))
+    if alert is None:
+        return True
+    if alert.acked_at is not None or alert.outcome is not None:
+        return False
+    told = s.scalar(select(func.count(AlertDelivery.id)).where(
+        AlertDelivery.alert_id == alert.id,
+        or_(AlertDelivery.attempts > 0, AlertDelivery.state != PENDING,
+            AlertDelivery.claimed_until.is_not(None))))
+    if told:
+        return False
+    s.execute(AlertDelivery.__table__.delete().where(AlertDelivery.alert_id == alert.id))
+    s.delete(alert)
+    s.flush()
+    return True
+
+
 def failing_condition() -> ColumnElement[bool]:
     """SQL for :attr:`AlertView.failing`: no owner, no delivery, or none delivered and one tried."""
     deliveries = select(AlertDelivery.id).where(AlertDelivery.alert_id == Alert.id)

@@ -12,12 +12,22 @@ does not flood the queue)::
                                       └──reject──► escalated      (reviewers disagree)
     pending / escalated ──reject──► rejected
     pending / awaiting_second ──escalate──► escalated ──confirm / reject──► ...
+    any decided state ──undo (its reviewer, within UNDO_WINDOW)──► the state before that decision
+    any decided state ──reopen (an admin, with a reason)──► pending
 
 A second, different reviewer is required for ``missing_person`` banks unless
 configured otherwise (bank policy ``second_review``): naming a person wrongly
 is the costliest error this system can make. Confirmed and rejected are
-final. Every decision keeps its reviewer, time and note; notes are sealed
-with the encryption key when one is configured, because they are case notes.
+final for reviewers: a reviewer may only *undo* their own latest decision
+within :data:`UNDO_WINDOW` (a slip of the keyboard), and only an admin may
+*reopen* a decided candidate later, with a written reason. Both are recorded
+as decisions (``action`` ``undo`` / ``reopen``, the reason as the note), so
+the history stays a path of the machine. Reopening a confirmed match
+withdraws its alert only while nobody has been told (no delivery sent, not
+acknowledged); once the owner knows, the reopen is refused and the owner
+records the outcome on the alert instead. Every decision keeps its
+reviewer, time and note; notes are sealed with the encryption key when one
+is configured, because they are case notes.
 
 Reveal before a person is named: a candidate of a ``missing_person`` bank
 (or a protected child's, whatever its bank) is confirmed only by a reviewer
@@ -78,6 +88,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    case,
     delete,
     func,
     select,
@@ -86,6 +97,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 from indexer import text as text_rules
 from indexer.crypto import Cipher, DecryptionFailed, is_sealed
@@ -107,6 +119,13 @@ PENDING, AWAITING_SECOND, ESCALATED, CONFIRMED, REJECTED = (
 STATES = (PENDING, AWAITING_SECOND, ESCALATED, CONFIRMED, REJECTED)
 OPEN_STATES = (PENDING, AWAITING_SECOND, ESCALATED)
 ACTIONS = ("confirm", "reject", "escalate")
+UNDO, REOPEN = "undo", "reopen"
+UNDO_WINDOW = dt.timedelta(minutes=10)  # long enough to notice a slip, short enough not to be a habit
+REOPEN_ROLES = frozenset({"admin"})
+# Queue priority (after protected children): a missing person waits least, then a venue
+# (a place where a victim was seen), then everything else (ad-to-ad copies, hash lists).
+KIND_PRIORITY = {"missing_person": 0, "venue": 1}
+OTHER_KIND_PRIORITY = 2
 QUEUED_TIERS = (decide.MATCH, decide.REVIEW)
 MAX_NOTE = 4000
 RECORD_ATTEMPTS = 4
@@ -206,6 +225,10 @@ class Conflict(ReviewError):
     pass
 
 
+class NotAllowed(ReviewError):
+    """The caller's role or timing does not allow this transition (HTTP 403)."""
+
+
 @dataclass(frozen=True)
 class DecisionView:
     reviewer: str
@@ -214,6 +237,17 @@ class DecisionView:
     state_after: str
     note: str
     at: dt.datetime
+
+
+def kind_priority(kind: str) -> int:
+    """The queue group of a bank kind: lower is reviewed first (see :data:`KIND_PRIORITY`)."""
+    return KIND_PRIORITY.get(kind, OTHER_KIND_PRIORITY)
+
+
+def kind_rank() -> ColumnElement[int]:
+    """:func:`kind_priority` of a candidate's bank, as SQL (for ordering the queue)."""
+    kind = select(Bank.kind).where(Bank.id == StoredCandidate.bank_id).scalar_subquery()
+    return case(*[(kind == k, v) for k, v in KIND_PRIORITY.items()], else_=OTHER_KIND_PRIORITY)
 
 
 def second_review_required(bank: Bank, default_for_missing_person: bool = True) -> bool:
@@ -450,6 +484,75 @@ class ReviewQueue:
             view = self._view(decision)
         return row, view
 
+    def reopen(self, candidate_id: int, actor: str, role: str, reason: str,
+               now: dt.datetime | None = None) -> tuple[StoredCandidate, DecisionView]:
+        """Undo the caller's own latest decision, or (an admin) reopen a decided candidate.
+
+        A reviewer's undo puts the candidate back in the state before their
+        decision, within :data:`UNDO_WINDOW`; an admin's reopen puts it back to
+        pending at any time. ``reason`` is required (it is the decision's note,
+        sealed like every note). Raises NotFound, NotAllowed (403), Conflict
+        (409: nothing to undo, already open, alert already sent, or decided
+        meanwhile) or ValueError (no reason).
+        """
+        reason = reason.strip()
+        if not reason:
+            raise ValueError("a reason is required to undo or reopen a decision")
+        if len(reason) > MAX_NOTE:
+            raise ValueError(f"a reason may hold at most {MAX_NOTE} characters")
+        text_rules.check(reason, "reason", multiline=True)
+        now = now or utcnow()
+        with self.catalog.session() as s:
+            row = s.get(StoredCandidate, candidate_id)
+            if row is None:
+                raise NotFound("candidate_not_found", f"no candidate {candidate_id}")
+            previous = list(s.scalars(select(ReviewDecision)
+                                      .where(ReviewDecision.candidate_id == candidate_id)
+                                      .order_by(ReviewDecision.id)))
+            action, new_state = self._reopen_target(row, previous, actor, role, now)
+            seen_state, seen_version = row.state, int(row.version or 0)
+            if seen_state == CONFIRMED and new_state != CONFIRMED and not outbox.withdraw_unsent(s, row.id):
+                raise Conflict("alert_sent", f"the alert of candidate {row.id} has been sent or "
+                               "acknowledged; its owner records the outcome on the alert instead")
+            written = s.execute(
+                update(StoredCandidate)
+                .where(StoredCandidate.id == row.id, StoredCandidate.version == seen_version,
+                       StoredCandidate.state == seen_state)
+                .values(state=new_state, version=seen_version + 1, updated_at=now)
+                .execution_options(synchronize_session=False)).rowcount
+            if written != 1:
+                raise Conflict("decided_meanwhile",
+                               f"candidate {row.id} was decided by someone else meanwhile; "
+                               "look at its new state and try again")
+            decision = ReviewDecision(candidate_id=row.id, reviewer=actor, role=role, action=action,
+                                      state_after=new_state, note=self._seal_note(row.id, reason), at=now)
+            s.add(decision)
+            s.flush()
+            s.refresh(row)
+            view = self._view(decision)
+        return row, view
+
+    @staticmethod
+    def _reopen_target(row: StoredCandidate, previous: list[ReviewDecision], actor: str, role: str,
+                       now: dt.datetime) -> tuple[str, str]:
+        """(action, state) of an undo or reopen, or the reason it is refused."""
+        if role in REOPEN_ROLES:
+            if row.state == PENDING:
+                raise Conflict("already_open", f"candidate {row.id} is already pending")
+            return REOPEN, PENDING
+        last = previous[-1] if previous else None
+        if last is None or last.action not in ACTIONS:
+            raise Conflict("nothing_to_undo", f"candidate {row.id} has no decision to undo")
+        if last.reviewer != actor:
+            raise NotAllowed("not_your_decision", "only the reviewer who took the latest decision may "
+                                                  "undo it; an admin may reopen the candidate")
+        if now - last.at > UNDO_WINDOW:
+            minutes = int(UNDO_WINDOW.total_seconds() // 60)
+            raise NotAllowed("undo_window_passed", f"a decision can be undone within {minutes} minutes; "
+                                                   "ask an admin to reopen the candidate")
+        before = previous[-2].state_after if len(previous) > 1 else PENDING
+        return UNDO, before
+
     @staticmethod
     def _transition(row: StoredCandidate, previous: list[ReviewDecision], reviewer: str,
                     action: str) -> str:
@@ -465,8 +568,8 @@ class ReviewQueue:
         if row.required_reviews <= 1:
             return CONFIRMED
         if row.state == AWAITING_SECOND:
-            first = next((d.reviewer for d in reversed(previous) if d.state_after == AWAITING_SECOND),
-                         None)
+            first = next((d.reviewer for d in reversed(previous)
+                          if d.state_after == AWAITING_SECOND and d.action == "confirm"), None)
             if first == reviewer:
                 raise Conflict("second_reviewer_required",
                                "a different reviewer must give the second confirmation")

@@ -18,7 +18,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, exists, false, func, not_, or_, select
+from sqlalchemy import and_, exists, func, not_, or_, select
+from sqlalchemy import case as sql_case
 from sqlalchemy.sql.elements import ColumnElement
 
 from indexer.signals import base as signals
@@ -33,13 +34,15 @@ from matcher.review import (
     STATES,
     ReviewDecision,
     StoredCandidate,
+    kind_priority,
+    kind_rank,
 )
 
 # Signal families a reviewer can filter by, and how each shows in a candidate's evidence.
 EXACT, HASHES, FACES, LOCAL = "exact", "hashes", "faces", "local"
 FAMILY_LABELS = {EXACT: "Identical file (SHA-256)", HASHES: "Perceptual hash",
                  FACES: "Face", LOCAL: "Local features (crop / overlay / venue)"}
-ORDERS = ("score", "newest", "oldest")
+ORDERS = ("priority", "score", "newest", "oldest")
 
 
 def family_keys(family: str) -> list[str]:
@@ -68,7 +71,7 @@ class QueueFilter:
     tier: str | None = None
     family: str | None = None
     states: tuple[str, ...] = OPEN_STATES
-    order: str = "score"
+    order: str = "priority"
 
     def conditions(self) -> list[ColumnElement[bool]]:
         out: list[ColumnElement[bool]] = [StoredCandidate.state.in_(self.states)]
@@ -81,39 +84,54 @@ class QueueFilter:
                              for k in family_keys(self.family)]))
         return out
 
-    def sort(self) -> list[Any]:
-        """Protected children first (matcher.minors), then the chosen order."""
+    def sort_keys(self) -> list[tuple[Any, bool, Any]]:
+        """The sort keys of ``order``: (SQL expression, descending, value of a row), id last.
+
+        Every order puts protected children first (matcher.minors). ``priority``
+        (the reviewers' default) then puts missing persons before venues before
+        the rest (:func:`matcher.review.kind_rank`, the application's rule), and
+        ranks by score within each: a 0.93 face match of a missing person is
+        looked at before a hundred 1.00 reposts of one ad.
+        """
         c = StoredCandidate
-        if self.order == "newest":
-            return [c.minor_policy.desc(), c.created_at.desc(), c.id.desc()]
-        if self.order == "oldest":
-            return [c.minor_policy.desc(), c.created_at.asc(), c.id.asc()]
-        return [c.minor_policy.desc(), c.score.desc(), c.id.desc()]
+        minor = sql_case((c.minor_policy.is_(True), 1), else_=0)
+        out: list[tuple[Any, bool, Any]] = [(minor, True, lambda row, kind: 1 if row.minor_policy else 0)]
+        if self.order == "priority":
+            out.append((kind_rank(), False, lambda row, kind: kind_priority(kind)))
+        if self.order in ("newest", "oldest"):
+            descending = self.order == "newest"
+            out.append((c.created_at, descending, lambda row, kind: row.created_at))
+            out.append((c.id, descending, lambda row, kind: row.id))
+        else:
+            out.append((c.score, True, lambda row, kind: row.score))
+            out.append((c.id, True, lambda row, kind: row.id))
+        return out
+
+    def sort(self) -> list[Any]:
+        return [expr.desc() if descending else expr.asc() for expr, descending, _v in self.sort_keys()]
 
 
-def _after(f: QueueFilter, row: StoredCandidate, forward: bool) -> ColumnElement[bool]:
-    """Rows strictly after (``forward``) or before ``row`` in the order of ``f``."""
-    c = StoredCandidate
-    if f.order == "score":
-        key, value, ident, descending = c.score, row.score, row.id, True
-    else:
-        key, value, ident, descending = c.created_at, row.created_at, row.id, f.order == "newest"
-    later = descending == forward  # moving "down" a descending list means smaller values
-    if later:
-        inner = or_(key < value, and_(key == value, c.id < ident))
-    else:
-        inner = or_(key > value, and_(key == value, c.id > ident))
-    # Children's candidates form the first group (f.sort): compare the group before the key.
-    minor = bool(row.minor_policy)
-    other_group = c.minor_policy.is_(False) if minor else c.minor_policy.is_(True)
-    return or_(and_(c.minor_policy.is_(minor), inner), other_group if forward == minor else false())
+def _after(f: QueueFilter, row: StoredCandidate, kind: str, forward: bool) -> ColumnElement[bool]:
+    """Rows strictly after (``forward``) or before ``row`` in the order of ``f`` (a keyset condition)."""
+    keys = f.sort_keys()
+    alternatives = []
+    for n, (expr, descending, value) in enumerate(keys):
+        equal = [e == v(row, kind) for e, _d, v in keys[:n]]
+        later = descending == forward  # moving "down" a descending list means smaller values
+        step = expr < value(row, kind) if later else expr > value(row, kind)
+        alternatives.append(and_(*equal, step))
+    return or_(*alternatives)
+
+
+def _reversed(f: QueueFilter) -> list[Any]:
+    return [expr.asc() if descending else expr.desc() for expr, descending, _v in f.sort_keys()]
 
 
 def _not_waiting_on(reviewer: str) -> ColumnElement[bool]:
     """Excludes candidates that wait for a second reviewer after ``reviewer`` gave the first."""
     mine = exists().where(ReviewDecision.candidate_id == StoredCandidate.id,
-                          ReviewDecision.reviewer == reviewer,
-                          ReviewDecision.state_after == AWAITING_SECOND)
+                          ReviewDecision.reviewer == reviewer, ReviewDecision.action == "confirm",
+                          ReviewDecision.state_after == AWAITING_SECOND)  # an undo back to it is not
     return not_(and_(StoredCandidate.state == AWAITING_SECOND, mine))
 
 
@@ -139,20 +157,12 @@ def neighbour(catalog: Catalog, f: QueueFilter, candidate_id: int, *, forward: b
         row = s.get(StoredCandidate, candidate_id)
         if row is None:
             return None
-        conditions = [*f.conditions(), _after(f, row, forward), StoredCandidate.id != candidate_id]
+        kind = s.scalar(select(Bank.kind).where(Bank.id == row.bank_id)) or ""
+        conditions = [*f.conditions(), _after(f, row, kind, forward), StoredCandidate.id != candidate_id]
         if reviewer is not None:
             conditions.append(_not_waiting_on(reviewer))
         order = f.sort() if forward else _reversed(f)
         return s.scalar(select(StoredCandidate.id).where(*conditions).order_by(*order).limit(1))
-
-
-def _reversed(f: QueueFilter) -> list[Any]:
-    c = StoredCandidate
-    if f.order == "newest":
-        return [c.minor_policy.asc(), c.created_at.asc(), c.id.asc()]
-    if f.order == "oldest":
-        return [c.minor_policy.asc(), c.created_at.desc(), c.id.desc()]
-    return [c.minor_policy.asc(), c.score.asc(), c.id.asc()]
 
 
 # --- dashboard -------------------------------------------------------------------

@@ -41,6 +41,9 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/review/candidates/{candidate_id}"): {A, INV, R},
     ("POST", "/v1/review/candidates/{candidate_id}/decision"): {A, R},
     ("GET", "/v1/review/candidates/{candidate_id}/query-image"): {A, R},
+    ("GET", "/v1/review/candidates/export"): {A, R},
+    ("POST", "/v1/review/candidates/bulk/reject"): {A, R},
+    ("POST", "/v1/review/candidates/{candidate_id}/reopen"): {A, R},
     ("GET", "/v1/networks"): {A, INV},
     ("GET", "/v1/networks/{network_id}"): {A, INV},
     # From match to action (api/routes/alerts.py, api/routes/cases.py): owners see their own only.

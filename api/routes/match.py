@@ -42,11 +42,10 @@ def match_image(request: Request, image: UploadFile = File(...),
     sha = upload.sha256
     audit(request, f"query:{sha}")
     chosen = hash_matching.choose_banks(svc, bank_names(banks), partner=False)
-    try:
-        candidates = svc.matcher.match(upload.data, chosen, top=top)  # consent: matcher.consent
+    try:  # the one path (CLI and the web search page too): match, then queue what needs a person
+        candidates, queued = svc.match_image(upload.data, sha, chosen, top, p.name)
     except images.ImageError as exc:
         raise api_error(exc, "image") from None
-    queued = svc.queue_candidates(candidates, chosen, sha, upload.data, p.name)  # the one path (CLI too)
     kinds = {b.name: b.kind for b in chosen}
     audit(request, candidates=len(candidates), queued=len(queued),
           best=candidates[0].decision if candidates else "none")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from api import visibility
+from api.application import MAX_BULK, Actor
 from api.auth import ADMIN, INVESTIGATOR, REVIEWER, Principal, guard
 from api.errors import GUARDED, ApiError, responses
 from api.routes.common import audit, bank_or_404, service
@@ -20,6 +22,31 @@ from matcher import review
 
 router = APIRouter(prefix="/v1/review/candidates", tags=["review"])
 CandidateId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+class ReopenIn(BaseModel):
+    """Why a decision is undone (its reviewer, within the undo window) or reopened (an admin)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+class BulkRejectIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    candidate_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(min_length=1, max_length=MAX_BULK)
+    note: str = Field(default="", max_length=4000)
+
+
+class BulkResult(BaseModel):
+    candidate_id: int
+    state: str | None = Field(description="the new state; null when this candidate was refused")
+    error: str | None = Field(description="why it was refused: already_decided, minor_policy (a protected "
+                                          "child is decided on its own), candidate_not_found, ...")
+
+
+class BulkRejectOut(BaseModel):
+    rejected: int
+    results: list[BulkResult]
 
 
 def _out(svc: Service, row: review.StoredCandidate, p: Principal,
@@ -48,6 +75,37 @@ def list_queue(request: Request, bank: str | None = Query(None, max_length=120),
     rows, total = svc.review.list(bank_id=bank_id, tier=tier, state=state, offset=offset, limit=limit)
     return CandidateList(total=total, offset=offset, limit=limit,
                          candidates=[_out(svc, r, p) for r in rows])
+
+
+@router.get("/export", response_class=Response, responses={
+    200: {"content": {"text/csv": {}, "application/json": {}},
+          "description": "confirmed matches: pseudonyms and opaque ids only (matcher/review_export.py)"},
+    **responses(*GUARDED, 404)})
+def export_confirmed(request: Request, format: Literal["csv", "json"] = "csv",  # noqa: A002 - the API's word
+                     bank: str | None = Query(None, max_length=120),
+                     p: Principal = guard("review.export", REVIEWER, ADMIN)) -> Response:
+    """Every confirmed match as CSV or JSON; each export is an audit event with its row count."""
+    svc = service(request)
+    chosen = bank_or_404(svc, bank) if bank else None
+    request.state.audit_action = None  # the application layer records review.export (CLI and web too)
+    body, media, _n = svc.export_confirmed(Actor(p.name, p.role), format, chosen, via="api")
+    return Response(content=body, media_type=media, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/bulk/reject", response_model=BulkRejectOut, responses=responses(*GUARDED))
+def bulk_reject(body: BulkRejectIn, request: Request,
+                p: Principal = guard("review.bulk_reject", REVIEWER, ADMIN)) -> BulkRejectOut:
+    """Reject several candidates: each decided on its own and audited as ``review.decide``."""
+    svc = service(request)
+    audit(request, "queue", count=len(body.candidate_ids))
+    try:
+        outcomes = svc.bulk_reject(Actor(p.name, p.role), body.candidate_ids, body.note, via="api")
+    except ValueError as exc:  # a note the text rules refuse
+        raise ApiError(422, "validation_error", str(exc)) from None
+    rejected = sum(1 for o in outcomes if o.error is None)
+    audit(request, rejected=rejected)
+    return BulkRejectOut(rejected=rejected, results=[BulkResult(candidate_id=o.candidate_id, state=o.state,
+                                                                error=o.error) for o in outcomes])
 
 
 @router.get("/{candidate_id}", response_model=CandidateOut, responses=responses(*GUARDED, 404))
@@ -127,3 +185,27 @@ def _sniff(data: bytes) -> str:
     if data[:4] in (b"II*\0", b"MM\0*"):
         return "image/tiff"
     return "image/jpeg"
+
+
+@router.post("/{candidate_id}/reopen", response_model=CandidateOut, responses=responses(*GUARDED, 404, 409))
+def reopen(candidate_id: CandidateId, body: ReopenIn, request: Request,
+           p: Principal = guard("review.reopen", REVIEWER, ADMIN)) -> CandidateOut:
+    """Undo one's own latest decision within the undo window, or (admins) reopen to pending.
+
+    403 ``not_your_decision`` / ``undo_window_passed``; 409 ``nothing_to_undo``,
+    ``already_open``, ``alert_sent`` (the owner was told) or ``decided_meanwhile``.
+    """
+    svc = service(request)
+    request.state.audit_action = None  # the application layer records review.reopen
+    try:
+        row = svc.reopen(Actor(p.name, p.role), candidate_id, body.reason, via="api")
+    except review.NotFound as exc:
+        raise ApiError(404, exc.code, exc.detail) from None
+    except review.NotAllowed as exc:
+        raise ApiError(403, exc.code, exc.detail) from None
+    except review.Conflict as exc:
+        raise ApiError(409, exc.code, exc.detail) from None
+    except ValueError as exc:
+        raise ApiError(422, "validation_error", str(exc)) from None
+    _row, decisions = svc.review.get(candidate_id)
+    return _out(svc, row, p, decisions, one=True)

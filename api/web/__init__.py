@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.service import Service
-from api.web import actions, alerts, pages
+from api.web import actions, admin, alerts, networks, pages, queue, search
 from api.web.access import Refused, SignInRequired, signin_url
 from api.web.render import SECURITY_HEADERS, STATIC, page
 from api.web.sessions import Sessions
@@ -35,6 +35,10 @@ def build(svc: Service) -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, title="reunite review")
     app.state.service = svc
     app.state.sessions = Sessions(svc.store.catalog)
+    app.include_router(queue.router)
+    app.include_router(search.router)
+    app.include_router(networks.router)
+    app.include_router(admin.router)
     app.include_router(pages.router)
     app.include_router(actions.router)
     app.include_router(alerts.router)

@@ -42,6 +42,7 @@ from matcher import minors, review, review_stats
 
 router = APIRouter(include_in_schema=False)
 SIGNIN_CSRF_SECONDS = 3600
+INVESTIGATOR_PAGES = ("/alerts", "/search", "/networks")
 
 
 def _set_signin_token(request: Request, response: Response, token: str) -> None:
@@ -100,8 +101,9 @@ def signin(request: Request, _: Annotated[None, public_page()],
     request.state.principal = principal
     if principal.role not in SIGNIN_ROLES:
         return _signin_page(request, target, status=403, error=refusal(principal))
-    if principal.role not in WEB_ROLES and not target.startswith(f"{prefix(request)}/alerts"):
-        target = f"{prefix(request)}/alerts"  # an investigator's pages: the alerts of its own cases
+    if principal.role not in WEB_ROLES and not target.startswith(
+            tuple(f"{prefix(request)}{p}" for p in INVESTIGATOR_PAGES)):
+        target = f"{prefix(request)}/alerts"  # an investigator's pages: its alerts, search, networks
     token, expires = sessions(request).start(principal)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(COOKIE, token, max_age=int(sessions(request).lifetime.total_seconds()),

@@ -34,7 +34,8 @@ STATE_CHOICES = ("open", *review.STATES)
 STATE_LABELS = {"open": "Open (pending, awaiting second, escalated)", "pending": "Pending",
                 "awaiting_second": "Awaiting a second reviewer", "escalated": "Escalated",
                 "confirmed": "Confirmed", "rejected": "Rejected"}
-ORDER_LABELS = {"score": "Highest score first", "newest": "Newest first", "oldest": "Oldest first"}
+ORDER_LABELS = {"priority": "Priority (children, missing persons, venues, then by score)",
+                "score": "Highest score first", "newest": "Newest first", "oldest": "Oldest first"}
 ERRORS = {"already_decided": "This candidate was already decided by someone else.",
           "already_escalated": "This candidate is already escalated.",
           "decided_meanwhile": "Another reviewer decided this candidate while you were deciding; "
@@ -56,13 +57,13 @@ class Filters:
     tier: str | None = None
     signal: str | None = None
     state: str = "open"
-    order: str = "score"
+    order: str = "priority"
 
     def params(self) -> dict[str, str]:
         """Query parameters that differ from the defaults."""
         return {k: v for k, v in asdict(self).items()
                 if v not in (None, "") and not (k == "state" and v == "open")
-                and not (k == "order" and v == "score")}
+                and not (k == "order" and v == "priority")}
 
     def queue_filter(self, svc: Service) -> QueueFilter:
         bank = svc.store.catalog.bank(self.bank) if self.bank else None
@@ -79,7 +80,7 @@ def filters(bank: str | None = Query(None, max_length=120), tier: str | None = Q
     return Filters(bank=bank or None, tier=tier if tier in review.QUEUED_TIERS else None,
                    signal=signal if signal in FAMILY_LABELS else None,
                    state=state if state in STATE_CHOICES else "open",
-                   order=order if order in ORDERS else "score")
+                   order=order if order in ORDERS else "priority")
 
 
 def _context(svc: Service, row: review.StoredCandidate) -> tuple[Bank, Subject | None, Item | None]:
@@ -91,29 +92,7 @@ def _context(svc: Service, row: review.StoredCandidate) -> tuple[Bank, Subject |
     return bank, subject, item
 
 
-def _row_summary(svc: Service, row: review.StoredCandidate, role: str) -> dict[str, Any]:
-    bank, subject, _item = _context(svc, row)
-    view = visibility.candidate_view(row, bank, subject, role)
-    view.pop("personal", None)  # never listed: a queue of names is not needed to pick the next one
-    view["families"] = [FAMILY_LABELS[f] for f in review_stats.evidence_families(view["evidence"])]
-    return view
-
-
-@router.get("/", response_class=HTMLResponse)
-def queue(request: Request, session: Annotated[Session, signed_in("review.list")],
-          f: Annotated[Filters, Depends(filters)], offset: int = Query(0, ge=0, le=10_000_000),
-          decided: int | None = Query(None, ge=1),
-          outcome: str | None = Query(None, max_length=20)) -> HTMLResponse:
-    """The queue: open candidates, strongest first unless asked otherwise, filtered and paged."""
-    svc = service(request)
-    audit(request, f"bank:{f.bank}" if f.bank else "queue", via="web", state=f.state, offset=offset)
-    rows, total = review_stats.queue_page(svc.store.catalog, f.queue_filter(svc), offset, PAGE_SIZE)
-    return page(request, "queue.html", f=f, params=f.params(), offset=offset, page_size=PAGE_SIZE,
-                total=total, rows=[_row_summary(svc, r, session.principal.role) for r in rows],
-                banks=review_stats.queue_length_per_bank(svc.store.catalog),
-                counts=svc.review.counts(), families=FAMILY_LABELS, tiers=review.QUEUED_TIERS,
-                states=STATE_LABELS, orders=ORDER_LABELS,
-                flash=_flash(decided, outcome))
+# The queue page itself is api/web/queue.py (thumbnails, grouping, bulk actions).
 
 
 def _flash(decided: int | None, outcome: str | None) -> str | None:
@@ -148,8 +127,12 @@ def candidate(candidate_id: int, request: Request, session: Annotated[Session, s
     # Contacts painted on an ad's photo (OCR, matcher.photo_contacts): never read for a reference bank.
     ref_contacts = _photo_contacts(svc, row.ref_item_id) if bank.kind == "ads" else []
     qf = f.queue_filter(svc)
-    mine_first = any(d.reviewer == session.principal.name and d.state_after == review.AWAITING_SECOND
-                     for d in decisions) and row.state == review.AWAITING_SECOND
+    # The confirmation that put it into awaiting_second (the latest; an undone one no longer counts).
+    opened_second = [d for d in sorted(decisions, key=lambda d: d.at)
+                     if d.state_after == review.AWAITING_SECOND]
+    last_opener = opened_second[-1] if opened_second else None
+    mine_first = (row.state == review.AWAITING_SECOND and last_opener is not None
+                  and last_opener.reviewer == session.principal.name and last_opener.action == "confirm")
     explained = evidence.explain(ev, row.score, row.tier, ref_box, bank.policy, ref_contacts)
     query = _picture_facts(lambda: photos.query_bytes(svc, row))
     reference = _reference_facts(svc, item)

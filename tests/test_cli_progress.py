@@ -1,0 +1,77 @@
+"""Progress without a terminal: `reunite index` and `reunite enroll` log counted lines to stderr.
+
+The real command runs in a subprocess whose stderr is a pipe (as under cron
+or CI), with the line interval lowered through REUNITE_PROGRESS_EVERY so a
+handful of fixture tiles produce several lines; the lines carry counts and
+rates, never a path or a label. `--quiet` silences them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+from conftest import png_bytes, run_reunite, tiles
+
+from api.progress import Progress
+
+# A crawl is read as a stream (its size unknown up front): index lines count without a total.
+LINE = re.compile(r"^(index|enroll): (\d+)(?:/(\d+))? img(?: \(\d+\.\d%\))?, \d+\.\d img/s(, \d+ failed)?$")
+
+
+def _folder(tmp_path: Path, n: int) -> Path:
+    folder = tmp_path / "crawl"
+    folder.mkdir()
+    for k, tile in enumerate(tiles(n, seed=21)):
+        (folder / f"secret-name-{k}.png").write_bytes(png_bytes(tile))
+    return folder
+
+
+def test_index_logs_progress_lines_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, 6)
+    (folder / "broken.png").write_bytes(b"not an image")
+    done = run_reunite("index", str(folder), "--bank", "ads", "--signals", "hashes", "--workers", "1",
+                       data=tmp_path / "data", env={"REUNITE_PROGRESS_EVERY": "2"})
+    lines = [line for line in done.stderr.splitlines() if line.startswith("index: ")]
+    parsed = [LINE.match(line) for line in lines]
+    assert lines and all(parsed), done.stderr
+    counts = [int(m.group(2)) for m in parsed if m]
+    assert counts == sorted(counts) and counts[-1] == 7 and len(counts) >= 3, lines
+    assert lines[-1].endswith("1 failed"), lines
+    assert "secret-name" not in "\n".join(lines)
+    quiet = run_reunite("index", str(folder), "--bank", "ads2", "--signals", "hashes", "--quiet",
+                        data=tmp_path / "data", env={"REUNITE_PROGRESS_EVERY": "2"})
+    assert "index: " not in quiet.stderr
+
+
+def test_enroll_logs_progress_lines(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, 4)
+    manifest = tmp_path / "venues.csv"
+    with manifest.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "label", "name"])
+        writer.writeheader()
+        writer.writerows({"path": str(p), "label": f"room-{k}", "name": "Hotel"}
+                         for k, p in enumerate(sorted(folder.iterdir())))
+    done = run_reunite("enroll", "--bank", "rooms", "--kind", "venue", str(manifest), data=tmp_path / "data",
+                       env={"REUNITE_PROGRESS_EVERY": "1"})
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("enroll: ")]
+    assert [(int(LINE.match(line).group(2)), LINE.match(line).group(3)) for line in lines] == [
+        (1, "4"), (2, "4"), (3, "4"), (4, "4")], done.stderr
+    assert "room-" not in done.stderr
+
+
+def test_progress_logs_by_time_as_well_as_by_count(monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("REUNITE_PROGRESS_EVERY", "1000")
+    monkeypatch.setenv("REUNITE_PROGRESS_SECONDS", "0.000001")
+    out = io.StringIO()
+    bar = Progress("back-search", "ad", 3, stream=out, tty=False)
+    for n in (1, 2, 3):
+        bar.update(n)
+    bar.close()
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert [line.split(",")[0] for line in lines] == [
+        "back-search: 1/3 ad (33.3%)", "back-search: 2/3 ad (66.7%)", "back-search: 3/3 ad (100.0%)"]
