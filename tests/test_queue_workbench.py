@@ -111,6 +111,7 @@ def test_bulk_reject_decides_each_and_audits_each_but_never_a_child(app: Applica
 def test_undo_is_the_deciders_own_within_the_window_and_reopen_is_an_admins(app: Application) -> None:
     people = app.store.catalog.ensure_bank("families", "missing_person")  # two reviewers
     cid = _candidate(app, people, "mp-1", 0.95, "a1", seed=1)
+    app.review.record_reveal([cid], REVIEWER.name)
     app.review.decide(cid, REVIEWER.name, REVIEWER.role, "confirm")
     with pytest.raises(review.NotAllowed) as refused:
         app.reopen(OTHER, cid, "not mine")
@@ -123,7 +124,9 @@ def test_undo_is_the_deciders_own_within_the_window_and_reopen_is_an_admins(app:
         app.reopen(REVIEWER, cid, "again")
     assert nothing.value.code == "nothing_to_undo"
     # The undone first confirmation does not count: rev-1 confirms again, rev-2 gives the second.
+    app.review.record_reveal([cid], REVIEWER.name)
     app.review.decide(cid, REVIEWER.name, REVIEWER.role, "confirm")
+    app.review.record_reveal([cid], OTHER.name)
     row, _ = app.review.decide(cid, OTHER.name, OTHER.role, "confirm")
     assert row.state == "confirmed"
     # rev-2 undoes the second confirmation: back to awaiting, the unsent alert withdrawn, and the
@@ -132,8 +135,10 @@ def test_undo_is_the_deciders_own_within_the_window_and_reopen_is_an_admins(app:
     with app.store.catalog.session() as s:
         assert s.scalar(select(outbox.Alert).where(outbox.Alert.candidate_id == cid)) is None
     with pytest.raises(review.Conflict) as second:
+        app.review.record_reveal([cid], REVIEWER.name)
         app.review.decide(cid, REVIEWER.name, REVIEWER.role, "confirm")
     assert second.value.code == "second_reviewer_required"
+    app.review.record_reveal([cid], OTHER.name)
     row, _ = app.review.decide(cid, OTHER.name, OTHER.role, "confirm")
     assert row.state == "confirmed"
     # Past the window, the reviewer is told to ask an admin; the admin reopens to pending.
@@ -184,7 +189,9 @@ def test_export_of_confirmed_matches_names_no_one(app: Application) -> None:
         pseudonym = s.get(Subject, pseudonym).pseudonym
     case = cases.create("Family of the girl from the river", "inv-owner")
     cases.add_subjects(case.ref, [pseudonym])
+    app.review.record_reveal([cid], REVIEWER.name)
     app.review.decide(cid, REVIEWER.name, REVIEWER.role, "confirm", "her scar matches")
+    app.review.record_reveal([other], REVIEWER.name)
     app.review.decide(other, REVIEWER.name, REVIEWER.role, "confirm")
     body, media, n = app.export_confirmed(ADMIN, "csv", via="web")
     assert media.startswith("text/csv") and n == 2
@@ -213,6 +220,7 @@ def test_cli_review_export_reject_and_reopen(tmp_path: Path) -> None:
     app = Application(data, environ={})
     ads = app.store.catalog.ensure_bank("ads", "ads")
     a, b = (_candidate(app, ads, f"ad-{n}", 1.0, f"a{n}", seed=n) for n in range(2))
+    app.review.record_reveal([a], REVIEWER.name)
     app.review.decide(a, REVIEWER.name, REVIEWER.role, "confirm")
     app.store.catalog.engine.dispose()
     done = run_reunite("review", "export", "--format", "json", data=data)

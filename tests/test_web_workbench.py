@@ -244,6 +244,7 @@ def test_bulk_reject_then_undo_and_an_admin_reopens(world: World, context: Brows
 def test_export_of_confirmed_matches_from_the_queue(world: World, context: BrowserContext) -> None:
     api = world.api
     cid = world.copies[2]
+    api.service.review.record_reveal([cid], "test-reviewer")
     api.service.review.decide(cid, "test-reviewer", "reviewer", "confirm")
     page = context.new_page()
     _sign_in(page, api, api.keys["reviewer"])
