@@ -112,7 +112,8 @@ class FaissBinaryIndex(VectorIndex):
     def export(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, packed codes) of every stored hash (to move them into another index kind)."""
         ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
-        codes = faiss.vector_to_array(self.index.index.xb).reshape(len(ids), self.bits // 8)
+        flat = faiss.downcast_IndexBinary(self.index.index)
+        codes = faiss.vector_to_array(flat.xb).reshape(len(ids), self.bits // 8)
         return ids, codes
 
     def to_bytes(self) -> bytes:
