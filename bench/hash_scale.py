@@ -30,7 +30,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import resource
 import sys
 import tempfile
 import time
@@ -47,8 +46,16 @@ from bench.pdq_corpus import grow, queries, real_hashes  # noqa: E402
 RADIUS = 31
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _rss_mb(field: str = "VmHWM") -> float:
+    """This process's peak (VmHWM) or current (VmRSS) resident memory in MB.
+
+    Not ``ru_maxrss``: Linux carries that across exec, so a spawned child would
+    report its parent's peak.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def _hits_of(lims: np.ndarray, dist: np.ndarray, ids: np.ndarray) -> list[set[tuple[int, int]]]:
@@ -65,7 +72,7 @@ def _engine(name: str, folder: str, out: str) -> None:
     codes = np.load(folder_path / "codes.npy", mmap_mode="r" if name == "mih-mapped" else None)
     q = np.load(folder_path / "queries.npy")
     ids = np.arange(len(codes), dtype=np.int64)
-    base_rss = _rss_mb()
+    base_rss = _rss_mb("VmRSS")
     t0 = time.perf_counter()
     if name == "flat":
         index = faiss.IndexBinaryFlat(256)
@@ -96,7 +103,7 @@ def _engine(name: str, folder: str, out: str) -> None:
             return [{(h.vector_id, int(h.distance)) for h in hits}
                     for hits in (mih.radius_search(qs[i:i + 1], RADIUS)[0] for i in range(len(qs)))]
     build = time.perf_counter() - t0
-    built_rss = _rss_mb()
+    built_rss = _rss_mb("VmRSS")
     search(q[:5])  # first touches (a mapped file's pages) are not lookups
     t1 = time.perf_counter()
     found = search(q)
@@ -104,7 +111,7 @@ def _engine(name: str, folder: str, out: str) -> None:
     result = {"engine": name, "build_s": round(build, 2), "lookups": len(q),
               "lookups_per_s": round(len(q) / seconds, 1), "ms_per_lookup": round(1000 * seconds / len(q), 2),
               "peak_rss_mb": round(_rss_mb(), 1), "rss_before_build_mb": round(base_rss, 1),
-              "rss_after_build_mb": round(built_rss, 1),
+              "rss_after_build_mb": round(built_rss, 1), "rss_after_lookups_mb": round(_rss_mb("VmRSS"), 1),
               "hits": [sorted(h) for h in found]}
     Path(out).write_text(json.dumps(result))
 

@@ -167,7 +167,7 @@ def test_saved_index_is_memory_mapped_and_exact(tmp_path: Path) -> None:
 
 
 def test_index_choice_from_the_environment() -> None:
-    assert IndexChoice.from_env({}) == IndexChoice("auto", 100_000)
+    assert IndexChoice.from_env({}) == IndexChoice("auto", 200_000)
     choice = IndexChoice.from_env({"REUNITE_HASH_INDEX": "MIH", "REUNITE_MIH_MIN_HASHES": "5"})
     assert choice.wants_mih(PDQ, 0)
     assert not choice.wants_mih(signals.get("phash"), 10**9)  # 64-bit hashes stay flat

@@ -196,7 +196,7 @@ class IndexChoice:
     """
 
     mode: str = "auto"
-    min_hashes: int = 100_000
+    min_hashes: int = 200_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IndexChoice:
