@@ -2,17 +2,24 @@
 
 A flat scan reads every stored hash for every query (320 MB per lookup at 10M
 PDQ hashes). Multi-index hashing (Norouzi, Punjani and Fleet, 2012) splits each
-hash into ``m`` substrings of 16 bits. By pigeonhole, two hashes at distance
-``d`` agree in at least one substring up to ``floor(d / m)`` flipped bits, so
-with 16 substrings and every key within one bit of the query's substring
-(itself and its 16 one-bit neighbours) probed, *every* hash within distance 31
-(< 2 * 16) is a candidate: the search is exact at PDQ's match radius, not
-approximate. Candidates are verified by popcount on the packed codes.
+hash into ``m`` substrings. By pigeonhole, two hashes at distance ``d`` agree in
+at least one substring up to ``floor(d / m)`` flipped bits, so probing, in
+every substring, each key within ``f`` bits of the query's finds *every* hash
+within ``m * (f + 1) - 1`` bits: the search is exact, not approximate.
+Candidates are verified by popcount on the packed codes.
+
+The default layout is 12 substrings of 21-22 bits probed at up to two flipped
+bits (254 keys each; exact to 35 bits, PDQ's match radius is 31). 16
+substrings of 16 bits at one flip (17 keys each, exact to 31) probe fewer keys
+but each 16-bit bucket holds ~150 hashes at 10M, so they verify ~5x more
+candidates: at 1M the two are even, at 10M the 12-substring layout was 6x
+faster (BENCHMARKS.md, bench/hash_scale.py).
 
 Layout, chosen because it is small and numpy-only: per substring, the row
 numbers sorted by that substring's key (a uint32 permutation) and CSR offsets
-over the 65,536 possible keys, so a probe is two offset reads and a slice. At
-10M hashes that is 320 MB of codes, 80 MB of ids and 640 MB of permutations.
+(uint32) over its 2^w possible keys, so a probe is two offset reads and a
+slice. At 10M hashes: 320 MB of codes, 80 MB of ids, 480 MB of permutations
+and 100 MB of offsets; the process peaked at 1.24 GB.
 Adds go to a small delta that is scanned flat and merged into the layout when
 it grows; deletes clear a row's live flag (consent withdrawal: a deleted hash is
 never returned) and are compacted away at the next merge.
@@ -94,7 +101,7 @@ def _probe_masks(width: int, flips: int) -> np.ndarray:
 class MultiIndexHashIndex(VectorIndex):
     """Exact radius search over packed binary hashes by multi-index hashing."""
 
-    def __init__(self, bits: int, substrings: int = 16, flips: int = 1) -> None:
+    def __init__(self, bits: int, substrings: int = 12, flips: int = 2) -> None:
         if bits % 64:
             raise ValueError(f"multi-index hashing needs a multiple of 64 bits, not {bits}")
         self.bits = bits
@@ -370,7 +377,7 @@ class MultiIndexHashIndex(VectorIndex):
 
     @classmethod
     def from_vectors(cls, bits: int, ids: np.ndarray, vectors: np.ndarray,
-                     substrings: int = 16, flips: int = 1) -> MultiIndexHashIndex:
+                     substrings: int = 12, flips: int = 2) -> MultiIndexHashIndex:
         """An index of ``vectors`` built in one sort (what a rebuild from the catalog uses)."""
         index = cls(bits, substrings, flips)
         index._build(np.ascontiguousarray(vectors, dtype=np.uint8).reshape(len(ids), bits // 8),
