@@ -49,7 +49,7 @@ class IndexSet:
         with self._lock:
             wanted = self.catalog.revision(bank_id, signal_name)
             index = self._indexes.get(key)
-            if index is not None and index.revision == wanted:
+            if index is not None and index.revision == wanted and not self._wrong_kind(signal_name, index):
                 return index
             index = load_saved(signals.get(signal_name), self.path(bank_id, signal_name))
             if index is None or index.revision != wanted or self._wrong_kind(signal_name, index):
@@ -58,9 +58,17 @@ class IndexSet:
             return index
 
     def _wrong_kind(self, signal_name: str, index: VectorIndex) -> bool:
-        """Whether a saved index is of the other kind than the configuration now chooses."""
-        wants = self.choice.wants_mih(signals.get(signal_name), len(index))
-        return wants != isinstance(index, MultiIndexHashIndex)
+        """Whether an index is of the other kind than the configuration now chooses.
+
+        A multi-index bank goes back to flat only below half the threshold, so that
+        a bank hovering at the threshold is not re-sorted on every change.
+        """
+        signal = signals.get(signal_name)
+        if isinstance(index, MultiIndexHashIndex):
+            if self.choice.mode == "auto":
+                return not self.choice.wants_mih(signal, 2 * len(index))
+            return not self.choice.wants_mih(signal, len(index))
+        return isinstance(index, FaissBinaryIndex) and self.choice.wants_mih(signal, len(index))
 
     def _rebuild(self, bank_id: int, signal_name: str, revision: int) -> VectorIndex:
         signal = signals.get(signal_name)
