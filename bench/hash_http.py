@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import sqlite3
@@ -260,24 +261,32 @@ def profile(data: Path, requests: int, out: Path) -> None:
     print(out.read_text())
 
 
+PROJECT = ("(api/", "(matcher/", "(indexer/")
+LIBRARIES = {"SQLAlchemy (all)": "sqlalchemy/", "FastAPI + Starlette routing": "fastapi/",
+             "pydantic": "pydantic", "uvicorn + h11": "uvicorn/protocols", "json": "json/"}
+
+
 def summarise(raw: Path, requests: int, elapsed: float) -> str:
-    """Inclusive samples per function (frames of idle threads waiting dropped)."""
+    """Shares of the busy samples (those inside a request: project, FastAPI, uvicorn frames),
+    inclusive, for reunite's own functions and a few libraries as wholes."""
     inclusive: dict[str, int] = {}
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        frames = stack.split(";")
-        if any(x in stack for x in ("_worker (concurrent", "select (selectors", "wait (threading",
-                                    "_run_once", "run_forever")) and "starlette" not in stack \
-                and "api/" not in stack:
-            continue
-        total += int(count)
-        for f in dict.fromkeys(frames):
-            inclusive[f] = inclusive.get(f, 0) + int(count)
+        if not any(m in stack for m in (*PROJECT, "fastapi/", "starlette/", "uvicorn/protocols")):
+            continue  # an idle thread or the event loop waiting
+        n = int(count)
+        total += n
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]  # per function, not line
+        for f in dict.fromkeys(f for f in frames if any(p in f for p in PROJECT)):
+            inclusive[f] = inclusive.get(f, 0) + n
+        for label, marker in LIBRARIES.items():
+            if marker in stack:
+                inclusive[label] = inclusive.get(label, 0) + n
     top = sorted(inclusive.items(), key=lambda kv: -kv[1])
     lines = [f"{requests} sequential requests in {elapsed:.2f} s ({requests / elapsed:.1f}/s); "
-             f"{total} busy samples; share of busy samples per function (inclusive):"]
-    lines += [f"{100 * c / max(total, 1):5.1f}%  {name}" for name, c in top[:45]]
+             f"{total} busy samples; share of them per function (inclusive):"]
+    lines += [f"{100 * c / max(total, 1):5.1f}%  {name}" for name, c in top[:30]]
     return "\n".join(lines) + "\n"
 
 
