@@ -36,8 +36,10 @@ pages, and a restart does not rebuild.
 
 from __future__ import annotations
 
+import functools
 import struct
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from itertools import combinations
 from pathlib import Path
 
@@ -98,6 +100,18 @@ def _probe_masks(width: int, flips: int) -> np.ndarray:
     return np.array(masks, dtype=np.int64)
 
 
+def _locked(method: Callable) -> Callable:
+    """Run ``method`` under the index's lock: an add or a merge replaces several arrays, and a
+    search in another thread (the API's worker threads) must not see half of that."""
+
+    @functools.wraps(method)
+    def wrapper(self: MultiIndexHashIndex, *args: object, **kwargs: object) -> object:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class MultiIndexHashIndex(VectorIndex):
     """Exact radius search over packed binary hashes by multi-index hashing."""
 
@@ -131,6 +145,7 @@ class MultiIndexHashIndex(VectorIndex):
         self._delta_live = np.empty(0, dtype=bool)
         self._id_order: np.ndarray | None = None  # argsort of the layout's ids, for deletes
         self._count = 0
+        self._lock = threading.RLock()
 
     def _keys(self, codes: np.ndarray, j: int) -> np.ndarray:
         """Substring ``j`` of each hash, as the smallest unsigned type that holds it."""
@@ -152,6 +167,7 @@ class MultiIndexHashIndex(VectorIndex):
 
     # --- writes ------------------------------------------------------------
 
+    @_locked
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if not len(ids):
             return
@@ -164,6 +180,7 @@ class MultiIndexHashIndex(VectorIndex):
         if len(self._delta_ids) > max(4096, len(self._ids) // 64):
             self.merge()
 
+    @_locked
     def remove(self, ids: np.ndarray) -> int:
         ids = np.unique(np.asarray(ids, dtype=np.int64))
         if not len(ids):
@@ -189,6 +206,7 @@ class MultiIndexHashIndex(VectorIndex):
         self._count -= removed
         return removed
 
+    @_locked
     def merge(self) -> None:
         """Fold the delta into the sorted layout and drop deleted rows (a full re-sort)."""
         codes = np.concatenate([self._codes[self._live], self._delta_codes[self._delta_live]])
@@ -218,6 +236,7 @@ class MultiIndexHashIndex(VectorIndex):
 
     # --- reads -------------------------------------------------------------
 
+    @_locked
     def radius_search(self, queries: np.ndarray, radius: float) -> list[list[Hit]]:
         q = np.ascontiguousarray(queries, dtype=np.uint8).reshape(-1, self.bits // 8)
         r = int(np.floor(radius))
@@ -227,6 +246,7 @@ class MultiIndexHashIndex(VectorIndex):
         self._add_delta(q, r, out)
         return [_sorted_hits(rows_ids, dists) for rows_ids, dists in out]
 
+    @_locked
     def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
         """The ``k`` nearest, exactly: from the probe when it found ``k`` within the probe
         radius (then nothing outside can be nearer), else from a full scan."""
@@ -330,12 +350,15 @@ class MultiIndexHashIndex(VectorIndex):
         """The saved form, piece by piece (so that saving 1 GB does not copy 1 GB first).
 
         Deleted rows are kept with their live flag cleared, so that saving after a
-        withdrawal does not re-sort; the next merge drops them.
+        withdrawal does not re-sort; the next merge drops them. The arrays are taken
+        under the lock (a merge replaces them all), then written without it.
         """
-        n, nd = len(self._ids), len(self._delta_ids)
+        with self._lock:
+            arrays = (self._ids, self._live, self._codes, self._offsets, self._perm,
+                      self._delta_ids, self._delta_live.copy(), self._delta_codes)
+        n, nd = len(arrays[0]), len(arrays[5])
         yield memoryview(_BODY_HEADER.pack(MAGIC, self.bits, n, nd, self.m, self.flips))
-        for array in (self._ids, self._live, self._codes, self._offsets, self._perm,
-                      self._delta_ids, self._delta_live, self._delta_codes):
+        for array in arrays:
             yield memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
 
     @classmethod
