@@ -62,7 +62,8 @@ def build(data: Path, references: int, suite_root: Path, cache: Path) -> dict:
 
     t0 = time.perf_counter()
     store = Store(data)
-    bank = store.catalog.ensure_bank(BANK, "ads", {"signals": ["hashes"], "partner_lookup": True})
+    # A partner hash list is a bank of kind "hashes": PDQ match at 31 (HMA's), review at 50.
+    bank = store.catalog.ensure_bank(BANK, "hashes", {"signals": ["hashes"], "partner_lookup": True})
     real = [pipeline.extract((FIXTURES / p).read_bytes(), ["pdq"]) for p in PHOTOS]
     store.add_images(bank, [NewImage(ex, f"photo-{n}") for n, ex in enumerate(real)])
     n = max(0, references - len(real))
