@@ -182,6 +182,21 @@ def test_index_choice_from_the_environment() -> None:
         IndexChoice.from_env({"REUNITE_MIH_MIN_HASHES": "lots"})
 
 
+def test_cli_refuses_a_bad_index_choice_in_one_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, "-c", "from api.cli import main; main()", "--data", str(tmp_path),
+                        "keys", "create", "--role", "admin", "--name", "x"], cwd=root,
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "REUNITE_HASH_INDEX": "fastest"})
+    assert r.returncode == 2, r.stderr
+    want = "error: REUNITE_HASH_INDEX must be auto, flat or mih, not 'fastest'"
+    assert r.stderr.strip().splitlines() == [want]
+
+
 def test_index_set_grows_into_mih_and_rebuilds_from_the_catalog(tmp_path: Path) -> None:
     """Past the threshold a bank's PDQ index becomes multi-index (same answers); a fresh
     process rebuilds or loads that kind from the catalog and the saved file."""

@@ -185,6 +185,10 @@ def _split_ranges(lims: np.ndarray, dist: np.ndarray, ids: np.ndarray) -> list[l
     return out
 
 
+class BadIndexChoice(ValueError):
+    """REUNITE_HASH_INDEX or REUNITE_MIH_MIN_HASHES holds something else than they accept."""
+
+
 @dataclass(frozen=True)
 class IndexChoice:
     """Which index a binary hash bank gets: flat (FAISS) or multi-index hashing.
@@ -203,12 +207,12 @@ class IndexChoice:
         env = os.environ if environ is None else environ
         mode = env.get("REUNITE_HASH_INDEX", "auto").strip().lower() or "auto"
         if mode not in {"auto", "flat", "mih"}:
-            raise ValueError(f"REUNITE_HASH_INDEX must be auto, flat or mih, not {mode!r}")
+            raise BadIndexChoice(f"REUNITE_HASH_INDEX must be auto, flat or mih, not {mode!r}")
         raw = env.get("REUNITE_MIH_MIN_HASHES", "").strip()
         try:
             minimum = int(raw) if raw else cls.min_hashes
         except ValueError:
-            raise ValueError(f"REUNITE_MIH_MIN_HASHES must be a whole number, not {raw!r}") from None
+            raise BadIndexChoice(f"REUNITE_MIH_MIN_HASHES must be a whole number, not {raw!r}") from None
         return cls(mode, max(0, minimum))
 
     def wants_mih(self, signal: Signal, count: int) -> bool:
