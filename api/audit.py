@@ -319,6 +319,17 @@ class AuditLog:
             return event
 
     def _write_head(self, seq: int, digest: str) -> None:
+        """Record the newest event as the head (unless another process already wrote a newer one).
+
+        The head has a fixed width (sequence number zero-padded), so once a file
+        of that form exists each append overwrites it in place with one
+        ``pwrite``; a temporary file and a rename per request cost more than the
+        rest of a hash lookup (BENCHMARKS.md). A head of another form (older
+        releases, a hand edit) or none is replaced atomically as before.
+        """
+        line = f"{seq:0{_HEAD_SEQ_DIGITS}d} {digest} {self.key.head(seq, digest)}\n".encode("ascii")
+        if self._overwrite_head(seq, line):
+            return
         try:
             current = read_head(self.head_path)
         except ValueError:
@@ -326,9 +337,28 @@ class AuditLog:
         if current is not None and current[0] >= seq and seq > 0:
             return  # another process wrote a newer head
         fd, tmp = tempfile.mkstemp(prefix=".audit-head.", dir=self.head_path.parent)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(f"{seq} {digest} {self.key.head(seq, digest)}\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(line)
         os.replace(tmp, self.head_path)
+
+    def _overwrite_head(self, seq: int, line: bytes) -> bool:
+        """Overwrite a fixed-width head in place; False when the file is missing or of another form."""
+        try:
+            fd = os.open(self.head_path, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            old = os.pread(fd, len(line) + 1, 0)
+            width = _HEAD_SEQ_DIGITS
+            if len(old) != len(line) or not old[:width].isdigit() or old[width:width + 1] != b" " \
+                    or not old.endswith(b"\n"):
+                return False
+            if int(old[:width]) >= seq and seq > 0:
+                return True  # another process wrote a newer head
+            os.pwrite(fd, line, 0)
+            return True
+        finally:
+            os.close(fd)
 
     def events(self, offset: int = 0, limit: int = 100, action: str | None = None) -> list[AuditEvent]:
         with self.catalog.session() as s:
@@ -375,6 +405,9 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+_HEAD_SEQ_DIGITS = 20  # the head's sequence number, zero-padded: every head has one width
 
 
 def read_head(path: Path) -> tuple[int, str, str | None] | None:

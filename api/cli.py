@@ -422,6 +422,10 @@ def main() -> None:
         sys.exit(130)
     except Exception as exc:  # a full disk is the operator's to fix: one line, exit 2, not a traceback
         from indexer.store.space import storage_full
+        from indexer.store.vectors import BadIndexChoice
+        if isinstance(exc, BadIndexChoice):  # a misconfigured index choice: refuse to start, one line
+            typer.echo(f"error: {exc}", err=True)
+            sys.exit(2)
         if not storage_full(exc):
             raise
         typer.echo("error: storage full: the data folder's disk is full; what was stored before is kept "

@@ -9,7 +9,9 @@ it with ``tail -n1``; it is shown once and only its hash is kept.
 
 from __future__ import annotations
 
-from typing import Annotated
+import os
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -38,6 +40,10 @@ def serve_cmd(
         "--max-upload-mb", min=0.01, help="Largest request body (default 20, or $REUNITE_MAX_UPLOAD_BYTES).")
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, max=64, help="Worker processes sharing the port, the catalog and the saved "
+                                         "indexes (memory-mapped hash indexes are shared, not copied).")
+    ] = 1,
 ) -> None:
     """Run the HTTP API (OpenAPI at /docs) over the data folder."""
     import uvicorn
@@ -46,13 +52,34 @@ def serve_cmd(
     from api.budgets import BadBudget
     from indexer.crypto import KeyProblem
 
+    upload = int(max_upload_mb * 1024 * 1024) if max_upload_mb else None
     try:
-        application = create_app(state.data_dir, max_upload_bytes=int(max_upload_mb * 1024 * 1024)
-                                 if max_upload_mb else None)
+        application = create_app(state.data_dir, max_upload_bytes=upload)
     except (KeyProblem, BadBudget) as exc:
         raise fail(str(exc)) from None
     # Access logs carry paths only (pseudonyms, bank names, candidate ids), never bodies.
-    uvicorn.run(application, host=host, port=port, log_level=log_level, server_header=False)
+    if workers == 1:
+        uvicorn.run(application, host=host, port=port, log_level=log_level, server_header=False)
+        return
+    # Several processes: each builds its own app from the environment (uvicorn imports the factory).
+    del application
+    os.environ[_WORKER_DATA_ENV] = str(Path(state.data_dir).resolve())
+    if upload is not None:
+        os.environ[_WORKER_UPLOAD_ENV] = str(upload)
+    uvicorn.run("api.cli_service:worker_app", factory=True, workers=workers, host=host, port=port,
+                log_level=log_level, server_header=False)
+
+
+_WORKER_DATA_ENV = "REUNITE_SERVE_WORKER_DATA"
+_WORKER_UPLOAD_ENV = "REUNITE_SERVE_WORKER_UPLOAD"
+
+
+def worker_app() -> Any:
+    """The app of one worker of ``reunite serve --workers N`` (the data folder from the parent)."""
+    from api.app import create_app
+
+    upload = os.environ.get(_WORKER_UPLOAD_ENV)
+    return create_app(Path(os.environ[_WORKER_DATA_ENV]), max_upload_bytes=int(upload) if upload else None)
 
 
 @keys_app.command("create")

@@ -286,6 +286,8 @@ class ReviewQueue:
         rolled back and tried again, and then finds the earlier's row.
         """
         candidates = list(candidates)
+        if not any(c.decision in QUEUED_TIERS for c in candidates):
+            return {}  # nothing to queue: no transaction (most hash lookups find nothing)
         for attempt in range(1, RECORD_ATTEMPTS + 1):
             try:
                 return self._record(candidates, banks, query_sha256, requested_by, query_photo, context)

@@ -203,8 +203,16 @@ class HashSearcher:
                 continue
             matrix = np.stack([v.vector for _name, v in queries])
             index = self.store.indexes.get(bank.id, signal_name)
-            knn = index.search(matrix, max(top, 10))
-            near = index.radius_search(matrix, t.review)
+            if index.fast_radius is None:
+                knn = index.search(matrix, max(top, 10))
+                near = index.radius_search(matrix, t.review)
+            else:
+                # A bank large enough for multi-index hashing (indexer/store/mih.py) is searched
+                # within the radius that index answers exactly without reading every hash (31 for
+                # PDQ: its match threshold, HMA's too): the nearest-neighbour list and the review
+                # band beyond it are a full scan per query, what that index is there to avoid.
+                knn = [[] for _ in queries]
+                near = index.radius_search(matrix, min(t.review, max(index.fast_radius, t.match)))
             owners = self._vector_items({h.vector_id for hits in knn + near for h in hits})
             for (transform, qvec), hits_a, hits_b in zip(queries, knn, near, strict=True):
                 for hit in hits_a + hits_b:

@@ -10,18 +10,25 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 
-def write_atomically(path: Path, payload: bytes, mode: int | None = None) -> None:
+def write_atomically(path: Path, payload: bytes | Iterable[bytes | memoryview],
+                     mode: int | None = None) -> None:
     """Replace ``path`` with ``payload`` atomically and durably (``mode``: its permissions;
-    default 0600, as ``mkstemp`` creates it)."""
+    default 0600, as ``mkstemp`` creates it). ``payload`` may be a sequence of pieces,
+    so that a large index is written without first being joined into one copy."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+            if isinstance(payload, bytes | bytearray | memoryview):
+                f.write(payload)
+            else:
+                for piece in payload:
+                    f.write(piece)
             f.flush()
             os.fsync(f.fileno())
         if mode is not None:

@@ -246,6 +246,8 @@ class Catalog:
             return set(s.scalars(select(Item.sha256).where(Item.bank_id == bank_id)))
 
     def items_by_sha(self, sha256: str, bank_ids: Iterable[int]) -> list[Item]:
+        if not sha256:  # a hash-only lookup that sent no SHA-256: no row has an empty one
+            return []
         with self.session() as s:
             rows = s.scalars(
                 select(Item).where(Item.sha256 == sha256, Item.bank_id.in_(list(bank_ids)))

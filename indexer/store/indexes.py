@@ -16,15 +16,24 @@ import numpy as np
 
 from indexer.signals import base as signals
 from indexer.store.catalog import Catalog
-from indexer.store.vectors import VectorIndex, load_saved, new_index, save_atomically
+from indexer.store.mih import MultiIndexHashIndex
+from indexer.store.vectors import (
+    FaissBinaryIndex,
+    IndexChoice,
+    VectorIndex,
+    load_saved,
+    new_index,
+    save_atomically,
+)
 
 
 class IndexSet:
     """All vector indexes of one data folder."""
 
-    def __init__(self, data_dir: Path, catalog: Catalog) -> None:
+    def __init__(self, data_dir: Path, catalog: Catalog, choice: IndexChoice | None = None) -> None:
         self.root = Path(data_dir) / "indexes"
         self.catalog = catalog
+        self.choice = choice or IndexChoice.from_env()
         self._indexes: dict[tuple[int, str], VectorIndex] = {}
         self._dirty: set[tuple[int, str]] = set()
         self._lock = threading.RLock()
@@ -40,21 +49,43 @@ class IndexSet:
         with self._lock:
             wanted = self.catalog.revision(bank_id, signal_name)
             index = self._indexes.get(key)
-            if index is not None and index.revision == wanted:
+            if index is not None and index.revision == wanted and not self._wrong_kind(signal_name, index):
                 return index
             index = load_saved(signals.get(signal_name), self.path(bank_id, signal_name))
-            if index is None or index.revision != wanted:
+            if index is None or index.revision != wanted or self._wrong_kind(signal_name, index):
                 index = self._rebuild(bank_id, signal_name, wanted)
             self._indexes[key] = index
             return index
 
+    def _wrong_kind(self, signal_name: str, index: VectorIndex) -> bool:
+        """Whether an index is of the other kind than the configuration now chooses.
+
+        A multi-index bank goes back to flat only below half the threshold, so that
+        a bank hovering at the threshold is not re-sorted on every change.
+        """
+        signal = signals.get(signal_name)
+        if isinstance(index, MultiIndexHashIndex):
+            if self.choice.mode == "auto":
+                return not self.choice.wants_mih(signal, 2 * len(index))
+            return not self.choice.wants_mih(signal, len(index))
+        return isinstance(index, FaissBinaryIndex) and self.choice.wants_mih(signal, len(index))
+
     def _rebuild(self, bank_id: int, signal_name: str, revision: int) -> VectorIndex:
         signal = signals.get(signal_name)
-        index = new_index(signal)
+        count = self.catalog.count_vectors(bank_id, signal_name)
+        index = new_index(signal, count, self.choice)
+        id_parts, vector_parts = [], []
         for batch in self.catalog.iter_vectors(bank_id, signal_name):
             ids = np.fromiter((vid for vid, _ in batch), dtype=np.int64, count=len(batch))
             data = np.frombuffer(b"".join(blob for _, blob in batch), dtype=signal.dtype)
-            index.add(ids, data.reshape(len(batch), -1))
+            if isinstance(index, MultiIndexHashIndex):  # one sort at the end, not one per batch
+                id_parts.append(ids)
+                vector_parts.append(data.reshape(len(batch), -1))
+            else:
+                index.add(ids, data.reshape(len(batch), -1))
+        if isinstance(index, MultiIndexHashIndex) and id_parts:
+            index = MultiIndexHashIndex.from_vectors(signal.dim, np.concatenate(id_parts),
+                                                     np.concatenate(vector_parts))
         # Vectors written after we read the revision bump it again, so a rebuild
         # that raced a writer is simply stale and rebuilt on the next get().
         index.revision = revision
@@ -85,8 +116,20 @@ class IndexSet:
                 if key in added:
                     ids, vectors = added[key]
                     index.add(ids, vectors)
+                index = self._grown_up(key[1], index)
+                self._indexes[key] = index
                 index.revision = after
                 self._dirty.add(key)
+
+    def _grown_up(self, signal_name: str, index: VectorIndex) -> VectorIndex:
+        """A flat hash index that crossed the multi-index threshold, moved into one (same hashes)."""
+        signal = signals.get(signal_name)
+        if isinstance(index, FaissBinaryIndex) and self.choice.wants_mih(signal, len(index)):
+            ids, codes = index.export()
+            grown = MultiIndexHashIndex.from_vectors(signal.dim, ids, codes)
+            grown.revision = index.revision
+            return grown
+        return index
 
     def save(self) -> None:
         """Persist every index changed since the last save."""

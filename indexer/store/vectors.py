@@ -17,8 +17,10 @@ stale file is detected and rebuilt from the catalog.
 
 from __future__ import annotations
 
+import os
 import struct
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +46,9 @@ class VectorIndex(ABC):
     """What the matcher needs from a vector store."""
 
     revision: int = 0
+    # The largest radius answered without reading every vector (None: every search
+    # is a scan). The hash searcher keeps large banks to it (matcher/search.py).
+    fast_radius: int | None = None
 
     @abstractmethod
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
@@ -64,6 +69,10 @@ class VectorIndex(ABC):
 
     @abstractmethod
     def to_bytes(self) -> bytes: ...
+
+    def to_parts(self) -> Iterator[bytes | memoryview]:
+        """The saved form in pieces (an index of a gigabyte need not be joined first)."""
+        yield self.to_bytes()
 
 
 class FaissBinaryIndex(VectorIndex):
@@ -99,6 +108,13 @@ class FaissBinaryIndex(VectorIndex):
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
+
+    def export(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, packed codes) of every stored hash (to move them into another index kind)."""
+        ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        flat = faiss.downcast_IndexBinary(self.index.index)
+        codes = faiss.vector_to_array(flat.xb).reshape(len(ids), self.bits // 8)
+        return ids, codes
 
     def to_bytes(self) -> bytes:
         return faiss.serialize_index_binary(self.index).tobytes()
@@ -169,32 +185,97 @@ def _split_ranges(lims: np.ndarray, dist: np.ndarray, ids: np.ndarray) -> list[l
     return out
 
 
-def new_index(signal: Signal) -> VectorIndex:
+class BadIndexChoice(ValueError):
+    """REUNITE_HASH_INDEX or REUNITE_MIH_MIN_HASHES holds something else than they accept."""
+
+
+@dataclass(frozen=True)
+class IndexChoice:
+    """Which index a binary hash bank gets: flat (FAISS) or multi-index hashing.
+
+    ``REUNITE_HASH_INDEX``: ``auto`` (default: multi-index hashing from
+    ``REUNITE_MIH_MIN_HASHES`` hashes on, where it starts to pay; BENCHMARKS.md),
+    ``flat`` or ``mih`` (always). Only 256-bit hashes (PDQ) qualify: the 64-bit
+    hashes' match radii are too wide a share of their bits for it.
+    """
+
+    mode: str = "auto"
+    min_hashes: int = 200_000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> IndexChoice:
+        env = os.environ if environ is None else environ
+        mode = env.get("REUNITE_HASH_INDEX", "auto").strip().lower() or "auto"
+        if mode not in {"auto", "flat", "mih"}:
+            raise BadIndexChoice(f"REUNITE_HASH_INDEX must be auto, flat or mih, not {mode!r}")
+        raw = env.get("REUNITE_MIH_MIN_HASHES", "").strip()
+        try:
+            minimum = int(raw) if raw else cls.min_hashes
+        except ValueError:
+            raise BadIndexChoice(f"REUNITE_MIH_MIN_HASHES must be a whole number, not {raw!r}") from None
+        return cls(mode, max(0, minimum))
+
+    def wants_mih(self, signal: Signal, count: int) -> bool:
+        if signal.kind is not VectorKind.BINARY or signal.dim != 256 or self.mode == "flat":
+            return False
+        return self.mode == "mih" or count >= self.min_hashes
+
+
+def new_index(signal: Signal, count: int = 0, choice: IndexChoice | None = None) -> VectorIndex:
+    """An empty index for ``signal`` that will hold about ``count`` vectors."""
     if signal.kind is VectorKind.BINARY:
+        if (choice or IndexChoice()).wants_mih(signal, count):
+            from indexer.store.mih import MultiIndexHashIndex
+            return MultiIndexHashIndex(signal.dim)
         return FaissBinaryIndex(signal.dim)
     return FaissFloatIndex(signal.dim)
 
 
 def save_atomically(index: VectorIndex, path: Path) -> None:
     """Write ``index`` with its revision so that readers see the old or the new file."""
-    write_atomically(path, _HEADER.pack(_MAGIC, index.revision) + index.to_bytes())
+    write_atomically(path, _saved_parts(index))
+
+
+def _saved_parts(index: VectorIndex) -> Iterator[bytes | memoryview]:
+    yield _HEADER.pack(_MAGIC, index.revision)
+    yield from index.to_parts()
 
 
 def load_saved(signal: Signal, path: Path) -> VectorIndex | None:
-    """The index saved at ``path``, or None when it is missing or unreadable."""
+    """The index saved at ``path``, or None when it is missing or unreadable.
+
+    A multi-index hash file is memory-mapped, not read: processes that load the
+    same file share its pages.
+    """
+    from indexer.store import mih
+
+    try:
+        with path.open("rb") as f:
+            head = f.read(_HEADER.size + len(mih.MAGIC))
+    except FileNotFoundError:
+        return None
+    if len(head) < _HEADER.size:
+        return None
+    magic, revision = _HEADER.unpack_from(head)
+    if magic != _MAGIC:
+        return None
+    if head[_HEADER.size:] == mih.MAGIC:
+        try:
+            index: VectorIndex = mih.load_mapped(path, _HEADER.size)
+            if signal.kind is not VectorKind.BINARY or index.bits != signal.dim:  # type: ignore[attr-defined]
+                return None
+        except (ValueError, OSError):
+            return None
+        index.revision = int(revision)
+        return index
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return None
-    if len(data) < _HEADER.size:
-        return None
-    magic, revision = _HEADER.unpack_from(data)
-    if magic != _MAGIC:
-        return None
     body = data[_HEADER.size:]
     try:
         if signal.kind is VectorKind.BINARY:
-            index: VectorIndex = FaissBinaryIndex.from_bytes(signal.dim, body)
+            index = FaissBinaryIndex.from_bytes(signal.dim, body)
         else:
             index = FaissFloatIndex.from_bytes(signal.dim, body)
     except Exception:  # a damaged file is a cache miss: the catalog rebuilds it

@@ -1,0 +1,420 @@
+"""Exact Hamming radius search over millions of 256-bit hashes: multi-index hashing.
+
+A flat scan reads every stored hash for every query (320 MB per lookup at 10M
+PDQ hashes). Multi-index hashing (Norouzi, Punjani and Fleet, 2012) splits each
+hash into ``m`` substrings. By pigeonhole, two hashes at distance ``d`` agree in
+at least one substring up to ``floor(d / m)`` flipped bits, so probing, in
+every substring, each key within ``f`` bits of the query's finds *every* hash
+within ``m * (f + 1) - 1`` bits: the search is exact, not approximate.
+Candidates are verified by popcount on the packed codes.
+
+The default layout is 12 substrings of 21-22 bits probed at up to two flipped
+bits (254 keys each; exact to 35 bits, PDQ's match radius is 31). 16
+substrings of 16 bits at one flip (17 keys each, exact to 31) probe fewer keys
+but each 16-bit bucket holds ~150 hashes at 10M, so they verify ~5x more
+candidates: at 1M the two are even, at 10M the 12-substring layout was 6x
+faster (BENCHMARKS.md, bench/hash_scale.py).
+
+Layout, chosen because it is small and numpy-only: per substring, the row
+numbers sorted by that substring's key (a uint32 permutation) and CSR offsets
+(uint32) over its 2^w possible keys, so a probe is two offset reads and a
+slice. At 10M hashes: 320 MB of codes, 80 MB of ids, 480 MB of permutations
+and 100 MB of offsets; the process peaked at 1.24 GB.
+Adds go to a small delta that is scanned flat and merged into the layout when
+it grows; deletes clear a row's live flag (consent withdrawal: a deleted hash is
+never returned) and are compacted away at the next merge.
+
+Radii beyond the exact probe radius, and nearest-neighbour search, stay exact
+by falling back to a scan of the packed codes; the searcher keeps large banks
+to the probe radius (see :mod:`matcher.search`), because that scan is what this
+index is here to avoid.
+
+The saved form is the whole layout, so a process loads it with ``np.memmap``
+instead of re-sorting: several API workers on one box share one copy of the
+pages, and a restart does not rebuild.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+
+from indexer.store.vectors import Hit, VectorIndex
+
+MAGIC = b"RUNMIH1\0"
+# magic, bits, rows in the layout, rows in the delta, substrings, flips probed.
+_BODY_HEADER = struct.Struct("<8sIQQII")
+# Candidates verified per numpy pass, so that a batch of queries stays in a few MB.
+_CHUNK = 1 << 21
+_SCAN_ROWS = 1 << 18  # rows per pass of a flat scan
+
+
+def substring_widths(bits: int, m: int) -> list[int]:
+    """Widths of ``m`` substrings covering ``bits`` bits (the first ``bits % m`` one bit wider)."""
+    base, extra = divmod(bits, m)
+    return [base + 1 if j < extra else base for j in range(m)]
+
+
+def _words(codes: np.ndarray) -> np.ndarray:
+    """(n, bits/8) uint8 -> (n, bits/64) native uint64, most significant bit first."""
+    return np.ascontiguousarray(codes).view(">u8").astype(np.uint64)
+
+
+def _field(words: np.ndarray, start: int, width: int) -> np.ndarray:
+    """Bits ``start .. start+width`` of each row of ``words`` as an unsigned integer."""
+    word, off = divmod(start, 64)
+    one = np.uint64(1)
+    if off + width <= 64:
+        return (words[:, word] >> np.uint64(64 - off - width)) & ((one << np.uint64(width)) - one)
+    high = 64 - off
+    low = width - high
+    return (((words[:, word] & ((one << np.uint64(high)) - one)) << np.uint64(low))
+            | (words[:, word + 1] >> np.uint64(64 - low)))
+
+
+def _popcount_rows(codes64: np.ndarray, query64: np.ndarray, scratch: bool = False) -> np.ndarray:
+    """Hamming distances between rows of ``codes64`` (k, w) and one query (w,).
+
+    A sum of the word columns: twice as fast as ``.sum(axis=1)`` over rows of four
+    words. ``scratch``: ``codes64`` is a gathered copy that may be overwritten.
+    """
+    x = np.bitwise_xor(codes64, query64, out=codes64) if scratch else codes64 ^ query64
+    counts = np.bitwise_count(x)
+    total = counts[:, 0].astype(np.int32)
+    for c in range(1, counts.shape[1]):
+        total += counts[:, c]
+    return total
+
+
+def _probe_masks(width: int, flips: int) -> np.ndarray:
+    """XOR masks of every ``width``-bit key within ``flips`` bits of a key (0 first)."""
+    masks = [0]
+    for f in range(1, flips + 1):
+        masks += [sum(1 << b for b in combo) for combo in combinations(range(width), f)]
+    return np.array(masks, dtype=np.int64)
+
+
+def _locked(method: Callable) -> Callable:
+    """Run ``method`` under the index's lock: an add or a merge replaces several arrays, and a
+    search in another thread (the API's worker threads) must not see half of that."""
+
+    @functools.wraps(method)
+    def wrapper(self: MultiIndexHashIndex, *args: object, **kwargs: object) -> object:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+class MultiIndexHashIndex(VectorIndex):
+    """Exact radius search over packed binary hashes by multi-index hashing."""
+
+    def __init__(self, bits: int, substrings: int = 12, flips: int = 2) -> None:
+        if bits % 64:
+            raise ValueError(f"multi-index hashing needs a multiple of 64 bits, not {bits}")
+        self.bits = bits
+        self.m = substrings
+        self.flips = flips
+        self.widths = substring_widths(bits, substrings)
+        if max(self.widths) > 30:
+            raise ValueError("substrings wider than 30 bits need more offsets than memory allows")
+        self._starts = np.cumsum([0] + self.widths[:-1]).tolist()
+        # One flat table of every probe: its substring, its XOR mask, where its offsets start.
+        masks = {w: _probe_masks(w, flips) for w in set(self.widths)}
+        self._probe_sub = np.concatenate([np.full(len(masks[w]), j) for j, w in enumerate(self.widths)])
+        self._probe_mask = np.concatenate([masks[w] for w in self.widths])
+        self._offset_base = np.cumsum([0] + [(1 << w) + 1 for w in self.widths[:-1]]).astype(np.int64)
+        # Unpacked query bits @ this = every substring key of the query in one product.
+        self._key_weights = np.zeros((bits, substrings), dtype=np.int64)
+        for j, (start, w) in enumerate(zip(self._starts, self.widths, strict=True)):
+            self._key_weights[start:start + w, j] = 1 << np.arange(w - 1, -1, -1)
+        width = bits // 8
+        self._codes = np.empty((0, width), dtype=np.uint8)
+        self._ids = np.empty(0, dtype=np.int64)
+        self._perm = np.empty((self.m, 0), dtype=np.uint32)
+        self._offsets = np.zeros(sum((1 << w) + 1 for w in self.widths), dtype=np.uint32)
+        self._live = np.empty(0, dtype=bool)
+        self._delta_codes = np.empty((0, width), dtype=np.uint8)
+        self._delta_ids = np.empty(0, dtype=np.int64)
+        self._delta_live = np.empty(0, dtype=bool)
+        self._id_order: np.ndarray | None = None  # argsort of the layout's ids, for deletes
+        self._count = 0
+        self._lock = threading.RLock()
+
+    def _keys(self, codes: np.ndarray, j: int) -> np.ndarray:
+        """Substring ``j`` of each hash, as the smallest unsigned type that holds it."""
+        out = np.empty(len(codes), dtype=np.uint16 if self.widths[j] <= 16 else np.uint32)
+        for lo in range(0, len(codes), 1 << 20):
+            out[lo:lo + (1 << 20)] = _field(_words(codes[lo:lo + (1 << 20)]), self._starts[j],
+                                            self.widths[j])
+        return out
+
+    # --- what the probe radius is -------------------------------------------
+
+    @property
+    def fast_radius(self) -> int:  # type: ignore[override]
+        """The largest radius answered by probing, exactly: ``m * (flips + 1) - 1`` (31 for PDQ)."""
+        return self.m * (self.flips + 1) - 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    # --- writes ------------------------------------------------------------
+
+    @_locked
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if not len(ids):
+            return
+        codes = np.ascontiguousarray(vectors, dtype=np.uint8).reshape(len(ids), self.bits // 8)
+        self._delta_codes = np.concatenate([self._delta_codes, codes])
+        self._delta_ids = np.concatenate([self._delta_ids, np.asarray(ids, dtype=np.int64)])
+        self._delta_live = np.concatenate([self._delta_live, np.ones(len(ids), dtype=bool)])
+        self._count += len(ids)
+        # The delta is scanned flat; merge it once that scan costs a noticeable share of a probe.
+        if len(self._delta_ids) > max(4096, len(self._ids) // 64):
+            self.merge()
+
+    @_locked
+    def remove(self, ids: np.ndarray) -> int:
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        if not len(ids):
+            return 0
+        removed = 0
+        if len(self._ids):
+            if self._id_order is None:
+                self._id_order = np.argsort(self._ids, kind="stable")
+            sorted_ids = self._ids[self._id_order]
+            at = np.searchsorted(sorted_ids, ids)
+            at = at[at < len(sorted_ids)]
+            rows = self._id_order[at[np.isin(sorted_ids[at], ids)]]
+            rows = rows[self._live[rows]]
+            if len(rows):
+                if not self._live.flags.writeable:  # a memory-mapped layout: copy the flags only
+                    self._live = self._live.copy()
+                self._live[rows] = False
+                removed += len(rows)
+        if len(self._delta_ids):
+            hit = np.isin(self._delta_ids, ids) & self._delta_live
+            self._delta_live[hit] = False
+            removed += int(hit.sum())
+        self._count -= removed
+        return removed
+
+    @_locked
+    def merge(self) -> None:
+        """Fold the delta into the sorted layout and drop deleted rows (a full re-sort)."""
+        codes = np.concatenate([self._codes[self._live], self._delta_codes[self._delta_live]])
+        ids = np.concatenate([self._ids[self._live], self._delta_ids[self._delta_live]])
+        self._build(codes, ids)
+
+    def _build(self, codes: np.ndarray, ids: np.ndarray) -> None:
+        n = len(ids)
+        if n >= 1 << 32:
+            raise ValueError("more than 2^32 hashes in one index")
+        perm = np.empty((self.m, n), dtype=np.uint32)
+        offsets = np.zeros(len(self._offsets), dtype=np.uint32)
+        for j, w in enumerate(self.widths):
+            column = self._keys(codes, j)
+            perm[j] = np.argsort(column, kind="stable")  # a radix sort for 16-bit keys
+            base = int(self._offset_base[j])
+            np.cumsum(np.bincount(column, minlength=1 << w), out=offsets[base + 1:base + (1 << w) + 1])
+            del column
+        self._codes, self._ids, self._perm, self._offsets = codes, ids, perm, offsets
+        self._live = np.ones(n, dtype=bool)
+        width = self.bits // 8
+        self._delta_codes = np.empty((0, width), dtype=np.uint8)
+        self._delta_ids = np.empty(0, dtype=np.int64)
+        self._delta_live = np.empty(0, dtype=bool)
+        self._id_order = None
+        self._count = n
+
+    # --- reads -------------------------------------------------------------
+
+    @_locked
+    def radius_search(self, queries: np.ndarray, radius: float) -> list[list[Hit]]:
+        q = np.ascontiguousarray(queries, dtype=np.uint8).reshape(-1, self.bits // 8)
+        r = int(np.floor(radius))
+        if r > self.fast_radius:
+            return self._scan(q, r, None)
+        out = self._probe(q, r)
+        self._add_delta(q, r, out)
+        return [_sorted_hits(rows_ids, dists) for rows_ids, dists in out]
+
+    @_locked
+    def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
+        """The ``k`` nearest, exactly: from the probe when it found ``k`` within the probe
+        radius (then nothing outside can be nearer), else from a full scan."""
+        q = np.ascontiguousarray(queries, dtype=np.uint8).reshape(-1, self.bits // 8)
+        if k <= 0 or self._count == 0:
+            return [[] for _ in range(len(q))]
+        near = self.radius_search(q, self.fast_radius)
+        short = [i for i, hits in enumerate(near) if len(hits) < min(k, self._count)]
+        if short:
+            for i, hits in zip(short, self._scan(q[short], self.bits, k), strict=True):
+                near[i] = hits
+        return [hits[:k] for hits in near]
+
+    def _probe(self, q: np.ndarray, r: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(ids, distances) of the layout's live rows within ``r`` of each query."""
+        n = len(self._ids)
+        empty = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32))
+        if n == 0:
+            return [empty for _ in range(len(q))]
+        qkeys = np.unpackbits(q, axis=1).astype(np.int64) @ self._key_weights  # (B, m)
+        at = self._offset_base[self._probe_sub] + (qkeys[:, self._probe_sub] ^ self._probe_mask)
+        starts = self._offsets[at].astype(np.int64)  # (B, P)
+        lengths = self._offsets[at + 1].astype(np.int64) - starts
+        base = self._probe_sub * n + starts  # into the flattened permutations
+        flat_perm = self._perm.reshape(-1)
+        codes64 = self._codes.view(np.uint64)
+        q64 = q.view(np.uint64)
+        out: list[tuple[np.ndarray, np.ndarray]] = []
+        for b in range(len(q)):
+            keep = lengths[b] > 0
+            ls, bs = lengths[b][keep], base[b][keep]
+            total = int(ls.sum())
+            if total == 0:
+                out.append(empty)
+                continue
+            # The concatenation of every probed slice of the permutations, without a Python loop.
+            idx = np.arange(total, dtype=np.int64) + np.repeat(bs - (np.cumsum(ls) - ls), ls)
+            # Sorted, the codes are read in address order (fewer cache and TLB misses) and a
+            # row found through several substrings comes out adjacent to itself.
+            rows = np.sort(flat_perm[idx])
+            found_rows = []
+            for lo in range(0, total, _CHUNK):
+                part = rows[lo:lo + _CHUNK]
+                d = _popcount_rows(codes64[part], q64[b], scratch=True)
+                found_rows.append(part[d <= r])
+            hit_rows = np.concatenate(found_rows)
+            if len(hit_rows) > 1:
+                hit_rows = hit_rows[np.concatenate(([True], hit_rows[1:] != hit_rows[:-1]))]
+            hit_rows = hit_rows[self._live[hit_rows]]
+            dist = _popcount_rows(codes64[hit_rows], q64[b])
+            out.append((self._ids[hit_rows], dist))
+        return out
+
+    def _add_delta(self, q: np.ndarray, r: int, out: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Add the delta's live rows within ``r`` to ``out`` (a flat scan of the small delta)."""
+        if not self._delta_live.any():
+            return
+        codes64 = self._delta_codes.view(np.uint64)
+        q64 = q.view(np.uint64)
+        for b in range(len(q)):
+            d = _popcount_rows(codes64, q64[b])
+            keep = (d <= r) & self._delta_live
+            if keep.any():
+                ids, dist = out[b]
+                out[b] = (np.concatenate([ids, self._delta_ids[keep]]),
+                          np.concatenate([dist, d[keep]]))
+
+    def _scan(self, q: np.ndarray, r: int, k: int | None) -> list[list[Hit]]:
+        """Every live row within ``r`` (or the ``k`` nearest) by a scan of all codes."""
+        q64 = q.view(np.uint64)
+        out = []
+        for b in range(len(q)):
+            ids_parts, dist_parts = [], []
+            for codes, ids, live in self._parts():
+                codes64 = codes.view(np.uint64)
+                for lo in range(0, len(ids), _SCAN_ROWS):
+                    d = _popcount_rows(codes64[lo:lo + _SCAN_ROWS], q64[b])
+                    keep = np.flatnonzero((d <= r) & live[lo:lo + _SCAN_ROWS])
+                    if k is not None and len(keep) > k:  # only this chunk's k nearest can count
+                        keep = keep[np.argpartition(d[keep], k - 1)[:k]]
+                    ids_parts.append(ids[lo:lo + _SCAN_ROWS][keep])
+                    dist_parts.append(d[keep])
+            ids = np.concatenate(ids_parts) if ids_parts else np.empty(0, dtype=np.int64)
+            dist = np.concatenate(dist_parts) if dist_parts else np.empty(0, dtype=np.int32)
+            if k is not None and len(ids) > k:
+                order = np.lexsort((ids, dist))[:k]
+                ids, dist = ids[order], dist[order]
+            out.append(_sorted_hits(ids, dist))
+        return out
+
+    def _parts(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        yield self._codes, self._ids, self._live
+        yield self._delta_codes, self._delta_ids, self._delta_live
+
+    # --- persistence -------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        return b"".join(bytes(p) for p in self.to_parts())
+
+    def to_parts(self) -> Iterator[memoryview]:
+        """The saved form, piece by piece (so that saving 1 GB does not copy 1 GB first).
+
+        Deleted rows are kept with their live flag cleared, so that saving after a
+        withdrawal does not re-sort; the next merge drops them. The arrays are taken
+        under the lock (a merge replaces them all), then written without it.
+        """
+        with self._lock:
+            arrays = (self._ids, self._live, self._codes, self._offsets, self._perm,
+                      self._delta_ids, self._delta_live.copy(), self._delta_codes)
+        n, nd = len(arrays[0]), len(arrays[5])
+        yield memoryview(_BODY_HEADER.pack(MAGIC, self.bits, n, nd, self.m, self.flips))
+        for array in arrays:
+            yield memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+
+    @classmethod
+    def from_buffer(cls, buffer: np.ndarray | bytes) -> MultiIndexHashIndex:
+        """The index saved in ``buffer`` (a ``np.memmap`` of the file is used in place, not copied)."""
+        raw = np.frombuffer(buffer, dtype=np.uint8) if isinstance(buffer, bytes) else buffer
+        magic, bits, n, nd, m, flips = _BODY_HEADER.unpack_from(bytes(raw[:_BODY_HEADER.size]))
+        if magic != MAGIC:
+            raise ValueError("not a multi-index hash file")
+        index = cls(bits, m, flips)
+        width = bits // 8
+        at = _BODY_HEADER.size
+
+        def take(dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+            nonlocal at
+            size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            if at + size > len(raw):
+                raise ValueError("truncated multi-index hash file")
+            array = raw[at:at + size].view(dtype).reshape(shape)
+            at += size
+            return array
+
+        index._ids = take(np.int64, (n,))
+        index._live = take(np.bool_, (n,))
+        index._codes = take(np.uint8, (n, width))
+        index._offsets = take(np.uint32, (len(index._offsets),))
+        index._perm = take(np.uint32, (index.m, n))
+        # The delta is small and written to in place: private copies.
+        index._delta_ids = take(np.int64, (nd,)).copy()
+        index._delta_live = take(np.bool_, (nd,)).copy()
+        index._delta_codes = take(np.uint8, (nd, width)).copy()
+        if at != len(raw):
+            raise ValueError("trailing bytes after a multi-index hash file")
+        ends = index._offset_base + np.array([1 << w for w in index.widths])
+        if n and not (index._offsets[ends] == n).all():
+            raise ValueError("damaged multi-index hash offsets")
+        index._count = int(index._live.sum()) + int(index._delta_live.sum())
+        return index
+
+    @classmethod
+    def from_vectors(cls, bits: int, ids: np.ndarray, vectors: np.ndarray,
+                     substrings: int = 12, flips: int = 2) -> MultiIndexHashIndex:
+        """An index of ``vectors`` built in one sort (what a rebuild from the catalog uses)."""
+        index = cls(bits, substrings, flips)
+        index._build(np.ascontiguousarray(vectors, dtype=np.uint8).reshape(len(ids), bits // 8),
+                     np.asarray(ids, dtype=np.int64).copy())
+        return index
+
+
+def load_mapped(path: Path, offset: int) -> MultiIndexHashIndex:
+    """The index saved in ``path`` after ``offset`` header bytes, memory-mapped read-only."""
+    raw = np.memmap(path, dtype=np.uint8, mode="r", offset=offset)
+    return MultiIndexHashIndex.from_buffer(raw)
+
+
+def _sorted_hits(ids: np.ndarray, dist: np.ndarray) -> list[Hit]:
+    order = np.lexsort((ids, dist))
+    return [Hit(int(i), float(d)) for i, d in zip(ids[order].tolist(), dist[order].tolist(),
+                                                 strict=True)]

@@ -1,0 +1,241 @@
+"""Multi-index hashing answers exactly what the flat FAISS scan answers.
+
+Random and clustered 256-bit codes (the clustered ones share substrings the way
+re-posted photos do, so buckets are skewed), radii inside the probe radius,
+beyond it (the exact scan fallback) and nearest neighbours; after deletes,
+after adds into the delta and a merge, and after a save and a memory-mapped
+load. The comparison is hit for hit: ids and distances, in order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.signals import base as signals
+from indexer.store.catalog import Catalog
+from indexer.store.indexes import IndexSet
+from indexer.store.mih import MultiIndexHashIndex, substring_widths
+from indexer.store.vectors import (
+    FaissBinaryIndex,
+    IndexChoice,
+    load_saved,
+    new_index,
+    save_atomically,
+)
+
+PDQ = signals.get("pdq")
+LAYOUTS = [(16, 1), (12, 2)]  # 16 substrings of 16 bits, one flip; 12 of 21-22 bits, two flips
+
+
+def _flip(codes: np.ndarray, flips: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    bits = np.unpackbits(codes, axis=1)
+    for row, f in enumerate(flips):
+        pos = rng.choice(256, size=int(f), replace=False)
+        bits[row, pos] ^= 1
+    return np.packbits(bits, axis=1)
+
+
+def _random(n: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.integers(0, 256, (n, 32), dtype=np.uint8)
+
+
+def _clustered(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A few dozen seeds, each with copies at 0-40 bits: big buckets, many true neighbours."""
+    seeds = _random(40, rng)
+    base = seeds[rng.integers(0, len(seeds), n)]
+    return _flip(base, rng.integers(0, 41, n), rng)
+
+
+def _queries(codes: np.ndarray, rng: np.random.Generator, n: int = 60) -> np.ndarray:
+    near = _flip(codes[rng.integers(0, len(codes), n // 2)], rng.integers(0, 40, n // 2), rng)
+    return np.concatenate([near, _random(n - n // 2, rng), codes[:3]])
+
+
+def _flat(ids: np.ndarray, codes: np.ndarray) -> FaissBinaryIndex:
+    flat = FaissBinaryIndex(256)
+    flat.add(ids, codes)
+    return flat
+
+
+def _same(mih: MultiIndexHashIndex, flat: FaissBinaryIndex, queries: np.ndarray) -> None:
+    for radius in (0, 8, 31, mih.fast_radius, 45):
+        assert mih.radius_search(queries, radius) == flat.radius_search(queries, radius), radius
+    # Nearest neighbours: equal distances in order (ties may be ordered by id in either).
+    for got, want in zip(mih.search(queries, 7), flat.search(queries, 7), strict=True):
+        assert [h.distance for h in got] == [h.distance for h in want]
+        assert len(got) == len(want)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("kind", ["random", "clustered"])
+def test_mih_equals_flat(layout: tuple[int, int], kind: str) -> None:
+    rng = np.random.default_rng(7)
+    codes = (_random if kind == "random" else _clustered)(6000, rng)
+    ids = rng.permutation(50_000)[:6000].astype(np.int64)  # ids are the catalog's, not row numbers
+    mih = MultiIndexHashIndex.from_vectors(256, ids, codes, *layout)
+    flat = _flat(ids, codes)
+    queries = _queries(codes, rng)
+    assert sum(len(h) for h in flat.radius_search(queries, 31)) > 20  # the test has neighbours to miss
+    _same(mih, flat, queries)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_probe_radius_is_exact_at_its_edge(layout: tuple[int, int]) -> None:
+    """Hashes at exactly the probe radius, their flipped bits spread evenly over the substrings
+    (the pigeonhole's worst case), are all found."""
+    m, flips = layout
+    rng = np.random.default_rng(3)
+    mih = MultiIndexHashIndex(256, m, flips)
+    widths = substring_widths(256, m)
+    starts = np.cumsum([0] + widths[:-1])
+    query = _random(1, rng)
+    bits = np.unpackbits(query, axis=1)
+    copies = []
+    for _ in range(50):
+        b = bits.copy()
+        # flips+1 bits in every substring but one, which gets flips: m*(flips+1)-1 in all.
+        short = rng.integers(0, m)
+        for j, (s, w) in enumerate(zip(starts, widths, strict=True)):
+            b[0, s + rng.choice(w, size=flips if j == short else flips + 1, replace=False)] ^= 1
+        copies.append(np.packbits(b, axis=1)[0])
+    codes = np.concatenate([np.stack(copies), _random(2000, rng)])
+    ids = np.arange(len(codes), dtype=np.int64)
+    mih = MultiIndexHashIndex.from_vectors(256, ids, codes, m, flips)
+    hits = mih.radius_search(query, mih.fast_radius)[0]
+    assert {h.vector_id for h in hits} >= set(range(50))
+    assert all(h.distance == mih.fast_radius for h in hits if h.vector_id < 50)
+    assert hits == _flat(ids, codes).radius_search(query, mih.fast_radius)[0]
+
+
+def test_deletes_adds_and_merge_stay_exact() -> None:
+    rng = np.random.default_rng(11)
+    codes = _clustered(5000, rng)
+    ids = np.arange(10, 5010, dtype=np.int64)
+    mih = MultiIndexHashIndex.from_vectors(256, ids, codes)
+    flat = _flat(ids, codes)
+    queries = _queries(codes, rng)
+    gone = rng.choice(ids, 700, replace=False)
+    assert mih.remove(gone) == flat.remove(gone) == 700
+    assert mih.remove(gone[:5]) == 0  # a second withdrawal removes nothing
+    assert len(mih) == len(flat) == 4300
+    _same(mih, flat, queries)
+    # Adds land in the delta (scanned flat) ...
+    more = _clustered(300, rng)
+    more_ids = np.arange(20_000, 20_300, dtype=np.int64)
+    mih.add(more_ids, more)
+    flat.add(more_ids, more)
+    assert len(mih._delta_ids) == 300
+    _same(mih, flat, np.concatenate([queries, more[:5]]))
+    # ... deletes reach the delta too, and a merge keeps every answer.
+    assert mih.remove(more_ids[:50]) == flat.remove(more_ids[:50]) == 50
+    _same(mih, flat, queries)
+    mih.merge()
+    assert len(mih._delta_ids) == 0 and len(mih._ids) == len(mih) == len(flat)
+    _same(mih, flat, np.concatenate([queries, more[50:55]]))
+    for hits in mih.radius_search(codes[np.isin(ids, gone)][:20], 0):
+        assert not {h.vector_id for h in hits} & set(gone.tolist())
+
+
+def test_saved_index_is_memory_mapped_and_exact(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    codes = _clustered(4000, rng)
+    ids = np.arange(1, 4001, dtype=np.int64)
+    mih = MultiIndexHashIndex.from_vectors(256, ids, codes, 12, 2)
+    mih.add(np.array([9000, 9001]), _random(2, rng))
+    mih.remove(np.array([1, 2, 9000]))
+    mih.revision = 42
+    path = tmp_path / "pdq.faiss"
+    save_atomically(mih, path)
+    loaded = load_saved(PDQ, path)
+    assert isinstance(loaded, MultiIndexHashIndex)
+    assert loaded.revision == 42 and len(loaded) == len(mih) == 3999
+    assert isinstance(loaded._perm.base, np.memmap) or isinstance(loaded._perm, np.memmap)
+    queries = _queries(codes, rng)
+    for radius in (31, 45):
+        assert loaded.radius_search(queries, radius) == mih.radius_search(queries, radius)
+    # A withdrawal after loading changes the process's copy, never the mapped file.
+    before = path.read_bytes()
+    assert loaded.remove(np.array([3, 4])) == 2
+    assert path.read_bytes() == before
+    assert not {3, 4} & {h.vector_id for hits in loaded.radius_search(codes[2:4], 0) for h in hits}
+    # A damaged file is a cache miss, not an answer.
+    path.write_bytes(before[:len(before) // 2])
+    assert load_saved(PDQ, path) is None
+
+
+def test_index_choice_from_the_environment() -> None:
+    assert IndexChoice.from_env({}) == IndexChoice("auto", 200_000)
+    choice = IndexChoice.from_env({"REUNITE_HASH_INDEX": "MIH", "REUNITE_MIH_MIN_HASHES": "5"})
+    assert choice.wants_mih(PDQ, 0)
+    assert not choice.wants_mih(signals.get("phash"), 10**9)  # 64-bit hashes stay flat
+    auto = IndexChoice.from_env({"REUNITE_MIH_MIN_HASHES": "1000"})
+    assert not auto.wants_mih(PDQ, 999) and auto.wants_mih(PDQ, 1000)
+    assert not IndexChoice.from_env({"REUNITE_HASH_INDEX": "flat"}).wants_mih(PDQ, 10**9)
+    assert isinstance(new_index(PDQ, 10, choice), MultiIndexHashIndex)
+    assert isinstance(new_index(PDQ, 10, IndexChoice("flat")), FaissBinaryIndex)
+    with pytest.raises(ValueError, match="REUNITE_HASH_INDEX"):
+        IndexChoice.from_env({"REUNITE_HASH_INDEX": "fast"})
+    with pytest.raises(ValueError, match="REUNITE_MIH_MIN_HASHES"):
+        IndexChoice.from_env({"REUNITE_MIH_MIN_HASHES": "lots"})
+
+
+def test_cli_refuses_a_bad_index_choice_in_one_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, "-c", "from api.cli import main; main()", "--data", str(tmp_path),
+                        "keys", "create", "--role", "admin", "--name", "x"], cwd=root,
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "REUNITE_HASH_INDEX": "fastest"})
+    assert r.returncode == 2, r.stderr
+    want = "error: REUNITE_HASH_INDEX must be auto, flat or mih, not 'fastest'"
+    assert r.stderr.strip().splitlines() == [want]
+
+
+def test_index_set_grows_into_mih_and_rebuilds_from_the_catalog(tmp_path: Path) -> None:
+    """Past the threshold a bank's PDQ index becomes multi-index (same answers); a fresh
+    process rebuilds or loads that kind from the catalog and the saved file."""
+    from indexer import pipeline
+    from indexer.signals.base import SignalVector
+    from indexer.store.store import NewImage, Store
+
+    rng = np.random.default_rng(2)
+    codes = _clustered(600, rng)
+
+    def images(lo: int, hi: int) -> list[NewImage]:
+        return [NewImage(pipeline.Extraction(f"{n:064x}", 64, 64, "PNG", 1,
+                                             [SignalVector("pdq", codes[n], quality=1.0)]), f"ref-{n}")
+                for n in range(lo, hi)]
+
+    store = Store(tmp_path)
+    store.indexes.choice = IndexChoice("auto", 500)
+    bank = store.catalog.ensure_bank("refs", "ads", {"signals": ["hashes"]})
+    store.add_images(bank, images(0, 400))
+    assert isinstance(store.indexes.get(bank.id, "pdq"), FaissBinaryIndex)
+    flat_answer = store.indexes.get(bank.id, "pdq").radius_search(codes[:30], 31)
+    store.add_images(bank, images(400, 600))
+    grown = store.indexes.get(bank.id, "pdq")
+    assert isinstance(grown, MultiIndexHashIndex) and len(grown) == 600
+    store.checkpoint()
+    reference = _flat(np.array([v for v, _ in _all_vectors(store.catalog, bank.id)]), codes)
+    answer = grown.radius_search(codes[:30], 31)
+    assert answer == reference.radius_search(codes[:30], 31)
+    assert [len(a) for a in answer] >= [len(a) for a in flat_answer]
+
+    # Another process: the saved multi-index file is loaded (mapped), not rebuilt.
+    again = IndexSet(tmp_path, Catalog.open(tmp_path), IndexChoice("auto", 500))
+    loaded = again.get(bank.id, "pdq")
+    assert isinstance(loaded, MultiIndexHashIndex) and loaded.radius_search(codes[:30], 31) == answer
+    # Configured flat, the same folder rebuilds a flat index from the catalog: same answers.
+    flat_again = IndexSet(tmp_path, Catalog.open(tmp_path), IndexChoice("flat"))
+    rebuilt = flat_again.get(bank.id, "pdq")
+    assert isinstance(rebuilt, FaissBinaryIndex) and rebuilt.radius_search(codes[:30], 31) == answer
+
+
+def _all_vectors(catalog: Catalog, bank_id: int) -> list[tuple[int, bytes]]:
+    return [row for batch in catalog.iter_vectors(bank_id, "pdq") for row in batch]
