@@ -21,6 +21,12 @@ DEFAULT_FAMILIES: dict[str, list[str]] = {
     "hashes": ["hashes"],
 }
 
+# Bank kinds whose PDQ match radius (31 bits, HMA's; matcher/defaults.json
+# "kind_thresholds") lies within what multi-index hashing answers without a
+# scan (indexer/store/mih.py). Other kinds match PDQ at 70 bits, where that
+# index would read every hash per lookup: they keep FAISS's flat scan.
+NARROW_HASH_KINDS = frozenset({"missing_person", "hashes"})
+
 
 def default_families(kind: str) -> list[str]:
     available = set(signals.families())

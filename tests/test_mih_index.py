@@ -214,7 +214,7 @@ def test_index_set_grows_into_mih_and_rebuilds_from_the_catalog(tmp_path: Path) 
 
     store = Store(tmp_path)
     store.indexes.choice = IndexChoice("auto", 500)
-    bank = store.catalog.ensure_bank("refs", "ads", {"signals": ["hashes"]})
+    bank = store.catalog.ensure_bank("refs", "hashes", {"signals": ["hashes"]})
     store.add_images(bank, images(0, 400))
     assert isinstance(store.indexes.get(bank.id, "pdq"), FaissBinaryIndex)
     flat_answer = store.indexes.get(bank.id, "pdq").radius_search(codes[:30], 31)
@@ -235,6 +235,39 @@ def test_index_set_grows_into_mih_and_rebuilds_from_the_catalog(tmp_path: Path) 
     flat_again = IndexSet(tmp_path, Catalog.open(tmp_path), IndexChoice("flat"))
     rebuilt = flat_again.get(bank.id, "pdq")
     assert isinstance(rebuilt, FaissBinaryIndex) and rebuilt.radius_search(codes[:30], 31) == answer
+
+
+def test_wide_radius_banks_keep_the_flat_scan_under_auto(tmp_path: Path) -> None:
+    """An ads bank matches PDQ at 70 bits, past what multi-index hashing answers without
+    a full read: however large, ``auto`` leaves it on FAISS's flat scan; ``mih`` forces it."""
+    from indexer import pipeline
+    from indexer.signals.base import SignalVector
+    from indexer.store.store import NewImage, Store
+
+    codes = _clustered(600, np.random.default_rng(3))
+    store = Store(tmp_path)
+    store.indexes.choice = IndexChoice("auto", 500)
+    ads = store.catalog.ensure_bank("crawl", "ads", {"signals": ["hashes"]})
+    pdq = [[SignalVector("pdq", codes[n], quality=1.0)] for n in range(600)]
+    store.add_images(ads, [NewImage(pipeline.Extraction(f"{n:064x}", 64, 64, "PNG", 1, pdq[n]), f"ad-{n}")
+                           for n in range(600)])
+    assert isinstance(store.indexes.get(ads.id, "pdq"), FaissBinaryIndex)
+    forced = IndexSet(tmp_path, Catalog.open(tmp_path), IndexChoice("mih"))
+    assert isinstance(forced.get(ads.id, "pdq"), MultiIndexHashIndex)
+
+
+def test_narrow_kinds_are_the_kinds_that_match_within_the_exact_radius() -> None:
+    """NARROW_HASH_KINDS must follow matcher/defaults.json: a kind listed there matches PDQ
+    within the radius the multi-index answers exactly, and the default PDQ match is wider."""
+    from indexer.kinds import NARROW_HASH_KINDS
+    from indexer.store.mih import MultiIndexHashIndex as Mih
+    from matcher.defaults import load as load_defaults
+
+    defaults = load_defaults()
+    exact = Mih(256).fast_radius
+    for kind in NARROW_HASH_KINDS:
+        assert defaults.thresholds("pdq", defaults.policy_for(kind, {})).match <= exact
+    assert defaults.thresholds("pdq", defaults.policy_for("ads", {})).match > exact
 
 
 def _all_vectors(catalog: Catalog, bank_id: int) -> list[tuple[int, bytes]]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.kinds import NARROW_HASH_KINDS
 from indexer.signals import base as signals
 from indexer.store.catalog import Catalog
 from indexer.store.mih import MultiIndexHashIndex
@@ -37,6 +38,7 @@ class IndexSet:
         self._indexes: dict[tuple[int, str], VectorIndex] = {}
         self._dirty: set[tuple[int, str]] = set()
         self._lock = threading.RLock()
+        self._bank_kinds: dict[int, str | None] = {}
 
     def path(self, bank_id: int, signal: str) -> Path:
         return self.root / f"bank-{bank_id}" / f"{signal}.faiss"
@@ -49,31 +51,51 @@ class IndexSet:
         with self._lock:
             wanted = self.catalog.revision(bank_id, signal_name)
             index = self._indexes.get(key)
-            if index is not None and index.revision == wanted and not self._wrong_kind(signal_name, index):
+            if (index is not None and index.revision == wanted
+                    and not self._wrong_kind(bank_id, signal_name, index)):
                 return index
             index = load_saved(signals.get(signal_name), self.path(bank_id, signal_name))
-            if index is None or index.revision != wanted or self._wrong_kind(signal_name, index):
+            if index is None or index.revision != wanted or self._wrong_kind(bank_id, signal_name, index):
                 index = self._rebuild(bank_id, signal_name, wanted)
             self._indexes[key] = index
             return index
 
-    def _wrong_kind(self, signal_name: str, index: VectorIndex) -> bool:
+    def _choice_for(self, bank_id: int) -> IndexChoice:
+        """The configured choice, except that ``auto`` keeps wide-radius banks on the flat scan.
+
+        Multi-index hashing pays only where the bank matches within its exact
+        radius (:data:`indexer.kinds.NARROW_HASH_KINDS`); an ads bank of a million
+        photos matches PDQ at 70 bits, which that index answers by reading everything.
+        """
+        if self.choice.mode != "auto":
+            return self.choice
+        if bank_id not in self._bank_kinds:
+            from indexer.store.catalog import Bank
+            with self.catalog.session() as s:
+                bank = s.get(Bank, bank_id)
+                self._bank_kinds[bank_id] = bank.kind if bank is not None else None
+        if self._bank_kinds[bank_id] in NARROW_HASH_KINDS:
+            return self.choice
+        return IndexChoice("flat", self.choice.min_hashes)
+
+    def _wrong_kind(self, bank_id: int, signal_name: str, index: VectorIndex) -> bool:
         """Whether an index is of the other kind than the configuration now chooses.
 
         A multi-index bank goes back to flat only below half the threshold, so that
         a bank hovering at the threshold is not re-sorted on every change.
         """
         signal = signals.get(signal_name)
+        choice = self._choice_for(bank_id)
         if isinstance(index, MultiIndexHashIndex):
-            if self.choice.mode == "auto":
-                return not self.choice.wants_mih(signal, 2 * len(index))
-            return not self.choice.wants_mih(signal, len(index))
-        return isinstance(index, FaissBinaryIndex) and self.choice.wants_mih(signal, len(index))
+            if choice.mode == "auto":
+                return not choice.wants_mih(signal, 2 * len(index))
+            return not choice.wants_mih(signal, len(index))
+        return isinstance(index, FaissBinaryIndex) and choice.wants_mih(signal, len(index))
 
     def _rebuild(self, bank_id: int, signal_name: str, revision: int) -> VectorIndex:
         signal = signals.get(signal_name)
         count = self.catalog.count_vectors(bank_id, signal_name)
-        index = new_index(signal, count, self.choice)
+        index = new_index(signal, count, self._choice_for(bank_id))
         id_parts, vector_parts = [], []
         for batch in self.catalog.iter_vectors(bank_id, signal_name):
             ids = np.fromiter((vid for vid, _ in batch), dtype=np.int64, count=len(batch))
@@ -116,15 +138,15 @@ class IndexSet:
                 if key in added:
                     ids, vectors = added[key]
                     index.add(ids, vectors)
-                index = self._grown_up(key[1], index)
+                index = self._grown_up(key[0], key[1], index)
                 self._indexes[key] = index
                 index.revision = after
                 self._dirty.add(key)
 
-    def _grown_up(self, signal_name: str, index: VectorIndex) -> VectorIndex:
+    def _grown_up(self, bank_id: int, signal_name: str, index: VectorIndex) -> VectorIndex:
         """A flat hash index that crossed the multi-index threshold, moved into one (same hashes)."""
         signal = signals.get(signal_name)
-        if isinstance(index, FaissBinaryIndex) and self.choice.wants_mih(signal, len(index)):
+        if isinstance(index, FaissBinaryIndex) and self._choice_for(bank_id).wants_mih(signal, len(index)):
             ids, codes = index.export()
             grown = MultiIndexHashIndex.from_vectors(signal.dim, ids, codes)
             grown.revision = index.revision
