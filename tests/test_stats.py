@@ -148,7 +148,6 @@ RACER = textwrap.dedent("""
     from indexer.store.store import Store
     from matcher import dp_stats, privacy_ledger
     store = Store(Path(sys.argv[1]))
-    privacy_ledger.ensure_table(store.catalog)
     go = Path(sys.argv[2])
     print("ready", flush=True)
     while not go.exists():

@@ -192,8 +192,10 @@ def test_an_old_catalog_without_the_review_version_column_opens_and_decides(data
                      score=0.9, decision="match")
     cid = queue.record([cand], {"ads": bank}, "query-0", "investigator")[0]
     store.catalog.engine.dispose()
-    with sqlite3.connect(data_dir / "catalog.sqlite") as conn:  # the schema before the column existed
+    # The schema of a release before the column existed, which had no migrations either.
+    with sqlite3.connect(data_dir / "catalog.sqlite") as conn:
         conn.execute("ALTER TABLE candidates DROP COLUMN version")
+        conn.execute("DROP TABLE alembic_version")
     conn.close()
 
     reopened = Store(data_dir)

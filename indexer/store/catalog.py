@@ -25,16 +25,13 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
-    Table,
     UniqueConstraint,
     create_engine,
     delete,
     event,
     exists,
     func,
-    inspect,
     select,
-    text,
     update,
 )
 from sqlalchemy.engine import Engine, make_url
@@ -47,7 +44,8 @@ from sqlalchemy.orm import (
     relationship,
     sessionmaker,
 )
-from sqlalchemy.schema import CreateColumn
+
+from indexer.store.schema import migrate
 
 BANK_KINDS = ("ads", "venue", "missing_person", "hashes")
 # Enrolled references keep no file path (a path can name the person): see indexer.enroll.
@@ -167,10 +165,9 @@ class Catalog:
         self.engine: Engine = create_engine(url, future=True)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        with schema_lock(url):
-            create_tables(self.engine)
-            add_missing_columns(self.engine, Base.metadata.sorted_tables)
-            scrub_reference_sources(self.engine)
+        # indexer.store.schema: to this release's schema, or CatalogTooNew; what it was, for `reunite migrate`
+        self.schema_before, _ = migrate(self.engine)
+        scrub_reference_sources(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
@@ -416,32 +413,6 @@ def _make_sqlite_file_private(url: str) -> None:
             continue
 
 
-@contextmanager
-def schema_lock(url: str) -> Iterator[None]:
-    """Hold an exclusive lock beside a SQLite catalog while its schema is made or upgraded.
-
-    pysqlite runs each CREATE TABLE in its own implicit transaction, so two
-    processes opening a new data folder at once (two ``reunite index`` runs)
-    interleave table by table and each retry of ``create_all`` can meet a table
-    the other has just made. An ``flock`` on a private lock file serialises the
-    schema step across processes; it is released when the file closes, also
-    when a process dies. Other databases rely on ``create_tables``' retry.
-    """
-    database = make_url(url).database if url.startswith("sqlite") else None
-    if not database or database == ":memory:" or database.startswith("file:"):
-        yield
-        return
-    import fcntl
-
-    lock_path = Path(database).with_name(Path(database).name + ".schema-lock")
-    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, PRIVATE_MODE)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 # PostgreSQL's "deadlock detected" and "could not serialize": the transaction was
 # rolled back as a whole and may simply be run again.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
@@ -460,60 +431,6 @@ def lost_a_race(exc: BaseException) -> bool:
     orig = getattr(exc, "orig", None)
     code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     return isinstance(exc, DBAPIError) and code in RETRYABLE_SQLSTATES
-
-
-def create_tables(engine: Engine, tables: list[Table] | None = None) -> None:
-    """``create_all`` that tolerates another process creating the same tables at the same moment.
-
-    ``create_all`` checks which tables exist, then creates the others; two
-    processes opening a new data folder at once (two ``reunite index`` runs)
-    both see a table missing and the second CREATE fails with "already
-    exists". The DDL runs in one transaction, so a lost race leaves nothing
-    half made, and the next try's check finds the winner's tables.
-    """
-    for attempt in range(1, 4):
-        try:
-            Base.metadata.create_all(engine, tables=tables)
-            return
-        except DBAPIError:
-            if attempt == 3:
-                raise
-
-
-def add_missing_columns(engine: Engine, tables: Iterable[Table]) -> list[str]:
-    """The additive schema step: add the columns an existing table of an older catalog lacks.
-
-    ``create_all`` creates missing tables but never alters an existing one,
-    so a data folder made before a column was added would fail on its first
-    query. Each missing column is added with ``ALTER TABLE ... ADD COLUMN``
-    (the same statement on SQLite and PostgreSQL); only columns that old rows
-    can take are added this way, i.e. nullable ones or ones with a server
-    default; anything else is refused rather than guessed. Two processes
-    opening one old catalog at once may both try: the loser finds the column
-    there and carries on. Returns the ``table.column`` names added.
-    """
-    added: list[str] = []
-    inspector = inspect(engine)
-    for table in tables:
-        if not inspector.has_table(table.name):
-            continue
-        present = {c["name"] for c in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in present:
-                continue
-            if not column.nullable and column.server_default is None:
-                raise RuntimeError(f"the catalog's table {table.name} lacks column {column.name}, "
-                                   "which has no default for existing rows; upgrade it by hand")
-            ddl = CreateColumn(column).compile(dialect=engine.dialect)
-            quoted = engine.dialect.identifier_preparer.quote(table.name)
-            try:
-                with engine.begin() as conn:
-                    conn.execute(text(f"ALTER TABLE {quoted} ADD COLUMN {ddl}"))
-            except DBAPIError:
-                if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
-                    raise
-            added.append(f"{table.name}.{column.name}")
-    return added
 
 
 def scrub_reference_sources(engine: Engine) -> int:
