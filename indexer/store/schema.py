@@ -26,6 +26,7 @@ version is the ``alembic_version`` table. Rules:
 from __future__ import annotations
 
 import fcntl
+import importlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,8 +46,31 @@ PG_SCHEMA_LOCK = 0x7265756E
 PRIVATE_MODE = 0o600
 
 
+# Every module that declares tables on indexer.store.catalog.Base (for autogenerate and the drift test).
+MODEL_MODULES = (
+    "indexer.store.catalog", "indexer.store.annotations", "indexer.scene.storage",
+    "api.api_keys", "api.audit", "api.web.sessions",
+    "matcher.review", "matcher.cases", "matcher.outbox", "matcher.watch",
+    "matcher.link_store", "matcher.privacy_ledger",
+)
+
+
 class CatalogTooNew(RuntimeError):
     """The catalog was upgraded by a newer release; this one must not write to it."""
+
+
+def declared_metadata():  # noqa: ANN201 - sqlalchemy.MetaData
+    """The schema the code declares, with every table-declaring module imported.
+
+    Not used to create anything (the revisions do that): ``alembic revision
+    --autogenerate`` diffs it against a catalog, and tests/test_migrations.py
+    checks that a migrated catalog equals it, so a model changed without a
+    revision fails the suite.
+    """
+    for name in MODEL_MODULES:
+        importlib.import_module(name)
+    from indexer.store.catalog import Base
+    return Base.metadata
 
 
 def config(connection: Connection | None = None) -> Config:
