@@ -424,9 +424,10 @@ def catalog_problem(exc: BaseException) -> str | None:
     """One line for a catalog that cannot be used as configured, else None (a real bug: traceback)."""
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
+    from indexer.store.catalog import FolderOfAnotherCatalog
     from indexer.store.schema import CatalogTooNew
 
-    if isinstance(exc, CatalogTooNew):
+    if isinstance(exc, CatalogTooNew | FolderOfAnotherCatalog):
         return str(exc)
     if isinstance(exc, ArgumentError | NoSuchModuleError) and state.catalog_url:
         return f"--catalog-url / ${CATALOG_URL_ENV} is not a usable database URL ({exc.__class__.__name__})"

@@ -131,8 +131,7 @@ def migrate_cmd(
             raise fail(f"catalog schema {now} is newer than this release's ({schema.head()})")
         typer.echo(f"catalog schema: {now or 'none (0.1.0 or new)'}; this release: {schema.head()}")
         raise typer.Exit(0 if now == schema.head() else 1)
-    catalog = Catalog(state.catalog_url or sqlite_url(state.data_dir)) if state.catalog_url \
-        else Catalog.open(state.data_dir)
+    catalog = Catalog.open(state.data_dir, state.catalog_url)
     typer.echo(f"catalog schema: {catalog.schema_before or 'none'} -> {schema.head()}"
                if catalog.schema_before != schema.head() else f"catalog schema: {schema.head()} (up to date)")
 

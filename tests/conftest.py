@@ -66,11 +66,27 @@ def tiles(n: int, size: int = 96, seed: int = 0) -> list[Image.Image]:
     return out
 
 
+# Data folders whose catalog is a PostgreSQL database (a test's LiveApi or Store on catalog_url):
+# `reunite` subprocesses on such a folder get its URL, as an operator's shell would.
+CATALOG_OF: dict[Path, str] = {}
+
+
+def bind_catalog(data: Path, url: str | None) -> None:
+    """Remember that ``data``'s catalog is at ``url`` (None: the SQLite file in it)."""
+    if url:
+        CATALOG_OF[Path(data).resolve()] = url
+
+
+def catalog_env_of(data: Path) -> dict[str, str]:
+    url = CATALOG_OF.get(Path(data).resolve())
+    return {CATALOG_URL_ENV: url} if url else {}
+
+
 def run_reunite(*args: str, data: Path, timeout: float = 300, check: bool = False,
                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real `reunite` command (python -m api.cli) and capture its output."""
     cmd = [sys.executable, "-m", "api.cli", "--data", str(data), *args]
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **catalog_env_of(data), **(env or {})}
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           env=full_env)
     if check and done.returncode != 0:

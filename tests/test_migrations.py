@@ -80,6 +80,7 @@ def test_the_last_release_s_folder_upgrades_in_place_without_loss(tmp_path: Path
     after = _row_counts(data / "catalog.sqlite")
     assert {t: after[t] for t in before} == before  # every row of every table kept
     assert after["alembic_version"] == 1 and "scene_features" in after  # the table 0.1.0 lacked
+    assert after["catalog_meta"] == 1 and (data / "catalog-id").is_file()  # revision 0002 ran too
 
     with encryption_key(LEGACY_KEY), live_api(data) as api:
         assert api.service.audit.verify().ok
@@ -181,3 +182,19 @@ def test_processes_opening_one_new_catalog_at_once_migrate_it_once(tmp_path: Pat
         assert versions == [schema.head()]
         assert conn.execute(text("SELECT COUNT(*) FROM banks")).scalar_one() == 1
     engine.dispose()
+
+
+def test_a_data_folder_is_refused_with_another_catalog(tmp_path: Path, catalog_url: str | None) -> None:
+    """A folder's index files are trusted by revision number: with another catalog they would lie."""
+    from indexer.store.catalog import FolderOfAnotherCatalog
+
+    data = tmp_path / "data"
+    Catalog.open(data, catalog_url).engine.dispose()
+    other = tmp_path / "other.sqlite"
+    with pytest.raises(FolderOfAnotherCatalog, match="belongs to another catalog"):
+        Catalog.open(data, f"sqlite:///{other}")
+    done = run_reunite("keys", "create", "--role", "admin", "--name", "x", data=data,
+                       env={"REUNITE_CATALOG_URL": f"sqlite:///{other}"})
+    assert done.returncode == 2 and done.stderr.startswith("error: the data folder"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    Catalog.open(data, catalog_url).engine.dispose()  # its own catalog still opens it

@@ -196,6 +196,8 @@ def test_an_old_catalog_without_the_review_version_column_opens_and_decides(data
     with sqlite3.connect(data_dir / "catalog.sqlite") as conn:
         conn.execute("ALTER TABLE candidates DROP COLUMN version")
         conn.execute("DROP TABLE alembic_version")
+        conn.execute("DROP TABLE catalog_meta")
+    (data_dir / "catalog-id").unlink()
     conn.close()
 
     reopened = Store(data_dir)

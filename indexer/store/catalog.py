@@ -147,6 +147,21 @@ class IndexRevision(Base):
     revision: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class CatalogMeta(Base):
+    """Facts about the catalog itself: ``catalog_id``, its random identity (revision 0002)."""
+
+    __tablename__ = "catalog_meta"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+
+
+class FolderOfAnotherCatalog(RuntimeError):
+    """The data folder was used with another catalog; its indexes and photos are not this one's."""
+
+
+FOLDER_CATALOG_ID = "catalog-id"
+
+
 def new_pseudonym() -> str:
     return "S-" + secrets.token_hex(8)
 
@@ -172,8 +187,23 @@ class Catalog:
 
     @classmethod
     def open(cls, data_dir: Path, url: str | None = None) -> Catalog:
+        """The catalog of ``data_dir``: ``url``, or the SQLite file in it; refuses a folder of another."""
         Path(data_dir).mkdir(parents=True, exist_ok=True)
-        return cls(url or sqlite_url(Path(data_dir)))
+        catalog = cls(url or sqlite_url(Path(data_dir)))
+        try:
+            bind_folder(Path(data_dir), catalog.identity())
+        except FolderOfAnotherCatalog:
+            catalog.engine.dispose()
+            raise
+        return catalog
+
+    def identity(self) -> str:
+        """The random id the migrations gave this catalog (the same on every open, in every process)."""
+        with self.session() as s:
+            value = s.scalar(select(CatalogMeta.value).where(CatalogMeta.name == "catalog_id"))
+        if not value:
+            raise RuntimeError("the catalog has no identity (catalog_meta.catalog_id): restore it")
+        return str(value)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -377,6 +407,30 @@ class Catalog:
         s.execute(delete(Vector).where(Vector.item_id.in_(item_ids)))
         s.execute(delete(Item).where(Item.id.in_(item_ids)))
         return removed
+
+
+def bind_folder(data_dir: Path, identity: str) -> None:
+    """Tie ``data_dir`` to the catalog ``identity``; FolderOfAnotherCatalog when it is tied to another.
+
+    The first open writes ``catalog-id`` (0600; a folder of 0.1.0 gets it then);
+    later opens compare. Two processes opening a new folder at once: the file
+    is created exclusively, the loser reads the winner's, which is the same id.
+    """
+    path = Path(data_dir) / FOLDER_CATALOG_ID
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_MODE)
+    except FileExistsError:
+        held = path.read_text(encoding="ascii").strip()
+        if held and held != identity:
+            raise FolderOfAnotherCatalog(
+                f"the data folder {data_dir} belongs to another catalog (its index files, photos and audit "
+                f"head are that catalog's): open it with that catalog, or use another data folder") from None
+        if held:
+            return
+        path.write_text(identity + "\n", encoding="ascii")  # an empty file: a writer that died mid-way
+        return
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(identity + "\n")
 
 
 SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
