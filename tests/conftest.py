@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pg_server import MISSING, OPT_OUT_ENV, PostgresServer, find_bin, opted_out
+from pg_server import CATALOG_OF, MISSING, OPT_OUT_ENV, PostgresServer, find_bin, opted_out
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,11 +64,6 @@ def tiles(n: int, size: int = 96, seed: int = 0) -> list[Image.Image]:
         arr[:8, :8] = rng.integers(0, 255, (8, 8, 3))
         out.append(Image.fromarray(arr))
     return out
-
-
-# Data folders whose catalog is a PostgreSQL database (a test's LiveApi or Store on catalog_url):
-# `reunite` subprocesses on such a folder get its URL, as an operator's shell would.
-CATALOG_OF: dict[Path, str] = {}
 
 
 def bind_catalog(data: Path, url: str | None) -> None:

@@ -29,6 +29,12 @@ MISSING = ("PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib
            f"{OPT_OUT_ENV}=0 to skip the PostgreSQL tests on a developer machine")
 
 
+# Data folders whose catalog is a PostgreSQL database (conftest.bind_catalog): `reunite`
+# subprocesses and LiveApi on such a folder get its URL, as an operator's shell would. Kept
+# here, not in conftest, because some test modules import conftest twice (as `tests.conftest`).
+CATALOG_OF: dict[Path, str] = {}
+
+
 def opted_out() -> bool:
     return os.environ.get(OPT_OUT_ENV, "").strip().lower() in ("0", "no", "false", "off")
 
