@@ -189,6 +189,11 @@ class Catalog:
     def open(cls, data_dir: Path, url: str | None = None) -> Catalog:
         """The catalog of ``data_dir``: ``url``, or the SQLite file in it; refuses a folder of another."""
         Path(data_dir).mkdir(parents=True, exist_ok=True)
+        if url is None and (Path(data_dir) / FOLDER_CATALOG_ID).exists() \
+                and not (Path(data_dir) / "catalog.sqlite").exists():
+            raise FolderOfAnotherCatalog(
+                f"the data folder {data_dir} belongs to a catalog elsewhere (it holds no catalog.sqlite): "
+                "give that catalog's --catalog-url or $REUNITE_CATALOG_URL")
         catalog = cls(url or sqlite_url(Path(data_dir)))
         try:
             bind_folder(Path(data_dir), catalog.identity())
