@@ -431,6 +431,9 @@ def catalog_problem(exc: BaseException) -> str | None:
         return str(exc)
     if isinstance(exc, ArgumentError | NoSuchModuleError) and state.catalog_url:
         return f"--catalog-url / ${CATALOG_URL_ENV} is not a usable database URL ({exc.__class__.__name__})"
+    if isinstance(exc, ModuleNotFoundError) and state.catalog_url:
+        return (f"the catalog's database driver is not installed ({exc.name}); for PostgreSQL: "
+                "pip install 'reunite[postgres]'")
     if isinstance(exc, OperationalError) and state.catalog_url and "connect" in str(exc.orig).lower():
         first = str(exc.orig).strip().splitlines()[0][:200]
         return f"cannot reach the catalog database ({first})"

@@ -25,7 +25,8 @@ def test_the_command_takes_its_catalog_from_the_flag_or_the_environment(
                        "--signals", "hashes", data=data)
     assert done.returncode == 0, done.stderr
     assert not (data / "catalog.sqlite").exists() and (data / "catalog-id").is_file()
-    listed = run_reunite("banks", "--json", data=data, env={"REUNITE_CATALOG_URL": url})
+    plain = url.replace("postgresql+psycopg://", "postgresql://")  # the driver is psycopg 3 either way
+    listed = run_reunite("banks", "--json", data=data, env={"REUNITE_CATALOG_URL": plain})
     assert listed.returncode == 0, listed.stderr
     assert [(b["name"], b["items"]) for b in json.loads(listed.stdout)] == [("ads", 3)]
     found = run_reunite("--catalog-url", url, "match", str(FIXTURES / PHOTOS[0]), "--bank", "ads", "--json",
@@ -48,3 +49,23 @@ def test_a_bad_or_unreachable_catalog_url_is_one_line_and_exit_2(tmp_path: Path)
                            data=data)
         assert done.returncode == 2, (url, done.stdout, done.stderr)
         assert says in done.stderr and len(done.stderr.strip().splitlines()) == 1, (url, done.stderr)
+
+
+def test_a_label_longer_than_its_column_is_refused_row_by_row_on_both(
+        tmp_path: Path, catalog_url: str | None) -> None:
+    """PostgreSQL enforces VARCHAR lengths where SQLite keeps anything: the rule is the same on both."""
+    from conftest import bind_catalog, jpeg_bytes, tiles
+
+    data = tmp_path / "data"
+    bind_catalog(data, catalog_url)
+    for n, tile in enumerate(tiles(3, seed=8)):
+        (tmp_path / f"{n}.jpg").write_bytes(jpeg_bytes(tile))
+    long_label = "x" * 301
+    (tmp_path / "crawl.csv").write_text(f"path,label\n0.jpg,ad-0\n1.jpg,{long_label}\n2.jpg,ad-2\n",
+                                        encoding="utf-8")
+    done = run_reunite("index", str(tmp_path / "crawl.csv"), "--bank", "ads", "--signals", "hashes",
+                       "--quiet", "--no-link", data=data)
+    assert done.returncode == 0, done.stderr
+    assert "skipped 1.jpg: the label has 301 characters, at most 300" in done.stderr
+    listed = run_reunite("banks", "--json", data=data)
+    assert [(b["name"], b["items"]) for b in json.loads(listed.stdout)] == [("ads", 2)], listed.stderr

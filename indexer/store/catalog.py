@@ -166,6 +166,14 @@ def new_pseudonym() -> str:
     return "S-" + secrets.token_hex(8)
 
 
+def with_driver(url: str) -> str:
+    """``postgresql://...`` means psycopg 3 here (SQLAlchemy's own default is psycopg2, not installed)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
+
+
 def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{Path(data_dir).resolve() / 'catalog.sqlite'}"
 
@@ -174,6 +182,7 @@ class Catalog:
     """Typed access to the catalog tables; one instance per process."""
 
     def __init__(self, url: str) -> None:
+        url = with_driver(url)
         self.url = url
         if url.startswith("sqlite"):
             _make_sqlite_file_private(url)
