@@ -3,7 +3,9 @@
 Everything a vector index holds can be rebuilt from here, so the indexes are a
 cache that may be lost or stale without losing data. The catalog speaks
 SQLAlchemy 2: a SQLite file in the data folder by default (WAL mode so that the
-service can read while a batch job writes), PostgreSQL or anything else by URL.
+service can read while a batch job writes), or PostgreSQL by URL (psycopg 3;
+the suite runs the catalog's tests on both). Its schema is made and upgraded by
+the Alembic revisions of :mod:`indexer.store.schema` on every open.
 """
 
 from __future__ import annotations
