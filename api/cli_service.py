@@ -115,13 +115,13 @@ def migrate_cmd(
     from sqlalchemy import create_engine
 
     from indexer.store import schema
-    from indexer.store.catalog import Catalog, sqlite_url
+    from indexer.store.catalog import Catalog, sqlite_url, with_driver
 
     if check:
         url = state.catalog_url or sqlite_url(state.data_dir)
         if url == sqlite_url(state.data_dir) and not (state.data_dir / "catalog.sqlite").is_file():
             raise fail(f"no catalog in {state.data_dir}")
-        engine = create_engine(url)
+        engine = create_engine(with_driver(url))
         try:
             with engine.connect() as conn:
                 now = schema.current(conn)
