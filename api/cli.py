@@ -321,6 +321,7 @@ def match_cmd(
     from indexer import images as image_io
     from indexer.crypto import MissingKey
     from indexer.text import displayable
+    from matcher.search import without_drawings
 
     queries = _read_queries(images or [], manifest)
     names = bank_names(bank)
@@ -368,7 +369,7 @@ def match_cmd(
             typer.echo(shown)
             for n, c in enumerate(candidates):
                 typer.echo(f"  {c.decision:6} {c.score:.3f}  {c.bank}/{displayable(c.label)}  "
-                           f"item {c.item}  {c.evidence}"
+                           f"item {c.item}  {without_drawings(c.evidence)}"
                            + (f"  review #{queued[n]}" if n in queued else ""))
             if not candidates:
                 typer.echo("  no candidates")

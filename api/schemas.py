@@ -228,6 +228,15 @@ class CandidateOut(BaseModel):
     created_at: str | None
     updated_at: str | None
     decisions: list[DecisionOut]
+    blind_review: bool = Field(
+        default=False, description="Blind second review: earlier decisions are hidden from you until "
+                                   "you decide (the candidate awaits its second reviewer).")
+    decisions_hidden: int = Field(default=0, description="How many decisions the blind review hides.")
+    reveal_before_confirm: bool = Field(
+        default=False, description="Confirming needs the reference photo revealed first by the one "
+                                   "confirming: GET /v1/subjects/{pseudonym}/photos/{ref_item} (audited).")
+    revealed: bool | None = Field(
+        default=None, description="Whether you have revealed the reference photo (None in lists).")
 
 
 class CandidateList(BaseModel):

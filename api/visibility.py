@@ -18,6 +18,11 @@ Visibility table (``-`` = never sent to that role)::
     review decisions: who, when, state    y       y          y (outcome, -       -
                                                            own queries)
     review notes                          y       y          -           -       -
+      (blind second review: while a
+      candidate awaits its second
+      reviewer, a reviewer or admin who
+      has not decided it sees no earlier
+      decision, reviewer or note)
     opaque partner ref (R-...)            -       -          -           -       y
     HMA bank_content_id                 item      -        item          -    opaque integer
       (api/routes/hma.py)                 id                 id                (53 bits of the ref)
@@ -59,7 +64,7 @@ from api.auth import ADMIN, INVESTIGATOR, REVIEWER
 from indexer import age, privacy
 from indexer.crypto import DecryptionFailed, MissingKey
 from indexer.store.catalog import Bank, Item, Subject
-from matcher.review import DecisionView, StoredCandidate
+from matcher.review import AWAITING_SECOND, DecisionView, ReviewQueue, StoredCandidate
 from matcher.search import Candidate
 
 IDENTITY_ROLES = frozenset({ADMIN, REVIEWER})
@@ -170,9 +175,41 @@ def decision_view(d: DecisionView, role: str) -> dict[str, Any]:
             "at": iso(d.at)}
 
 
+# Roles that decide candidates: while a candidate awaits its second reviewer they review blind.
+DECIDING_ROLES = IDENTITY_ROLES
+
+
+def blind_review(row: StoredCandidate, role: str, viewer: str | None,
+                 decisions: list[DecisionView]) -> bool:
+    """Whether ``viewer`` must decide without seeing the earlier decisions of ``row``.
+
+    Why: a second reviewer who reads "confirmed by a senior colleague: same
+    scar" confirms what they were told, and the two-reviewer rule for missing
+    persons is only worth something when the second look is independent. So,
+    while a candidate awaits its second reviewer, a reviewer or admin who has
+    not decided it yet is shown no decision, reviewer or note (they are shown
+    again once that viewer decided, or the candidate moved on: confirmed,
+    or escalated because the two disagreed, when the history is what the
+    person resolving it needs). Fails closed: an unknown viewer is blind.
+    The state itself still says that one confirmation was given (the
+    lifecycle reaches ``awaiting_second`` no other way); who gave it, when and
+    why stay hidden.
+    """
+    if row.state != AWAITING_SECOND or role not in DECIDING_ROLES:
+        return False
+    return viewer is None or all(d.reviewer != viewer for d in decisions)
+
+
 def candidate_view(row: StoredCandidate, bank: Bank, subject: Subject | None, role: str,
-                   decisions: list[DecisionView] | None = None) -> dict[str, Any]:
+                   decisions: list[DecisionView] | None = None, *, viewer: str | None = None,
+                   revealed: bool | None = None) -> dict[str, Any]:
+    """A stored candidate as ``role`` (the principal ``viewer``) may see it.
+
+    ``revealed``: whether ``viewer`` has revealed the reference photo (None: not asked).
+    """
     identity = may_see_identity(role)
+    decisions = list(decisions or [])
+    blind = blind_review(row, role, viewer, decisions)
     return {
         "id": row.id,
         "bank": bank.name,
@@ -194,5 +231,10 @@ def candidate_view(row: StoredCandidate, bank: Bank, subject: Subject | None, ro
         "minor_policy": bool(row.minor_policy),
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
-        "decisions": [decision_view(d, role) for d in (decisions or [])],
+        "decisions": [] if blind else [decision_view(d, role) for d in decisions],
+        "blind_review": blind,
+        "decisions_hidden": len(decisions) if blind else 0,
+        # Confirming needs the reference photo revealed by the one confirming (matcher.review).
+        "reveal_before_confirm": ReviewQueue.reveal_required(row, bank),
+        "revealed": revealed,
     }

@@ -19,6 +19,21 @@ is the costliest error this system can make. Confirmed and rejected are
 final. Every decision keeps its reviewer, time and note; notes are sealed
 with the encryption key when one is configured, because they are case notes.
 
+Reveal before a person is named: a candidate of a ``missing_person`` bank
+(or a protected child's, whatever its bank) is confirmed only by a reviewer
+who has seen the reference photo, that is, whose reveal of it was recorded
+here (:meth:`ReviewQueue.record_reveal`, called by the audited reveal of the
+web pages and of ``GET /v1/subjects/{pseudonym}/photos/{item}``). Otherwise
+``confirm`` is refused with :class:`Conflict` ``reveal_required`` and nothing
+is recorded; reject and escalate need no reveal (turning a claim down names
+no one). A reference without a kept photo therefore cannot be confirmed, only
+rejected or escalated: a face nobody can look at is not confirmed by a
+person. Reveals are per reviewer, so the second reviewer must look too.
+
+Blind second review: what a reviewer is *shown* of earlier decisions is
+decided by :func:`api.visibility.candidate_view` (the layer that builds a
+candidate for a role and a viewer); this module keeps every decision.
+
 Concurrency rule: a decision is applied to the state it was computed from,
 or not at all. ``decide`` reads the candidate and its history, computes the
 next state, then writes it with a compare-and-set: ``UPDATE candidates SET
@@ -154,6 +169,22 @@ class CandidateRequester(Base):
     candidate_id: Mapped[int] = mapped_column(
         ForeignKey("candidates.id", ondelete="CASCADE"), index=True)
     requester: Mapped[str] = mapped_column(String(120))
+
+
+class CandidateReveal(Base):
+    """A reviewer saw a candidate's reference photo (the audit log has the event; this, the rule)."""
+
+    __tablename__ = "candidate_reveals"
+    __table_args__ = (UniqueConstraint("candidate_id", "reviewer"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    candidate_id: Mapped[int] = mapped_column(
+        ForeignKey("candidates.id", ondelete="CASCADE"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(120))
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# Banks whose candidates name a person: confirming one needs the reference revealed first.
+REVEAL_KINDS = frozenset({"missing_person"})
 
 
 class ReviewError(Exception):
@@ -322,6 +353,43 @@ class ReviewQueue:
         out.update({str(state): int(n) for state, n in rows})
         return out
 
+    # --- revealing ---------------------------------------------------------------
+    @staticmethod
+    def reveal_required(row: StoredCandidate, bank: Bank | None) -> bool:
+        """Whether confirming ``row`` needs its reference photo revealed to the reviewer first."""
+        return bool(row.minor_policy) or (bank is not None and bank.kind in REVEAL_KINDS)
+
+    def record_reveal(self, candidate_ids: Iterable[int], reviewer: str) -> int:
+        """Record that ``reviewer`` saw the reference photo of these candidates; returns how many are new.
+
+        Called after the photo was served by an audited route; unknown ids are
+        skipped (a candidate withdrawn meanwhile).
+        """
+        added = 0
+        with self.catalog.session() as s:
+            for cid in sorted(set(candidate_ids)):
+                if s.get(StoredCandidate, cid) is None or self._revealed(s, cid, reviewer):
+                    continue
+                s.add(CandidateReveal(candidate_id=cid, reviewer=reviewer, at=utcnow()))
+                added += 1
+        return added
+
+    def record_subject_reveal(self, subject_id: int, item_id: int, reviewer: str) -> int:
+        """A reviewer saw photo ``item_id`` of a subject: every candidate against that photo counts."""
+        with self.catalog.session() as s:
+            ids = list(s.scalars(select(StoredCandidate.id).where(
+                StoredCandidate.subject_id == subject_id, StoredCandidate.ref_item_id == item_id)))
+        return self.record_reveal(ids, reviewer)
+
+    def has_revealed(self, candidate_id: int, reviewer: str) -> bool:
+        with self.catalog.session() as s:
+            return self._revealed(s, candidate_id, reviewer)
+
+    @staticmethod
+    def _revealed(s: Session, candidate_id: int, reviewer: str) -> bool:
+        return s.scalar(select(CandidateReveal.id).where(
+            CandidateReveal.candidate_id == candidate_id, CandidateReveal.reviewer == reviewer)) is not None
+
     # --- deciding --------------------------------------------------------------
     def decide(self, candidate_id: int, reviewer: str, role: str, action: str,
                note: str = "") -> tuple[StoredCandidate, DecisionView]:
@@ -345,6 +413,13 @@ class ReviewQueue:
                                       .order_by(ReviewDecision.id)))
             seen_state, seen_version = row.state, int(row.version or 0)
             new_state = self._transition(row, previous, reviewer, action)
+            if action == "confirm" and self.reveal_required(row, s.get(Bank, row.bank_id)) \
+                    and not self._revealed(s, row.id, reviewer):
+                raise Conflict("reveal_required",
+                               f"look at the reference photo of candidate {row.id} before confirming it "
+                               "(a person is named only by someone who has seen both photos): "
+                               "reveal it on the candidate page, or fetch GET /v1/subjects/"
+                               "{pseudonym}/photos/{ref_item}, which is audited")
             now = utcnow()
             written = s.execute(
                 update(StoredCandidate)
@@ -408,6 +483,7 @@ class ReviewQueue:
         s.execute(delete(outbox.Alert).where(outbox.Alert.candidate_id.in_(ids)))
         s.execute(delete(ReviewDecision).where(ReviewDecision.candidate_id.in_(ids)))
         s.execute(delete(CandidateRequester).where(CandidateRequester.candidate_id.in_(ids)))
+        s.execute(delete(CandidateReveal).where(CandidateReveal.candidate_id.in_(ids)))
         s.execute(delete(StoredCandidate).where(StoredCandidate.id.in_(ids)))
         still_used = set(s.scalars(select(StoredCandidate.query_photo)
                                    .where(StoredCandidate.query_photo.in_(tokens)))) if tokens else set()

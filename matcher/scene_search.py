@@ -56,7 +56,7 @@ import numpy as np
 from indexer.scene import storage
 from indexer.scene.bank import SceneBankIndex
 from indexer.scene.features import FEATURE_SIDE
-from indexer.scene.geometry import verify
+from indexer.scene.geometry import inlier_drawing, verify
 from indexer.signals import base as signals
 from indexer.signals.scene import SCENE, SCENE_SIGNAL, scene_features, summary_vector
 from indexer.store.catalog import Bank
@@ -64,6 +64,7 @@ from indexer.store.store import Store
 from matcher import decide
 from matcher import defaults as defaults_mod
 from matcher.search import Candidate, Query, register_searcher
+from matcher.verify import MAX_PAIRS
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,9 @@ class SceneSearcher:
             }
             if vid in embedded:
                 evidence["scene_embedding_similarity"] = round(embedded[vid], 4)
+            # What the reviewer sees drawn: the agreeing keypoints and the verified region.
+            evidence.update(inlier_drawing(check, feats.size, query.picture.original_size, ref.size,
+                                           (item.width, item.height), MAX_PAIRS))
             # Enrollment keeps name/address/room on the venue, `reunite index` on the photo.
             described = {**(item.attributes or {}), **((subject.attributes or {}) if subject else {})}
             venue = {key: described[key] for key in ("name", "address", "room") if described.get(key)}

@@ -7,7 +7,12 @@ original through one plane-to-plane transform. So candidates are confirmed by
 fitting a homography with OpenCV's USAC (MAGSAC++ scoring, fixed random seed
 so that answers are reproducible) and counting the correspondences that agree:
 the inliers. The inlier count, the matched region on both images and the
-share of the reference it covers go into the candidate's evidence.
+share of the reference it covers go into the candidate's evidence, and so do
+the drawings a reviewer checks them by: up to :data:`MAX_PAIRS` inlier
+correspondences (query point, reference point, in original pixels) and each
+picture's outline carried through the fitted homography onto the other one
+(a quadrilateral: a rotated copy shows as a rotated box, not an axis-aligned
+one).
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ TIGHT_PX = 2.0
 # keep orientation and stay within these bounds; anything else is a chance fit.
 SCALE_RANGE = (1 / 25, 25.0)
 MAX_ANISOTROPY = 4.0
+# Inlier correspondences kept in the evidence for drawing (the most similar descriptors first):
+# enough to see the pattern of agreement, few enough that a stored candidate stays small.
+MAX_PAIRS = 50
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,13 @@ class Verification:
     query_coverage: float = 0.0
     tight_inliers: int = 0
     homography: np.ndarray | None = field(default=None, repr=False)
+    # Up to MAX_PAIRS inlier correspondences [qx, qy, rx, ry] in original pixels.
+    pairs: tuple[tuple[int, int, int, int], ...] = ()
+    # The query's outline mapped onto the reference, and the reference's onto the query:
+    # four (x, y) corners in that image's original pixels; None when the map sends a corner
+    # to infinity (strong perspective) or absurdly far away.
+    quad: tuple[tuple[int, int], ...] | None = None
+    query_quad: tuple[tuple[int, int], ...] | None = None
 
     def evidence(self, prefix: str = "local") -> dict[str, Any]:
         out: dict[str, Any] = {f"{prefix}_matches": self.matches, f"{prefix}_inliers": self.inliers,
@@ -59,6 +74,12 @@ class Verification:
         if self.region is not None:
             out[f"{prefix}_region"] = list(self.region)
             out[f"{prefix}_query_region"] = list(self.query_region or ())
+        if self.pairs:
+            out[f"{prefix}_pairs"] = [list(p) for p in self.pairs]
+        if self.quad is not None:
+            out[f"{prefix}_quad"] = [list(c) for c in self.quad]
+        if self.query_quad is not None:
+            out[f"{prefix}_query_quad"] = [list(c) for c in self.query_quad]
         return out
 
 
@@ -132,9 +153,43 @@ def verify(query: LocalFeatures, reference: LocalFeatures, *,
     if query_width is not None:
         q_pts = q_pts.copy()
         q_pts[:, 0] = query_width - 1 - q_pts[:, 0]
+    similarity = (qd[pairs[keep, 0]] * rd[pairs[keep, 1]]).sum(axis=1)
+    strongest = np.argsort(-similarity, kind="stable")[:MAX_PAIRS]
+    shown = tuple((round(float(q[0] * query.scale)), round(float(q[1] * query.scale)),
+                   round(float(r[0] * reference.scale)), round(float(r[1] * reference.scale)))
+                  for q, r in zip(q_pts[strongest], ref_pts[strongest], strict=True))
+    quad = _outline(h, query.frame, reference.frame, reference.scale, mirror_width=query_width)
+    query_quad = _outline(np.linalg.inv(h), reference.frame, query.frame, query.scale,
+                          unmirror_width=query_width)
     return Verification(len(pairs), inliers, _box(ref_pts, reference.scale),
                         _box(q_pts, query.scale), _hull_share(ref_pts, reference.frame),
-                        _hull_share(q_pts, query.frame), tight, h)
+                        _hull_share(q_pts, query.frame), tight, h, shown, quad, query_quad)
+
+
+def _outline(h: np.ndarray, source: tuple[int, int], target: tuple[int, int], scale: float, *,
+             mirror_width: int | None = None, unmirror_width: int | None = None
+             ) -> tuple[tuple[int, int], ...] | None:
+    """The ``source`` frame's corners carried by ``h`` into the ``target`` frame, in original pixels.
+
+    ``mirror_width`` / ``unmirror_width`` undo the mirrored query frame of a
+    flipped search on the source or the target side, so the outline is drawn
+    on the picture as stored. None when a corner leaves every sensible range.
+    """
+    w, ht = float(source[0]), float(source[1])
+    corners = np.array([[0, 0], [w, 0], [w, ht], [0, ht]], np.float64)
+    if mirror_width is not None:  # the corners of the unmirrored frame, in mirrored coordinates
+        corners[:, 0] = mirror_width - 1 - corners[:, 0]
+    ones = np.ones((4, 1))
+    mapped = np.hstack([corners, ones]) @ h.T
+    if not np.all(np.isfinite(mapped)) or np.any(mapped[:, 2] <= 1e-9):
+        return None
+    xy = mapped[:, :2] / mapped[:, 2:3]
+    if unmirror_width is not None:
+        xy[:, 0] = unmirror_width - 1 - xy[:, 0]
+    limit = 4.0 * max(target)
+    if np.any(np.abs(xy) > limit):
+        return None
+    return tuple((round(float(x * scale)), round(float(y * scale))) for x, y in xy)
 
 
 def _hull_share(points: np.ndarray, frame: tuple[int, int]) -> float:

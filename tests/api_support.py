@@ -196,3 +196,12 @@ def web_session(api: LiveApi, key: str) -> httpx.Client:
     assert signed.status_code == 303, signed.text
     client.headers["Cookie"] = f"reunite_review={signed.cookies['reunite_review']}"
     return client
+
+
+def reveal_reference(client: httpx.Client, cid: int) -> None:
+    """Look at candidate ``cid``'s reference photo through the audited route, as a reviewer must
+    before confirming a missing person (matcher.review, ``reveal_required``)."""
+    one = client.get(f"/v1/review/candidates/{cid}")
+    assert one.status_code == 200, one.text
+    r = client.get(f"/v1/subjects/{one.json()['pseudonym']}/photos/{one.json()['ref_item']}")
+    assert r.status_code == 200, r.text

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from api_support import LiveApi, consent_record, encryption_key, live_api
+from api_support import LiveApi, consent_record, encryption_key, live_api, reveal_reference
 from conftest import jpeg_bytes, photo, png_bytes
 from PIL import Image, ImageEnhance
 from webhook_receiver import LoopbackReceiver, Receiver
@@ -49,10 +49,12 @@ def match(api: LiveApi, query: bytes) -> int:
 
 
 def confirm_twice(api: LiveApi, second: str, cid: int) -> None:
+    reveal_reference(api.as_("reviewer"), cid)  # a person is confirmed only after the photo was seen
     r = api.as_("reviewer").post(f"/v1/review/candidates/{cid}/decision", json={"action": "confirm"})
     assert r.status_code == 200 and r.json()["state"] == "awaiting_second", r.text
     assert not [a for a in api.service.alerts.all_views() if a.candidate_id == cid]  # not yet
     with api.client(second) as c:
+        reveal_reference(c, cid)
         r = c.post(f"/v1/review/candidates/{cid}/decision", json={"action": "confirm"})
     assert r.status_code == 200 and r.json()["state"] == "confirmed", r.text
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import httpx
-from api_support import ROOT, consent_record
+from api_support import ROOT, consent_record, reveal_reference
 from conftest import jpeg_bytes, png_bytes
 from test_alerts import face
 from webhook_receiver import LoopbackReceiver
@@ -89,6 +89,7 @@ def test_sigkill_between_confirmation_and_delivery_loses_nothing_and_sends_once(
                     [cid] = [c["candidate_id"] for c in r.json()["candidates"] if c["candidate_id"]]
                 for reviewer in ("rev-1", "rev-2"):
                     with as_(reviewer) as rev:
+                        reveal_reference(rev, cid)
                         r = rev.post(f"/v1/review/candidates/{cid}/decision", json={"action": "confirm"})
                         assert r.status_code == 200, r.text
                 assert r.json()["state"] == "confirmed"

@@ -98,6 +98,11 @@ def test_a_childs_candidate_needs_two_reviewers_and_comes_first(tmp_path: Path) 
         assert review_stats.neighbour(store.catalog, f, first[0], forward=False) == second[0]
         assert review_stats.neighbour(store.catalog, f, first[0], forward=True) is None
         assert review_stats.neighbour(store.catalog, f, second[0], forward=False) is None
+    with pytest.raises(review.Conflict) as unseen:  # a child is confirmed only after the photo was seen
+        queue.decide(second[0], "r1", "reviewer", "confirm")
+    assert unseen.value.code == "reveal_required"
+    queue.record_reveal([second[0]], "r1")
+    queue.record_reveal([second[0]], "r2")
     row, _view = queue.decide(second[0], "r1", "reviewer", "confirm")
     assert row.state == review.AWAITING_SECOND
     with pytest.raises(review.Conflict):

@@ -330,8 +330,8 @@ def test_pages_are_accessible_on_a_laptop_screen(world: Queued, context: Browser
     page.get_by_role("link", name=f"#{world.candidates['ad']}", exact=True).click()
     # A copy: the matched region is drawn on both pictures; an ad is not blurred.
     expect(page.locator("#evidence")).to_contain_text(re.compile(r"\d+ geometric inliers of \d+ keypoint"))
-    assert page.locator("#query-photo rect.region").count() == 1
-    assert page.locator("#reference-photo rect.region").count() == 1
+    assert page.locator("#query-photo polygon.region").count() == 1  # the mapped outline
+    assert page.locator("#reference-photo polygon.region").count() == 1
     expect(page.locator("#reference-photo")).to_have_attribute("data-revealed", "true")
     expect(page.get_by_role("link", name="Back to the queue")).to_have_attribute("href", "/review/?bank=ads")
     page.screenshot(path=str(ARTIFACTS / "candidate-copy.png"))
@@ -341,8 +341,9 @@ def test_pages_are_accessible_on_a_laptop_screen(world: Queued, context: Browser
     box = button.bounding_box()
     assert box is not None and box["y"] + box["height"] <= VIEWPORT["height"]
     page.locator("#note").focus()
-    page.keyboard.press("Tab")
-    expect(page.get_by_role("button", name="Confirm")).to_be_focused()
+    page.keyboard.press("Tab")  # Confirm waits for the reveal (disabled), so focus goes to Reject
+    expect(page.get_by_role("button", name="Confirm")).to_be_disabled()
+    expect(page.get_by_role("button", name="Reject")).to_be_focused()
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline == "solid"
     # Typing a note does not trigger shortcuts.

@@ -22,13 +22,16 @@ router = APIRouter(prefix="/v1/review/candidates", tags=["review"])
 CandidateId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-def _out(svc: Service, row: review.StoredCandidate, role: str,
-         decisions: list[review.DecisionView] | None = None) -> CandidateOut:
+def _out(svc: Service, row: review.StoredCandidate, p: Principal,
+         decisions: list[review.DecisionView] | None = None, *, one: bool = False) -> CandidateOut:
+    """``one``: a single candidate read by ``p`` (says whether ``p`` revealed its reference)."""
     with svc.store.catalog.session() as s:
         bank = s.get(Bank, row.bank_id)
         subject = s.get(Subject, row.subject_id) if row.subject_id is not None else None
     assert bank is not None
-    return CandidateOut(**visibility.candidate_view(row, bank, subject, role, decisions))
+    revealed = svc.review.has_revealed(row.id, p.name) if one else None
+    return CandidateOut(**visibility.candidate_view(row, bank, subject, p.role, decisions, viewer=p.name,
+                                                    revealed=revealed))
 
 
 @router.get("", response_model=CandidateList, responses=responses(*GUARDED, 404))
@@ -44,7 +47,7 @@ def list_queue(request: Request, bank: str | None = Query(None, max_length=120),
     bank_id = bank_or_404(svc, bank).id if bank else None
     rows, total = svc.review.list(bank_id=bank_id, tier=tier, state=state, offset=offset, limit=limit)
     return CandidateList(total=total, offset=offset, limit=limit,
-                         candidates=[_out(svc, r, p.role) for r in rows])
+                         candidates=[_out(svc, r, p) for r in rows])
 
 
 @router.get("/{candidate_id}", response_model=CandidateOut, responses=responses(*GUARDED, 404))
@@ -62,13 +65,20 @@ def read_candidate(candidate_id: CandidateId, request: Request,
         row, decisions = svc.review.get(candidate_id, requested_by=own)
     except review.NotFound as exc:
         raise ApiError(404, exc.code, exc.detail) from None
-    return _out(svc, row, p.role, decisions)
+    return _out(svc, row, p, decisions, one=True)
 
 
 @router.post("/{candidate_id}/decision", response_model=CandidateOut, responses=responses(*GUARDED, 404, 409))
 def decide(candidate_id: CandidateId, body: DecisionIn, request: Request,
            p: Principal = guard("review.decide", REVIEWER, ADMIN)) -> CandidateOut:
-    """Confirm, reject or escalate with a note; recorded with the reviewer and time."""
+    """Confirm, reject or escalate with a note; recorded with the reviewer and time.
+
+    Confirming a missing person's (or a protected child's) candidate needs its
+    reference photo revealed first by the one confirming, through the audited
+    ``GET /v1/subjects/{pseudonym}/photos/{ref_item}``; otherwise 409
+    ``reveal_required``. While a candidate awaits its second reviewer, that
+    reviewer is shown no earlier decision until they have decided (blind review).
+    """
     svc = service(request)
     audit(request, f"candidate:{candidate_id}", decision=body.action)
     try:
@@ -79,7 +89,7 @@ def decide(candidate_id: CandidateId, body: DecisionIn, request: Request,
         raise ApiError(409, exc.code, exc.detail) from None
     audit(request, state=row.state)
     _row, decisions = svc.review.get(candidate_id)
-    return _out(svc, row, p.role, decisions)
+    return _out(svc, row, p, decisions, one=True)
 
 
 @router.get("/{candidate_id}/query-image", response_class=Response,

@@ -139,8 +139,13 @@ def reveal_photo(pseudonym: str, request: Request, item: int = Path(ge=1, le=MAX
                  reason: str = Query("", max_length=minors.MAX_REVEAL_REASON,
                                      description="why the photo must be seen; required for a "
                                                  "protected child, kept in the audit event"),
-                 _p: Principal = guard("subject.photo.reveal", ADMIN, REVIEWER)) -> Response:
-    """The reference photo itself; every reveal is an audit event (a child's needs a reason)."""
+                 p: Principal = guard("subject.photo.reveal", ADMIN, REVIEWER)) -> Response:
+    """The reference photo itself; every reveal is an audit event (a child's needs a reason).
+
+    It also counts as this reviewer having seen the reference of every candidate
+    against that photo: confirming a missing person's candidate needs it
+    (matcher.review, ``reveal_required``).
+    """
     svc = service(request)
     audit(request, f"subject:{pseudonym}", item=item)
     subject, bank = subject_or_404(svc, pseudonym)
@@ -163,6 +168,7 @@ def reveal_photo(pseudonym: str, request: Request, item: int = Path(ge=1, le=MAX
     except (MissingKey, DecryptionFailed):
         raise ApiError(409, "encryption_key_mismatch",
                        "the configured key does not open this photo") from None
+    svc.review.record_subject_reveal(subject.id, item, p.name)
     return Response(content=data, media_type=IMAGE_TYPES.get(row.format, "image/jpeg"),
                     headers={"Cache-Control": "no-store"})
 

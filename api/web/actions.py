@@ -134,6 +134,9 @@ def reveal(candidate_id: int, request: Request,
            reason: Annotated[str, Form(max_length=minors.MAX_REVEAL_REASON)] = "") -> Response:
     """The reviewer chose to see a missing person's reference photo: audited, then shown.
 
+    Recorded with the review queue too: only a reviewer who revealed it may confirm
+    (matcher.review ``reveal_required``; the API's photo route counts the same).
+
     A protected child's photo (matcher.minors) needs a written reason, kept in the audit event.
     """
     svc = service(request)
@@ -149,8 +152,9 @@ def reveal(candidate_id: int, request: Request,
         return RedirectResponse(_candidate_url(request, candidate_id, {**f.params(), "error": exc.code}),
                                 status_code=303)
     audit(request, reason=given, minor_policy=True if child else None)
-    if bank.kind in visibility.PEOPLE_KINDS:
+    if bank.kind in visibility.PEOPLE_KINDS or child:
         sessions(request).reveal(session, candidate_id)
+        svc.review.record_reveal([candidate_id], session.principal.name)  # confirming needs it
     return RedirectResponse(_candidate_url(request, candidate_id, f.params()), status_code=303)
 
 

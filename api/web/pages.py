@@ -19,6 +19,7 @@ from api import visibility
 from api.enrollment import PHOTO_ATTR
 from api.routes.common import audit, service
 from api.service import Service
+from api.web import context as facts
 from api.web import evidence, photos
 from api.web.access import Refused, signed_in
 from api.web.render import page
@@ -42,7 +43,9 @@ ERRORS = {"already_decided": "This candidate was already decided by someone else
                                       "give the second.",
           "bad_note": "The note is too long (at most 4,000 characters).",
           "reveal_reason_required": "This is a protected child: write why the photo must be seen "
-                                    "before revealing it. The reason is kept in the audit log."}
+                                    "before revealing it. The reason is kept in the audit log.",
+          "reveal_required": "Reveal the reference photo before confirming: a person is named only "
+                             "by a reviewer who has seen both photos. Your decision was not recorded."}
 
 
 @dataclass(frozen=True)
@@ -134,9 +137,10 @@ def candidate(candidate_id: int, request: Request, session: Annotated[Session, s
                     message=f"There is no candidate {candidate_id}. It may have been removed when "
                             "consent was withdrawn.")
     bank, subject, item = _context(svc, row)
-    role = session.principal.role
-    view = visibility.candidate_view(row, bank, subject, role, decisions)
-    people = bank.kind in visibility.PEOPLE_KINDS
+    role, me = session.principal.role, session.principal.name
+    revealed_by_me = svc.review.has_revealed(candidate_id, me)
+    view = visibility.candidate_view(row, bank, subject, role, decisions, viewer=me, revealed=revealed_by_me)
+    people = bank.kind in visibility.PEOPLE_KINDS or bool(row.minor_policy)
     ev = view["evidence"]
     face_item = ev.get("reference_item", row.ref_item_id)
     ref_box = photos.reference_face_box(svc, row.ref_item_id, ev.get("face_signal")) \
@@ -146,16 +150,32 @@ def candidate(candidate_id: int, request: Request, session: Annotated[Session, s
     qf = f.queue_filter(svc)
     mine_first = any(d.reviewer == session.principal.name and d.state_after == review.AWAITING_SECOND
                      for d in decisions) and row.state == review.AWAITING_SECOND
+    explained = evidence.explain(ev, row.score, row.tier, ref_box, bank.policy, ref_contacts)
+    query = _picture_facts(lambda: photos.query_bytes(svc, row))
+    reference = _reference_facts(svc, item)
+    pairs = explained.correspondences((query["width"], query["height"]) if query["ok"] else None,
+                                      (reference["width"], reference["height"]) if reference["ok"] else None)
     return page(request, "candidate.html", c=view, bank=bank, people=people,
                 revealed=not people or candidate_id in session.revealed,
-                explained=evidence.explain(ev, row.score, row.tier, ref_box, bank.policy, ref_contacts),
-                query=_picture_facts(lambda: photos.query_bytes(svc, row)),
-                reference=_reference_facts(svc, item),
+                must_reveal=view["reveal_before_confirm"] and not revealed_by_me,
+                explained=explained, pairs=pairs, query=query, reference=reference,
+                ad=facts.ad_facts(svc.store.catalog, bank, subject, item),
+                venue=facts.venue_facts(bank, subject, item, ev.get("venue")),
+                network_url=_network_url(request),
                 next_id=review_stats.neighbour(svc.store.catalog, qf, candidate_id, forward=True),
                 prev_id=review_stats.neighbour(svc.store.catalog, qf, candidate_id, forward=False),
                 params=f.params(), can_decide=row.state in review.OPEN_STATES and not mine_first,
                 mine_first=mine_first, states=STATE_LABELS, flash=_flash(decided, outcome),
                 error=ERRORS.get(error or ""))
+
+
+def _network_url(request: Request) -> str | None:
+    """Where one network's page lives, when these pages have one (``/networks/{id}``), else None."""
+    for route in request.app.routes:
+        path = getattr(route, "path", "")
+        if path.startswith("/networks/{") and path.count("{") == 1 and path.endswith("}"):
+            return request.scope.get("root_path", "").rstrip("/") + "/networks/"
+    return None
 
 
 def _photo_contacts(svc: Any, item_id: int | None) -> list[dict[str, Any]]:

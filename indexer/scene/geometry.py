@@ -15,7 +15,7 @@ more accurate than plain RANSAC at low inlier ratios.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -33,10 +33,17 @@ MIN_MATCHES = 8  # the eight-point algorithm's minimum
 
 @dataclass(frozen=True)
 class Verification:
-    """Tentative matches and the inliers of the fitted fundamental matrix."""
+    """Tentative matches and the inliers of the fitted fundamental matrix.
+
+    ``query_xy`` / ``ref_xy`` are the inliers' keypoints (n, 2) in each
+    picture's feature frame, the most similar descriptors first, so that a
+    reviewer can be shown which points agreed (see :func:`inlier_drawing`).
+    """
 
     matches: int
     inliers: int
+    query_xy: np.ndarray | None = field(default=None, repr=False, compare=False)
+    ref_xy: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, int]:
         return {"matches": self.matches, "inliers": self.inliers}
@@ -89,4 +96,39 @@ def verify(query: LocalFeatures, ref: LocalFeatures, *, query_desc: np.ndarray |
     except cv2.error:  # degenerate configurations (all points on a line) raise
         mask = None
     inliers = int(mask.sum()) if mask is not None else 0
-    return Verification(int(len(ia)), inliers)
+    if not inliers:
+        return Verification(int(len(ia)), 0)
+    keep = mask.ravel().astype(bool)
+    similarity = (qa[ia[keep]] * rb[ib[keep]]).sum(axis=1)
+    order = np.argsort(-similarity, kind="stable")
+    return Verification(int(len(ia)), inliers, query.xy[ia[keep]][order], ref.xy[ib[keep]][order])
+
+
+def inlier_drawing(check: Verification, query_size: tuple[int, int], query_original: tuple[int, int],
+                   ref_size: tuple[int, int], ref_original: tuple[int, int] | None,
+                   limit: int) -> dict[str, list[list[int]]]:
+    """Evidence keys that draw a room match: inlier pairs and each side's verified region.
+
+    ``*_size`` is the feature frame, ``*_original`` the stored picture's size
+    (the reference's may be unknown: 0 or None keeps frame pixels scaled by the
+    query's factor, which is what an unsized reference was stored at). Regions
+    are the convex hulls of all inliers, as polygons: a room seen from another
+    place is no rectangle. Empty without inliers.
+    """
+    if not check.inliers or check.query_xy is None or check.ref_xy is None:
+        return {}
+    qs = query_original[0] / max(query_size[0], 1)
+    rs = ref_original[0] / max(ref_size[0], 1) if ref_original and ref_original[0] else 1.0
+    q = check.query_xy.astype(np.float64) * qs
+    r = check.ref_xy.astype(np.float64) * rs
+    out = {"scene_pairs": [[round(float(a[0])), round(float(a[1])), round(float(b[0])), round(float(b[1]))]
+                           for a, b in zip(q[:limit], r[:limit], strict=True)]}
+    if len(q) >= 3:
+        out["scene_query_hull"] = _hull(q)
+        out["scene_hull"] = _hull(r)
+    return out
+
+
+def _hull(points: np.ndarray) -> list[list[int]]:
+    hull = cv2.convexHull(points.astype(np.float32)).reshape(-1, 2)
+    return [[round(float(x)), round(float(y))] for x, y in hull]
