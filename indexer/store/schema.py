@@ -131,6 +131,28 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
     return before, target
 
 
+def autogenerate(url: str, message: str, rev_id: str) -> None:
+    """Write the next revision: what the models declare and the catalog at ``url`` (at head) lacks.
+
+    For developers who add a table or a column::
+
+        python -m indexer.store.schema --url sqlite:////tmp/d/catalog.sqlite --id 0004 "what it adds"
+
+    (open a fresh folder first so that its catalog is at the current head), then read and
+    tidy the file Alembic writes into indexer/store/migrations/versions/.
+    """
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            cfg = config(conn)
+            cfg.attributes["autogenerate"] = True
+            command.revision(cfg, message=message, autogenerate=True, rev_id=rev_id)
+    finally:
+        engine.dispose()
+
+
 @contextmanager
 def _schema_lock(engine: Engine) -> Iterator[Connection]:
     """A connection in a transaction that holds the catalog's schema lock until it commits."""
@@ -163,3 +185,14 @@ def _file_lock(engine: Engine) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write the next catalog revision (autogenerate).")
+    parser.add_argument("--url", required=True, help="a catalog at the current head")
+    parser.add_argument("--id", required=True, help="the new revision's id, e.g. 0004")
+    parser.add_argument("message")
+    args = parser.parse_args()
+    autogenerate(args.url, args.message, args.id)
