@@ -1,12 +1,13 @@
 # Two entry points for a fresh machine (see README):
 #   make run   - create .venv, build a demo data folder from fixtures/, run the demo job
-#   make test  - create .venv with the test extras, install Chromium (make browser), run the whole suite
+#   make test  - create .venv with the test extras, install Chromium (make browser) and PostgreSQL
+#                (make postgres), run the whole suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= reunite-data
 
-.PHONY: run test venv test-venv lint demo clean browser
+.PHONY: run test venv test-venv lint demo clean browser postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +27,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
 	command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium)
 
-test: test-venv browser
+# The catalog tests also run on PostgreSQL: the suite starts Debian's server itself (tests/pg_server.py),
+# so only the binaries are needed; `make run` needs no server.
+postgres:
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql)
+
+test: test-venv browser postgres
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

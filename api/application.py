@@ -33,7 +33,7 @@ from typing import Any
 
 from api.audit import AuditLog
 from indexer.crypto import KEY_ENV, Cipher, MissingKey
-from indexer.store.catalog import Bank, Base
+from indexer.store.catalog import Bank
 from indexer.store.photos import PhotoStore, needs_encryption
 from indexer.store.store import Store
 from matcher.outbox import AlertBook
@@ -95,8 +95,8 @@ class Application:
         self.data_dir = Path(data_dir)
         self.environ = dict(os.environ if environ is None else environ)
         self.cipher = Cipher.from_env(self.environ)
-        self.store = Store(self.data_dir, catalog_url)
-        Base.metadata.create_all(self.store.catalog.engine)
+        # The catalog: the caller's URL, else $REUNITE_CATALOG_URL, else the SQLite file in the folder.
+        self.store = Store(self.data_dir, catalog_url or self.environ.get("REUNITE_CATALOG_URL") or None)
         self.audit = AuditLog(self.store.catalog, self.data_dir, self.environ)
         self.review = ReviewQueue(self.store.catalog, self.cipher, second_review_missing_person)
         self.photos = PhotoStore(self.data_dir, self.cipher)

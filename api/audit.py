@@ -217,7 +217,6 @@ class AuditLog:
         self.data_dir = Path(data_dir)
         self.head_path = self.data_dir / HEAD_FILE
         self._lock = threading.Lock()
-        Base.metadata.create_all(catalog.engine, tables=[AuditEvent.__table__])
         last = self._last_event()
         key = load_key(self.data_dir, environ)
         unkeyed_tail = last is None or _plain_link_holds(last)

@@ -1,7 +1,9 @@
 """The ``reunite`` command.
 
 Every verb takes the data folder from ``--data DIR`` (before the verb; default
-``./reunite-data``, or ``$REUNITE_DATA``). Bad input exits with code 2 and one
+``./reunite-data``, or ``$REUNITE_DATA``) and the catalog from ``--catalog-url
+URL`` (or ``$REUNITE_CATALOG_URL``; default the SQLite file in the data folder,
+e.g. ``postgresql+psycopg://user@host/db`` for PostgreSQL). Bad input exits with code 2 and one
 line on stderr that names the problem; nothing already stored is touched.
 """
 
@@ -16,6 +18,8 @@ from typing import Annotated
 
 import typer
 
+CATALOG_URL_ENV = "REUNITE_CATALOG_URL"
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -26,6 +30,7 @@ app = typer.Typer(
 
 class State:
     data_dir: Path = Path(os.environ.get("REUNITE_DATA", "reunite-data"))
+    catalog_url: str | None = os.environ.get(CATALOG_URL_ENV) or None
 
 
 state = State()
@@ -41,14 +46,20 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 def _root(
     data: Annotated[Path | None, typer.Option(
         "--data", help="Data folder (catalog + indexes).", envvar="REUNITE_DATA")] = None,
+    catalog_url: Annotated[str | None, typer.Option(
+        "--catalog-url", help="Catalog database (SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db); "
+                              "default: the SQLite file in the data folder.", envvar=CATALOG_URL_ENV,
+        show_envvar=True)] = None,
 ) -> None:
     if data is not None:
         state.data_dir = data
+    if catalog_url:
+        state.catalog_url = catalog_url
 
 
 def open_store():  # noqa: ANN201 - imported lazily to keep `--help` fast
     from indexer.store.store import Store
-    return Store(state.data_dir)
+    return Store(state.data_dir, state.catalog_url)
 
 
 def open_app():  # noqa: ANN201 - api.application.Application, imported lazily
@@ -60,7 +71,7 @@ def open_app():  # noqa: ANN201 - api.application.Application, imported lazily
     from indexer.crypto import KeyProblem
 
     try:
-        return Application(state.data_dir)
+        return Application(state.data_dir, state.catalog_url)
     except KeyProblem as exc:
         raise fail(str(exc)) from None
 
@@ -376,7 +387,8 @@ def banks_cmd(
     """List the banks of the data folder with their sizes."""
     from indexer.store import peek
 
-    quick = peek.banks(state.data_dir)  # stdlib sqlite3, read-only: no SQLAlchemy, NumPy or FAISS to load
+    # stdlib sqlite3, read-only: no SQLAlchemy, NumPy or FAISS to load
+    quick = peek.banks(state.data_dir, state.catalog_url)
     if quick is None:
         store = open_store()
         quick = [peek.BankSummary(b.name, b.kind, store.catalog.count_items(b.id), b.policy or {})
@@ -412,6 +424,26 @@ def _load_command_modules() -> None:
         importlib.import_module(module)
 
 
+def catalog_problem(exc: BaseException) -> str | None:
+    """One line for a catalog that cannot be used as configured, else None (a real bug: traceback)."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+    from indexer.store.catalog import FolderOfAnotherCatalog
+    from indexer.store.schema import CatalogTooNew
+
+    if isinstance(exc, CatalogTooNew | FolderOfAnotherCatalog):
+        return str(exc)
+    if isinstance(exc, ArgumentError | NoSuchModuleError) and state.catalog_url:
+        return f"--catalog-url / ${CATALOG_URL_ENV} is not a usable database URL ({exc.__class__.__name__})"
+    if isinstance(exc, ModuleNotFoundError) and state.catalog_url:
+        return (f"the catalog's database driver is not installed ({exc.name}); for PostgreSQL: "
+                "pip install 'reunite[postgres]'")
+    if isinstance(exc, OperationalError) and state.catalog_url and "connect" in str(exc.orig).lower():
+        first = str(exc.orig).strip().splitlines()[0][:200]
+        return f"cannot reach the catalog database ({first})"
+    return None
+
+
 def main() -> None:
     """Entry point of the ``reunite`` console script."""
     _load_command_modules()
@@ -423,8 +455,9 @@ def main() -> None:
     except Exception as exc:  # a full disk is the operator's to fix: one line, exit 2, not a traceback
         from indexer.store.space import storage_full
         from indexer.store.vectors import BadIndexChoice
-        if isinstance(exc, BadIndexChoice):  # a misconfigured index choice: refuse to start, one line
-            typer.echo(f"error: {exc}", err=True)
+        message = str(exc) if isinstance(exc, BadIndexChoice) else catalog_problem(exc)
+        if message is not None:  # a misconfigured index choice or an unusable catalog: one line
+            typer.echo(f"error: {message}", err=True)
             sys.exit(2)
         if not storage_full(exc):
             raise

@@ -24,12 +24,8 @@ app.add_typer(audit_app, name="audit")
 
 
 def _catalog():  # noqa: ANN202 - lazy imports keep `--help` fast
-    from api.api_keys import ApiKey  # noqa: F401 - registers the table
-    from api.audit import AuditEvent  # noqa: F401
-    from indexer.store.catalog import Base, Catalog
-    catalog = Catalog.open(state.data_dir)
-    Base.metadata.create_all(catalog.engine)
-    return catalog
+    from indexer.store.catalog import Catalog
+    return Catalog.open(state.data_dir, state.catalog_url)
 
 
 @app.command("serve")
@@ -54,7 +50,7 @@ def serve_cmd(
 
     upload = int(max_upload_mb * 1024 * 1024) if max_upload_mb else None
     try:
-        application = create_app(state.data_dir, max_upload_bytes=upload)
+        application = create_app(state.data_dir, catalog_url=state.catalog_url, max_upload_bytes=upload)
     except (KeyProblem, BadBudget) as exc:
         raise fail(str(exc)) from None
     # Access logs carry paths only (pseudonyms, bank names, candidate ids), never bodies.
@@ -66,12 +62,15 @@ def serve_cmd(
     os.environ[_WORKER_DATA_ENV] = str(Path(state.data_dir).resolve())
     if upload is not None:
         os.environ[_WORKER_UPLOAD_ENV] = str(upload)
+    if state.catalog_url:  # every worker opens the same catalog (PostgreSQL: the same server)
+        os.environ[_WORKER_CATALOG_ENV] = state.catalog_url
     uvicorn.run("api.cli_service:worker_app", factory=True, workers=workers, host=host, port=port,
                 log_level=log_level, server_header=False)
 
 
 _WORKER_DATA_ENV = "REUNITE_SERVE_WORKER_DATA"
 _WORKER_UPLOAD_ENV = "REUNITE_SERVE_WORKER_UPLOAD"
+_WORKER_CATALOG_ENV = "REUNITE_SERVE_WORKER_CATALOG"
 
 
 def worker_app() -> Any:
@@ -79,7 +78,8 @@ def worker_app() -> Any:
     from api.app import create_app
 
     upload = os.environ.get(_WORKER_UPLOAD_ENV)
-    return create_app(Path(os.environ[_WORKER_DATA_ENV]), max_upload_bytes=int(upload) if upload else None)
+    return create_app(Path(os.environ[_WORKER_DATA_ENV]), catalog_url=os.environ.get(_WORKER_CATALOG_ENV),
+                      max_upload_bytes=int(upload) if upload else None)
 
 
 @keys_app.command("create")
@@ -122,7 +122,8 @@ def keys_list() -> None:
     from indexer.store import peek
     from indexer.text import displayable
 
-    quick = peek.api_keys(state.data_dir)  # stdlib sqlite3, read-only: no FastAPI or SQLAlchemy to load
+    # stdlib sqlite3, read-only: no FastAPI or SQLAlchemy to load
+    quick = peek.api_keys(state.data_dir, state.catalog_url)
     if quick is not None:
         for q in quick:
             status = f"revoked {q.revoked_at[:10]}" if q.revoked_at else "active"
@@ -133,6 +134,37 @@ def keys_list() -> None:
     for k in list_keys(_catalog()):
         status = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
         typer.echo(f"{displayable(k.name)}\t{k.role}\t{status}")  # names stored before the text rule
+
+
+@app.command("migrate")
+def migrate_cmd(
+    check: Annotated[bool, typer.Option(
+        "--check", help="Only report: exit 0 when the schema is this release's, 1 when an upgrade is "
+                        "due, 2 when a newer release upgraded it. Changes nothing.")] = False,
+) -> None:
+    """Upgrade the catalog's schema to this release (every command also does it when it opens one)."""
+    from sqlalchemy import create_engine
+
+    from indexer.store import schema
+    from indexer.store.catalog import Catalog, sqlite_url, with_driver
+
+    if check:
+        url = state.catalog_url or sqlite_url(state.data_dir)
+        if url == sqlite_url(state.data_dir) and not (state.data_dir / "catalog.sqlite").is_file():
+            raise fail(f"no catalog in {state.data_dir}")
+        engine = create_engine(with_driver(url))
+        try:
+            with engine.connect() as conn:
+                now = schema.current(conn)
+        finally:
+            engine.dispose()
+        if now is not None and not schema.known(now):
+            raise fail(f"catalog schema {now} is newer than this release's ({schema.head()})")
+        typer.echo(f"catalog schema: {now or 'none (0.1.0 or new)'}; this release: {schema.head()}")
+        raise typer.Exit(0 if now == schema.head() else 1)
+    catalog = Catalog.open(state.data_dir, state.catalog_url)
+    typer.echo(f"catalog schema: {catalog.schema_before or 'none'} -> {schema.head()}"
+               if catalog.schema_before != schema.head() else f"catalog schema: {schema.head()} (up to date)")
 
 
 @keys_app.command("generate-encryption-key")

@@ -52,6 +52,7 @@ class ServiceConfig:
             config.second_review_missing_person = env["REUNITE_SECOND_REVIEW"] not in ("0", "false", "no")
         config.budgets = BudgetConfig.from_env(env)
         config.metrics_token = env.get("REUNITE_METRICS_TOKEN") or None
+        config.catalog_url = env.get("REUNITE_CATALOG_URL") or None  # default: catalog.sqlite in the folder
         for name, value in overrides.items():
             if value is not None:
                 setattr(config, name, value)

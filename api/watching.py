@@ -76,7 +76,6 @@ def check_ads(app: Application, watched: Bank, actor: Actor, *, watchers: list[B
     """
     from matcher import watch
 
-    watch.ensure_tables(app.store.catalog)
     report = WatchReport()
     candidates_of = watchers if watchers is not None else watch.watchers_of(app.store.catalog, watched)
     usable: list[tuple[Bank, int]] = []

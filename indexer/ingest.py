@@ -33,7 +33,7 @@ from typing import Any
 
 from indexer import images, pipeline, text
 from indexer.store import features
-from indexer.store.catalog import Bank, Item
+from indexer.store.catalog import Bank, Item, Subject
 from indexer.store.store import NewImage, Store
 
 MANIFEST_SUFFIXES = {".csv", ".jsonl", ".ndjson"}
@@ -62,6 +62,11 @@ class NotRegularFile(OSError):
 
     def __init__(self, what: str) -> None:
         super().__init__(errno.EINVAL, f"not a regular file ({what})")
+
+
+# A label names its subject (the ad id): longer ones are refused row by row, not cut (two ads could
+# merge). PostgreSQL enforces the column's length where SQLite would keep anything.
+LABEL_MAX = Subject.__table__.c.label.type.length
 
 
 @dataclass(frozen=True)
@@ -373,6 +378,9 @@ def index_records(
             done += 1
             if extraction is None:
                 report.add_error(record.shown_as, code, detail)
+            elif len(record.label) > LABEL_MAX:  # refused alike on SQLite and PostgreSQL (VARCHAR)
+                report.add_error(record.shown_as, "label_too_long",
+                                 f"the label has {len(record.label)} characters, at most {LABEL_MAX}")
             else:
                 kept = keeper.keep(record.path, extraction.sha256) if keeper else {}
                 pending.append(NewImage(extraction, record.label, record.shown_as,

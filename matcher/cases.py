@@ -22,7 +22,7 @@ from sqlalchemy import DateTime, ForeignKey, String, UniqueConstraint, delete, s
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from indexer import text as text_rules
-from indexer.store.catalog import Base, Catalog, Subject, create_tables, utcnow
+from indexer.store.catalog import Base, Catalog, Subject, utcnow
 
 TEAM_PREFIX = "team:"
 MAX_NAME = 120
@@ -101,7 +101,6 @@ class Cases:
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        create_tables(catalog.engine, [Case.__table__, CaseSubject.__table__, TeamMember.__table__])
 
     # --- admin -------------------------------------------------------------------
     def create(self, title: str, owner: str) -> CaseView:

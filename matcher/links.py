@@ -38,7 +38,6 @@ few indexed catalog look-ups per new image, never a pass over the crawl.
 from __future__ import annotations
 
 import hashlib
-import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +52,7 @@ from indexer.images import Picture
 from indexer.signals import base as signals
 from indexer.signals.base import Thresholds, VectorKind
 from indexer.signals.hashes import PDQ_SIDE
-from indexer.store.catalog import Bank, Item, Subject, Vector, add_missing_columns, create_tables, utcnow
+from indexer.store.catalog import Bank, Item, Subject, Vector, utcnow
 from indexer.store.store import Store
 from matcher import contacts, decide, photo_contacts
 from matcher import link_prints as prints
@@ -141,9 +140,6 @@ class Linker:
         # Banks whose key index was checked against the catalog in the current chunk:
         # the check counts the bank's prints, a pass over the crawl, so once per chunk.
         self._checked: set[int] = set()
-        # The link tables live on the catalog's Base; a store opened before this
-        # module was imported has not created them yet.
-        _ensure_link_tables(store)
 
     # --- occurrences ---------------------------------------------------------
     def record(self, bank: Bank, occurrences: Iterable[Occurrence]) -> int:
@@ -524,22 +520,6 @@ class Linker:
 
 # Images linked per transaction (and per read of their items, vectors and prints).
 LINK_CHUNK = 200
-_TABLES_READY: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def _ensure_link_tables(store: Store) -> None:
-    """The link tables live on the catalog's Base; a store opened before this module
-    was imported has not created them (or, in an older catalog, their newer columns)."""
-    engine = store.catalog.engine
-    if engine in _TABLES_READY:
-        return
-    create_tables(engine, tables=[
-        t.__table__ for t in (AdPhoto, AdContact, AdLink, LinkedItem, AdPrint, AdItemLink,
-                              photo_contacts.PhotoContact)])
-    add_missing_columns(engine, [AdPrint.__table__])
-    _TABLES_READY.add(engine)
-
-
 def print_row(bank_id: int, item_id: int, p: prints.Print) -> AdPrint:
     """The catalog row of a print (keys, variants and thumbnails)."""
     return AdPrint(item_id=item_id, bank_id=bank_id, pdq=p.pdq, quality=p.quality, thumb=p.thumb,
@@ -570,7 +550,6 @@ def stage_prints(store: Store, bank: Bank, stored: Iterable[tuple[int, prints.Pr
     pairs = list(stored)
     if not pairs:
         return 0
-    _ensure_link_tables(store)
     with store.catalog.session() as s:
         have = set(_prints_of(s, [item_id for item_id, _p in pairs]))
         rows = [print_row(bank.id, item_id, p) for item_id, p in pairs if item_id not in have]

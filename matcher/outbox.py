@@ -51,7 +51,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from indexer import text as text_rules
 from indexer.crypto import Cipher, is_sealed
-from indexer.store.catalog import Bank, Base, Catalog, Item, Subject, create_tables, utcnow
+from indexer.store.catalog import Bank, Base, Catalog, Item, Subject, utcnow
 from matcher.cases import Case, Cases, check_owner
 
 ALERT_KINDS = frozenset({"missing_person", "venue", "hashes"})
@@ -258,7 +258,6 @@ class AlertBook:
         self.catalog = catalog
         self.cipher = cipher
         self.cases = Cases(catalog)
-        create_tables(catalog.engine, TABLES)
 
     # --- subscribers (admin) --------------------------------------------------------
     def subscribe(self, owner: str, url: str) -> tuple[int, str]:

@@ -36,7 +36,7 @@ from sqlalchemy import JSON, DateTime, Float, Integer, String, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from indexer.store.catalog import Base, Catalog, create_tables, lost_a_race, utcnow
+from indexer.store.catalog import Base, Catalog, lost_a_race, utcnow
 from matcher import dp_stats
 
 BUDGET_ENV = "REUNITE_PRIVACY_BUDGET"
@@ -91,12 +91,7 @@ def configured_budget(environ: Mapping[str, str] | None = None) -> float:
     return value
 
 
-def ensure_table(catalog: Catalog) -> None:
-    create_tables(catalog.engine, [PrivacyRelease.__table__])
-
-
 def budget(catalog: Catalog, environ: Mapping[str, str] | None = None) -> Budget:
-    ensure_table(catalog)
     with catalog.session() as s:
         last = s.scalar(select(PrivacyRelease).order_by(PrivacyRelease.seq.desc()).limit(1))
     return Budget(configured_budget(environ), float(last.spent_after) if last else 0.0)
@@ -111,7 +106,6 @@ def publish(catalog: Catalog, params: dp_stats.ReleaseParams, actor: str,
     recorded with its spending or does not exist.
     """
     params.check()
-    ensure_table(catalog)
     total = configured_budget(environ)
     if params.epsilon > total:
         raise OverBudget(f"epsilon {params.epsilon:g} is more than the whole budget ({total:g})")
@@ -144,13 +138,11 @@ def publish(catalog: Catalog, params: dp_stats.ReleaseParams, actor: str,
 
 
 def entries(catalog: Catalog) -> list[PrivacyRelease]:
-    ensure_table(catalog)
     with catalog.session() as s:
         return list(s.scalars(select(PrivacyRelease).order_by(PrivacyRelease.seq)))
 
 
 def entry(catalog: Catalog, release_id: int) -> PrivacyRelease | None:
-    ensure_table(catalog)
     with catalog.session() as s:
         return s.get(PrivacyRelease, release_id)
 

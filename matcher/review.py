@@ -90,6 +90,7 @@ from sqlalchemy import (
     UniqueConstraint,
     case,
     delete,
+    false,
     func,
     select,
     text,
@@ -105,13 +106,10 @@ from indexer.store.catalog import (
     Bank,
     Base,
     Catalog,
-    add_missing_columns,
-    create_tables,
     lost_a_race,
     utcnow,
 )
 from matcher import decide, outbox
-from matcher.cases import Cases
 from matcher.search import Candidate
 
 PENDING, AWAITING_SECOND, ESCALATED, CONFIRMED, REJECTED = (
@@ -155,7 +153,7 @@ class StoredCandidate(Base):
     # The server default lets the additive schema step add it to old catalogs.
     version: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     # A protected child's candidate (matcher.minors): two reviewers, first in the queue.
-    minor_policy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
+    minor_policy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # What the query image is, when the system found it itself (a watched ad: bank, item, ad id,
     # site, url, posted time); None for an image someone submitted. See api/watching.py.
     context: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
@@ -266,12 +264,6 @@ class ReviewQueue:
         self.catalog = catalog
         self.cipher = cipher
         self.second_review_missing_person = second_review_missing_person
-        tables = [StoredCandidate.__table__, ReviewDecision.__table__, CandidateRequester.__table__,
-                  CandidateReveal.__table__]
-        create_tables(catalog.engine, tables)
-        add_missing_columns(catalog.engine, tables)
-        Cases(catalog)  # the alert outbox's tables, written by ``decide`` (matcher.outbox)
-        create_tables(catalog.engine, outbox.TABLES)
 
     # --- entering the queue --------------------------------------------------
     def record(self, candidates: Iterable[Candidate], banks: dict[str, Bank], query_sha256: str,

@@ -34,7 +34,7 @@ from sqlalchemy import DateTime, ForeignKey, Integer, String, UniqueConstraint, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from indexer.store.catalog import Bank, Base, Catalog, Item, create_tables, utcnow
+from indexer.store.catalog import Bank, Base, Catalog, Item, utcnow
 
 WATCHED_KINDS = ("ads",)
 WATCHER_KINDS = ("missing_person", "venue", "hashes")
@@ -54,10 +54,6 @@ class WatchCheck(Base):
     upto_item_id: Mapped[int] = mapped_column(Integer, default=0)
     result: Mapped[str] = mapped_column(String(16), default="checked")
     checked_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-
-
-def ensure_tables(catalog: Catalog) -> None:
-    create_tables(catalog.engine, [WatchCheck.__table__])
 
 
 def check_policy(kind: str, policy: dict[str, Any] | None) -> None:

@@ -7,6 +7,7 @@ it over TCP on 127.0.0.1 and may also look at the service object directly.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import uvicorn
-from conftest import jpeg_bytes, png_bytes, tiles
+from conftest import CATALOG_OF, bind_catalog, catalog_env_of, jpeg_bytes, png_bytes, tiles
 
 from api.app import create_app
 from api.auth import ROLES, create_key
@@ -34,8 +35,12 @@ class LiveApi:
 
     def __init__(self, data_dir: Path, **options: object) -> None:
         self.data_dir = Path(data_dir)
+        # A folder a test bound to a PostgreSQL database (conftest.bind_catalog) is served from it.
+        options.setdefault("catalog_url", CATALOG_OF.get(self.data_dir.resolve()))
         self.app = create_app(self.data_dir, **options)
         self.service: Service = self.app.state.service
+        self.catalog_url: str | None = options.get("catalog_url")  # type: ignore[assignment]
+        bind_catalog(self.data_dir, self.catalog_url)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
@@ -66,6 +71,44 @@ class LiveApi:
 
     def client(self, key: str) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"X-API-Key": key}, timeout=120)
+
+    def stored_bytes(self) -> bytes:
+        """What the catalog holds at rest: the SQLite file and its log, or a dump of every table.
+
+        On PostgreSQL each row is read as text, where bytea shows as hex: :meth:`holds` looks
+        for both forms.
+        """
+        engine = self.service.store.catalog.engine
+        if engine.dialect.name == "sqlite":
+            files = [self.data_dir / "catalog.sqlite", self.data_dir / "catalog.sqlite-wal"]
+            return b"".join(f.read_bytes() for f in files if f.exists())
+        from sqlalchemy import inspect, text
+        with engine.connect() as conn:
+            tables = inspect(conn).get_table_names()
+            rows = [str(r[0]) for t in tables
+                    for r in conn.execute(text(f'SELECT CAST(t AS text) FROM "{t}" t'))]
+        return "\n".join(rows).encode("utf-8")
+
+    def holds(self, needle: bytes) -> bool:
+        """Whether ``needle`` is anywhere in the catalog's stored bytes (in clear or as bytea hex)."""
+        blob = self.stored_bytes()
+        return needle in blob or needle.hex().encode() in blob
+
+    def sql(self, statement: str, *args: object) -> list[tuple]:
+        """Raw SQL on the catalog (``?`` placeholders), as an attacker with database access would."""
+        raw = self.service.store.catalog.engine.raw_connection()
+        try:
+            if self.service.store.catalog.engine.dialect.name != "sqlite":
+                statement = statement.replace("?", "%s")
+                # psycopg hands JSON columns back decoded; written back, they go as JSON text.
+                args = tuple(json.dumps(a) if isinstance(a, dict | list) else a for a in args)
+            cursor = raw.cursor()
+            cursor.execute(statement, args)
+            rows = cursor.fetchall() if cursor.description else []
+            raw.commit()
+            return [tuple(r) for r in rows]
+        finally:
+            raw.close()
 
     def close(self) -> None:
         for c in self._clients.values():
@@ -120,7 +163,7 @@ def reunite(*args: str, data: Path, env: dict[str, str] | None = None,
     """Run the `reunite` console entry point (api.cli:main, as installed) in a subprocess."""
     cmd = [sys.executable, "-c", "from api.cli import main; main()", "--data", str(data), *args]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **catalog_env_of(data), **(env or {})})
 
 
 def queued_candidates(api: LiveApi, bank: str, n: int, seed: int) -> list[int]:

@@ -1,7 +1,10 @@
 """Shared test helpers: fixture photos, generated edits and a CLI runner.
 
 Everything runs for real: SQLite files and FAISS indexes in tmp_path, the real
-`reunite` command in a subprocess where exit codes and stderr matter.
+`reunite` command in a subprocess where exit codes and stderr matter. Tests
+that take ``catalog_url`` (or ``module_catalog_url``) run twice: on the embedded
+SQLite catalog (the URL is None) and on a throwaway database of one real
+PostgreSQL server started for the run (tests/pg_server.py).
 """
 
 from __future__ import annotations
@@ -11,14 +14,20 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pg_server import CATALOG_OF, MISSING, OPT_OUT_ENV, PostgresServer, find_bin, opted_out
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
+CATALOG_URL_ENV = "REUNITE_CATALOG_URL"
+BACKENDS = ("sqlite", "postgresql")
+# A developer's own REUNITE_CATALOG_URL must not send the SQLite half of the suite to their database.
+os.environ.pop(CATALOG_URL_ENV, None)
 PHOTOS = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "camera.png", "brick.png"]
 
 
@@ -57,11 +66,22 @@ def tiles(n: int, size: int = 96, seed: int = 0) -> list[Image.Image]:
     return out
 
 
+def bind_catalog(data: Path, url: str | None) -> None:
+    """Remember that ``data``'s catalog is at ``url`` (None: the SQLite file in it)."""
+    if url:
+        CATALOG_OF[Path(data).resolve()] = url
+
+
+def catalog_env_of(data: Path) -> dict[str, str]:
+    url = CATALOG_OF.get(Path(data).resolve())
+    return {CATALOG_URL_ENV: url} if url else {}
+
+
 def run_reunite(*args: str, data: Path, timeout: float = 300, check: bool = False,
                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real `reunite` command (python -m api.cli) and capture its output."""
     cmd = [sys.executable, "-m", "api.cli", "--data", str(data), *args]
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **catalog_env_of(data), **(env or {})}
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           env=full_env)
     if check and done.returncode != 0:
@@ -81,3 +101,56 @@ def catalog_sql(data: Path, statement: str, *args: object) -> list[tuple]:
         rows = conn.execute(statement, args).fetchall()
         conn.commit()
     return rows
+
+
+# --- catalog backends ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the whole run; missing binaries fail the PostgreSQL tests loudly."""
+    if opted_out():
+        pytest.skip(f"PostgreSQL tests skipped ({OPT_OUT_ENV}=0)")
+    bindir = find_bin()
+    if bindir is None:
+        pytest.fail(MISSING, pytrace=False)
+    server = PostgresServer(bindir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The catalog backend of this module's run; modules that use it run once per backend."""
+    return str(request.param)
+
+
+def _database(backend: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    if backend == "sqlite":
+        yield None  # the default: catalog.sqlite in the data folder
+        return
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    url = server.create_database()
+    try:
+        yield url
+    finally:
+        server.drop_database(url)
+
+
+@pytest.fixture
+def catalog_url(backend: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None (SQLite in the data folder) or the URL of a new PostgreSQL database for this test."""
+    yield from _database(backend, request)
+
+
+@pytest.fixture(scope="module")
+def module_catalog_url(backend: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """Like ``catalog_url``, one database for a module's shared service."""
+    yield from _database(backend, request)
+
+
+def catalog_env(url: str | None) -> dict[str, str]:
+    """The environment that points a `reunite` subprocess at ``url`` (nothing for SQLite)."""
+    return {CATALOG_URL_ENV: url} if url else {}

@@ -71,8 +71,9 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with encryption_key(), live_api(tmp_path_factory.mktemp("alerts") / "data") as api, \
+def world(tmp_path_factory: pytest.TempPathFactory, module_catalog_url: str | None) -> Iterator[World]:
+    with encryption_key(), live_api(tmp_path_factory.mktemp("alerts") / "data",
+                                    catalog_url=module_catalog_url) as api, \
             LoopbackReceiver() as receiver:
         assert api.as_("admin").post("/v1/banks", json={"name": "families", "kind": "missing_person"}
                                      ).status_code == 201

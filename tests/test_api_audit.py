@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +22,9 @@ from indexer.store.photos import QUERY_NAMESPACE
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
-    with encryption_key(), live_api(tmp_path_factory.mktemp("audit") / "data") as running:
+def api(tmp_path_factory: pytest.TempPathFactory, module_catalog_url: str | None) -> Iterator[LiveApi]:
+    with encryption_key(), live_api(tmp_path_factory.mktemp("audit") / "data",
+                                    catalog_url=module_catalog_url) as running:
         admin = running.as_("admin")
         admin.post("/v1/banks", json={"name": "ads", "kind": "ads", "policy": {"signals": ["hashes"]}})
         for _ in range(3):
@@ -34,10 +34,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
 
 
 def _sql(api: LiveApi, statement: str, *args: object) -> list[tuple]:
-    with sqlite3.connect(api.data_dir / "catalog.sqlite") as conn:
-        rows = conn.execute(statement, args).fetchall()
-        conn.commit()
-    return rows
+    return api.sql(statement, *args)
 
 
 def test_events_name_who_did_what_to_which_object(api: LiveApi) -> None:
@@ -72,7 +69,8 @@ def test_an_edited_event_is_detected(api: LiveApi) -> None:
 def test_rehashing_an_edited_event_breaks_the_chain(api: LiveApi) -> None:
     row = _sql(api, "SELECT seq, at, actor, role, action, object, result, detail, prev_hash, hash "
                     "FROM audit_events WHERE seq = 3")[0]
-    forged = event_hash(row[8], row[0], row[1], "forger", row[3], row[4], row[5], row[6], json.loads(row[7]))
+    detail = row[7] if isinstance(row[7], dict) else json.loads(row[7])  # PostgreSQL's driver decodes JSON
+    forged = event_hash(row[8], row[0], row[1], "forger", row[3], row[4], row[5], row[6], detail)
     _sql(api, "UPDATE audit_events SET actor = 'forger', hash = ? WHERE seq = 3", forged)
     try:
         problems = api.service.audit.verify().problems
@@ -107,7 +105,7 @@ def test_keys_are_created_and_revoked_on_the_command_line(api: LiveApi) -> None:
     assert key.startswith("rk_") and " " not in key
     with api.client(key) as c:
         assert c.get("/v1/whoami").json() == {"name": "cli-reviewer", "role": "reviewer"}
-        assert key.encode() not in (api.data_dir / "catalog.sqlite").read_bytes()
+        assert not api.holds(key.encode())
         assert reunite("keys", "revoke", "cli-reviewer", data=api.data_dir).returncode == 0
         assert c.get("/v1/whoami").status_code == 401
     with pytest.raises(ValueError, match="unknown role"):

@@ -11,8 +11,9 @@ HASHES_ONLY = {"signals": ["hashes"]}
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
-    with encryption_key(), live_api(tmp_path_factory.mktemp("review") / "data") as running:
+def api(tmp_path_factory: pytest.TempPathFactory, module_catalog_url: str | None) -> Iterator[LiveApi]:
+    with encryption_key(), live_api(tmp_path_factory.mktemp("review") / "data",
+                                    catalog_url=module_catalog_url) as running:
         admin = running.as_("admin")
         for name, policy in (("ads-single", HASHES_ONLY),
                              ("ads-double", {**HASHES_ONLY, "second_review": True})):
@@ -77,9 +78,7 @@ def test_single_reviewer_decisions_are_final_and_recorded(api: LiveApi) -> None:
                                      params={"bank": "ads-single", "state": "confirmed"}).json()
     assert {x["id"] for x in states["candidates"]} >= {a, c}
     # Notes are case notes: sealed at rest.
-    catalog = (api.data_dir / "catalog.sqlite").read_bytes() + \
-        (api.data_dir / "catalog.sqlite-wal").read_bytes()
-    assert b"bedspread" not in catalog
+    assert not api.holds(b"bedspread")
     decisions = [e for e in api.service.audit.events(limit=100_000) if e.action == "review.decide"]
     assert decisions and all("bedspread" not in str(e.detail) for e in decisions)
 

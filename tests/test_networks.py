@@ -100,8 +100,8 @@ def test_contacts_are_normalised() -> None:
     assert contacts.normalise_phone("020 7946 0958", "US") is None
 
 
-def test_networks_group_the_right_ads(crawl: Path, data_dir: Path) -> None:
-    store = Store(data_dir)
+def test_networks_group_the_right_ads(crawl: Path, data_dir: Path, catalog_url: str | None) -> None:
+    store = Store(data_dir, catalog_url)
     bank, report = _link(store, crawl)
     assert report.images == 8 and report.images_from_vectors == 0
     found = networks.find_networks(store.catalog, bank)
@@ -120,8 +120,9 @@ def test_networks_group_the_right_ads(crawl: Path, data_dir: Path) -> None:
     assert ("photo", 0) in kinds  # a1 and a4 show the very same file
 
 
-def test_new_ads_link_incrementally_and_ids_are_stable(crawl: Path, data_dir: Path, tmp_path: Path) -> None:
-    store = Store(data_dir)
+def test_new_ads_link_incrementally_and_ids_are_stable(crawl: Path, data_dir: Path, tmp_path: Path,
+                                                      catalog_url: str | None) -> None:
+    store = Store(data_dir, catalog_url)
     bank, _ = _link(store, crawl)
     before = {frozenset(n.summary()["ads"]): n.id for n in networks.find_networks(store.catalog, bank)}
     newcomer = tmp_path / "new"

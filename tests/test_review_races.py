@@ -64,8 +64,9 @@ def _assert_valid_path(required: int, history: list[dict[str, Any]], final: str)
 # --- over HTTP ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
-    with encryption_key(), live_api(tmp_path_factory.mktemp("races") / "data") as running:
+def api(tmp_path_factory: pytest.TempPathFactory, module_catalog_url: str | None) -> Iterator[LiveApi]:
+    with encryption_key(), live_api(tmp_path_factory.mktemp("races") / "data",
+                                    catalog_url=module_catalog_url) as running:
         admin = running.as_("admin")
         for name, policy in (("single", HASHES_ONLY), ("double", {**HASHES_ONLY, "second_review": True})):
             r = admin.post("/v1/banks", json={"name": name, "kind": "ads", "policy": policy})
@@ -186,9 +187,9 @@ def test_two_first_confirms_at_once_follow_the_two_person_rule(
 
 # --- ReviewQueue.decide from threads, one catalog file ------------------------------
 
-def _queue_with_candidates(data_dir: Path, n: int, second_review: bool) -> tuple[Store, review.ReviewQueue,
-                                                                                  list[int]]:
-    store = Store(data_dir)
+def _queue_with_candidates(data_dir: Path, n: int, second_review: bool, catalog_url: str | None = None
+                           ) -> tuple[Store, review.ReviewQueue, list[int]]:
+    store = Store(data_dir, catalog_url)
     bank = store.catalog.ensure_bank("ads", "ads", {"second_review": second_review})
     names = [s.name for s in signals.select(["hashes"])]
     added = store.add_images(bank, [NewImage(pipeline.extract(jpeg_bytes(t), names), f"ad-{k}")
@@ -220,8 +221,8 @@ def _direct_history(queue: review.ReviewQueue, cid: int) -> tuple[int, str, list
 
 @pytest.mark.parametrize("second_review", [False, True])
 def test_decide_from_threads_keeps_every_history_a_path_of_the_machine(
-        tmp_path: Path, second_review: bool) -> None:
-    store, queue, ids = _queue_with_candidates(tmp_path / "data", 40, second_review)
+        tmp_path: Path, second_review: bool, catalog_url: str | None) -> None:
+    store, queue, ids = _queue_with_candidates(tmp_path / "data", 40, second_review, catalog_url)
     moves = [("r1", "confirm"), ("r2", "confirm"), ("r3", "reject"), ("r4", "confirm")]
     for cid in ids:
         outcomes = _direct_race(queue, cid, moves)
@@ -301,3 +302,64 @@ def test_web_decisions_racing_api_decisions_record_one(api: LiveApi, reviewers: 
     finally:
         for c in web:
             c.close()
+
+
+# --- PostgreSQL: a decision in flight holds the row; the other waits for it, then loses ------------
+
+def test_a_decision_waits_on_the_row_lock_of_one_in_flight_and_then_is_refused(
+        tmp_path: Path, pg_server: Any) -> None:
+    """The compare-and-set of ``decide`` relies on PostgreSQL's row lock: shown step by step.
+
+    Reviewer A's confirm is held right after its UPDATE, before its commit. Reviewer B's reject,
+    computed from the same committed state, must then *wait* on A's row lock (seen in
+    pg_stat_activity, not guessed from timing); once A commits, B's UPDATE re-reads the row,
+    no longer matches the version it was computed from, and B is refused: one decision stored.
+    """
+    import psycopg
+    from sqlalchemy import event
+
+    url = pg_server.create_database()
+    store, queue, [cid] = _queue_with_candidates(tmp_path / "data", 1, False, url)
+    in_update, release = threading.Event(), threading.Event()
+
+    def hold(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if threading.current_thread().name == "reviewer-a" and statement.startswith("UPDATE candidates"):
+            in_update.set()
+            assert release.wait(60), "the test never released reviewer A"
+
+    event.listen(store.catalog.engine, "after_cursor_execute", hold)
+    outcome: dict[str, str] = {}
+
+    def decide(name: str, action: str) -> None:
+        try:
+            outcome[name] = queue.decide(cid, name, "reviewer", action)[0].state
+        except review.Conflict as exc:
+            outcome[name] = f"409:{exc.code}"
+
+    a = threading.Thread(target=decide, args=("reviewer-a", "confirm"), name="reviewer-a")
+    b = threading.Thread(target=decide, args=("reviewer-b", "reject"), name="reviewer-b")
+    try:
+        a.start()
+        assert in_update.wait(60)
+        b.start()
+        database = url.rsplit("/", 1)[1]
+        with psycopg.connect(host="127.0.0.1", port=pg_server.port, user="postgres", dbname=database,
+                             autocommit=True) as watcher:
+            for _ in range(3000):  # until B's UPDATE is seen waiting for A's lock (at most ~30 s)
+                waiting = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock' "
+                    "AND query LIKE 'UPDATE candidates%%'", (database,)).fetchone()[0]
+                if waiting or not b.is_alive():
+                    break
+                threading.Event().wait(0.01)
+        assert waiting == 1 and b.is_alive(), "reviewer B's UPDATE did not wait on reviewer A's row lock"
+    finally:
+        release.set()
+        a.join(60)
+        b.join(60)
+        event.remove(store.catalog.engine, "after_cursor_execute", hold)
+    assert outcome == {"reviewer-a": "confirmed", "reviewer-b": "409:decided_meanwhile"}, outcome
+    required, state, history = _direct_history(queue, cid)
+    assert state == "confirmed" and [d["reviewer"] for d in history] == ["reviewer-a"]
+    store.catalog.engine.dispose()
+    pg_server.drop_database(url)

@@ -19,9 +19,9 @@ from tests.conftest import jpeg_bytes, tiles
 HASHES = [s.name for s in signals.select(["hashes"])]
 
 
-def _queue(tmp_path: Path) -> tuple[Store, ReviewQueue, list[int]]:
+def _queue(tmp_path: Path, catalog_url: str | None = None) -> tuple[Store, ReviewQueue, list[int]]:
     """Four stored candidates with scores 0.9, 0.6, 0.95, 0.7 (ids in that order)."""
-    store = Store(tmp_path / "data")
+    store = Store(tmp_path / "data", catalog_url)
     bank = store.catalog.ensure_bank("ads", "ads", {"second_review": True})
     items = [item for item, _new in store.add_images(bank, [
         NewImage(pipeline.extract(jpeg_bytes(t), HASHES), f"ad-{i}", f"tile-{i}")
@@ -38,8 +38,9 @@ def _queue(tmp_path: Path) -> tuple[Store, ReviewQueue, list[int]]:
     return store, queue, ids
 
 
-def test_order_filters_and_neighbours(tmp_path: Path) -> None:
-    store, queue, (a, b, c, d) = _queue(tmp_path)
+def test_order_filters_and_neighbours(tmp_path: Path, catalog_url: str | None) -> None:
+    # Filters read inside the evidence JSON: json_extract on SQLite, ->> on PostgreSQL.
+    store, queue, (a, b, c, d) = _queue(tmp_path, catalog_url)
     catalog = store.catalog
     by_score = QueueFilter()
     assert [r.id for r in review_stats.queue_page(catalog, by_score)[0]] == [c, a, d, b]
@@ -64,8 +65,8 @@ def test_order_filters_and_neighbours(tmp_path: Path) -> None:
     assert review_stats.neighbour(catalog, by_score, c) == a
 
 
-def test_dashboard_figures(tmp_path: Path) -> None:
-    store, queue, (a, b, c, _d) = _queue(tmp_path)
+def test_dashboard_figures(tmp_path: Path, catalog_url: str | None) -> None:
+    store, queue, (a, b, c, _d) = _queue(tmp_path, catalog_url)
     catalog = store.catalog
     queue.decide(a, "ann", "reviewer", "reject")            # final at once
     queue.decide(b, "ann", "reviewer", "confirm")           # awaiting a second reviewer

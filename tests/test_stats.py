@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from api_support import ROOT, encryption_key, live_api, reunite
-from conftest import photo, png_bytes
+from conftest import catalog_env, photo, png_bytes
 from sqlalchemy import select, update
 
 from indexer.store.catalog import Item, Subject
@@ -144,12 +144,11 @@ def test_one_subject_changes_a_released_count_within_e_to_the_epsilon(tmp_path: 
 # --- the ledger ---------------------------------------------------------------------------
 
 RACER = textwrap.dedent("""
-    import sys, time
+    import os, sys, time
     from pathlib import Path
     from indexer.store.store import Store
     from matcher import dp_stats, privacy_ledger
-    store = Store(Path(sys.argv[1]))
-    privacy_ledger.ensure_table(store.catalog)
+    store = Store(Path(sys.argv[1]), os.environ.get("REUNITE_CATALOG_URL"))
     go = Path(sys.argv[2])
     print("ready", flush=True)
     while not go.exists():
@@ -163,14 +162,16 @@ RACER = textwrap.dedent("""
 """)
 
 
-def test_the_ledger_refuses_a_release_over_budget_across_processes(tmp_path: Path) -> None:
+def test_the_ledger_refuses_a_release_over_budget_across_processes(tmp_path: Path,
+                                                                   catalog_url: str | None) -> None:
     """Four processes release epsilon 3 each at the same moment on a budget of 10: three win."""
     data = tmp_path / "data"
-    _confirm(Store(data), "rooms", "s", [dt.datetime(2026, 11, 20, 12)])
+    _confirm(Store(data, catalog_url), "rooms", "s", [dt.datetime(2026, 11, 20, 12)])
     go = tmp_path / "go"
     procs = [subprocess.Popen([sys.executable, "-c", RACER, str(data), str(go), f"racer-{n}"], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"}) for n in range(4)]
+                              env={**os.environ, "OMP_NUM_THREADS": "1", **catalog_env(catalog_url)})
+             for n in range(4)]
     for p in procs:
         assert p.stdout.readline().strip() == "ready"
     go.touch()
@@ -180,7 +181,7 @@ def test_the_ledger_refuses_a_release_over_budget_across_processes(tmp_path: Pat
         assert p.returncode == 0, err
         outcomes.append(out.split()[0])
     assert sorted(outcomes) == ["published"] * 3 + ["refused"]
-    rows = privacy_ledger.entries(Store(data).catalog)
+    rows = privacy_ledger.entries(Store(data, catalog_url).catalog)
     assert [r.seq for r in rows] == [1, 2, 3]
     assert rows[-1].spent_after == pytest.approx(9.0)
     assert sum(r.epsilon for r in rows) <= 10

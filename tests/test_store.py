@@ -80,36 +80,36 @@ def test_damaged_index_file_is_a_cache_miss(tmp_path: Path) -> None:
     assert vectors.load_saved(signals.get("pdq"), tmp_path / "missing.faiss") is None
 
 
-def test_indexes_persist_and_reload(data_dir: Path) -> None:
-    store = Store(data_dir)
+def test_indexes_persist_and_reload(data_dir: Path, catalog_url: str | None) -> None:
+    store = Store(data_dir, catalog_url)
     _fill(store, 12)
     store.checkpoint()
     bank = store.bank_or_error("ads")
     saved = store.indexes.path(bank.id, "pdq")
     assert saved.exists()
-    reopened = Store(data_dir)
+    reopened = Store(data_dir, catalog_url)
     idx = reopened.indexes.get(bank.id, "pdq")
     assert len(idx) == 12 and idx.revision == reopened.catalog.revision(bank.id, "pdq")
 
 
-def test_stale_or_missing_index_is_rebuilt_from_the_catalog(data_dir: Path) -> None:
-    store = Store(data_dir)
+def test_stale_or_missing_index_is_rebuilt_from_the_catalog(data_dir: Path, catalog_url: str | None) -> None:
+    store = Store(data_dir, catalog_url)
     _fill(store, 8)
     store.checkpoint()
     bank = store.bank_or_error("ads")
     old = store.indexes.path(bank.id, "pdq").read_bytes()
     # A second process adds images but "crashes" before saving its indexes.
-    other = Store(data_dir)
+    other = Store(data_dir, catalog_url)
     _fill(other, 5, seed=99)
     store.indexes.path(bank.id, "pdq").write_bytes(old)
-    fresh = Store(data_dir).indexes.get(bank.id, "pdq")
+    fresh = Store(data_dir, catalog_url).indexes.get(bank.id, "pdq")
     assert len(fresh) == 13
     store.indexes.path(bank.id, "phash").unlink()
-    assert len(Store(data_dir).indexes.get(bank.id, "phash")) == 13
+    assert len(Store(data_dir, catalog_url).indexes.get(bank.id, "phash")) == 13
 
 
-def test_adding_the_same_image_twice_is_idempotent(data_dir: Path) -> None:
-    store = Store(data_dir)
+def test_adding_the_same_image_twice_is_idempotent(data_dir: Path, catalog_url: str | None) -> None:
+    store = Store(data_dir, catalog_url)
     bank = store.catalog.ensure_bank("ads", "ads")
     ex = pipeline.extract(jpeg_bytes(tiles(1)[0]), HASHES)
     first = store.add_images(bank, [NewImage(ex, "ad-1")])
@@ -119,8 +119,8 @@ def test_adding_the_same_image_twice_is_idempotent(data_dir: Path) -> None:
     assert len(store.indexes.get(bank.id, "pdq")) == 1
 
 
-def test_deleting_items_removes_their_vectors_from_the_index(data_dir: Path) -> None:
-    store = Store(data_dir)
+def test_deleting_items_removes_their_vectors_from_the_index(data_dir: Path, catalog_url: str | None) -> None:
+    store = Store(data_dir, catalog_url)
     _fill(store, 6)
     bank = store.bank_or_error("ads")
     assert len(store.indexes.get(bank.id, "pdq")) == 6
@@ -132,8 +132,8 @@ def test_deleting_items_removes_their_vectors_from_the_index(data_dir: Path) -> 
     assert store.catalog.count_items(bank.id) == 5
 
 
-def test_bank_kind_conflicts_are_refused(data_dir: Path) -> None:
-    store = Store(data_dir)
+def test_bank_kind_conflicts_are_refused(data_dir: Path, catalog_url: str | None) -> None:
+    store = Store(data_dir, catalog_url)
     store.catalog.ensure_bank("refs", "missing_person")
     with pytest.raises(ValueError, match="already exists with kind"):
         store.catalog.ensure_bank("refs", "ads")
@@ -192,8 +192,12 @@ def test_an_old_catalog_without_the_review_version_column_opens_and_decides(data
                      score=0.9, decision="match")
     cid = queue.record([cand], {"ads": bank}, "query-0", "investigator")[0]
     store.catalog.engine.dispose()
-    with sqlite3.connect(data_dir / "catalog.sqlite") as conn:  # the schema before the column existed
+    # The schema of a release before the column existed, which had no migrations either.
+    with sqlite3.connect(data_dir / "catalog.sqlite") as conn:
         conn.execute("ALTER TABLE candidates DROP COLUMN version")
+        conn.execute("DROP TABLE alembic_version")
+        conn.execute("DROP TABLE catalog_meta")
+    (data_dir / "catalog-id").unlink()
     conn.close()
 
     reopened = Store(data_dir)
@@ -241,11 +245,12 @@ def test_enrolment_keeps_no_file_path_and_old_paths_are_blanked(data_dir: Path, 
         assert list(s.scalars(select(Item.source))) == ["manifest"]
 
 
-def test_two_writers_storing_the_same_images_at_once_store_each_once(data_dir: Path) -> None:
+def test_two_writers_storing_the_same_images_at_once_store_each_once(data_dir: Path,
+                                                                    catalog_url: str | None) -> None:
     """Two stores on one folder (as two processes have) add overlapping batches at the same moment."""
     import threading
 
-    writers = [Store(data_dir), Store(data_dir)]
+    writers = [Store(data_dir, catalog_url), Store(data_dir, catalog_url)]
     banks = [w.catalog.ensure_bank("ads", "ads") for w in writers]
     pictures = tiles(60, seed=21)
     extractions = [pipeline.extract(jpeg_bytes(t), HASHES) for t in pictures]

@@ -11,7 +11,7 @@ import numpy as np
 from indexer.scene.bank import SceneBankIndex
 from indexer.signals.scene import SCENE
 from indexer.store.store import Store
-from tests.conftest import jpeg_bytes, photo, run_reunite
+from tests.conftest import CATALOG_OF, bind_catalog, jpeg_bytes, photo, run_reunite
 from tests.test_scene import view
 
 
@@ -32,12 +32,14 @@ def _manifest(folder: Path, rows: list[tuple[str, str, int]]) -> Path:
 
 
 def _index(data: Path) -> SceneBankIndex:
-    store = Store(data)
+    store = Store(data, CATALOG_OF.get(data.resolve()))
     bank = store.bank_or_error("hotels")
     return SceneBankIndex(store.catalog, store.indexes.root / f"bank-{bank.id}", bank.id, SCENE)
 
 
-def test_retrain_refits_the_vocabulary_on_the_whole_bank(tmp_path: Path, data_dir: Path) -> None:
+def test_retrain_refits_the_vocabulary_on_the_whole_bank(tmp_path: Path, data_dir: Path,
+                                                         catalog_url: str | None) -> None:
+    bind_catalog(data_dir, catalog_url)  # the scene features of every `reunite` below: this catalog
     # Ten references give enough descriptors for the full vocabulary (64 words).
     rooms = [("cafe", "coffee.png", seed) for seed in (1, 2, 3, 4)]
     rooms += [("launch_hall", "rocket.jpg", seed) for seed in (1, 2, 3)]

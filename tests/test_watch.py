@@ -19,7 +19,7 @@ import pytest
 from indexer import pipeline
 from indexer.crypto import generate_key
 from tests.api_support import live_api
-from tests.conftest import jpeg_bytes, photo, run_reunite
+from tests.conftest import bind_catalog, jpeg_bytes, photo, run_reunite
 
 KEY = generate_key()
 ENV = {"REUNITE_ENCRYPTION_KEY": KEY}
@@ -82,7 +82,8 @@ def env_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_crawl_reaches_the_queue_by_itself_once_with_photos_for_the_reviewer(
-        tmp_path: Path, data_dir: Path, env_key: None) -> None:
+        tmp_path: Path, data_dir: Path, env_key: None, catalog_url: str | None) -> None:
+    bind_catalog(data_dir, catalog_url)  # every `reunite` below and the service: this catalog
     assert _enroll_person(tmp_path, data_dir).returncode == 0
     _partner_list(tmp_path, data_dir)
     manifest = _crawl(tmp_path)
@@ -118,7 +119,8 @@ def test_a_crawl_reaches_the_queue_by_itself_once_with_photos_for_the_reviewer(
 
 
 def test_enrolling_a_person_searches_the_ads_indexed_earlier(
-        tmp_path: Path, data_dir: Path, env_key: None) -> None:
+        tmp_path: Path, data_dir: Path, env_key: None, catalog_url: str | None) -> None:
+    bind_catalog(data_dir, catalog_url)
     manifest = _crawl(tmp_path)
     run_reunite("index", str(manifest), "--bank", "ads", "--quiet", "--no-link", data=data_dir, env=ENV,
                 check=True)

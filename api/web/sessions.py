@@ -64,7 +64,6 @@ class Sessions:
     def __init__(self, catalog: Catalog, lifetime: dt.timedelta = LIFETIME) -> None:
         self.catalog = catalog
         self.lifetime = lifetime
-        Base.metadata.create_all(catalog.engine, tables=[WebSession.__table__])
 
     def start(self, principal: Principal) -> tuple[str, dt.datetime]:
         """A new session for ``principal``: the cookie value (shown once) and its expiry."""

@@ -50,30 +50,12 @@ def unpack(text: str) -> LocalFeatures:
     return LocalFeatures.from_bytes(base64.b64decode(text))
 
 
-_ready_engines: set[int] = set()
-
-
-def ensure_table(catalog_or_session: Catalog | Session) -> None:
-    """Create the table when the catalog was created before this module was imported."""
-    bind = (catalog_or_session.engine if isinstance(catalog_or_session, Catalog)
-            else catalog_or_session.get_bind())
-    key = id(bind)
-    if key in _ready_engines:
-        return
-    if isinstance(catalog_or_session, Catalog):
-        SceneFeatures.__table__.create(bind, checkfirst=True)
-    else:
-        SceneFeatures.__table__.create(catalog_or_session.connection(), checkfirst=True)
-    _ready_engines.add(key)
-
-
 @event.listens_for(Session, "before_flush")
 def _move_features(session: Session, _context: Any, _instances: Any) -> None:
     pending = [obj for obj in session.new
                if isinstance(obj, Vector) and isinstance(obj.extra, dict) and LOCAL_KEY in obj.extra]
     if not pending:
         return
-    ensure_table(session)
     for vec in pending:
         extra = dict(vec.extra)
         blob = base64.b64decode(extra.pop(LOCAL_KEY))
@@ -83,7 +65,6 @@ def _move_features(session: Session, _context: Any, _instances: Any) -> None:
 
 def load_features(catalog: Catalog, vector_ids: Iterable[int]) -> dict[int, LocalFeatures]:
     """Local features of the given scene vectors (missing ids are left out)."""
-    ensure_table(catalog)
     ids = [int(i) for i in vector_ids]
     out: dict[int, LocalFeatures] = {}
     with catalog.session() as s:

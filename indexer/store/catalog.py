@@ -3,7 +3,9 @@
 Everything a vector index holds can be rebuilt from here, so the indexes are a
 cache that may be lost or stale without losing data. The catalog speaks
 SQLAlchemy 2: a SQLite file in the data folder by default (WAL mode so that the
-service can read while a batch job writes), PostgreSQL or anything else by URL.
+service can read while a batch job writes), or PostgreSQL by URL (psycopg 3;
+the suite runs the catalog's tests on both). Its schema is made and upgraded by
+the Alembic revisions of :mod:`indexer.store.schema` on every open.
 """
 
 from __future__ import annotations
@@ -25,16 +27,13 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
-    Table,
     UniqueConstraint,
     create_engine,
     delete,
     event,
     exists,
     func,
-    inspect,
     select,
-    text,
     update,
 )
 from sqlalchemy.engine import Engine, make_url
@@ -47,7 +46,8 @@ from sqlalchemy.orm import (
     relationship,
     sessionmaker,
 )
-from sqlalchemy.schema import CreateColumn
+
+from indexer.store.schema import migrate
 
 BANK_KINDS = ("ads", "venue", "missing_person", "hashes")
 # Enrolled references keep no file path (a path can name the person): see indexer.enroll.
@@ -149,8 +149,31 @@ class IndexRevision(Base):
     revision: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class CatalogMeta(Base):
+    """Facts about the catalog itself: ``catalog_id``, its random identity (revision 0002)."""
+
+    __tablename__ = "catalog_meta"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+
+
+class FolderOfAnotherCatalog(RuntimeError):
+    """The data folder was used with another catalog; its indexes and photos are not this one's."""
+
+
+FOLDER_CATALOG_ID = "catalog-id"
+
+
 def new_pseudonym() -> str:
     return "S-" + secrets.token_hex(8)
+
+
+def with_driver(url: str) -> str:
+    """``postgresql://...`` means psycopg 3 here (SQLAlchemy's own default is psycopg2, not installed)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -161,22 +184,42 @@ class Catalog:
     """Typed access to the catalog tables; one instance per process."""
 
     def __init__(self, url: str) -> None:
+        url = with_driver(url)
         self.url = url
         if url.startswith("sqlite"):
             _make_sqlite_file_private(url)
         self.engine: Engine = create_engine(url, future=True)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        with schema_lock(url):
-            create_tables(self.engine)
-            add_missing_columns(self.engine, Base.metadata.sorted_tables)
-            scrub_reference_sources(self.engine)
+        # indexer.store.schema: to this release's schema, or CatalogTooNew; what it was, for `reunite migrate`
+        self.schema_before, _ = migrate(self.engine)
+        scrub_reference_sources(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
     def open(cls, data_dir: Path, url: str | None = None) -> Catalog:
+        """The catalog of ``data_dir``: ``url``, or the SQLite file in it; refuses a folder of another."""
         Path(data_dir).mkdir(parents=True, exist_ok=True)
-        return cls(url or sqlite_url(Path(data_dir)))
+        if url is None and (Path(data_dir) / FOLDER_CATALOG_ID).exists() \
+                and not (Path(data_dir) / "catalog.sqlite").exists():
+            raise FolderOfAnotherCatalog(
+                f"the data folder {data_dir} belongs to a catalog elsewhere (it holds no catalog.sqlite): "
+                "give that catalog's --catalog-url or $REUNITE_CATALOG_URL")
+        catalog = cls(url or sqlite_url(Path(data_dir)))
+        try:
+            bind_folder(Path(data_dir), catalog.identity())
+        except FolderOfAnotherCatalog:
+            catalog.engine.dispose()
+            raise
+        return catalog
+
+    def identity(self) -> str:
+        """The random id the migrations gave this catalog (the same on every open, in every process)."""
+        with self.session() as s:
+            value = s.scalar(select(CatalogMeta.value).where(CatalogMeta.name == "catalog_id"))
+        if not value:
+            raise RuntimeError("the catalog has no identity (catalog_meta.catalog_id): restore it")
+        return str(value)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -384,6 +427,30 @@ class Catalog:
         return removed
 
 
+def bind_folder(data_dir: Path, identity: str) -> None:
+    """Tie ``data_dir`` to the catalog ``identity``; FolderOfAnotherCatalog when it is tied to another.
+
+    The first open writes ``catalog-id`` (0600; a folder of 0.1.0 gets it then);
+    later opens compare. Two processes opening a new folder at once: the file
+    is created exclusively, the loser reads the winner's, which is the same id.
+    """
+    path = Path(data_dir) / FOLDER_CATALOG_ID
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_MODE)
+    except FileExistsError:
+        held = path.read_text(encoding="ascii").strip()
+        if held and held != identity:
+            raise FolderOfAnotherCatalog(
+                f"the data folder {data_dir} belongs to another catalog (its index files, photos and audit "
+                f"head are that catalog's): open it with that catalog, or use another data folder") from None
+        if held:
+            return
+        path.write_text(identity + "\n", encoding="ascii")  # an empty file: a writer that died mid-way
+        return
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(identity + "\n")
+
+
 SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
 PRIVATE_MODE = 0o600
 
@@ -418,32 +485,6 @@ def _make_sqlite_file_private(url: str) -> None:
             continue
 
 
-@contextmanager
-def schema_lock(url: str) -> Iterator[None]:
-    """Hold an exclusive lock beside a SQLite catalog while its schema is made or upgraded.
-
-    pysqlite runs each CREATE TABLE in its own implicit transaction, so two
-    processes opening a new data folder at once (two ``reunite index`` runs)
-    interleave table by table and each retry of ``create_all`` can meet a table
-    the other has just made. An ``flock`` on a private lock file serialises the
-    schema step across processes; it is released when the file closes, also
-    when a process dies. Other databases rely on ``create_tables``' retry.
-    """
-    database = make_url(url).database if url.startswith("sqlite") else None
-    if not database or database == ":memory:" or database.startswith("file:"):
-        yield
-        return
-    import fcntl
-
-    lock_path = Path(database).with_name(Path(database).name + ".schema-lock")
-    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, PRIVATE_MODE)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 # PostgreSQL's "deadlock detected" and "could not serialize": the transaction was
 # rolled back as a whole and may simply be run again.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
@@ -462,60 +503,6 @@ def lost_a_race(exc: BaseException) -> bool:
     orig = getattr(exc, "orig", None)
     code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     return isinstance(exc, DBAPIError) and code in RETRYABLE_SQLSTATES
-
-
-def create_tables(engine: Engine, tables: list[Table] | None = None) -> None:
-    """``create_all`` that tolerates another process creating the same tables at the same moment.
-
-    ``create_all`` checks which tables exist, then creates the others; two
-    processes opening a new data folder at once (two ``reunite index`` runs)
-    both see a table missing and the second CREATE fails with "already
-    exists". The DDL runs in one transaction, so a lost race leaves nothing
-    half made, and the next try's check finds the winner's tables.
-    """
-    for attempt in range(1, 4):
-        try:
-            Base.metadata.create_all(engine, tables=tables)
-            return
-        except DBAPIError:
-            if attempt == 3:
-                raise
-
-
-def add_missing_columns(engine: Engine, tables: Iterable[Table]) -> list[str]:
-    """The additive schema step: add the columns an existing table of an older catalog lacks.
-
-    ``create_all`` creates missing tables but never alters an existing one,
-    so a data folder made before a column was added would fail on its first
-    query. Each missing column is added with ``ALTER TABLE ... ADD COLUMN``
-    (the same statement on SQLite and PostgreSQL); only columns that old rows
-    can take are added this way, i.e. nullable ones or ones with a server
-    default; anything else is refused rather than guessed. Two processes
-    opening one old catalog at once may both try: the loser finds the column
-    there and carries on. Returns the ``table.column`` names added.
-    """
-    added: list[str] = []
-    inspector = inspect(engine)
-    for table in tables:
-        if not inspector.has_table(table.name):
-            continue
-        present = {c["name"] for c in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in present:
-                continue
-            if not column.nullable and column.server_default is None:
-                raise RuntimeError(f"the catalog's table {table.name} lacks column {column.name}, "
-                                   "which has no default for existing rows; upgrade it by hand")
-            ddl = CreateColumn(column).compile(dialect=engine.dialect)
-            quoted = engine.dialect.identifier_preparer.quote(table.name)
-            try:
-                with engine.begin() as conn:
-                    conn.execute(text(f"ALTER TABLE {quoted} ADD COLUMN {ddl}"))
-            except DBAPIError:
-                if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
-                    raise
-            added.append(f"{table.name}.{column.name}")
-    return added
 
 
 def scrub_reference_sources(engine: Engine) -> int:

@@ -55,8 +55,14 @@ def _connect(data_dir: Path) -> sqlite3.Connection | None:
         return None
 
 
-def _read(data_dir: Path, query: Callable[[sqlite3.Connection], list[tuple]]) -> list[tuple] | None:
-    """Rows of ``query`` on a read-only connection; [] without a catalog, None on any surprise."""
+def _read(data_dir: Path, query: Callable[[sqlite3.Connection], list[tuple]],
+          catalog_url: str | None = None) -> list[tuple] | None:
+    """Rows of ``query`` on a read-only connection; [] without a catalog, None on any surprise.
+
+    A catalog elsewhere (``--catalog-url``, e.g. PostgreSQL) is not this reader's: None.
+    """
+    if catalog_url:
+        return None
     if _missing(data_dir):
         return []
     conn = _connect(data_dir)
@@ -69,11 +75,11 @@ def _read(data_dir: Path, query: Callable[[sqlite3.Connection], list[tuple]]) ->
         return None
 
 
-def banks(data_dir: Path) -> list[BankSummary] | None:
+def banks(data_dir: Path, catalog_url: str | None = None) -> list[BankSummary] | None:
     """Every bank with its item count, by name; None when the catalog must be opened in full."""
     rows = _read(data_dir, lambda conn: conn.execute(
         "SELECT b.name, b.kind, b.policy, (SELECT COUNT(*) FROM items i WHERE i.bank_id = b.id) "
-        "FROM banks b ORDER BY b.name").fetchall())
+        "FROM banks b ORDER BY b.name").fetchall(), catalog_url)
     if rows is None:
         return None
     out = []
@@ -93,9 +99,9 @@ def _key_rows(conn: sqlite3.Connection) -> list[tuple]:
     return conn.execute("SELECT name, role, revoked_at FROM api_keys ORDER BY id").fetchall()
 
 
-def api_keys(data_dir: Path) -> list[KeySummary] | None:
+def api_keys(data_dir: Path, catalog_url: str | None = None) -> list[KeySummary] | None:
     """Every issued key by id; None when the catalog must be opened in full."""
-    rows = _read(data_dir, _key_rows)
+    rows = _read(data_dir, _key_rows, catalog_url)
     if rows is None:
         return None
     return [KeySummary(str(n), str(r), None if rev is None else str(rev)) for n, r, rev in rows]

@@ -33,6 +33,9 @@ from indexer.store.annotations import add_annotations
 from indexer.store.catalog import Bank, Catalog, Item, Subject, lost_a_race
 from indexer.store.indexes import IndexSet
 
+# Where an image came from is shown in reports; a longer path or URL is cut to the column (PostgreSQL
+# refuses what does not fit, SQLite would keep it), as nothing looks an item up by it.
+SOURCE_MAX = Item.__table__.c.source.type.length
 # Tries of one batch when other writers keep storing the same rows first; each
 # lost try means they committed, so the next one has less to insert.
 BATCH_ATTEMPTS = 8
@@ -111,7 +114,7 @@ class Store:
                     s.add(subject)
                     subjects[new.label] = subject
                 item = Item(bank_id=bank.id, subject=subject, sha256=ex.sha256,
-                            source=new.source, width=ex.width, height=ex.height,
+                            source=new.source[:SOURCE_MAX], width=ex.width, height=ex.height,
                             format=ex.format, attributes=new.attributes or {})
                 s.add(item)
                 known[ex.sha256] = item  # the same image twice in one batch is stored once

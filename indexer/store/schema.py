@@ -1,0 +1,198 @@
+"""Schema migrations of the catalog: every open brings it to this release's schema, or refuses.
+
+Why automatic: a data folder (or a PostgreSQL database) is opened by every
+``reunite`` command and by every API worker; an operator who upgrades the
+package should not have to remember a separate step before the first command
+works, and 0.1.0 already upgraded its catalog on open (additive columns only).
+So :class:`indexer.store.catalog.Catalog` calls :func:`migrate` when it opens,
+and ``reunite migrate`` runs the same step on its own and says where the
+catalog stands (for a deployment that upgrades the database before it rolls
+out new workers).
+
+The revisions are Alembic scripts in :mod:`indexer.store.migrations`; the
+version is the ``alembic_version`` table. Rules:
+
+- a catalog at this release's head is opened with one query and nothing else;
+- an older one (including one of 0.1.0, which has no version table: the
+  baseline adopts it) is upgraded in place, under a lock so that two processes
+  opening it at once upgrade it once: an ``flock`` beside a SQLite file, a
+  transaction-scoped advisory lock on PostgreSQL (whose DDL is transactional,
+  so a failed upgrade leaves nothing half done);
+- a catalog at a revision this release does not know was upgraded by a newer
+  release: it is refused (:class:`CatalogTooNew`) and nothing is touched,
+  because an older release writing rows of a newer schema could lose data.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+SCRIPT_LOCATION = "indexer.store:migrations"
+# pg_advisory_xact_lock key of the schema step ("reun" in ASCII); any other constant would do.
+PG_SCHEMA_LOCK = 0x7265756E
+PRIVATE_MODE = 0o600
+
+
+# Every module that declares tables on indexer.store.catalog.Base (for autogenerate and the drift test).
+MODEL_MODULES = (
+    "indexer.store.catalog", "indexer.store.annotations", "indexer.scene.storage",
+    "api.api_keys", "api.audit", "api.web.sessions",
+    "matcher.review", "matcher.cases", "matcher.outbox", "matcher.watch",
+    "matcher.link_store", "matcher.privacy_ledger",
+)
+
+
+class CatalogTooNew(RuntimeError):
+    """The catalog was upgraded by a newer release; this one must not write to it."""
+
+
+def declared_metadata():  # noqa: ANN201 - sqlalchemy.MetaData
+    """The schema the code declares, with every table-declaring module imported.
+
+    Not used to create anything (the revisions do that): ``alembic revision
+    --autogenerate`` diffs it against a catalog, and tests/test_migrations.py
+    checks that a migrated catalog equals it, so a model changed without a
+    revision fails the suite.
+    """
+    for name in MODEL_MODULES:
+        importlib.import_module(name)
+    from indexer.store.catalog import Base
+    return Base.metadata
+
+
+def config(connection: Connection | None = None) -> Config:
+    """Alembic's configuration, built in code (there is no alembic.ini)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", SCRIPT_LOCATION)
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+@lru_cache(maxsize=1)
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(config())
+
+
+def head() -> str:
+    """This release's newest revision."""
+    heads = _scripts().get_heads()
+    if len(heads) != 1:
+        raise RuntimeError(f"the catalog migrations have {len(heads)} heads: merge them")
+    return heads[0]
+
+
+def known(revision: str) -> bool:
+    try:
+        return _scripts().get_revision(revision) is not None
+    except Exception:  # alembic raises its own ResolutionError / CommandError for unknown ids
+        return False
+
+
+def current(connection: Connection) -> str | None:
+    """The revision stored in the catalog; None for a new one or one of 0.1.0 (no version table)."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _refuse_newer(revision: str | None) -> None:
+    if revision is not None and not known(revision):
+        raise CatalogTooNew(
+            f"the catalog is at schema revision {revision}, which this release of reunite does not "
+            f"know (it knows up to {head()}): a newer release upgraded it; run that release "
+            "(nothing was changed)")
+
+
+def migrate(engine: Engine) -> tuple[str | None, str]:
+    """Bring the catalog to :func:`head`; returns (revision before, revision after)."""
+    target = head()
+    with engine.connect() as conn:
+        before = current(conn)
+    if before == target:
+        return before, target
+    _refuse_newer(before)
+    with _schema_lock(engine) as conn:
+        before = current(conn)  # another process may have upgraded it while this one waited
+        _refuse_newer(before)
+        if before != target:
+            command.upgrade(config(conn), "head")
+    return before, target
+
+
+def autogenerate(url: str, message: str, rev_id: str) -> None:
+    """Write the next revision: what the models declare and the catalog at ``url`` (at head) lacks.
+
+    For developers who add a table or a column::
+
+        python -m indexer.store.schema --url sqlite:////tmp/d/catalog.sqlite --id 0004 "what it adds"
+
+    (open a fresh folder first so that its catalog is at the current head), then read and
+    tidy the file Alembic writes into indexer/store/migrations/versions/.
+    """
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            cfg = config(conn)
+            cfg.attributes["autogenerate"] = True
+            command.revision(cfg, message=message, autogenerate=True, rev_id=rev_id)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _schema_lock(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that holds the catalog's schema lock until it commits."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_SCHEMA_LOCK})
+            yield conn
+        return
+    with _file_lock(engine), engine.begin() as conn:
+        yield conn
+
+
+@contextmanager
+def _file_lock(engine: Engine) -> Iterator[None]:
+    """An exclusive ``flock`` on a private file beside a SQLite catalog (none for :memory:).
+
+    pysqlite runs each CREATE TABLE in its own implicit transaction, so two
+    processes upgrading one new file at once would interleave table by table;
+    the lock serialises them, and is released when the file closes, also when
+    a process dies.
+    """
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    lock_path = Path(database).with_name(Path(database).name + ".schema-lock")
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, PRIVATE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write the next catalog revision (autogenerate).")
+    parser.add_argument("--url", required=True, help="a catalog at the current head")
+    parser.add_argument("--id", required=True, help="the new revision's id, e.g. 0004")
+    parser.add_argument("message")
+    args = parser.parse_args()
+    autogenerate(args.url, args.message, args.id)
