@@ -190,7 +190,14 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 
 class WatchPolicyError(ValueError):
-    """A watch policy change that cannot be made (a message safe to show)."""
+    """A watch policy change that cannot be made (a message safe to show).
+
+    ``code`` is ``unknown_bank`` (no bank by that name: HTTP 404) or ``bad_policy`` (HTTP 422).
+    """
+
+    def __init__(self, detail: str, code: str = "bad_policy") -> None:
+        super().__init__(detail)
+        self.code = code
 
 
 def set_watches(application: Application, actor: Actor, bank_name: str,
@@ -205,6 +212,7 @@ def set_watches(application: Application, actor: Actor, bank_name: str,
     from matcher.watch import WATCHES_KEY, check_policy
 
     problem: str | None = None
+    code = "bad_policy"
     with application.audited(actor, "bank.watches", f"bank:{bank_name[:120]}", via=via,
                              watches="all" if names is None else len(names)) as note:
         catalog = application.store.catalog
@@ -212,7 +220,7 @@ def set_watches(application: Application, actor: Actor, bank_name: str,
         policy: dict[str, Any] = {}
         if bank is None:
             note.refuse("unknown_bank")
-            problem = f"no bank named {bank_name!r}"
+            problem, code = f"no bank named {bank_name!r}", "unknown_bank"
         else:
             policy = {k: v for k, v in (bank.policy or {}).items() if k != WATCHES_KEY}
             if names is not None:
@@ -226,5 +234,5 @@ def set_watches(application: Application, actor: Actor, bank_name: str,
             with catalog.session() as s:
                 s.get(Bank, bank.id).policy = policy  # a new dict: the JSON column sees the change
     if problem is not None:  # refused: recorded as "rejected" above, nothing stored changed
-        raise WatchPolicyError(problem)
+        raise WatchPolicyError(problem, code)
     return catalog.bank(bank_name)
