@@ -80,10 +80,13 @@ def ingest(svc: Service, bank: Bank, uploads: list[Upload], records: list[AdReco
     try:
         batch = []
         for _n, up, extraction, rec in todo:
-            token = svc.photos.put(namespace, up.data, encrypt=encrypt)
+            token = svc.photos.put(namespace, up.data, encrypt=encrypt, durable=False)
             tokens.append(token)
             batch.append(NewImage(extraction, rec.label or f"ad-{extraction.sha256[:16]}", rec.source,
                                   {**rec.attributes, PHOTO_ATTR: token}))
+        # The request's photos on disk together (one fsync per file, one for the folder) before
+        # the rows naming them commit (indexer.store.photos).
+        svc.photos.sync(svc.photos.path(namespace, t) for t in tokens)
         results = svc.store.add_images(bank, batch) if batch else []
     except BaseException:
         for token in tokens:
