@@ -25,7 +25,20 @@ from api.auth import declared_roles
 from api.delivery import Deliverer
 from api.metrics import Metrics
 from api.middleware import ServiceMiddleware
-from api.routes import admin, alerts, banks, cases, ingest, match, networks, review, search, stats, subjects
+from api.routes import (
+    admin,
+    alerts,
+    banks,
+    cases,
+    ingest,
+    match,
+    networks,
+    review,
+    search,
+    stats,
+    subjects,
+    watches,
+)
 from api.routes.hma import router as hma_router
 from api.service import Service, ServiceConfig
 
@@ -67,7 +80,8 @@ def create_app(data_dir: Path | str, *, catalog_url: str | None = None,
     app.state.deliverer = deliverer
     app.state.metrics = Metrics(svc)
     errors.install(app)
-    for module in (admin, banks, subjects, ingest, match, review, networks, cases, alerts, stats, search):
+    for module in (admin, banks, subjects, ingest, match, review, networks, cases, alerts, stats, search,
+                   watches):
         app.include_router(module.router)
     docs.install(app)
     app.include_router(hma_router)  # HMA's /m and /h paths at the root ("Coming from HMA", README)

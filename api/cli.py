@@ -172,7 +172,14 @@ def index_cmd(
         f"waiting for another index run on bank {bank_row.name} to finish", err=True))
     bar, progress = progress_bar(None, quiet)
     linking = bank_row.kind == "ads" and link
-    extras, after_batch = link_staging(store, bank_row) if linking else (None, None)
+    extras, link_batch = link_staging(store, bank_row) if linking else (None, None)
+    created: set[int] = set()  # this run's new items: the watch reuses their faces
+
+    def after_batch(stored) -> None:  # noqa: ANN001 - [(Item, created, NewImage)]
+        created.update(int(item.id) for item, was_new, _new in stored if was_new)
+        if link_batch is not None:
+            link_batch(stored)
+
     try:
         report = ingest.index_records(store, bank_row, records, names, workers=workers,
                                       source=str(source), progress=progress, max_bad=max_bad,
@@ -202,7 +209,9 @@ def index_cmd(
 
         typer.echo(link_records(store, bank_row, crawl_records(source, Path(spool.name))[1], region))
     if watch and not report.interrupted:
-        typer.echo(watch_bank(application, bank_row, quiet, keeper.paths))
+        from api.watching import Indexed
+        typer.echo(watch_bank(application, bank_row, quiet, keeper.paths,
+                              Indexed(frozenset(created), frozenset(names))))
     if watch and not report.interrupted and bank_row.kind == "venue" and report.indexed:
         from api.cli_enroll import back_search_lines
         for line in back_search_lines(application, bank_row, quiet):
@@ -238,14 +247,17 @@ def photo_keeper(application, bank):  # noqa: ANN001, ANN201 - a FileKeeper or N
                       keep=keeps_photos(bank))
 
 
-def watch_bank(application, bank, quiet: bool, paths=None) -> str:  # noqa: ANN001 - Application, Bank
-    """Check the bank's unchecked ads against its watchers (api/watching.py); the summary line."""
+def watch_bank(application, bank, quiet: bool, paths=None, indexed=None) -> str:  # noqa: ANN001
+    """Check the bank's unchecked ads against its watchers (api/watching.py); the summary line.
+
+    ``indexed`` (:class:`api.watching.Indexed`): what this run created, whose faces are reused.
+    """
     from api.application import cli_actor
     from api.watching import check_ads
 
     bar, _progress = progress_bar(None, quiet, label="watch", unit="ad")
     try:
-        report = check_ads(application, bank, cli_actor(), paths=paths,
+        report = check_ads(application, bank, cli_actor(), paths=paths, indexed=indexed,
                            progress=lambda done, total: bar.update(done, total))
     finally:
         bar.close()

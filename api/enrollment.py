@@ -107,10 +107,11 @@ def enroll_photos(svc: Service, bank: Bank, label: str, uploads: list[Upload],
     try:
         batch = []
         for up, extraction in fresh:
-            token = svc.photos.put(namespace, up.data, encrypt=encrypt)
+            token = svc.photos.put(namespace, up.data, encrypt=encrypt, durable=False)
             tokens.append(token)
             batch.append(NewImage(extraction, label, source="http", attributes={PHOTO_ATTR: token},
                                   subject_fields=dict(fields or {})))
+        svc.photos.sync(svc.photos.path(namespace, t) for t in tokens)  # on disk before the commit
         results = svc.store.add_images(bank, batch)
         svc.store.checkpoint()
     except BaseException:

@@ -80,10 +80,13 @@ def ingest(svc: Service, bank: Bank, uploads: list[Upload], records: list[AdReco
     try:
         batch = []
         for _n, up, extraction, rec in todo:
-            token = svc.photos.put(namespace, up.data, encrypt=encrypt)
+            token = svc.photos.put(namespace, up.data, encrypt=encrypt, durable=False)
             tokens.append(token)
             batch.append(NewImage(extraction, rec.label or f"ad-{extraction.sha256[:16]}", rec.source,
                                   {**rec.attributes, PHOTO_ATTR: token}))
+        # The request's photos on disk together (one fsync per file, one for the folder) before
+        # the rows naming them commit (indexer.store.photos).
+        svc.photos.sync(svc.photos.path(namespace, t) for t in tokens)
         results = svc.store.add_images(bank, batch) if batch else []
     except BaseException:
         for token in tokens:
@@ -101,16 +104,18 @@ def ingest(svc: Service, bank: Bank, uploads: list[Upload], records: list[AdReco
             found = by_sha.get(o.sha256 or "")
             if o.item is None and o.error is None and found is not None:
                 o.item = found.id
-    _watch(svc, bank, [o.item for o in outcomes if o.item is not None])
+    _watch(svc, bank, [o.item for o in outcomes if o.item is not None],
+           {o.item for o in outcomes if o.item is not None and o.created}, names)
     return outcomes
 
 
-def _watch(svc: Service, bank: Bank, item_ids: list[int]) -> None:
+def _watch(svc: Service, bank: Bank, item_ids: list[int], created: set[int], names: list[str]) -> None:
     """Check the ads of this request against the banks that watch their bank (api/watching.py).
 
     The ads sent again are included: one whose check a crash interrupted is checked now.
     """
     if not item_ids or bank.kind != "ads":
         return
-    from api.watching import SYSTEM_ACTOR, check_ads
-    check_ads(svc, bank, SYSTEM_ACTOR, item_ids=item_ids)
+    from api.watching import SYSTEM_ACTOR, Indexed, check_ads
+    check_ads(svc, bank, SYSTEM_ACTOR, item_ids=item_ids,
+              indexed=Indexed(frozenset(created), frozenset(names)))

@@ -45,6 +45,9 @@ Visibility table (``-`` = never sent to that role)::
       /v1/search: ad labels, item ids,
       text read and its box; ads banks
       only, never a reference bank)
+    which ads banks a watcher bank        y       -          -           -       -
+      watches (GET/PUT /v1/banks/{bank}/
+      watches: routes/watches.py)
 
 An HMA client expects an integer ``bank_content_id``; a partner's is the top
 53 bits of its R- ref (a JSON-safe integer, stable, and the same subject as

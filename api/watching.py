@@ -10,7 +10,12 @@ the path HTTP and CLI ``match`` take: the same matcher (expired consent
 dropped inside it), the same query photo kept, one row per ad image x subject.
 
 Each ad is decoded once per check and matched against all its due watchers
-at once; the check is recorded per (ad, watcher) only after its candidates
+at once. The faces of an ad indexed in the same run (:class:`Indexed`: the
+CLI's ``index`` and HTTP ingest pass what they created and with which
+signals) are not detected again: the vectors indexing stored for it are
+handed to the face searcher (:func:`matcher.face_search.seed_faces`), which
+were the watch's largest cost (about 1.2 s of the 1.5 s an ad cost on a
+loaded machine, BENCHMARKS.md). the check is recorded per (ad, watcher) only after its candidates
 are in the queue, so a kill at any moment loses nothing and a re-run adds
 nothing (the queue is idempotent and a recorded check is not repeated).
 
@@ -39,6 +44,18 @@ SYSTEM_REQUESTER = "watch"
 SYSTEM_ACTOR = Actor(SYSTEM_REQUESTER, "system")
 
 
+@dataclass(frozen=True)
+class Indexed:
+    """What an indexing run computed: the ad items it created and the signals it ran on each.
+
+    For these items the catalog's face vectors are everything the face signals
+    found (none stored: no face), so the watch reads them instead of detecting again.
+    """
+
+    items: frozenset[int]
+    signals: frozenset[str]
+
+
 @dataclass
 class WatchReport:
     """What one watch pass did (counts only: no labels, nothing personal)."""
@@ -49,6 +66,7 @@ class WatchReport:
     queued: int = 0
     no_photo: int = 0
     failed: int = 0
+    faces_reused: int = 0  # ads whose faces came from indexing, not a second detection
 
     def summary(self) -> str:
         if not self.watchers and not self.skipped_watchers:
@@ -59,6 +77,8 @@ class WatchReport:
             line += f", {self.no_photo} without a kept photo (not checked)"
         if self.failed:
             line += f", {self.failed} unreadable"
+        if self.faces_reused:
+            line += f", faces of {self.faces_reused} from indexing"
         if self.skipped_watchers:
             line += (f"; not searched without REUNITE_ENCRYPTION_KEY: {', '.join(self.skipped_watchers)}"
                      " (run again with the key to catch up)")
@@ -67,12 +87,14 @@ class WatchReport:
 
 def check_ads(app: Application, watched: Bank, actor: Actor, *, watchers: list[Bank] | None = None,
               item_ids: list[int] | None = None, paths: dict[str, Path] | None = None,
-              progress: Callable[[int, int], None] | None = None) -> WatchReport:
+              progress: Callable[[int, int], None] | None = None,
+              indexed: Indexed | None = None) -> WatchReport:
     """Check the due ads of ``watched`` against its watchers (or only ``watchers``) and queue candidates.
 
     ``item_ids`` narrows the pass to those ads (an HTTP ingest checks what it
     was sent); without it every ad not yet checked is (a resume, a back-search).
     ``paths`` (sha256 -> file) are the files of this run, read when no photo was kept.
+    ``indexed``: the items this run created and its signals, whose faces are reused.
     """
     from matcher import watch
 
@@ -97,7 +119,7 @@ def check_ads(app: Application, watched: Bank, actor: Actor, *, watchers: list[B
     if progress:
         progress(0, total)
     for done, (item_id, against) in enumerate(sorted(due.items()), start=1):
-        result = _check_one(app, watched, item_id, against, report, paths or {})
+        result = _check_one(app, watched, item_id, against, report, paths or {}, indexed)
         for w, extent in against:
             watch.mark_checked(app.store.catalog, item_id, w, extent, result)
         if progress:
@@ -123,7 +145,7 @@ def _needs_key(bank: Bank) -> bool:
 
 
 def _check_one(app: Application, watched: Bank, item_id: int, against: list[tuple[Bank, int]],
-               report: WatchReport, paths: dict[str, Path]) -> str:
+               report: WatchReport, paths: dict[str, Path], indexed: Indexed | None = None) -> str:
     from indexer import images
 
     with app.store.catalog.session() as s:
@@ -139,14 +161,50 @@ def _check_one(app: Application, watched: Bank, item_id: int, against: list[tupl
         return "no_photo"
     banks = [w for w, _extent in against]
     try:
-        candidates = app.matcher.match(data, banks, top=10)  # expired consent: dropped in the matcher
+        query = app.matcher.prepare(data, banks)
     except images.ImageError:
         report.failed += 1
         return "unreadable"
+    if indexed is not None and item_id in indexed.items and _seed_indexed_faces(app, query, item_id, banks,
+                                                                                indexed.signals):
+        report.faces_reused += 1
+    candidates = app.matcher.match_query(query, banks, top=10)  # expired consent: dropped in the matcher
     queued = app.queue_candidates(candidates, banks, sha, data, SYSTEM_REQUESTER, context)
     report.checked += 1
     report.queued += len(queued)
     return "checked"
+
+
+def _seed_indexed_faces(app: Application, query: Any, item_id: int, banks: list[Bank],
+                        computed: frozenset[str]) -> bool:
+    """Hand the query the faces indexing stored for the ad, for each face signal a watcher searches.
+
+    Only signals the run computed on this item count (an empty list is "no face");
+    a watcher's signal the run did not compute is left to the searcher to extract.
+    """
+    from sqlalchemy import select
+
+    from indexer.signals import base as signals
+    from indexer.signals.base import SignalVector
+    from indexer.store.catalog import Vector
+    from matcher.face_search import FACE_FAMILY, seed_faces
+
+    wanted = sorted({n for b in banks for n in app.store.index_signals(b)
+                     if n in computed and signals.get(n).family == FACE_FAMILY})
+    if not wanted:
+        return False
+    found: dict[str, list[SignalVector]] = {n: [] for n in wanted}
+    with app.store.catalog.session() as s:
+        rows = s.scalars(select(Vector).where(Vector.item_id == item_id, Vector.signal.in_(wanted))
+                         .order_by(Vector.id))
+        for row in rows:
+            extra = {k: v for k, v in (row.extra or {}).items() if k != "ordinal"}
+            vector = signals.get(row.signal).from_bytes(bytes(row.data))
+            found[row.signal].append(SignalVector(row.signal, vector, row.quality,
+                                                  tuple(row.box) if row.box else None, extra))
+    for name, faces in found.items():
+        seed_faces(query, name, faces)
+    return True
 
 
 def _photo(app: Application, bank: Bank, item: Item, path: Path | None) -> bytes | None:
@@ -189,7 +247,14 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 
 class WatchPolicyError(ValueError):
-    """A watch policy change that cannot be made (a message safe to show)."""
+    """A watch policy change that cannot be made (a message safe to show).
+
+    ``code`` is ``unknown_bank`` (no bank by that name: HTTP 404) or ``bad_policy`` (HTTP 422).
+    """
+
+    def __init__(self, detail: str, code: str = "bad_policy") -> None:
+        super().__init__(detail)
+        self.code = code
 
 
 def set_watches(application: Application, actor: Actor, bank_name: str,
@@ -204,6 +269,7 @@ def set_watches(application: Application, actor: Actor, bank_name: str,
     from matcher.watch import WATCHES_KEY, check_policy
 
     problem: str | None = None
+    code = "bad_policy"
     with application.audited(actor, "bank.watches", f"bank:{bank_name[:120]}", via=via,
                              watches="all" if names is None else len(names)) as note:
         catalog = application.store.catalog
@@ -211,7 +277,7 @@ def set_watches(application: Application, actor: Actor, bank_name: str,
         policy: dict[str, Any] = {}
         if bank is None:
             note.refuse("unknown_bank")
-            problem = f"no bank named {bank_name!r}"
+            problem, code = f"no bank named {bank_name!r}", "unknown_bank"
         else:
             policy = {k: v for k, v in (bank.policy or {}).items() if k != WATCHES_KEY}
             if names is not None:
@@ -225,5 +291,5 @@ def set_watches(application: Application, actor: Actor, bank_name: str,
             with catalog.session() as s:
                 s.get(Bank, bank.id).policy = policy  # a new dict: the JSON column sees the change
     if problem is not None:  # refused: recorded as "rejected" above, nothing stored changed
-        raise WatchPolicyError(problem)
+        raise WatchPolicyError(problem, code)
     return catalog.bank(bank_name)

@@ -176,7 +176,8 @@ def end_to_end(folder: Path, n: int, signals: str | None, repeat: int, work: Pat
         named = sum(v for k, v in breakdown.items() if k not in ("total_in_process",))
         breakdown["other"] = breakdown["total_in_process"] + python_start - named
         del breakdown["total_in_process"]
-    return {"signals": signals or "default (hashes,local)", "photos": n,
+    from indexer.kinds import default_families  # what the ads defaults are today (faces joined them)
+    return {"signals": signals or f"default ({','.join(default_families('ads'))})", "photos": n,
             "reunite_s": ours, "naive_s": peer,
             "reunite_images_per_s": n / statistics.median(ours),
             "naive_images_per_s": n / statistics.median(peer),

@@ -199,6 +199,8 @@ def enroll_records(store: Store, bank_name: str, kind: str, records: list[dict[s
                 if keeper and p.extraction.sha256 not in known else {}
             batch.append(NewImage(p.extraction, p.label, REFERENCE_SOURCE, {"row": p.row_number, **kept},
                                   p.subject_fields))
+        if keeper:
+            keeper.sync()  # the photos on disk before the rows naming them commit
         results = store.add_images(bank, batch)
     except BaseException:
         for img in batch if keeper else ():

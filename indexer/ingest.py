@@ -352,6 +352,8 @@ def index_records(
         nonlocal last_checkpoint
         if pending:
             try:
+                if keeper:
+                    keeper.sync()  # the batch's photos on disk before the rows naming them commit
                 results = store.add_images(bank, pending)
             except BaseException:
                 for img in pending if keeper else ():

@@ -66,6 +66,20 @@ from matcher import defaults as defaults_mod
 from matcher.search import Candidate, Query, register_searcher
 
 FACE_FAMILY = "faces"
+
+
+def faces_key(signal_name: str) -> str:
+    """Where a query's faces of one signal are kept in :attr:`Query.cache`."""
+    return f"faces:{signal_name}"
+
+
+def seed_faces(query: Query, signal_name: str, faces: list[SignalVector]) -> None:
+    """Give the query the faces of ``signal_name`` computed elsewhere (indexing): no second detection.
+
+    ``faces`` must be what the signal's ``extract`` gave for this image, an empty
+    list when it found none: the searcher then takes them as its own.
+    """
+    query.cache[faces_key(signal_name)] = list(faces)
 FEATURES = ("centred_similarity", "gap")
 FACE_SEARCH_KEY = "face_search"
 # Banks searched by face unless their policy's ``face_search`` says otherwise.
@@ -252,7 +266,7 @@ class FaceSearcher:
         return face_search_on(bank) and bool(self.face_signals(bank))
 
     def query_faces(self, query: Query, signal_name: str) -> list[SignalVector]:
-        key = f"faces:{signal_name}"
+        key = faces_key(signal_name)
         if key not in query.cache:
             query.cache[key] = signals.get(signal_name).extract(query.picture)
         return query.cache[key]

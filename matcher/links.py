@@ -211,8 +211,13 @@ class Linker:
                                      .order_by(AdPhoto.id)))
         for start in range(0, len(pending), 200):
             with self.store.catalog.session() as s:
-                for occ_id in pending[start:start + 200]:
-                    report.new_links += self._link_occurrence(s, bank, occ_id)
+                chunk = pending[start:start + 200]
+                # One read of the chunk's occurrences and of the other ads showing their images,
+                # not two queries per occurrence (issue 21: linking's catalog round trips).
+                occs = {int(o.id): o for o in s.scalars(select(AdPhoto).where(AdPhoto.id.in_(chunk)))}
+                showing = _subjects_showing(s, {int(o.item_id) for o in occs.values()})
+                for occ_id in chunk:
+                    report.new_links += self._link_occurrence(s, bank, occ_id, occs.get(occ_id), showing)
                     report.occurrences += 1
         with self.store.catalog.session() as s:
             todo = list(s.scalars(select(Item.id).where(
@@ -231,18 +236,24 @@ class Linker:
                 for v in s.scalars(select(Vector).where(Vector.item_id.in_(chunk))):
                     vectors.setdefault(int(v.item_id), []).append(v)
                 staged = _prints_of(s, chunk)
+                with_text = photo_contacts.items_with_text(s, chunk)
                 for item_id in chunk:
                     links, from_vectors = self._link_image(
                         s, bank, items[item_id], vectors.get(item_id, []), staged.get(item_id), read,
-                        copy_searchers)
+                        copy_searchers, has_text=item_id in with_text)
                     report.new_links += links
                     report.images += 1
                     report.images_from_vectors += int(from_vectors)
         return report
 
-    def _link_occurrence(self, s: Session, bank: Bank, occ_id: int) -> int:
-        """Contacts and same-image links of one (ad, image) occurrence."""
-        occ = s.get(AdPhoto, occ_id)
+    def _link_occurrence(self, s: Session, bank: Bank, occ_id: int, occ: AdPhoto | None = None,
+                         showing: dict[int, set[int]] | None = None) -> int:
+        """Contacts and same-image links of one (ad, image) occurrence.
+
+        ``occ`` and ``showing`` (item id -> ads showing it) are the caller's batched reads;
+        without them they are read here.
+        """
+        occ = occ if occ is not None else s.get(AdPhoto, occ_id)
         if occ is None or occ.linked:
             return 0
         new = 0
@@ -260,21 +271,24 @@ class Linker:
                                    self.config.contact_strength, {kind: value})
             new += photo_contacts.link_typed_contact(s, bank.id, occ.subject_id, kind, value,
                                                      self.config.contact_strength)
-        same = s.scalars(select(AdPhoto.subject_id).where(AdPhoto.item_id == occ.item_id,
-                                                          AdPhoto.subject_id != occ.subject_id))
-        for other in set(same):
+        if showing is None:
+            showing = _subjects_showing(s, {int(occ.item_id)})
+        same = showing.get(int(occ.item_id), set()) - {int(occ.subject_id)}
+        for other in sorted(same):
             new += upsert_link(s, bank.id, occ.subject_id, int(other), "photo", 1.0,
                                {"sha256": 0, "items": [occ.item_id, occ.item_id]})
         occ.linked = True
         return new
 
     def _link_image(self, s: Session, bank: Bank, item: Item, vectors: list[Vector],
-                    staged: AdPrint | None, read: ImageReader | None, copy_searchers: list[Any]
-                    ) -> tuple[int, bool]:
+                    staged: AdPrint | None, read: ImageReader | None, copy_searchers: list[Any],
+                    has_text: bool = True) -> tuple[int, bool]:
         """Photo, face and room links of one new image; returns (new links, searched by hashes).
 
         The image is read and decoded again only when a copy searcher needs the
         picture, or when indexing left no print (``stage_prints``) to search by.
+        ``has_text=False`` (no text line read on the image, no contact stored for it: the
+        caller's batched read) skips the photo-contact step, which has nothing to link then.
         """
         item_id = int(item.id)
         picture: Picture | None = None
@@ -288,8 +302,9 @@ class Linker:
             for c in copies if c.decision == decide.MATCH and c.item != item_id]
         found += self._near_vectors(bank, item_id, vectors)
         new = self._link_prints(s, bank, item_id, mine, stored=staged is not None)
-        new += photo_contacts.link_image(s, bank.id, item_id, self.config.region,
-                                         self.config.contact_strength)
+        if has_text:
+            new += photo_contacts.link_image(s, bank.id, item_id, self.config.region,
+                                             self.config.contact_strength)
         if found:
             showing = ads_showing(s, [item_id, *{other for _k, other, _st, _e in found}])
             ads = showing.get(item_id, set())
@@ -622,3 +637,15 @@ def file_reader(paths_by_sha: dict[str, Path] | None = None) -> ImageReader:
         return None
 
     return read
+
+
+def _subjects_showing(s: Session, item_ids: set[int]) -> dict[int, set[int]]:
+    """Item id -> the ads (subject ids) with an occurrence of it, for a batch of items."""
+    out: dict[int, set[int]] = {}
+    ordered = sorted(item_ids)
+    for start in range(0, len(ordered), 900):  # SQLite's bound-parameter limit
+        rows = s.execute(select(AdPhoto.item_id, AdPhoto.subject_id).where(
+            AdPhoto.item_id.in_(ordered[start:start + 900])))
+        for item_id, subject_id in rows:
+            out.setdefault(int(item_id), set()).add(int(subject_id))
+    return out

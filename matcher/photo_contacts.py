@@ -154,6 +154,19 @@ def record_item(s: Session, bank_id: int, item_id: int, region: str) -> list[tup
     return out
 
 
+def items_with_text(s: Session, item_ids: list[int]) -> set[int]:
+    """Those of ``item_ids`` with a text line read on them or a contact stored (one read a batch):
+    the others have nothing for :func:`link_image` to link, and most ad photos carry no text."""
+    out: set[int] = set()
+    for start in range(0, len(item_ids), 900):  # SQLite's bound-parameter limit
+        chunk = item_ids[start:start + 900]
+        out.update(int(i) for i in s.scalars(select(ImageText.item_id).where(
+            ImageText.item_id.in_(chunk)).distinct()))
+        out.update(int(i) for i in s.scalars(select(PhotoContact.item_id).where(
+            PhotoContact.item_id.in_(chunk)).distinct()))
+    return out
+
+
 def strength_of(confidence: float, base: float) -> float:
     """Grouping strength for a confidently read line, review-level evidence below."""
     return base if confidence >= LINK_CONFIDENCE else min(base, decide.REVIEW_SCORE)

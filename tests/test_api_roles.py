@@ -27,6 +27,8 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/banks"): {A},
     ("GET", "/v1/banks"): {A, INV, R, G},
     ("GET", "/v1/banks/{bank}"): {A, INV, R, G},
+    ("GET", "/v1/banks/{bank}/watches"): {A},  # api/routes/watches.py (issue 16)
+    ("PUT", "/v1/banks/{bank}/watches"): {A},
     ("POST", "/v1/banks/{bank}/subjects"): {A},
     ("GET", "/v1/banks/{bank}/subjects"): {A, INV, R},
     ("GET", "/v1/subjects/{pseudonym}"): {A, INV, R},

@@ -141,9 +141,8 @@ class PdqSignal(Signal):
         by the sign changes and transposes each symmetry makes of its coefficients."""
         coeffs, quality = pdq_coefficients(picture)
         return [
-            (name, SignalVector(self.name, pdq_bits(transform(coeffs)),
-                                quality=quality / 100.0, extra={"transform": name}))
-            for name, transform in PDQ_DCT_DIHEDRAL.items()
+            (name, SignalVector(self.name, bits, quality=quality / 100.0, extra={"transform": name}))
+            for name, bits in zip(PDQ_DCT_DIHEDRAL, pdq_bits_dihedral(coeffs), strict=True)
         ]
 
 
@@ -250,11 +249,18 @@ def pdq_quality(buffer: np.ndarray) -> int:
 
 def pdq_coefficients(picture: Picture, side: int | None = PDQ_SIDE) -> tuple[np.ndarray, int]:
     """The 16x16 DCT coefficients PDQ thresholds, and the quality (0-100)."""
+    key = ("pdq_coefficients", side)
+    cached = picture._cache.get(key)
+    if cached is not None:  # the pdq signal and the linker's print ask for the same DCT
+        return cached
     rows, cols = _original_dims(picture)  # the reference judges the photo, not our copy
     if rows < _PDQ_MIN_SIDE or cols < _PDQ_MIN_SIDE:
-        return np.zeros((16, 16), dtype=np.float32), 0
-    buffer = pdq_buffer(picture, side)
-    return (_PDQ_DCT @ buffer) @ _PDQ_DCT.T, pdq_quality(buffer)
+        out = np.zeros((16, 16), dtype=np.float32), 0
+    else:
+        buffer = pdq_buffer(picture, side)
+        out = (_PDQ_DCT @ buffer) @ _PDQ_DCT.T, pdq_quality(buffer)
+    picture._cache[key] = out
+    return out
 
 
 def pdq_bits(coeffs: np.ndarray) -> np.ndarray:
@@ -264,22 +270,34 @@ def pdq_bits(coeffs: np.ndarray) -> np.ndarray:
     return np.packbits((flat > median)[::-1].astype(np.uint8))
 
 
+def pdq_bits_dihedral(coeffs: np.ndarray) -> list[np.ndarray]:
+    """:func:`pdq_bits` of every :data:`PDQ_DCT_DIHEDRAL` transform of ``coeffs``, in its order,
+    computed together (one partition and one packbits for the eight: the linker's print and
+    the query's variants need all of them for every image)."""
+    stack = np.stack([transform(coeffs).ravel() for transform in PDQ_DCT_DIHEDRAL.values()])
+    medians = np.partition(stack, 127, axis=1)[:, 127:128]
+    return list(np.packbits((stack > medians)[:, ::-1], axis=1))
+
+
 def _dct_sign(parity_of: str) -> np.ndarray:
     i, j = np.indices((16, 16))
     odd = {"row": i % 2, "col": j % 2, "sum": (i + j) % 2}[parity_of]
     return np.where(odd == 1, 1.0, -1.0).astype(np.float32)
 
 
+# Made once: building them on every call was a third of the linker's print (issue 21).
+_SIGN_ROW, _SIGN_COL, _SIGN_SUM = _dct_sign("row"), _dct_sign("col"), _dct_sign("sum")
+
 # Each symmetry of the picture as the reference applies it to the DCT (dct16OriginalTo*).
 PDQ_DCT_DIHEDRAL: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "original": lambda c: c,
-    "rotate90": lambda c: (c * _dct_sign("col")).T,
-    "rotate180": lambda c: c * -_dct_sign("sum"),
-    "rotate270": lambda c: (c * _dct_sign("row")).T,
-    "flip_x": lambda c: c * _dct_sign("row"),
-    "flip_y": lambda c: c * _dct_sign("col"),
+    "rotate90": lambda c: (c * _SIGN_COL).T,
+    "rotate180": lambda c: c * -_SIGN_SUM,
+    "rotate270": lambda c: (c * _SIGN_ROW).T,
+    "flip_x": lambda c: c * _SIGN_ROW,
+    "flip_y": lambda c: c * _SIGN_COL,
     "flip_plus1": lambda c: c.T,
-    "flip_minus1": lambda c: (c * -_dct_sign("sum")).T,
+    "flip_minus1": lambda c: (c * -_SIGN_SUM).T,
 }
 
 

@@ -7,10 +7,19 @@ kept for review are sealed with :mod:`indexer.crypto`; other banks' photos
 (ads, venues) are stored as they came.
 
 Files are named by an opaque random token, never by a label or a content
-hash, and written atomically, so a crash leaves either no file or a whole one.
-Callers write the file *before* committing the catalog row that points at it
-and remove it again when that commit fails: a stray file is harmless, a row
-that points at nothing is not.
+hash. Callers write the file *before* committing the catalog row that points
+at it and remove it again when that commit fails: a stray file is harmless, a
+row that points at nothing is not.
+
+One photo at a time (:meth:`PhotoStore.put`), the file is written atomically
+and durably: two fsyncs (the file, its folder). A batch run writes a batch's
+photos with ``durable=False`` and makes them durable together with
+:meth:`PhotoStore.sync` just before the batch's catalog commit: each file's
+fsync, then one fsync per folder, instead of two per photo (issue 21: 9 ms a
+photo on a loaded machine). The order is what keeps a crash harmless: every
+file is on disk before the row naming it commits; a crash before the sync
+leaves at most unnamed files (a token no row holds, possibly short), never a
+row without its photo.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 
 from indexer.crypto import Cipher, is_sealed
@@ -43,8 +53,12 @@ class PhotoStore:
             raise ValueError("malformed photo reference")
         return self.root / namespace / token
 
-    def put(self, namespace: str, data: bytes, *, encrypt: bool) -> str:
-        """Store ``data`` and return its token (raises MissingKey-like errors first)."""
+    def put(self, namespace: str, data: bytes, *, encrypt: bool, durable: bool = True) -> str:
+        """Store ``data`` and return its token (raises MissingKey-like errors first).
+
+        ``durable=False`` writes the file without syncing it: the caller must pass
+        :meth:`path` of the token to :meth:`sync` before committing a row that names it.
+        """
         token = secrets.token_hex(16)
         if encrypt:
             if self.cipher is None:
@@ -55,8 +69,40 @@ class PhotoStore:
         else:
             payload = data
         path = self._path(namespace, token)
-        write_atomically(path, payload)
+        if durable:
+            write_atomically(path, payload)
+        else:
+            _write_new(path, payload)
         return token
+
+    def path(self, namespace: str, token: str) -> Path:
+        """Where the photo of ``token`` lives (for :meth:`sync`)."""
+        return self._path(namespace, token)
+
+    @staticmethod
+    def sync(paths: Iterable[Path]) -> None:
+        """Make photos written with ``durable=False`` durable: each file, then each folder once.
+
+        A file gone meanwhile (discarded by its writer) is skipped. Raises OSError when a
+        sync fails: the caller must then not commit the rows that name these photos.
+        """
+        folders: set[Path] = set()
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except FileNotFoundError:
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            folders.add(Path(path).parent)
+        for folder in sorted(folders):
+            dir_fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
 
     def get(self, namespace: str, token: str) -> bytes:
         """The original bytes (raises FileNotFoundError, DecryptionFailed or MissingKey)."""
@@ -84,6 +130,21 @@ class PhotoStore:
         return self._path(namespace, token).exists()
 
 
+def _write_new(path: Path, payload: bytes) -> None:
+    """Write a new file under its final name (a fresh token: nobody reads it before the commit)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+
+
 def bank_namespace(bank_id: int) -> str:
     return f"bank-{int(bank_id)}"
 
@@ -105,8 +166,10 @@ class FileKeeper:
     bank needs it) and returns the attributes that point at it, but only when
     the bytes are still those that were indexed (a file replaced meanwhile is
     not kept under another image's name). Files are written before the
-    catalog commit; ``discard`` removes those whose row was not created (a
-    duplicate, a failed commit).
+    catalog commit, unsynced; :meth:`sync` makes the batch's files durable
+    together and must run before the commit (``index`` and ``enroll`` call it
+    just before ``add_images``); ``discard`` removes those whose row was not
+    created (a duplicate, a failed commit).
     """
 
     def __init__(self, photos: PhotoStore, bank_id: int, encrypt: bool, *, keep: bool = True) -> None:
@@ -116,9 +179,21 @@ class FileKeeper:
         self.keeps = keep
         # sha256 -> file of this run: what the watch reads when the bank's policy keeps no photos
         self.paths: dict[str, Path] = {}
+        self._unsynced: list[Path] = []
 
     def keep_bytes(self, data: bytes) -> dict[str, str]:
-        return {PHOTO_ATTR: self.photos.put(self.namespace, data, encrypt=self.encrypt)}
+        token = self.photos.put(self.namespace, data, encrypt=self.encrypt, durable=False)
+        self._unsynced.append(self.photos.path(self.namespace, token))
+        return {PHOTO_ATTR: token}
+
+    def sync(self) -> None:
+        """Every photo kept since the last sync on disk: call before committing rows that name them."""
+        pending, self._unsynced = self._unsynced, []
+        try:
+            self.photos.sync(pending)
+        except BaseException:
+            self._unsynced = pending + self._unsynced
+            raise
 
     def keep(self, path: Path, sha256: str) -> dict[str, str]:
         import hashlib
