@@ -32,7 +32,7 @@ from api.application import Application
 from api.auth import create_key
 from api.delivery import Deliverer
 from indexer.crypto import KEY_ENV, generate_key
-from tests.api_support import consent_record
+from tests.api_support import consent_record, reveal_reference
 from tests.conftest import jpeg_bytes, photo, run_reunite
 
 OWNER = "inv-1"
@@ -118,6 +118,8 @@ def test_a_crawl_alerts_the_case_owner_once_per_confirmed_match_through_a_sigkil
             for bank, reviewers in (("missing", ("rev-1", "rev-2")), ("hotels", ("rev-1", "rev-2"))):
                 for reviewer in reviewers:
                     with as_(reviewer) as rev:
+                        if bank == "missing":  # a person is confirmed only by who saw her photo
+                            reveal_reference(rev, ids[bank])
                         r = rev.post(f"/v1/review/candidates/{ids[bank]}/decision",
                                      json={"action": "confirm"})
                     assert r.status_code == 200, r.text
