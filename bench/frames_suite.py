@@ -91,10 +91,10 @@ def _pools(bench: Path) -> tuple[list[Path], list[Path], list[Path]]:
     for suite, rows in (("copydet", prov), ("faces", cs.read_csv(bench / "faces" / "provenance.csv"))):
         for r in rows:
             key = r["source_file"].rsplit("/", 1)[-1]
-            if "LFW" in r["role"] or suite == "faces" and r["path"].startswith("images/g"):
-                if key not in seen:
-                    seen.add(key)
-                    faces.append(bench / suite / r["path"])
+            lfw = "LFW" in r["role"] or suite == "faces" and r["path"].startswith("images/g")
+            if lfw and key not in seen:
+                seen.add(key)
+                faces.append(bench / suite / r["path"])
     return sorted(targets), venues, faces
 
 
@@ -160,7 +160,7 @@ def build_suite(bench: Path, out: Path, n_photos: int, seed: int = 17) -> Path:
             photo = _open(next(spare)) if i % 2 == 0 else face()
             queries.append({"path": save(fk.FRAMES[kind](photo, rng), "q"), "label": "",
                             "transform": f"diff_photo:{kind}"})
-    for i in range(DIFF_PER_FRAME):
+    for _ in range(DIFF_PER_FRAME):
         queries.append({"path": save(fk.collage(face(), [face() for _ in range(3)], 2, 2, 0,
                                                 (800, 800)), "q"),
                         "label": "", "transform": "diff_photo:collage_2x2"})
@@ -233,13 +233,15 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=40)
     ap.add_argument("--records", type=Path, default=None, help="Default: OUT/records.jsonl.")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--queries", type=Path, default=None,
+                    help="A queries.csv with a subset of the suite's queries (default: all).")
     args = ap.parse_args()
     import faiss
     faiss.omp_set_num_threads(1)
     suite = build_suite(args.bench, args.out / "suite", args.photos)
     records_path = args.records or args.out / "records.jsonl"
     data = args.out / "data"
-    queries = cs.read_csv(suite / "queries.csv")
+    queries = cs.read_csv(args.queries or suite / "queries.csv")
     if (data / "catalog.sqlite").exists() or any(data.glob("*.sqlite*")):
         from indexer.store.store import Store
         store = Store(data)

@@ -50,6 +50,8 @@ class Verification:
     query_coverage: float = 0.0
     tight_inliers: int = 0
     homography: np.ndarray | None = field(default=None, repr=False)
+    # (query row, reference row) of every inlier, for the frame test (matcher.frames).
+    pairs: np.ndarray | None = field(default=None, repr=False)
 
     def evidence(self, prefix: str = "local") -> dict[str, Any]:
         out: dict[str, Any] = {f"{prefix}_matches": self.matches, f"{prefix}_inliers": self.inliers,
@@ -134,7 +136,7 @@ def verify(query: LocalFeatures, reference: LocalFeatures, *,
         q_pts[:, 0] = query_width - 1 - q_pts[:, 0]
     return Verification(len(pairs), inliers, _box(ref_pts, reference.scale),
                         _box(q_pts, query.scale), _hull_share(ref_pts, reference.frame),
-                        _hull_share(q_pts, query.frame), tight, h)
+                        _hull_share(q_pts, query.frame), tight, h, pairs[keep])
 
 
 def _hull_share(points: np.ndarray, frame: tuple[int, int]) -> float:

@@ -1,0 +1,210 @@
+"""The frame test: is a verified local-feature match a copy of the photo, or only of its frame?
+
+Ad sites and messengers wrap different photos in one frame: a phone screenshot
+of one app, a site's listing card, a studio's watermark border. Two such
+pictures agree, keypoint for keypoint and through one homography, on the
+status bar, the icons and the fixed labels: a geometric check alone calls them
+copies (two screenshots of one app showing a cathedral and a man verified with
+162 inliers over 81% of both). What tells them apart is what the homography
+says about the *rest* of the picture: where the reference shows content the
+query shows too (both have keypoints there), a copy agrees there as well,
+while two frames around different photos disagree over the whole photo.
+
+So, for a verified pair (query -> reference homography ``H``):
+
+1. every reference keypoint that ``H`` maps inside the query is *agreeing* when a
+   query keypoint lands within :data:`NEAR_PX` of it with a close descriptor
+   (squared RootSIFT distance under :data:`AGREE_DISTANCE`; inliers agree by
+   definition), *differing* when query keypoints land there but none is close;
+2. keypoints are pooled in the reference's :data:`CELLS` x :data:`CELLS` grid: a
+   cell differs when at least :data:`MIN_CELL_DIFFER` of its keypoints differ and
+   under :data:`CELL_AGREE_SHARE` agree (a textured part of both pictures that
+   shows something else in each) or when one picture has :data:`TEXTURE_KEYPOINTS`
+   there and the other (almost) none (detail against a flat sky), and agrees when
+   some of its keypoints agree otherwise;
+3. the shared part is bank-level evidence too: an inlier whose query descriptor
+   has close neighbours in :data:`COMMON_OWNERS` or more distinct items of the bank
+   lies on something many items share (chrome, a card, a border); the share of
+   such inliers is ``shared_inliers``.
+
+A pair is *same template, different photo* when at least :data:`MIN_DIFFER_CELLS`
+cells differ (and :data:`DIFFER_RATIO` of as many as agree), and at least :data:`MIN_SHARED_INLIERS` of
+the inliers lie on what the bank shares. Its evidence says so
+(``local_template``) and its score stays below ``review``
+(:func:`matcher.decide.evidence_score`); the query's differing region
+(``local_content_region``: where its own photo is) is searched on its own
+(:mod:`matcher.copy_search`). The same candidates feed index-time linking
+(:mod:`matcher.links`), so one rule decides for queries and for the crawl.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from indexer.signals.local import LocalFeatures
+from matcher.verify import Verification
+
+TEMPLATE = "same template, different photo"
+# A query keypoint this close (reference frame pixels) to where H puts a reference keypoint.
+NEAR_PX = 6.0
+# Squared L2 between unit RootSIFT rows under which two keypoints show the same thing
+# (verified inliers: 99% under 0.15; keypoints of different content: median 0.45-0.65).
+AGREE_DISTANCE = 0.12
+CELLS = 8
+MIN_CELL_DIFFER = 3
+# A cell agrees when this share of its reference keypoints with query keypoints near agree.
+CELL_AGREE_SHARE = 0.25
+# Keypoints in a cell of one picture, where the other has at most one, that make it differ.
+TEXTURE_KEYPOINTS = 8
+# Frame-only pairs of the frames suite: 9-26 differing cells next to 13-24 agreeing ones;
+# copies of the photo in another frame, a collage or a paste: 0-2 differing cells.
+MIN_DIFFER_CELLS = 6
+DIFFER_RATIO = 0.25
+# Inliers on what the bank shares: frame-only pairs 0.42-1.0 (most above 0.85), copies 0-0.12.
+MIN_SHARED_INLIERS = 0.35
+# A query descriptor with neighbours closer than COMMON_DISTANCE (squared RootSIFT) in this many
+# distinct bank items is common. Measured on the frames suite: inliers of frame-only pairs
+# 87-92% common, inliers of a photo found in a collage or another frame 0%; at the vote
+# distance (0.5) every row of every query is "common".
+COMMON_OWNERS = 3
+COMMON_DISTANCE = 0.1
+
+
+@dataclass(frozen=True)
+class FrameCheck:
+    """What the frame test found for one verified pair (see the module docstring)."""
+
+    agree_cells: int
+    differ_cells: int
+    shared_inliers: float
+    template: bool
+    # (left, top, right, bottom) in the query's frame pixels: the part of the query whose
+    # content differs from the reference's (its own photo when ``template``).
+    content_box: tuple[int, int, int, int] | None = None
+    # The same box in the query picture's original pixels (unmirrored), for the evidence.
+    content_region: tuple[int, int, int, int] | None = None
+
+    def evidence(self, prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {f"{prefix}_agree_cells": self.agree_cells,
+                               f"{prefix}_differ_cells": self.differ_cells,
+                               f"{prefix}_shared_inliers": round(self.shared_inliers, 3)}
+        if self.template:
+            out[f"{prefix}_template"] = TEMPLATE
+            if self.content_region is not None:
+                out[f"{prefix}_content_region"] = list(self.content_region)
+        return out
+
+
+def _project(points: np.ndarray, h: np.ndarray) -> np.ndarray:
+    if not len(points):
+        return points.reshape(0, 2)
+    return cv2.perspectiveTransform(points.reshape(-1, 1, 2).astype(np.float64), h).reshape(-1, 2)
+
+
+def check(query: LocalFeatures, query_desc: np.ndarray, reference: LocalFeatures,
+          reference_desc: np.ndarray, result: Verification,
+          common: np.ndarray | None = None, query_width: int | None = None) -> FrameCheck | None:
+    """The frame test of ``result`` (a verification of ``query`` against ``reference``).
+
+    ``common`` marks the query rows whose descriptor is common in the bank (see
+    :func:`common_rows`); None counts none as common. ``query_width`` marks a
+    mirrored query (as in :func:`matcher.verify.verify`). None when ``result``
+    has no homography to test.
+    """
+    h = result.homography
+    if h is None or result.pairs is None or not len(result.pairs):
+        return None
+    try:
+        h_inv = np.linalg.inv(h)
+    except np.linalg.LinAlgError:
+        return None
+    qw, qh = query.frame
+    rw, rh = reference.frame
+    ref_in_query = _project(reference.xy, h_inv)
+    inside = np.flatnonzero((ref_in_query[:, 0] >= 0) & (ref_in_query[:, 0] < qw)
+                            & (ref_in_query[:, 1] >= 0) & (ref_in_query[:, 1] < qh))
+    query_in_ref = _project(query.xy, h)
+    agree = np.zeros(len(reference), bool)
+    near_any = np.zeros(len(reference), bool)
+    if len(inside) and len(query_in_ref):
+        r = reference.xy[inside].astype(np.float64)
+        d2 = ((r[:, None, :] - query_in_ref[None, :, :]) ** 2).sum(axis=2)
+        rows, cols = np.nonzero(d2 < NEAR_PX ** 2)
+        if len(rows):
+            dist = 2.0 - 2.0 * np.einsum("ij,ij->i", reference_desc[inside[rows]], query_desc[cols])
+            near_any[inside[rows]] = True
+            agree[inside[rows[dist < AGREE_DISTANCE]]] = True
+    agree[result.pairs[:, 1]] = True
+    near_any[result.pairs[:, 1]] = True
+    cx = np.minimum((reference.xy[:, 0] * CELLS / max(rw, 1)).astype(np.int64), CELLS - 1)
+    cy = np.minimum((reference.xy[:, 1] * CELLS / max(rh, 1)).astype(np.int64), CELLS - 1)
+    cell = cy * CELLS + cx
+    n_agree = np.bincount(cell[agree], minlength=CELLS * CELLS)
+    n_differ = np.bincount(cell[near_any & ~agree], minlength=CELLS * CELLS)
+    # Shares, not "any": where the query is dense, a chance pair lands close in some cells.
+    share = n_agree / np.maximum(n_agree + n_differ, 1)
+    differ_cells = (share < CELL_AGREE_SHARE) & (n_differ >= MIN_CELL_DIFFER)
+    # Texture on one side only: the reference keeps keypoints in every textured cell (they
+    # are spread over this grid), so a cell where many query keypoints land and the reference
+    # has (almost) none shows flat content in one picture and detail in the other.
+    q_in = (query_in_ref[:, 0] >= 0) & (query_in_ref[:, 0] < rw) & (query_in_ref[:, 1] >= 0) \
+        & (query_in_ref[:, 1] < rh)
+    qx = np.minimum((query_in_ref[q_in, 0] * CELLS / max(rw, 1)).astype(np.int64), CELLS - 1)
+    qy = np.minimum((query_in_ref[q_in, 1] * CELLS / max(rh, 1)).astype(np.int64), CELLS - 1)
+    n_query = np.bincount(qy * CELLS + qx, minlength=CELLS * CELLS)
+    n_ref = np.bincount(cell[np.isin(np.arange(len(reference)), inside)], minlength=CELLS * CELLS)
+    differ_cells |= ((n_query >= TEXTURE_KEYPOINTS) & (n_ref <= 1)) \
+        | ((n_ref >= TEXTURE_KEYPOINTS) & (n_query == 0))
+    agree_cells = (n_agree > 0) & ~differ_cells
+    shared = float(common[result.pairs[:, 0]].mean()) if common is not None else 0.0
+    n_a, n_d = int(agree_cells.sum()), int(differ_cells.sum())
+    template = (n_d >= MIN_DIFFER_CELLS and n_d >= DIFFER_RATIO * n_a
+                and shared >= MIN_SHARED_INLIERS)
+    box = _content_box(np.flatnonzero(differ_cells), (rw, rh), h_inv, (qw, qh)) if n_d else None
+    region = None
+    if box is not None:
+        left, right = (box[0], box[2]) if query_width is None else (query_width - box[2],
+                                                                    query_width - box[0])
+        region = (int(left * query.scale), int(box[1] * query.scale), int(np.ceil(right * query.scale)),
+                  int(np.ceil(box[3] * query.scale)))
+    return FrameCheck(n_a, n_d, shared, template, box, region)
+
+
+def _content_box(cells: np.ndarray, ref_frame: tuple[int, int], h_inv: np.ndarray,
+                 query_frame: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """The query-frame box around the differing reference cells."""
+    rw, rh = ref_frame
+    corners = []
+    for c in cells.tolist():
+        y, x = divmod(c, CELLS)
+        x0, x1 = x * rw / CELLS, (x + 1) * rw / CELLS
+        y0, y1 = y * rh / CELLS, (y + 1) * rh / CELLS
+        corners += [(x0, y0), (x1, y0), (x0, y1), (x1, y1)]
+    pts = _project(np.array(corners, np.float64), h_inv)
+    qw, qh = query_frame
+    lo = np.clip(pts.min(axis=0), 0, [qw, qh])
+    hi = np.clip(pts.max(axis=0), 0, [qw, qh])
+    if hi[0] - lo[0] < 1 or hi[1] - lo[1] < 1:
+        return None
+    return (int(lo[0]), int(lo[1]), int(np.ceil(hi[0])), int(np.ceil(hi[1])))
+
+
+def common_rows(distances: np.ndarray, vector_ids: np.ndarray, n_rows: int,
+                close: float = COMMON_DISTANCE) -> np.ndarray:
+    """Query rows whose neighbours within ``close`` belong to :data:`COMMON_OWNERS`+ distinct items.
+
+    ``distances`` / ``vector_ids`` are the descriptor index's answer for the
+    first rows of the query (one vector per item); rows past them count as not common.
+    """
+    out = np.zeros(n_rows, bool)
+    if not distances.size:
+        return out
+    ids = np.where((distances < close) & (vector_ids >= 0), vector_ids, -1)
+    ids = np.sort(ids, axis=1)
+    distinct = ((np.diff(ids, axis=1) != 0) & (ids[:, 1:] >= 0)).sum(axis=1) + (ids[:, 0] >= 0)
+    out[:len(distinct)] = distinct >= COMMON_OWNERS
+    return out
