@@ -55,6 +55,8 @@ MIN_VOTES = 3
 # without close neighbours in ``frames.COMMON_OWNERS`` items): in a bank where many items are
 # screenshots of one app, the app's chrome votes for all of them and fills the shortlist.
 RARE_SHORTLIST = 3
+# ... when at least this share of the query's descriptors is common (a photo alone: a few %).
+RARE_SHORTLIST_FROM = 0.1
 # The detail pass (step 4): frame long side and keypoints of the full-size query.
 DETAIL_SIDE = 1600
 DETAIL_KEYPOINTS = 2000
@@ -155,7 +157,7 @@ class CopySearcher:
         votes = self._votes(hits)
         shortlist = [vid for vid, n in votes.most_common(SHORTLIST) if n >= MIN_VOTES]
         searched = len(hits.distances)
-        if common[:searched].any():
+        if searched and common[:searched].mean() >= RARE_SHORTLIST_FROM:
             rare = self._votes(hits, ~common[:searched])
             shortlist += [vid for vid, n in rare.most_common(SHORTLIST + RARE_SHORTLIST)
                           if n >= MIN_VOTES and vid not in shortlist][:RARE_SHORTLIST]

@@ -78,7 +78,7 @@ COMMON_DISTANCE = 0.1
 class FrameCheck:
     """What the frame test found for one verified pair (see the module docstring)."""
 
-    agree_cells: int
+    agree_cells: int  # -1: not tested (too few inliers on what the bank shares)
     differ_cells: int
     shared_inliers: float
     template: bool
@@ -89,9 +89,10 @@ class FrameCheck:
     content_region: tuple[int, int, int, int] | None = None
 
     def evidence(self, prefix: str) -> dict[str, Any]:
-        out: dict[str, Any] = {f"{prefix}_agree_cells": self.agree_cells,
-                               f"{prefix}_differ_cells": self.differ_cells,
-                               f"{prefix}_shared_inliers": round(self.shared_inliers, 3)}
+        out: dict[str, Any] = {f"{prefix}_shared_inliers": round(self.shared_inliers, 3)}
+        if self.agree_cells >= 0:
+            out[f"{prefix}_agree_cells"] = self.agree_cells
+            out[f"{prefix}_differ_cells"] = self.differ_cells
         if self.template:
             out[f"{prefix}_template"] = TEMPLATE
             if self.content_region is not None:
@@ -118,6 +119,11 @@ def check(query: LocalFeatures, query_desc: np.ndarray, reference: LocalFeatures
     h = result.homography
     if h is None or result.pairs is None or not len(result.pairs):
         return None
+    shared = float(common[result.pairs[:, 0]].mean()) if common is not None else 0.0
+    if shared < MIN_SHARED_INLIERS:
+        # Nothing the bank shares: not a template whatever the cells say, and the cell test
+        # (most of this function's cost) is skipped; nearly every copy ends here.
+        return FrameCheck(-1, -1, shared, False)
     try:
         h_inv = np.linalg.inv(h)
     except np.linalg.LinAlgError:
@@ -131,8 +137,9 @@ def check(query: LocalFeatures, query_desc: np.ndarray, reference: LocalFeatures
     agree = np.zeros(len(reference), bool)
     near_any = np.zeros(len(reference), bool)
     if len(inside) and len(query_in_ref):
-        r = reference.xy[inside].astype(np.float64)
-        d2 = ((r[:, None, :] - query_in_ref[None, :, :]) ** 2).sum(axis=2)
+        r = reference.xy[inside].astype(np.float32)
+        q = query_in_ref.astype(np.float32)
+        d2 = ((r[:, None, :] - q[None, :, :]) ** 2).sum(axis=2)
         rows, cols = np.nonzero(d2 < NEAR_PX ** 2)
         if len(rows):
             dist = 2.0 - 2.0 * np.einsum("ij,ij->i", reference_desc[inside[rows]], query_desc[cols])
@@ -160,7 +167,6 @@ def check(query: LocalFeatures, query_desc: np.ndarray, reference: LocalFeatures
     differ_cells |= ((n_query >= TEXTURE_KEYPOINTS) & (n_ref <= 1)) \
         | ((n_ref >= TEXTURE_KEYPOINTS) & (n_query == 0))
     agree_cells = (n_agree > 0) & ~differ_cells
-    shared = float(common[result.pairs[:, 0]].mean()) if common is not None else 0.0
     n_a, n_d = int(agree_cells.sum()), int(differ_cells.sum())
     template = (n_d >= MIN_DIFFER_CELLS and n_d >= DIFFER_RATIO * n_a
                 and shared >= MIN_SHARED_INLIERS)
