@@ -179,7 +179,9 @@ class CopySearcher:
                                query_width=features.frame[0] if flip else None)
         evidence = result.evidence(decide.LOCAL_PREFIX)
         check = None
-        if result.inliers and result.homography is not None:
+        # Only evidence worth a look can be a template worth saying so (and a content region).
+        if (result.inliers and result.homography is not None
+                and decide.evidence_score(evidence, self.defaults, bank.policy) >= decide.REVIEW_SCORE):
             check = frames.check(features, features.rootsift() if desc is None else desc, reference,
                                  reference.rootsift(), result, common,
                                  query_width=features.frame[0] if flip else None)

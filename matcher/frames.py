@@ -143,7 +143,7 @@ def check(query: LocalFeatures, query_desc: np.ndarray, reference: LocalFeatures
     if len(inside) and len(query_in_ref):
         r = reference.xy[inside].astype(np.float32)
         q = query_in_ref.astype(np.float32)
-        d2 = ((r[:, None, :] - q[None, :, :]) ** 2).sum(axis=2)
+        d2 = (r * r).sum(axis=1)[:, None] + (q * q).sum(axis=1)[None, :] - 2.0 * (r @ q.T)
         rows, cols = np.nonzero(d2 < NEAR_PX ** 2)
         if len(rows):
             dist = 2.0 - 2.0 * np.einsum("ij,ij->i", reference_desc[inside[rows]], query_desc[cols])
