@@ -171,10 +171,6 @@ def evidence_score(evidence: dict[str, Any], defaults: Defaults,
         if name in known and isinstance(value, int | float):
             scores[name] = hash_evidence_score(name, float(value), evidence.get(f"{name}_quality"),
                                                defaults, policy)
-    if is_template(evidence):
-        # The verified local match lies on a frame many items share (matcher.frames): neither
-        # it nor a whole-picture hash (which sees mostly that frame) says "same photo".
-        return min(combine(scores, policy), TEMPLATE_CAP) if scores else 0.0
     tight = evidence.get(f"{LOCAL_PREFIX}_tight_inliers")
     if tight is not None:
         coverage = max(float(evidence.get(f"{LOCAL_PREFIX}_coverage", 0.0)),
@@ -184,4 +180,8 @@ def evidence_score(evidence: dict[str, Any], defaults: Defaults,
         scores[LOCAL_PREFIX] = copy_score(float(tight), coverage,
                                           CopyRule.from_sections(defaults.section("copy"), policy),
                                           consistent)
+    if is_template(evidence):
+        # The verified local match lies on a frame many items share (matcher.frames): neither
+        # it nor a whole-picture hash (which sees mostly that frame) says "same photo".
+        return min(combine(scores, policy), TEMPLATE_CAP)
     return combine(scores, policy)
