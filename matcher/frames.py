@@ -56,7 +56,9 @@ NEAR_PX = 6.0
 # (verified inliers: 99% under 0.15; keypoints of different content: median 0.45-0.65).
 AGREE_DISTANCE = 0.12
 CELLS = 8
-MIN_CELL_DIFFER = 3
+# (2, not 3: at a border frame of another aspect a 760-px query puts a keypoint within NEAR_PX
+# of only ~1 in 4 reference keypoints, so a cell holds 2 comparable ones.)
+MIN_CELL_DIFFER = 2
 # A cell agrees when this share of its reference keypoints with query keypoints near agree.
 CELL_AGREE_SHARE = 0.25
 # Keypoints in a cell of one picture, where the other has at most one, that make it differ.
