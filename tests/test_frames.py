@@ -194,3 +194,16 @@ def test_linking_screenshots_of_one_app_makes_no_photo_links(tmp_path: Path) -> 
         grouped = {tuple(sorted((labels[x.a], labels[x.b]))) for x in s.scalars(select(AdLink))
                    if x.kind == "photo" and x.strength >= decide.MATCH_SCORE}
     assert grouped == {("coffee", "coffee_repost")}, grouped
+
+
+def test_the_review_page_says_same_template_different_photo() -> None:
+    from api.web.evidence import explain
+
+    ev = {"local_matches": 90, "local_inliers": 60, "local_tight_inliers": 58, "local_coverage": 0.42,
+          "local_query_coverage": 0.42, "local_shared_inliers": 0.93, "local_agree_cells": 14,
+          "local_differ_cells": 21, "local_template": frames.TEMPLATE,
+          "local_content_region": [0, 230, 720, 950]}
+    out = explain(ev, 0.49, "none")
+    assert any(s.startswith("Same template, different photo: 93%") for s in out.sentences), out.sentences
+    assert sum("geometric inliers" in s for s in out.sentences) == 1  # no sentence for "shared"
+    assert any(shape.label == "its own photo" for shape in out.query_shapes)
