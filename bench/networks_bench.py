@@ -16,7 +16,9 @@ manifests point at them; only the filler tiles are written, to the work folder):
 - held-out ads (default 100, half from networks): linked one at a time at the
   end, each timed;
 - optional filler ads (``--crawl-size``) to grow the crawl before the held-out
-  ads are timed: one photo each, a quadrant of a pool photo scaled to 250 px.
+  ads are timed: one photo each, a quadrant of a pool photo scaled to 250 px;
+- optionally (``--app-screenshots N``, issue 17) the photos of N unrelated ads are
+  shown as screenshots of one phone app (bench/frame_kinds.py), written to the work folder.
 
 Run 1 (the precision / recall crawl) goes through the real commands:
 ``reunite index --kind ads`` (which links) then ``reunite networks --json``.
@@ -206,6 +208,34 @@ def build_crawl(bench: Path, rng: random.Random, n_networks: int, n_unrelated: i
     return ads, free
 
 
+def app_screenshots(ads: list[Ad], count: int, folder: Path, seed: int) -> int:
+    """The photos of ``count`` unrelated ads replaced by screenshots of one phone app showing them.
+
+    Issue 17: in a crawl many unrelated ads are screenshots of one app (status bar,
+    header, icons, caption: bench/frame_kinds.py ``app_feed``); they share that
+    frame and nothing else, so they must not join one network. Returns the photos written.
+    """
+    import numpy as np
+    from PIL import Image
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import frame_kinds
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for ad in [a for a in ads if a.truth == a.label][:count]:
+        shots = []
+        for src in ad.photos:
+            path = folder / f"app-{written:05d}.jpg"
+            with Image.open(src) as img:
+                frame_kinds.app_feed(img.convert("RGB"), rng).save(path, quality=85)
+            shots.append(str(path))
+            written += 1
+        ad.photos = shots
+    return written
+
+
 def filler_ads(pool: list[str], count: int, folder: Path, rng: random.Random, today: dt.date,
                start: int) -> list[Ad]:
     """``count`` one-photo ads showing quadrants of pool photos (written to ``folder``)."""
@@ -327,6 +357,8 @@ def main() -> None:
                         help="Copydet transforms left out of the networks' photos, comma separated.")
     parser.add_argument("--signals", default="hashes",
                         help="Signal families of run 1 (run 2 always uses hashes).")
+    parser.add_argument("--app-screenshots", type=int, default=0,
+                        help="Unrelated ads whose photos are shown as screenshots of one app (issue 17).")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -339,6 +371,8 @@ def main() -> None:
 
     exclude = frozenset(t.strip() for t in args.exclude_transforms.split(",") if t.strip())
     ads, spare = build_crawl(args.bench, rng, args.networks, args.unrelated, today, exclude)
+    shots = app_screenshots(ads, args.app_screenshots, args.work / f"app-{args.seed}", args.seed) \
+        if args.app_screenshots else 0
     network_ads = [a for a in ads if a.truth != a.label]
     unrelated = [a for a in ads if a.truth == a.label]
     holdout = network_ads[:args.holdout // 2] + unrelated[:args.holdout - args.holdout // 2]
@@ -346,7 +380,8 @@ def main() -> None:
     base = [a for a in ads if a.label not in held]
     result: dict[str, object] = {
         "date": today.isoformat(), "seed": args.seed, "signals_run1": args.signals,
-        "excluded_transforms": sorted(exclude),
+        "excluded_transforms": sorted(exclude), "app_screenshot_ads": args.app_screenshots,
+        "app_screenshot_photos": shots,
         "crawl": {"networks": args.networks, "network_ads": len(network_ads), "unrelated_ads": len(unrelated),
                   "held_out_ads": len(holdout), "photos": sum(len(a.photos) for a in ads),
                   "distinct_photos": len({p for a in ads for p in a.photos})}}

@@ -29,13 +29,14 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 
 from indexer.signals import local
 from indexer.store import features as feature_store
-from indexer.store.catalog import Bank
+from indexer.store.catalog import Bank, Vector
 from indexer.store.features import LocalIndexSet
 from indexer.store.store import Store
-from matcher import decide, verify
+from matcher import decide, frames, verify
 from matcher import defaults as defaults_mod
 from matcher.search import Candidate, Query, register_searcher
 
@@ -50,6 +51,12 @@ NEIGHBOURS = 10
 VOTE_DISTANCE = 0.5
 SHORTLIST = 6
 MIN_VOTES = 3
+# References added to the shortlist by the votes of the query's rare descriptors alone (those
+# without close neighbours in ``frames.COMMON_OWNERS`` items): in a bank where many items are
+# screenshots of one app, the app's chrome votes for all of them and fills the shortlist.
+RARE_SHORTLIST = 3
+# ... when at least this share of the query's descriptors is common (a photo alone: a few %).
+RARE_SHORTLIST_FROM = 0.1
 # The detail pass (step 4): frame long side and keypoints of the full-size query.
 DETAIL_SIDE = 1600
 DETAIL_KEYPOINTS = 2000
@@ -89,6 +96,15 @@ def detail_features(query: Query, flip: bool = False) -> local.LocalFeatures | N
     return local.mirrored(features) if features is not None and flip else features
 
 
+Found = dict[int, tuple[float, verify.Verification, Any, bool, "frames.FrameCheck | None"]]
+
+
+def subset(features: local.LocalFeatures, rows: np.ndarray) -> local.LocalFeatures:
+    """The keypoints ``rows`` of ``features`` (same frame and scale)."""
+    return local.LocalFeatures(features.xy[rows], features.descriptors[rows], features.frame,
+                               features.scale)
+
+
 class CopySearcher:
     """Local-feature copy search with geometric verification (see the module docstring)."""
 
@@ -106,31 +122,45 @@ class CopySearcher:
         return self.store.catalog.revision(bank.id, local.SIFT.name) > 0
 
     def search(self, query: Query, bank: Bank, top: int) -> list[Candidate]:
-        found: dict[int, tuple[float, verify.Verification, Any, bool]] = {}
+        found: Found = {}
         references: dict[int, local.LocalFeatures] = {}
         for flip in (False, True):
             if flip and self._matched(found):
                 break
             features, desc = query_features(query, flip)
             used = FLIP_DESCRIPTORS if flip else SHORTLIST_DESCRIPTORS
-            self._search_pass(bank, features, desc[:used], desc, flip, found, references)
+            hits = self.indexes.get(bank.id).search(desc[:used], NEIGHBOURS)
+            common = self._search_pass(bank, features, hits, desc, flip, found, references)
+            if not flip:
+                query.cache[("sift_common", bank.id)] = common
+            if not self._matched(found):
+                self._content_pass(bank, features, desc, hits, flip, found, references)
         if not self._matched(found):
             self._detail(query, bank, found, references)
         return self._candidates(bank, found, top)
 
     @staticmethod
-    def _matched(found: dict[int, tuple[float, verify.Verification, Any, bool]]) -> bool:
+    def _matched(found: Found) -> bool:
         return any(score >= decide.MATCH_SCORE for score, *_ in found.values())
 
-    def _search_pass(self, bank: Bank, features: local.LocalFeatures, lookup: np.ndarray,
-                     desc: np.ndarray, flip: bool,
-                     found: dict[int, tuple[float, verify.Verification, Any, bool]],
-                     references: dict[int, local.LocalFeatures]) -> None:
-        """Shortlist by descriptor votes of ``lookup`` rows, verify each, keep the best per item."""
+    def _search_pass(self, bank: Bank, features: local.LocalFeatures, hits: Any,
+                     desc: np.ndarray, flip: bool, found: Found,
+                     references: dict[int, local.LocalFeatures]) -> np.ndarray | None:
+        """Shortlist by descriptor votes (``hits``: the index's answer for the first rows of
+        ``features``), verify each, keep the best per item.
+
+        Returns which rows of ``features`` are common in the bank (``frames.common_rows``).
+        """
         if len(features) < verify.MIN_MATCHES:
-            return
-        votes = self._votes(self.indexes.get(bank.id).search(lookup, NEIGHBOURS))
+            return None
+        common = frames.common_rows(hits.distances, hits.vector_ids, len(features))
+        votes = self._votes(hits)
         shortlist = [vid for vid, n in votes.most_common(SHORTLIST) if n >= MIN_VOTES]
+        searched = len(hits.distances)
+        if searched and common[:searched].mean() >= RARE_SHORTLIST_FROM:
+            rare = self._votes(hits, ~common[:searched])
+            shortlist += [vid for vid, n in rare.most_common(SHORTLIST + RARE_SHORTLIST)
+                          if n >= MIN_VOTES and vid not in shortlist][:RARE_SHORTLIST]
         owners = self.store.catalog.vector_owners(shortlist)
         for vid in shortlist:
             if vid not in owners:
@@ -139,40 +169,99 @@ class CopySearcher:
             reference = references.get(item.id)
             if reference is None:
                 reference = references[item.id] = local.unpack(vec.data, item.width)
-            self._keep(bank, features, desc, reference, flip, (item, subject), found)
+            self._keep(bank, features, desc, reference, flip, (item, subject), found, common)
+        return common
 
     def _keep(self, bank: Bank, features: local.LocalFeatures, desc: np.ndarray | None,
-              reference: local.LocalFeatures, flip: bool, owner: Any,
-              found: dict[int, tuple[float, verify.Verification, Any, bool]]) -> None:
+              reference: local.LocalFeatures, flip: bool, owner: Any, found: Found,
+              common: np.ndarray | None = None) -> None:
         result = verify.verify(features, reference, query_desc=desc,
                                query_width=features.frame[0] if flip else None)
-        score = decide.evidence_score(result.evidence(decide.LOCAL_PREFIX), self.defaults,
-                                      bank.policy)
+        evidence = result.evidence(decide.LOCAL_PREFIX)
+        check = None
+        # Only evidence worth a look can be a template worth saying so (and a content region).
+        if (result.inliers and result.homography is not None
+                and decide.evidence_score(evidence, self.defaults, bank.policy) >= decide.REVIEW_SCORE):
+            check = frames.check(features, features.rootsift() if desc is None else desc, reference,
+                                 reference.rootsift(), result, common,
+                                 query_width=features.frame[0] if flip else None)
+            if check is not None:
+                evidence.update(check.evidence(decide.LOCAL_PREFIX))
+        score = decide.evidence_score(evidence, self.defaults, bank.policy)
         item_id = owner[0].id
         if item_id not in found or score > found[item_id][0]:
-            found[item_id] = (score, result, owner, flip)
+            found[item_id] = (score, result, owner, flip, check)
 
-    def _detail(self, query: Query, bank: Bank,
-                found: dict[int, tuple[float, verify.Verification, Any, bool]],
+    def confirm(self, query: Query, bank: Bank, item_ids: list[int]) -> list[Candidate]:
+        """Candidates for ``item_ids`` verified directly (no shortlist), frame test included.
+
+        Called by the Matcher for hash matches without local evidence (see
+        ``Matcher._confirm_hash_matches``); items without local features give nothing.
+        """
+        with self.store.catalog.session() as s:
+            vids = list(s.scalars(select(Vector.id).where(Vector.item_id.in_(item_ids),
+                                                          Vector.signal == local.SIFT.name)))
+        owners = self.store.catalog.vector_owners(vids)
+        features, desc = query_features(query, False)
+        if len(features) < verify.MIN_MATCHES:
+            return []
+        common = query.cache.get(("sift_common", bank.id))
+        found: Found = {}
+        for vec, item, subject in owners.values():
+            reference = local.unpack(vec.data, item.width)
+            self._keep(bank, features, desc, reference, False, (item, subject), found, common)
+        return self._candidates(bank, found, len(item_ids))
+
+    def _content_pass(self, bank: Bank, features: local.LocalFeatures, desc: np.ndarray, hits: Any,
+                      flip: bool, found: Found, references: dict[int, local.LocalFeatures]) -> None:
+        """The query's own content, searched apart from a frame it shares with references.
+
+        When verified references share only a template with the query (``frames``),
+        the query's keypoints inside the region where they differ (its photo) are
+        searched and verified on their own: the shared chrome no longer outvotes
+        the photo in the shortlist, nor takes the homography.
+        """
+        boxes = [c.content_box for _s, _r, _o, f, c in found.values()
+                 if f == flip and c is not None and c.template and c.content_box is not None]
+        if not boxes:
+            return
+        x0, y0, x1, y1 = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+        searched = len(hits.distances)
+        rows = np.flatnonzero((features.xy[:searched, 0] >= x0) & (features.xy[:searched, 0] <= x1)
+                              & (features.xy[:searched, 1] >= y0) & (features.xy[:searched, 1] <= y1))
+        if len(rows) < 2 * verify.MIN_MATCHES or len(rows) == len(features):
+            return
+        # The part's rows were searched with the whole query: their neighbours are reused.
+        part_hits = feature_store.DescriptorHits(hits.distances[rows], hits.vector_ids[rows])
+        self._search_pass(bank, subset(features, rows), part_hits, desc[rows], flip, found,
+                          references)
+
+    def _detail(self, query: Query, bank: Bank, found: Found,
                 references: dict[int, local.LocalFeatures]) -> None:
         """Step 4 of the module docstring: the full-size query searched and near misses re-verified."""
         features = detail_features(query, False)
         if features is None:
             return
-        near = [(item_id, owner, flip) for item_id, (score, _r, owner, flip) in found.items()
+        near = [(item_id, owner, flip) for item_id, (score, _r, owner, flip, _c) in found.items()
                 if score >= decide.REVIEW_SCORE]
         desc = features.rootsift()
-        self._search_pass(bank, features, desc, desc, False, found, references)
+        common = self._search_pass(bank, features, self.indexes.get(bank.id).search(desc, NEIGHBOURS),
+                                   desc, False, found, references)
         mirrored = local.mirrored(features) if any(flip for *_x, flip in near) else None
         for item_id, owner, flip in near:
             query_side = mirrored if flip and mirrored is not None else features
             self._keep(bank, query_side, None if flip else desc, references[item_id], flip, owner,
-                       found)
+                       found, common)
 
     @staticmethod
-    def _votes(hits: Any) -> Counter[int]:
-        """One vote per (query descriptor, reference vector) with a close enough neighbour."""
+    def _votes(hits: Any, rows: np.ndarray | None = None) -> Counter[int]:
+        """One vote per (query descriptor, reference vector) with a close enough neighbour.
+
+        ``rows`` (bool per query descriptor) limits the vote to those descriptors.
+        """
         close = (hits.distances < VOTE_DISTANCE) & (hits.vector_ids >= 0)
+        if rows is not None:
+            close &= rows[:, None]
         rows, cols = np.nonzero(close)
         if not len(rows):
             return Counter()
@@ -182,13 +271,14 @@ class CopySearcher:
         ids, counts = np.unique(pairs % (int(owners.max()) + 1), return_counts=True)
         return Counter(dict(zip(ids.tolist(), counts.tolist(), strict=True)))
 
-    def _candidates(self, bank: Bank, found: dict[int, tuple[float, verify.Verification, Any, bool]],
-                    top: int) -> list[Candidate]:
+    def _candidates(self, bank: Bank, found: Found, top: int) -> list[Candidate]:
         best: dict[Any, Candidate] = {}
-        for _item_id, (score, result, (item, subject), flip) in found.items():
+        for _item_id, (score, result, (item, subject), flip, check) in found.items():
             if result.inliers == 0 and score <= 0:
                 continue
             evidence = result.evidence(decide.LOCAL_PREFIX)
+            if check is not None:
+                evidence.update(check.evidence(decide.LOCAL_PREFIX))
             if flip:
                 evidence["local_transform"] = "flip_y"
             cand = Candidate(bank=bank.name, label=subject.label if subject else str(item.id),

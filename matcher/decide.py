@@ -130,8 +130,16 @@ def copy_score(tight_inliers: float, coverage: float, rule: CopyRule,
     return score
 
 
+# The score of a candidate whose shared part is only a common frame (matcher.frames): kept as
+# evidence (the page shows "same template, different photo"), below review: not a copy.
+TEMPLATE_CAP = REVIEW_SCORE - 0.01
 HASH_FAMILY = "hashes"
 LOCAL_PREFIX = "local"
+
+
+def is_template(evidence: dict[str, Any]) -> bool:
+    """True when the evidence says the pair shares only a common frame (and not the same file)."""
+    return bool(evidence.get(f"{LOCAL_PREFIX}_template")) and evidence.get("sha256") != 0
 
 
 def hash_evidence_score(name: str, distance: float, quality: float | None, defaults: Defaults,
@@ -172,4 +180,8 @@ def evidence_score(evidence: dict[str, Any], defaults: Defaults,
         scores[LOCAL_PREFIX] = copy_score(float(tight), coverage,
                                           CopyRule.from_sections(defaults.section("copy"), policy),
                                           consistent)
+    if is_template(evidence):
+        # The verified local match lies on a frame many items share (matcher.frames): neither
+        # it nor a whole-picture hash (which sees mostly that frame) says "same photo".
+        return min(combine(scores, policy), TEMPLATE_CAP)
     return combine(scores, policy)

@@ -148,8 +148,37 @@ class Matcher:
                 if (key := _subject_key(cand)) in merged:
                     kept = merged[key]
                     merged[key] = replace(kept, evidence={**cand.evidence, **kept.evidence})
+            self._confirm_hash_matches(query, bank, merged)
         ranked = sorted(merged.values(), key=lambda c: (-c.score, c.bank, c.label))
         return apply_minor_policy(self.store, drop_expired(self.store, ranked)[:top])
+
+
+    def _confirm_hash_matches(self, query: Query, bank: Bank,
+                              merged: dict[tuple[str, Any], Candidate]) -> None:
+        """Hash matches that local-feature evidence does not back, verified for the frame test.
+
+        A whole-picture hash of a phone screenshot or a site card sees mostly the
+        frame: two screenshots of one app showing different photos hash alike. Where
+        the bank has local features, such a match is verified against that one
+        reference (no shortlist) so that :mod:`matcher.frames` can say whether the
+        pair shares only a frame; it is merged like any other candidate.
+        """
+        confirmers = [x for x in self.searchers if hasattr(x, "confirm") and x.applies(bank)]
+        todo = [c for c in merged.values() if c.bank == bank.name and c.decision == decide.MATCH
+                and c.evidence.get("sha256") != 0 and not decide.is_template(c.evidence)
+                and decide.evidence_score(_local_only(c.evidence), self.defaults, bank.policy)
+                < decide.MATCH_SCORE]
+        if not confirmers or not todo:
+            return
+        for searcher in confirmers:
+            for cand in searcher.confirm(query, bank, [c.item for c in todo]):
+                key = _subject_key(cand)
+                if key in merged:
+                    merged[key] = merge(merged[key], cand)
+
+
+def _local_only(evidence: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in evidence.items() if k.startswith(decide.LOCAL_PREFIX + "_")}
 
 
 def _subject_key(cand: Candidate) -> tuple[str, Any]:
@@ -162,9 +191,15 @@ def merge(a: Candidate | None, b: Candidate) -> Candidate:
         return b
     best, other = (a, b) if a.score >= b.score else (b, a)
     evidence = {**other.evidence, **best.evidence}
+    score, decision = best.score, best.decision
+    if a.item == b.item and decide.is_template(evidence):
+        # One picture pair: the local test found that what it shares is a common frame
+        # (matcher.frames), so a whole-picture hash of it is no copy evidence either.
+        score = min(score, decide.TEMPLATE_CAP)
+        decision = decide.decision_for(score)
     return Candidate(bank=best.bank, label=best.label, subject_id=best.subject_id,
-                     pseudonym=best.pseudonym, item=best.item, score=best.score,
-                     decision=best.decision, evidence=evidence,
+                     pseudonym=best.pseudonym, item=best.item, score=score,
+                     decision=decision, evidence=evidence,
                      minor_policy=a.minor_policy or b.minor_policy)
 
 

@@ -65,6 +65,8 @@ class Verification:
     # to infinity (strong perspective) or absurdly far away.
     quad: tuple[tuple[int, int], ...] | None = None
     query_quad: tuple[tuple[int, int], ...] | None = None
+    # (query row, reference row) of every inlier, for the frame test (matcher.frames).
+    inlier_rows: np.ndarray | None = field(default=None, repr=False)
 
     def evidence(self, prefix: str = "local") -> dict[str, Any]:
         out: dict[str, Any] = {f"{prefix}_matches": self.matches, f"{prefix}_inliers": self.inliers,
@@ -163,7 +165,7 @@ def verify(query: LocalFeatures, reference: LocalFeatures, *,
                           unmirror_width=query_width)
     return Verification(len(pairs), inliers, _box(ref_pts, reference.scale),
                         _box(q_pts, query.scale), _hull_share(ref_pts, reference.frame),
-                        _hull_share(q_pts, query.frame), tight, h, shown, quad, query_quad)
+                        _hull_share(q_pts, query.frame), tight, h, shown, quad, query_quad, pairs[keep])
 
 
 def _outline(h: np.ndarray, source: tuple[int, int], target: tuple[int, int], scale: float, *,

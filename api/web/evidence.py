@@ -188,6 +188,12 @@ def _local_sentences(ev: dict[str, Any], prefix: str) -> list[str]:
     if ev.get(f"{prefix}_coverage") is not None:
         out.append(f"The matched region covers {float(ev[f'{prefix}_coverage']) * 100:.0f}% of the "
                    f"reference and {float(ev.get(f'{prefix}_query_coverage') or 0) * 100:.0f}% of the query")
+    if ev.get(f"{prefix}_template"):
+        # matcher.frames: the shared part is a frame many items of the bank share.
+        out.append(f"Same template, different photo: "
+                   f"{float(ev.get(f'{prefix}_shared_inliers') or 0) * 100:.0f}% of the inliers lie on a "
+                   f"frame many items of the bank share, and the photos inside it differ "
+                   f"({ev.get(f'{prefix}_differ_cells', '?')} areas differ): not a copy")
     return out
 
 
@@ -372,14 +378,18 @@ def explain(evidence: dict[str, Any], score: float, tier: str,
         out.sentences.append("Identical file: the SHA-256 of the query equals the reference's")
         used.add("sha256")
     for prefix in sorted({k[: -len("_inliers")] for k in ev
-                          if k.endswith("_inliers") and not k.endswith("_tight_inliers")}):
+                          if k.endswith("_inliers") and not k.endswith(("_tight_inliers",
+                                                                        "_shared_inliers"))}):
         out.sentences.extend(_local_sentences(ev, prefix))
         if prefix == "scene":
             out.sentences.extend(_scene_sentences(ev))
         used.update(f"{prefix}_{x}" for x in ("inliers", "matches", "tight_inliers", "coverage",
                                               "query_coverage", "region", "query_region", "transform",
-                                              "pairs", "quad", "query_quad", "hull", "query_hull"))
+                                              "pairs", "quad", "query_quad", "hull", "query_hull",
+                                              "template", "content_region"))
         _draw_local(out, ev, prefix)
+        if (shape := _box(ev.get(f"{prefix}_content_region"), "region", "its own photo")) is not None:
+            out.query_shapes.append(shape)
     out.sentences.extend(_face_sentences(ev))
     models, model_keys = _face_models(ev)
     out.sentences.extend(models)

@@ -1,0 +1,209 @@
+"""Copies inside common frames (issue 17): a shared frame is no copy, the photo in it still is.
+
+A bank of an ``ads`` kind holds five phone screenshots of one app, each showing a
+different photo, and one photo alone; all pictures are drawn here with Pillow from
+the fixture photos and from synthetic tiles. The app's chrome (status bar, header,
+icons, buttons, fixed labels) is identical in every screenshot.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+from sqlalchemy import select
+
+from indexer import ingest
+from indexer.signals import base as signals
+from indexer.store.store import Store
+from matcher import decide, frames
+from matcher.link_store import AdLink
+from matcher.links import Linker, file_reader
+from matcher.search import Matcher
+from tests.conftest import jpeg_bytes, photo, tiles
+
+IN_FRAMES = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg"]
+ALONE = "camera.png"
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)
+
+
+def app_screenshot(img: Image.Image, user: str = "lina.k") -> Image.Image:
+    """A 720 x 1280 feed app: status bar, logo, avatar, the photo square, icons, caption, nav bar."""
+    page = Image.new("RGB", (720, 1280), (255, 255, 255))
+    draw = ImageDraw.Draw(page)
+    draw.text((30, 12), "21:47", fill=(20, 20, 20), font=_font(30))
+    draw.rectangle((600, 14, 650, 38), outline=(20, 20, 20), width=3)
+    for i in range(4):
+        draw.rectangle((520 + i * 12, 38 - 6 * i, 527 + i * 12, 40), fill=(20, 20, 20))
+    draw.text((28, 62), "Pictagram", fill=(20, 20, 20), font=_font(44))
+    draw.ellipse((20, 140, 90, 210), fill=(225, 48, 108))
+    draw.text((105, 155), user, fill=(20, 20, 20), font=_font(30))
+    shown = img.resize((720, 720), Image.Resampling.LANCZOS)
+    page.paste(shown, (0, 230))
+    for i in range(3):
+        x = 30 + i * 90
+        draw.ellipse((x, 975, x + 50, 1025), outline=(20, 20, 20), width=4)
+    draw.text((30, 1045), "1,204 likes   View all 87 comments", fill=(20, 20, 20), font=_font(26))
+    draw.text((30, 1090), "new in town, text me", fill=(40, 40, 40), font=_font(26))
+    draw.rectangle((0, 1180, 720, 1280), fill=(248, 248, 248))
+    for i in range(5):
+        cx = 72 + i * 144
+        draw.rectangle((cx - 22, 1208, cx + 22, 1252), outline=(20, 20, 20), width=4)
+    return page
+
+
+def collage_2x2(img: Image.Image, others: list[Image.Image], slot: int) -> Image.Image:
+    page = Image.new("RGB", (800, 800), (255, 255, 255))
+    pool = iter(others)
+    for i in range(4):
+        cell = img if i == slot else next(pool)
+        page.paste(cell.resize((392, 392), Image.Resampling.LANCZOS), (4 + (i % 2) * 396, 4 + (i // 2) * 396))
+    return page
+
+
+def paste_small(img: Image.Image, background: Image.Image) -> Image.Image:
+    page = background.resize((800, 800), Image.Resampling.LANCZOS)
+    shown = img.copy()
+    shown.thumbnail((266, 266), Image.Resampling.LANCZOS)
+    page.paste(shown, (470, 60))
+    return page
+
+
+def _square(img: Image.Image) -> Image.Image:
+    side = min(img.size)
+    return img.crop((0, 0, side, side))
+
+
+def _bank_photos() -> dict[str, Image.Image]:
+    """label -> the picture the bank holds (screenshots of one app, one photo alone)."""
+    out = {Path(n).stem: app_screenshot(_square(photo(n)), user=f"user{i}")
+           for i, n in enumerate(IN_FRAMES)}
+    out["tile"] = app_screenshot(tiles(1, size=512, seed=11)[0], user="tile.user")
+    out[Path(ALONE).stem] = photo(ALONE)
+    return out
+
+
+@pytest.fixture(scope="module")
+def framed_bank(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, object, Path]:
+    root = tmp_path_factory.mktemp("frames")
+    folder = root / "photos"
+    folder.mkdir()
+    records = []
+    for label, img in _bank_photos().items():
+        path = folder / f"{label}.jpg"
+        path.write_bytes(jpeg_bytes(img))
+        records.append(ingest.Record(path, label, path.name))
+    store = Store(root / "data")
+    bank = store.catalog.ensure_bank("ads", "ads")
+    names = [s.name for s in signals.select(["hashes", "local"])]
+    report = ingest.index_records(store, bank, records, names)
+    assert report.indexed == len(records)
+    store.checkpoint()
+    return store, bank, folder
+
+
+@pytest.fixture(scope="module")
+def matcher(framed_bank: tuple[Store, object, Path]) -> Matcher:
+    return Matcher(framed_bank[0])
+
+
+def test_same_app_different_photo_is_a_template_not_a_match(framed_bank, matcher: Matcher) -> None:
+    store, bank, _ = framed_bank
+    query = jpeg_bytes(app_screenshot(_square(photo("brick.png")), user="someone"))
+    candidates = matcher.match(query, [bank])
+    assert candidates, "the shared chrome must still be reported as evidence"
+    assert all(c.decision != decide.MATCH for c in candidates)
+    templated = [c for c in candidates if c.evidence.get("local_template") == frames.TEMPLATE]
+    assert templated, [c.evidence for c in candidates]
+    best = templated[0]
+    assert best.score < decide.REVIEW_SCORE
+    assert best.evidence["local_shared_inliers"] >= frames.MIN_SHARED_INLIERS
+    # The query's own photo is where the pair differs: inside the 720-px photo square.
+    left, top, right, bottom = best.evidence["local_content_region"]
+    assert top >= 150 and bottom <= 1060 and right - left >= 360
+
+
+@pytest.mark.parametrize("name", ["chelsea.png", "rocket.jpg"])
+def test_the_photo_alone_matches_its_screenshot(name: str, framed_bank, matcher: Matcher) -> None:
+    _store, bank, _ = framed_bank
+    candidates = matcher.match(jpeg_bytes(_square(photo(name))), [bank])
+    assert candidates and candidates[0].label == Path(name).stem
+    assert candidates[0].decision == decide.MATCH
+    assert not candidates[0].evidence.get("local_template")
+
+
+def test_a_photo_in_the_shared_frame_matches_the_photo_alone(framed_bank, matcher: Matcher) -> None:
+    _store, bank, _ = framed_bank
+    query = jpeg_bytes(app_screenshot(_square(photo(ALONE)), user="repost"))
+    candidates = matcher.match(query, [bank])
+    matched = [c for c in candidates if c.decision == decide.MATCH]
+    assert [c.label for c in matched] == ["camera"], [(c.label, c.score, c.evidence) for c in candidates]
+
+
+def test_a_repost_in_the_same_frame_still_matches(framed_bank, matcher: Matcher) -> None:
+    _store, bank, _ = framed_bank
+    query = jpeg_bytes(app_screenshot(_square(photo("coffee.png")), user="other.name"), quality=80)
+    candidates = matcher.match(query, [bank])
+    matched = [c.label for c in candidates if c.decision == decide.MATCH]
+    assert matched == ["coffee"], [(c.label, c.score, c.evidence) for c in candidates]
+
+
+def test_a_collage_quarter_and_a_small_paste_are_found(framed_bank, matcher: Matcher) -> None:
+    _store, bank, _ = framed_bank
+    fillers = tiles(3, size=400, seed=5)
+    collage = collage_2x2(_square(photo("rocket.jpg")), fillers, slot=3)
+    found = matcher.match(jpeg_bytes(collage), [bank])
+    assert found and found[0].label == "rocket" and found[0].decision == decide.MATCH
+    pasted = paste_small(photo(ALONE), photo("brick.png"))
+    found = matcher.match(jpeg_bytes(pasted), [bank])
+    assert found and found[0].label == "camera" and found[0].decision == decide.MATCH
+
+
+def test_common_rows_counts_distinct_items_within_the_distance() -> None:
+    distances = np.array([[0.01, 0.02, 0.05, 0.5], [0.01, 0.01, 0.01, 0.01], [0.3, 0.4, 0.5, 0.6]],
+                         np.float32)
+    owners = np.array([[7, 8, 9, 10], [7, 7, 7, 8], [1, 2, 3, 4]], np.int64)
+    common = frames.common_rows(distances, owners, n_rows=4)
+    assert common.tolist() == [True, False, False, False]
+
+
+def test_linking_screenshots_of_one_app_makes_no_photo_links(tmp_path: Path) -> None:
+    """Index-time linking runs the same copy search: unrelated screenshots do not group."""
+    folder = tmp_path / "crawl"
+    folder.mkdir()
+    pictures = _bank_photos()
+    pictures["brick"] = app_screenshot(_square(photo("brick.png")), user="brick.user")
+    pictures["coffee_repost"] = app_screenshot(_square(photo("coffee.png")), user="again")
+    for label, img in pictures.items():
+        (folder / f"{label}.jpg").write_bytes(jpeg_bytes(img))
+    store = Store(tmp_path / "data")
+    bank = store.catalog.ensure_bank("ads", "ads")
+    names = [s.name for s in signals.select(["hashes", "local"])]
+    records = [ingest.Record(folder / f"{label}.jpg", label, str(folder / f"{label}.jpg"))
+               for label in pictures]
+    assert ingest.index_records(store, bank, records, names).indexed == len(records)
+    Linker(store).update(bank, read=file_reader())
+    from indexer.store.catalog import Subject
+    with store.catalog.session() as s:
+        labels = {x.id: x.label for x in s.scalars(select(Subject))}
+        grouped = {tuple(sorted((labels[x.a], labels[x.b]))) for x in s.scalars(select(AdLink))
+                   if x.kind == "photo" and x.strength >= decide.MATCH_SCORE}
+    assert grouped == {("coffee", "coffee_repost")}, grouped
+
+
+def test_the_review_page_says_same_template_different_photo() -> None:
+    from api.web.evidence import explain
+
+    ev = {"local_matches": 90, "local_inliers": 60, "local_tight_inliers": 58, "local_coverage": 0.42,
+          "local_query_coverage": 0.42, "local_shared_inliers": 0.93, "local_agree_cells": 14,
+          "local_differ_cells": 21, "local_template": frames.TEMPLATE,
+          "local_content_region": [0, 230, 720, 950]}
+    out = explain(ev, 0.49, "none")
+    assert any(s.startswith("Same template, different photo: 93%") for s in out.sentences), out.sentences
+    assert sum("geometric inliers" in s for s in out.sentences) == 1  # no sentence for "shared"
+    assert any(shape.label == "its own photo" for shape in out.query_shapes)
