@@ -73,6 +73,10 @@ class SceneParams:
     shortlist: int = 50
     vlad_weight: float = 25.0
     colour_weight: float = 10.0
+    # Weight of the learned room descriptor's cosine (scene_net, or any scene-family
+    # embedding the bank holds), counted above ``net_base``: unrelated rooms sit near it.
+    net_weight: float = 0.0
+    net_base: float = 0.5
     match: float = 20.0
     review: float = 5.0
     # The runner-up evidence assumed whatever the bank holds (see the module docstring).
@@ -86,6 +90,8 @@ class SceneParams:
         return cls(shortlist=int(merged.get("shortlist", base.shortlist)),
                    vlad_weight=float(merged.get("vlad_weight", base.vlad_weight)),
                    colour_weight=float(merged.get("colour_weight", base.colour_weight)),
+                   net_weight=float(merged.get("net_weight", base.net_weight)),
+                   net_base=float(merged.get("net_base", base.net_base)),
                    match=float(merged.get("match", base.match)),
                    review=float(merged.get("review", base.review)),
                    chance_evidence=float(merged.get("chance_evidence", base.chance_evidence)),
@@ -125,6 +131,13 @@ class SceneSearcher:
     def applies(self, bank: Bank) -> bool:
         return SCENE in self.store.index_signals(bank)
 
+    def params(self, bank: Bank, embedded: bool) -> SceneParams:
+        """The calibrated decision for a bank with (``scene``) or without (``scene_sift``) an embedding."""
+        section = self.defaults.section("scene")
+        if not embedded:
+            section = self.defaults.section("scene_sift") or {**section, "net_weight": 0.0}
+        return SceneParams.from_section(section, bank.policy)
+
     def bank_index(self, bank: Bank) -> SceneBankIndex:
         """The bank's VLAD index, brought up to date with the catalog."""
         index = self._banks.get(bank.id)
@@ -134,7 +147,11 @@ class SceneSearcher:
         return index.current()
 
     def search(self, query: Query, bank: Bank, top: int) -> list[Candidate]:
-        params = SceneParams.from_section(self.defaults.section("scene"), bank.policy)
+        # The fused evidence has a term for the learned descriptor only where the
+        # bank holds one; without it (wheels missing, a bank indexed before) the
+        # decision calibrated without that term applies.
+        embedded_bank = bool(self._embeddings(query, bank))
+        params = self.params(bank, embedded_bank)
         feats, mask = scene_features(query.picture)
         index = self.bank_index(bank)
         k = max(params.shortlist, top)
@@ -142,6 +159,7 @@ class SceneSearcher:
         embedded = self._embedding_shortlist(query, bank, k)  # scene vector id -> cosine
         shortlist = set(similarity) | set(embedded)
         owners = self.store.catalog.vector_owners(shortlist)
+        net = self._embedding_similarities(query, bank, owners, embedded)
         refs = storage.load_features(self.store.catalog, shortlist)
         query_desc = feats.rootsift
         query_code = index.encode(feats)
@@ -160,6 +178,8 @@ class SceneSearcher:
             colour = float(query_colour @ SCENE_SIGNAL.from_bytes(vec.data))
             fused = (check.inliers + params.vlad_weight * max(sim, 0.0)
                      + params.colour_weight * max(colour, 0.0))
+            if vid in net:
+                fused += params.net_weight * max(net[vid] - params.net_base, 0.0)
             evidence: dict[str, Any] = {
                 "scene_inliers": check.inliers, "scene_matches": check.matches,
                 "scene_similarity": round(sim, 4), "scene_colour": round(colour, 4),
@@ -168,6 +188,8 @@ class SceneSearcher:
             }
             if vid in embedded:
                 evidence["scene_embedding_similarity"] = round(embedded[vid], 4)
+            if vid in net:
+                evidence["scene_net_similarity"] = round(net[vid], 4)
             # Enrollment keeps name/address/room on the venue, `reunite index` on the photo.
             described = {**(item.attributes or {}), **((subject.attributes or {}) if subject else {})}
             venue = {key: described[key] for key in ("name", "address", "room") if described.get(key)}
@@ -182,9 +204,9 @@ class SceneSearcher:
                 best[key] = (fused, cand)
         return rank_venues(list(best.values()), params)[:top]
 
-    def _embedding_shortlist(self, query: Query, bank: Bank, k: int) -> dict[int, float]:
-        """References nearest by any plug-in scene embedding of the bank: scene vector id -> cosine."""
-        out: dict[int, float] = {}
+    def _embeddings(self, query: Query, bank: Bank) -> list[tuple[str, list[signals.SignalVector]]]:
+        """The query's vectors of every plug-in scene embedding the bank holds (cached on the query)."""
+        out = []
         for name in self.store.index_signals(bank):
             signal = signals.get(name)
             if signal.family != SCENE or name == SCENE:
@@ -192,8 +214,49 @@ class SceneSearcher:
             vectors = query.cache.get(("scene_embedding", name))
             if vectors is None:
                 vectors = query.cache[("scene_embedding", name)] = signal.extract(query.picture)
-            if not vectors:
-                continue
+            if vectors:
+                out.append((name, vectors))
+        return out
+
+    def _embedding_similarities(self, query: Query, bank: Bank, owners: dict[int, Any],
+                                known: dict[int, float]) -> dict[int, float]:
+        """Scene vector id -> the best embedding cosine of its photo, for every shortlisted reference.
+
+        The embedding shortlist already knows the cosines of its own hits
+        (``known``); the references only VLAD found get theirs from the stored
+        embedding vectors of the same photos, so that every candidate's
+        evidence has the term (a missing one would read as dissimilar).
+        """
+        embeddings = self._embeddings(query, bank)
+        if not embeddings:
+            return {}
+        out = dict(known)
+        item_of = {vid: owner[1].id for vid, owner in owners.items()}
+        wanted = {item for vid, item in item_of.items() if vid not in out}
+        if not wanted:
+            return out
+        from sqlalchemy import select
+
+        from indexer.store.catalog import Vector
+        best_by_item: dict[int, float] = {}
+        with self.store.catalog.session() as s:
+            for name, vectors in embeddings:
+                signal = signals.get(name)
+                q = np.stack([v.vector for v in vectors]).astype(np.float32)
+                rows = s.execute(select(Vector.item_id, Vector.data).where(
+                    Vector.item_id.in_(list(wanted)), Vector.signal == name)).all()
+                for item, data in rows:
+                    cos = float((q @ signal.from_bytes(data)).max())
+                    best_by_item[int(item)] = max(best_by_item.get(int(item), -1.0), cos)
+        for vid, item in item_of.items():
+            if vid not in out and item in best_by_item:
+                out[vid] = best_by_item[item]
+        return out
+
+    def _embedding_shortlist(self, query: Query, bank: Bank, k: int) -> dict[int, float]:
+        """References nearest by any plug-in scene embedding of the bank: scene vector id -> cosine."""
+        out: dict[int, float] = {}
+        for name, vectors in self._embeddings(query, bank):
             hits = self.store.indexes.get(bank.id, name).search(
                 np.stack([v.vector for v in vectors]), k)
             owners = self.store.catalog.vector_owners({h.vector_id for row in hits for h in row})

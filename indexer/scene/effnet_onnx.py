@@ -90,7 +90,8 @@ class _Conv:
 
 def _folded(sd: dict[str, np.ndarray], conv: str, bn: str, stride: int = 1, groups: int = 1) -> _Conv:
     w = sd[f"{conv}.weight"].astype(np.float64)
-    scale = sd[f"{bn}.weight"].astype(np.float64) / np.sqrt(sd[f"{bn}.running_var"].astype(np.float64) + BN_EPS)
+    var = sd[f"{bn}.running_var"].astype(np.float64)
+    scale = sd[f"{bn}.weight"].astype(np.float64) / np.sqrt(var + BN_EPS)
     bias = sd[f"{bn}.bias"].astype(np.float64) - sd[f"{bn}.running_mean"].astype(np.float64) * scale
     return _Conv((w * scale[:, None, None, None]).astype(np.float32), bias.astype(np.float32), stride, groups)
 
@@ -121,8 +122,9 @@ class _Graph:
 
     def conv(self, x: str, c: _Conv, stem: str, relu6: bool) -> str:
         k = int(c.weight.shape[-1])
-        y = self.node("Conv", [x, self.const(c.weight, f"{stem}_w"), self.const(c.bias, f"{stem}_b")], stem,
-                      kernel_shape=[k, k], strides=[c.stride, c.stride], group=c.groups, auto_pad="SAME_UPPER")
+        weights = [self.const(c.weight, f"{stem}_w"), self.const(c.bias, f"{stem}_b")]
+        y = self.node("Conv", [x, *weights], stem, kernel_shape=[k, k], strides=[c.stride, c.stride],
+                      group=c.groups, auto_pad="SAME_UPPER")
         if relu6:
             y = self.node("Clip", [y, self.const(np.array(0.0, np.float32), "zero"),
                                    self.const(np.array(6.0, np.float32), "six")], f"{stem}_relu6")

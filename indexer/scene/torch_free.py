@@ -59,7 +59,8 @@ class _Storage:
 class _Tensor:
     """A tensor waiting for its storage's bytes (the legacy format stores them after the pickle)."""
 
-    def __init__(self, storage: _Storage, offset: int, size: tuple[int, ...], stride: tuple[int, ...]) -> None:
+    def __init__(self, storage: _Storage, offset: int, size: tuple[int, ...],
+                 stride: tuple[int, ...]) -> None:
         self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
 
     def numpy(self) -> np.ndarray:
