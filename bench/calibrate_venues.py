@@ -61,7 +61,13 @@ DRAWS = 30
 MATCH_FALSE_ACCEPTS = 0.005
 REVIEW_FALSE_ACCEPTS = 0.10
 SHORTLIST = 50
-NET_WEIGHTS = (0.0, 25.0, 50.0, 100.0, 150.0, 200.0)
+NET_WEIGHTS = (0.0, 50.0, 100.0, 200.0)
+# With the descriptor the fit has one weight more, so others are fixed or coarser: no inlier
+# gate (it was fitted to 0 without the descriptor too), three VLAD weights, and floors up to
+# 120 in steps of 2 (the descriptor's term lifts every venue's evidence).
+NET_VLAD_WEIGHTS = (10.0, 25.0, 50.0)
+NET_FLOORS = tuple(float(f) for f in range(8, 121, 2))
+NET_GATES = (0,)
 # The descriptor's cosine counts above this (unrelated rooms sit near it); fixed, not fitted.
 NET_BASE = 0.5
 Weights = tuple[float, float, float]  # (vlad_weight, colour_weight, net_weight)
@@ -172,12 +178,13 @@ def top1_recall(b: Banks, truth: np.ndarray, floor: float, margin: float, gate: 
     return float(right.sum()) / n, float((acc & right).sum()) / n
 
 
-def fit(sims: dict[Weights, Banks], truth: np.ndarray, cols: np.ndarray | None = None) -> dict[str, float]:
+def fit(sims: dict[Weights, Banks], truth: np.ndarray, cols: np.ndarray | None = None,
+        floors: tuple[float, ...] = FLOORS, gates: tuple[int, ...] = GATES) -> dict[str, float]:
     """Best weights, floor, gate and match margin on the ``cols`` queries (all by default)."""
     best: tuple[tuple[float, float], dict[str, float]] | None = None
     for w, b in sims.items():
-        for gate in GATES:
-            for floor in FLOORS:
+        for gate in gates:
+            for floor in floors:
                 m = lowest_margin(b, truth, floor, gate, MATCH_FALSE_ACCEPTS, cols)
                 top1, recall = top1_recall(b, truth, floor, m, gate, cols)
                 # Ties go to the weights nearest the middle of the grid, then the lower floor.
@@ -264,9 +271,11 @@ def main() -> None:
     colours = (0.0,) if args.no_colour else COLOUR_WEIGHTS
     nets = (0.0,) if args.no_net or not any(c.get("net") is not None for q in queries
                                              for c in q["candidates"]) else NET_WEIGHTS
+    with_net = nets != (0.0,)
+    grid = {"floors": NET_FLOORS, "gates": NET_GATES} if with_net else {}
     sims = {(w, c, n): simulate(queries, venues, (w, c, n), banks)
-            for w in WEIGHTS for c in colours for n in nets}
-    fitted = fit(sims, truth)
+            for w in (NET_VLAD_WEIGHTS if with_net else WEIGHTS) for c in colours for n in nets}
+    fitted = fit(sims, truth, **grid)
     fitted["match"], fitted["review"] = round_up(fitted["match"]), round_up(fitted["review"])
     report = {"hold_out": args.hold_out, "fit_on_all": fitted,
               "in_sample": evaluate(queries, venues, sims, truth, [fitted] * len(queries))}
@@ -277,17 +286,17 @@ def main() -> None:
         spread: dict[str, list[float]] = defaultdict(list)
         for g in sorted(set(groups)):
             held = np.array([x == g for x in groups])
-            p = fit(sims, truth, np.nonzero(~held)[0])
+            p = fit(sims, truth, np.nonzero(~held)[0], **grid)
             for qi in np.nonzero(held)[0]:
                 params_for[qi] = p
             for k, v in p.items():
                 spread[k].append(float(v))
-        report["leave_one_place_out"] = evaluate(queries, venues, sims, truth, params_for)
+        report[f"leave_one_{args.hold_out}_out"] = evaluate(queries, venues, sims, truth, params_for)
         report["lopo_parameter_spread"] = {k: [min(v), max(v)] for k, v in spread.items()}
     print(json.dumps(report, indent=2))
     if args.write:
         raw = json.loads(DEFAULTS.read_text(encoding="utf-8"))
-        section = "scene_sift" if nets == (0.0,) else "scene"
+        section = "scene" if with_net else "scene_sift"
         fitted = {**fitted, "net_base": NET_BASE} if section == "scene" else fitted
         raw[section] = {**fitted, "shortlist": SHORTLIST,
                         "calibrated_on": f"venues suite, {len(queries)} queries, "
