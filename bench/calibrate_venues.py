@@ -61,7 +61,7 @@ DRAWS = 30
 MATCH_FALSE_ACCEPTS = 0.005
 REVIEW_FALSE_ACCEPTS = 0.10
 SHORTLIST = 50
-NET_WEIGHTS = (0.0, 50.0, 100.0, 200.0)
+NET_WEIGHTS = (0.0, 25.0, 50.0, 100.0)
 # With the descriptor the fit has one weight more, so others are fixed or coarser: no inlier
 # gate (it was fitted to 0 without the descriptor too), three VLAD weights, and floors up to
 # 120 in steps of 2 (the descriptor's term lifts every venue's evidence).
@@ -122,17 +122,23 @@ def draw_banks(n_venues: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def simulate(queries: list[dict], venues: dict[str, int], w: Weights, banks: list[np.ndarray]) -> Banks:
-    evidence, inliers = venue_table(queries, venues, w)
+    """The first venue by the evidence with all of ``w`` (the ranking), decided on the evidence without
+    the descriptor's term (matcher.scene_search.rank_venues): its lead over the best other venue's."""
+    ranked, _inl = venue_table(queries, venues, w)
+    evidence, inliers = venue_table(queries, venues, (w[0], w[1], 0.0))
     truth = np.array([venues.get(q["label"], -1) if q["label"] else -1 for q in queries])
     rows = np.arange(len(queries))
     out = {k: [] for k in ("first", "second", "first_label", "first_inliers", "holds_truth")}
     for mask in banks:
+        r = np.where(mask[None, :], ranked, -np.inf)
         e = np.where(mask[None, :], evidence, -np.inf)
-        order = np.argsort(-e, axis=1)[:, :2]
-        out["first"].append(e[rows, order[:, 0]])
-        out["second"].append(e[rows, order[:, 1]] if e.shape[1] > 1 else np.full(len(rows), -np.inf))
-        out["first_label"].append(order[:, 0])
-        out["first_inliers"].append(inliers[rows, order[:, 0]])
+        first = np.argmax(r, axis=1)
+        others = e.copy()
+        others[rows, first] = -np.inf
+        out["first"].append(e[rows, first])
+        out["second"].append(others.max(axis=1) if e.shape[1] > 1 else np.full(len(rows), -np.inf))
+        out["first_label"].append(first)
+        out["first_inliers"].append(inliers[rows, first])
         out["holds_truth"].append((truth >= 0) & mask[np.maximum(truth, 0)])
     return Banks(*(np.stack(out[k]) for k in ("first", "second", "first_label", "first_inliers",
                                                 "holds_truth")),

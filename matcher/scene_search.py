@@ -178,8 +178,8 @@ class SceneSearcher:
             colour = float(query_colour @ SCENE_SIGNAL.from_bytes(vec.data))
             fused = (check.inliers + params.vlad_weight * max(sim, 0.0)
                      + params.colour_weight * max(colour, 0.0))
-            if vid in net:
-                fused += params.net_weight * max(net[vid] - params.net_base, 0.0)
+            # The learned descriptor ranks; the decision stays on the verified evidence.
+            rank = fused + params.net_weight * max(net[vid] - params.net_base, 0.0) if vid in net else fused
             evidence: dict[str, Any] = {
                 "scene_inliers": check.inliers, "scene_matches": check.matches,
                 "scene_similarity": round(sim, 4), "scene_colour": round(colour, 4),
@@ -190,6 +190,7 @@ class SceneSearcher:
                 evidence["scene_embedding_similarity"] = round(embedded[vid], 4)
             if vid in net:
                 evidence["scene_net_similarity"] = round(net[vid], 4)
+                evidence["scene_rank_evidence"] = round(rank, 2)
             # Enrollment keeps name/address/room on the venue, `reunite index` on the photo.
             described = {**(item.attributes or {}), **((subject.attributes or {}) if subject else {})}
             venue = {key: described[key] for key in ("name", "address", "room") if described.get(key)}
@@ -200,9 +201,11 @@ class SceneSearcher:
                              pseudonym=subject.pseudonym if subject is not None else None,
                              item=item.id, score=0.0, decision=decide.NONE, evidence=evidence)
             key = subject.id if subject is not None else ("item", item.id)
-            if key not in best or fused > best[key][0]:
-                best[key] = (fused, cand)
-        return rank_venues(list(best.values()), params)[:top]
+            if key not in best or rank > best[key][0]:
+                best[key] = (rank, fused, cand)
+        venues = list(best.values())
+        return rank_venues([(fused, cand) for _r, fused, cand in venues], params,
+                           ranking=[r for r, _f, _c in venues])[:top]
 
     def _embeddings(self, query: Query, bank: Bank) -> list[tuple[str, list[signals.SignalVector]]]:
         """The query's vectors of every plug-in scene embedding the bank holds (cached on the query)."""
@@ -282,17 +285,31 @@ class SceneSearcher:
         return {int(item): int(vid) for item, vid in rows}
 
 
-def rank_venues(venues: list[tuple[float, Candidate]], params: SceneParams) -> list[Candidate]:
-    """(evidence, candidate) per venue -> candidates scored by their margin, best first."""
-    order = sorted(venues, key=lambda ec: (-ec[0], ec[1].label))
-    out = []
-    for i, (fused, cand) in enumerate(order):
-        others = [e for j, (e, _c) in enumerate(order[:2]) if j != i]
-        runner_up = max(others[0] if others else params.chance_evidence, params.chance_evidence)
-        margin = fused - runner_up
+def rank_venues(venues: list[tuple[float, Candidate]], params: SceneParams,
+                ranking: list[float] | None = None) -> list[Candidate]:
+    """(evidence, candidate) per venue -> candidates scored by their margin, best first.
+
+    ``ranking`` (one key per venue; the evidence itself by default) orders the
+    venues: the learned descriptor's fused evidence. The margin is always on
+    the decision evidence, over the best *other* venue's; a venue's score never
+    exceeds the score of a venue ranked above it, so only the first-ranked
+    venue can be a match, and only when its verified evidence leads too.
+    """
+    keys = ranking if ranking is not None else [e for e, _c in venues]
+    order = sorted(range(len(venues)), key=lambda i: (-keys[i], venues[i][1].label))
+    evidence = [venues[i][0] for i in order]
+    leader = max(range(len(evidence)), key=lambda j: evidence[j]) if evidence else -1
+    second = max((e for j, e in enumerate(evidence) if j != leader), default=-np.inf)
+    out: list[Candidate] = []
+    for j, i in enumerate(order):
+        fused, cand = venues[i]
+        other = second if j == leader else evidence[leader]
+        margin = fused - max(other, params.chance_evidence)
         score = evidence_score(margin, params)
         if cand.evidence.get("scene_inliers", 0) < params.min_match_inliers:
             score = min(score, np.nextafter(decide.MATCH_SCORE, 0.0))
+        if out:
+            score = min(score, out[-1].score)
         cand.evidence["scene_margin"] = round(margin, 2)
         out.append(replace(cand, score=score, decision=decide.decision_for(score)))
     return out
