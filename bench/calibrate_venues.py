@@ -9,6 +9,11 @@ matcher/scene_search.py:
 
 - ``vlad_weight`` w and ``colour_weight`` c of the fused evidence
   ``inliers + w * similarity + c * colour`` (a small fixed grid);
+- ``net_weight`` n of the learned descriptor (``net`` in the evidence, the
+  scene_net cosine): venues are ranked by the fused evidence plus
+  ``n * max(net - 0.5, 0)`` and decided on the fused evidence without it
+  (matcher/scene_search.py); evidence without ``net``, or ``--no-net``, fits
+  the ``scene_sift`` section used by banks without the descriptor;
 - ``chance_evidence`` F and the ``match`` margin T: a venue is a match when
   its evidence minus max(best other venue's evidence, F) is at least T;
 - ``min_match_inliers`` (0 or 10): verified inliers a match also needs;

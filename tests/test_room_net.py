@@ -201,7 +201,8 @@ def test_venue_search_fuses_the_descriptor(tmp_path: Path) -> None:
         path = tmp_path / f"{label}.jpg"
         path.write_bytes(jpeg_of(photo(name)))
         records.append(ingest.Record(path, label, path.name))
-    ingest.index_records(store, bank, records, signals.resolve([SCENE]))  # the family: SIFT, colour and scene_net
+    # The family: SIFT features, colour and scene_net.
+    ingest.index_records(store, bank, records, signals.resolve([SCENE]))
     assert room_net.NAME in store.index_signals(bank)
     matcher = Matcher(store)
     searcher = next(s for s in matcher.searchers if isinstance(s, SceneSearcher))
@@ -214,10 +215,33 @@ def test_venue_search_fuses_the_descriptor(tmp_path: Path) -> None:
     assert params.net_weight > 0 and params != searcher.params(bank, embedded=False)
     for cand in found:
         e = cand.evidence
-        assert "scene_net_similarity" in e
-        expected = (e["scene_inliers"] + params.vlad_weight * max(e["scene_similarity"], 0)
-                    + params.colour_weight * max(e["scene_colour"], 0)
-                    + params.net_weight * max(e["scene_net_similarity"] - params.net_base, 0))
-        assert e["scene_evidence"] == pytest.approx(expected, abs=0.02)
+        decided = (e["scene_inliers"] + params.vlad_weight * max(e["scene_similarity"], 0)
+                   + params.colour_weight * max(e["scene_colour"], 0))
+        assert e["scene_evidence"] == pytest.approx(decided, abs=0.02)  # the decision: verified evidence
+        ranked = decided + params.net_weight * max(e["scene_net_similarity"] - params.net_base, 0)
+        assert e["scene_rank_evidence"] == pytest.approx(ranked, abs=0.02)  # the order: with the descriptor
+    assert [c.evidence["scene_rank_evidence"] for c in found] == sorted(
+        (c.evidence["scene_rank_evidence"] for c in found), reverse=True)
+    assert all(a.score >= b.score for a, b in zip(found, found[1:], strict=False))
     right, wrong = found[0].evidence["scene_net_similarity"], found[1].evidence["scene_net_similarity"]
     assert right > wrong
+
+
+def test_only_the_first_ranked_venue_can_match() -> None:
+    """Ranked first by the descriptor but behind on verified evidence: nobody matches."""
+    from matcher import decide
+    from matcher.scene_search import SceneParams, rank_venues
+    from matcher.search import Candidate
+
+    def venue(label: str) -> Candidate:
+        return Candidate(bank="v", label=label, subject_id=None, pseudonym=None, item=1, score=0.0,
+                         decision=decide.NONE, evidence={"scene_inliers": 40})
+
+    p = SceneParams(chance_evidence=30.0, match=3.0, review=0.0)
+    # Verified evidence: b leads a by 20; the descriptor ranks a first.
+    out = rank_venues([(60.0, venue("a")), (80.0, venue("b"))], p, ranking=[95.0, 90.0])
+    assert [c.label for c in out] == ["a", "b"]
+    assert all(c.decision != decide.MATCH for c in out) and out[1].score <= out[0].score
+    # The same evidence ranked by itself: b matches.
+    out = rank_venues([(60.0, venue("a")), (80.0, venue("b"))], p)
+    assert out[0].label == "b" and out[0].decision == decide.MATCH
