@@ -67,12 +67,6 @@ MATCH_FALSE_ACCEPTS = 0.005
 REVIEW_FALSE_ACCEPTS = 0.10
 SHORTLIST = 50
 NET_WEIGHTS = (0.0, 25.0, 50.0, 100.0)
-# With the descriptor the fit has one weight more, so others are fixed or coarser: no inlier
-# gate (it was fitted to 0 without the descriptor too), three VLAD weights, and floors up to
-# 120 in steps of 2 (the descriptor's term lifts every venue's evidence).
-NET_VLAD_WEIGHTS = (10.0, 25.0, 50.0)
-NET_FLOORS = tuple(float(f) for f in range(8, 121, 2))
-NET_GATES = (0,)
 # The descriptor's cosine counts above this (unrelated rooms sit near it); fixed, not fitted.
 NET_BASE = 0.5
 Weights = tuple[float, float, float]  # (vlad_weight, colour_weight, net_weight)
@@ -283,10 +277,9 @@ def main() -> None:
     nets = (0.0,) if args.no_net or not any(c.get("net") is not None for q in queries
                                              for c in q["candidates"]) else NET_WEIGHTS
     with_net = nets != (0.0,)
-    grid = {"floors": NET_FLOORS, "gates": NET_GATES} if with_net else {}
     sims = {(w, c, n): simulate(queries, venues, (w, c, n), banks)
-            for w in (NET_VLAD_WEIGHTS if with_net else WEIGHTS) for c in colours for n in nets}
-    fitted = fit(sims, truth, **grid)
+            for w in WEIGHTS for c in colours for n in nets}
+    fitted = fit(sims, truth)
     fitted["match"], fitted["review"] = round_up(fitted["match"]), round_up(fitted["review"])
     report = {"hold_out": args.hold_out, "fit_on_all": fitted,
               "in_sample": evaluate(queries, venues, sims, truth, [fitted] * len(queries))}
@@ -297,7 +290,7 @@ def main() -> None:
         spread: dict[str, list[float]] = defaultdict(list)
         for g in sorted(set(groups)):
             held = np.array([x == g for x in groups])
-            p = fit(sims, truth, np.nonzero(~held)[0], **grid)
+            p = fit(sims, truth, np.nonzero(~held)[0])
             for qi in np.nonzero(held)[0]:
                 params_for[qi] = p
             for k, v in p.items():
