@@ -318,8 +318,10 @@ def rank_venues(venues: list[tuple[float, Candidate]], params: SceneParams,
         score = evidence_score(margin, params)
         if cand.evidence.get("scene_inliers", 0) < params.min_match_inliers:
             score = min(score, np.nextafter(decide.MATCH_SCORE, 0.0))
-        if out:
-            score = min(score, out[-1].score)
+        if out and score >= out[-1].score:
+            # Strictly below the venue ranked above: the matcher sorts merged candidates by
+            # score (ties by label), which must not undo the ranking.
+            score = float(np.nextafter(out[-1].score, 0.0))
         cand.evidence["scene_margin"] = round(margin, 2)
         out.append(replace(cand, score=score, decision=decide.decision_for(score)))
     return out

@@ -222,7 +222,7 @@ def test_venue_search_fuses_the_descriptor(tmp_path: Path) -> None:
         assert e["scene_rank_evidence"] == pytest.approx(ranked, abs=0.02)  # the order: with the descriptor
     assert [c.evidence["scene_rank_evidence"] for c in found] == sorted(
         (c.evidence["scene_rank_evidence"] for c in found), reverse=True)
-    assert all(a.score >= b.score for a, b in zip(found, found[1:], strict=False))
+    assert all(a.score > b.score for a, b in zip(found, found[1:], strict=False))
     right, wrong = found[0].evidence["scene_net_similarity"], found[1].evidence["scene_net_similarity"]
     assert right > wrong
 
@@ -241,7 +241,7 @@ def test_only_the_first_ranked_venue_can_match() -> None:
     # Verified evidence: b leads a by 20; the descriptor ranks a first.
     out = rank_venues([(60.0, venue("a")), (80.0, venue("b"))], p, ranking=[95.0, 90.0])
     assert [c.label for c in out] == ["a", "b"]
-    assert all(c.decision != decide.MATCH for c in out) and out[1].score <= out[0].score
+    assert all(c.decision != decide.MATCH for c in out) and out[1].score < out[0].score
     # The same evidence ranked by itself: b matches.
     out = rank_venues([(60.0, venue("a")), (80.0, venue("b"))], p)
     assert out[0].label == "b" and out[0].decision == decide.MATCH
