@@ -9,6 +9,11 @@ matcher/scene_search.py:
 
 - ``vlad_weight`` w and ``colour_weight`` c of the fused evidence
   ``inliers + w * similarity + c * colour`` (a small fixed grid);
+- ``net_weight`` n of the learned descriptor (``net`` in the evidence, the
+  scene_net cosine): venues are ranked by the fused evidence plus
+  ``n * max(net - 0.5, 0)`` and decided on the fused evidence without it
+  (matcher/scene_search.py); evidence without ``net``, or ``--no-net``, fits
+  the ``scene_sift`` section used by banks without the descriptor;
 - ``chance_evidence`` F and the ``match`` margin T: a venue is a match when
   its evidence minus max(best other venue's evidence, F) is at least T;
 - ``min_match_inliers`` (0 or 10): verified inliers a match also needs;
@@ -61,7 +66,10 @@ DRAWS = 30
 MATCH_FALSE_ACCEPTS = 0.005
 REVIEW_FALSE_ACCEPTS = 0.10
 SHORTLIST = 50
-Weights = tuple[float, float]  # (vlad_weight, colour_weight)
+NET_WEIGHTS = (0.0, 25.0, 50.0, 100.0)
+# The descriptor's cosine counts above this (unrelated rooms sit near it); fixed, not fitted.
+NET_BASE = 0.5
+Weights = tuple[float, float, float]  # (vlad_weight, colour_weight, net_weight)
 
 
 def load(path: Path) -> list[dict]:
@@ -90,6 +98,8 @@ def venue_table(queries: list[dict], venues: dict[str, int], w: Weights) -> tupl
     for qi, q in enumerate(queries):
         for c in q["candidates"]:
             e = c["inliers"] + w[0] * max(c["similarity"], 0.0) + w[1] * max(c.get("colour", 0.0), 0.0)
+            if w[2] and c.get("net") is not None:
+                e += w[2] * max(c["net"] - NET_BASE, 0.0)
             vi = venues[c["label"]]
             if e > evidence[qi, vi]:
                 evidence[qi, vi], inliers[qi, vi] = e, c["inliers"]
@@ -111,17 +121,23 @@ def draw_banks(n_venues: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def simulate(queries: list[dict], venues: dict[str, int], w: Weights, banks: list[np.ndarray]) -> Banks:
-    evidence, inliers = venue_table(queries, venues, w)
+    """The first venue by the evidence with all of ``w`` (the ranking), decided on the evidence without
+    the descriptor's term (matcher.scene_search.rank_venues): its lead over the best other venue's."""
+    ranked, _inl = venue_table(queries, venues, w)
+    evidence, inliers = venue_table(queries, venues, (w[0], w[1], 0.0))
     truth = np.array([venues.get(q["label"], -1) if q["label"] else -1 for q in queries])
     rows = np.arange(len(queries))
     out = {k: [] for k in ("first", "second", "first_label", "first_inliers", "holds_truth")}
     for mask in banks:
+        r = np.where(mask[None, :], ranked, -np.inf)
         e = np.where(mask[None, :], evidence, -np.inf)
-        order = np.argsort(-e, axis=1)[:, :2]
-        out["first"].append(e[rows, order[:, 0]])
-        out["second"].append(e[rows, order[:, 1]] if e.shape[1] > 1 else np.full(len(rows), -np.inf))
-        out["first_label"].append(order[:, 0])
-        out["first_inliers"].append(inliers[rows, order[:, 0]])
+        first = np.argmax(r, axis=1)
+        others = e.copy()
+        others[rows, first] = -np.inf
+        out["first"].append(e[rows, first])
+        out["second"].append(others.max(axis=1) if e.shape[1] > 1 else np.full(len(rows), -np.inf))
+        out["first_label"].append(first)
+        out["first_inliers"].append(inliers[rows, first])
         out["holds_truth"].append((truth >= 0) & mask[np.maximum(truth, 0)])
     return Banks(*(np.stack(out[k]) for k in ("first", "second", "first_label", "first_inliers",
                                                 "holds_truth")),
@@ -167,25 +183,31 @@ def top1_recall(b: Banks, truth: np.ndarray, floor: float, margin: float, gate: 
     return float(right.sum()) / n, float((acc & right).sum()) / n
 
 
-def fit(sims: dict[Weights, Banks], truth: np.ndarray, cols: np.ndarray | None = None) -> dict[str, float]:
+def fit(sims: dict[Weights, Banks], truth: np.ndarray, cols: np.ndarray | None = None,
+        floors: tuple[float, ...] = FLOORS, gates: tuple[int, ...] = GATES) -> dict[str, float]:
     """Best weights, floor, gate and match margin on the ``cols`` queries (all by default)."""
     best: tuple[tuple[float, float], dict[str, float]] | None = None
     for w, b in sims.items():
-        for gate in GATES:
-            for floor in FLOORS:
+        for gate in gates:
+            for floor in floors:
                 m = lowest_margin(b, truth, floor, gate, MATCH_FALSE_ACCEPTS, cols)
                 top1, recall = top1_recall(b, truth, floor, m, gate, cols)
                 # Ties go to the weights nearest the middle of the grid, then the lower floor.
-                key = (round(top1 + recall, 6), -abs(w[0] - 25) - abs(w[1] - 5) - floor / 1000)
+                key = (round(top1 + recall, 6), -abs(w[0] - 25) - abs(w[1] - 5) - w[2] / 1000 - floor / 1000)
                 if best is None or key > best[0]:
-                    best = (key, {"vlad_weight": w[0], "colour_weight": w[1], "chance_evidence": floor,
+                    best = (key, {"vlad_weight": w[0], "colour_weight": w[1], "net_weight": w[2],
+                                  "chance_evidence": floor,
                                   "min_match_inliers": gate, "match": m})
     assert best is not None
     params = best[1]
-    review = lowest_margin(sims[(params["vlad_weight"], params["colour_weight"])], truth,
+    review = lowest_margin(sims[weights_of(params)], truth,
                            params["chance_evidence"], 0, REVIEW_FALSE_ACCEPTS, cols)
     params["review"] = min(review, params["match"])
     return params
+
+
+def weights_of(params: dict[str, float]) -> Weights:
+    return (params["vlad_weight"], params["colour_weight"], params.get("net_weight", 0.0))
 
 
 def round_up(x: float) -> float:
@@ -204,7 +226,7 @@ def evaluate(queries: list[dict], venues: dict[str, int], sims: dict[Weights, Ba
     by_size: dict[int, list[float]] = defaultdict(list)
     for qi, q in enumerate(queries):
         p = params_for[qi]
-        w = (p["vlad_weight"], p["colour_weight"])
+        w = weights_of(p)
         b = sims[w]
         evidence, _inl = venue_table([q], venues, w)
         order = [i for i in np.argsort(-evidence[0]) if np.isfinite(evidence[0, i])][:5]
@@ -228,12 +250,22 @@ def evaluate(queries: list[dict], venues: dict[str, int], sims: dict[Weights, Ba
     return out
 
 
+def group_of(label: str, hold_out: str) -> str:
+    """The held-out unit of a mated query: its place, or its place's source dataset."""
+    return label.split("_")[0] if hold_out == "dataset" else label
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("evidence", type=Path)
     parser.add_argument("--write", action="store_true", help="Store the fit in matcher/defaults.json.")
     parser.add_argument("--no-colour", action="store_true",
                         help="Fit with colour_weight 0 (the ranking without the colour histogram).")
+    parser.add_argument("--no-net", action="store_true",
+                        help="Fit with net_weight 0 (no learned descriptor; written as section scene_sift).")
+    parser.add_argument("--hold-out", choices=("place", "dataset"), default="place",
+                        help="What the honest estimate leaves out: one place, or every place of one "
+                             "source dataset (the label's first word: scannet, 7scenes, chios...).")
     parser.add_argument("--no-lopo", action="store_true", help="Skip the leave-one-place-out estimate.")
     args = parser.parse_args()
     queries = load(args.evidence)
@@ -242,13 +274,18 @@ def main() -> None:
     truth = np.array([venues.get(q["label"], -1) if q["label"] else -1 for q in queries])
     banks = draw_banks(len(venues))
     colours = (0.0,) if args.no_colour else COLOUR_WEIGHTS
-    sims = {(w, c): simulate(queries, venues, (w, c), banks) for w in WEIGHTS for c in colours}
+    nets = (0.0,) if args.no_net or not any(c.get("net") is not None for q in queries
+                                             for c in q["candidates"]) else NET_WEIGHTS
+    with_net = nets != (0.0,)
+    sims = {(w, c, n): simulate(queries, venues, (w, c, n), banks)
+            for w in WEIGHTS for c in colours for n in nets}
     fitted = fit(sims, truth)
     fitted["match"], fitted["review"] = round_up(fitted["match"]), round_up(fitted["review"])
-    report = {"fit_on_all": fitted,
+    report = {"hold_out": args.hold_out, "fit_on_all": fitted,
               "in_sample": evaluate(queries, venues, sims, truth, [fitted] * len(queries))}
     if not args.no_lopo:
-        groups = [q["label"] or f"nonmated-{i}" for i, q in enumerate(queries)]
+        groups = [group_of(q["label"], args.hold_out) if q["label"] else f"nonmated-{i}"
+                  for i, q in enumerate(queries)]
         params_for: list[dict[str, float]] = [{}] * len(queries)
         spread: dict[str, list[float]] = defaultdict(list)
         for g in sorted(set(groups)):
@@ -258,18 +295,20 @@ def main() -> None:
                 params_for[qi] = p
             for k, v in p.items():
                 spread[k].append(float(v))
-        report["leave_one_place_out"] = evaluate(queries, venues, sims, truth, params_for)
+        report[f"leave_one_{args.hold_out}_out"] = evaluate(queries, venues, sims, truth, params_for)
         report["lopo_parameter_spread"] = {k: [min(v), max(v)] for k, v in spread.items()}
     print(json.dumps(report, indent=2))
     if args.write:
         raw = json.loads(DEFAULTS.read_text(encoding="utf-8"))
-        raw["scene"] = {**fitted, "shortlist": SHORTLIST,
+        section = "scene" if with_net else "scene_sift"
+        fitted = {**fitted, "net_base": NET_BASE} if section == "scene" else fitted
+        raw[section] = {**fitted, "shortlist": SHORTLIST,
                         "calibrated_on": f"venues suite, {len(queries)} queries, "
                                          f"{sum(1 for q in queries if q['label'])} mated, banks of "
                                          f"{', '.join(map(str, BANK_SIZES))} and {len(venues)} venues; "
                                          "bench/calibrate_venues.py"}
         DEFAULTS.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote the scene section of {DEFAULTS}")
+        print(f"wrote the {section} section of {DEFAULTS}")
 
 
 if __name__ == "__main__":

@@ -26,12 +26,14 @@ bank's size, so that part does not grow; the baseline's grows linearly).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -42,6 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 from indexer import images, ingest  # noqa: E402
 from indexer.scene import vlad  # noqa: E402
+from indexer.scene.room_net import NAME as ROOM_NET  # noqa: E402
+from indexer.signals import base as signals  # noqa: E402
 from indexer.signals.scene import SCENE  # noqa: E402
 from indexer.store.store import Store  # noqa: E402
 from indexer.store.vectors import FaissFloatIndex  # noqa: E402
@@ -69,15 +73,15 @@ def build_bank(suite: Path, data: Path) -> tuple[Store, object, float]:
     bank = store.catalog.ensure_bank("venues", "venue")
     records = ingest.read_source(suite / "gallery.csv")
     t = time.process_time()
-    report = ingest.index_records(store, bank, records, ["pdq", SCENE])
+    report = ingest.index_records(store, bank, records, signals.resolve(["pdq", SCENE]))
     store.checkpoint()
     if report.failed:
         raise SystemExit(f"indexing failed for {report.failed} gallery images: {report.errors[:3]}")
     return store, bank, (time.process_time() - t) / max(1, report.indexed)
 
 
-def run_ours(store: Store, bank: object, suite: Path, queries: list[dict[str, str]], out: Path
-             ) -> tuple[list[float], float]:
+def run_ours(store: Store, bank: object, suite: Path, queries: list[dict[str, str]], out: Path,
+             engine: str = "ours") -> tuple[list[float], float]:
     """Answers and timings of the searcher as shipped, and every venue's evidence for calibration.
 
     The evidence comes from a second search of the same prepared query (its
@@ -92,7 +96,7 @@ def run_ours(store: Store, bank: object, suite: Path, queries: list[dict[str, st
     searcher.bank_index(bank)  # train the vocabulary once, outside the query timings
     train_s = time.process_time() - t
     times = []
-    with (out / "ours.jsonl").open("w") as answers, (out / "ours_evidence.jsonl").open("w") as raw:
+    with (out / f"{engine}.jsonl").open("w") as answers, (out / f"{engine}_evidence.jsonl").open("w") as raw:
         for q in queries:
             data = (suite / q["path"]).read_bytes()
             t = time.process_time()
@@ -106,14 +110,31 @@ def run_ours(store: Store, bank: object, suite: Path, queries: list[dict[str, st
                                   "candidates": [{"label": c.label,
                                                   "inliers": c.evidence["scene_inliers"],
                                                   "similarity": c.evidence["scene_similarity"],
-                                                  "colour": c.evidence["scene_colour"]}
+                                                  "colour": c.evidence["scene_colour"],
+                                                  "net": c.evidence.get("scene_net_similarity")}
                                                  for c in every_venue]}) + "\n")
     return times, train_s
 
 
 def with_shortlist(defaults: Defaults, shortlist: int) -> Defaults:
     raw = {**defaults.raw, "scene": {**defaults.section("scene"), "shortlist": shortlist}}
+    if defaults.section("scene_sift"):
+        raw["scene_sift"] = {**defaults.section("scene_sift"), "shortlist": shortlist}
     return Defaults(defaults.version, defaults.signals, raw)
+
+
+@contextlib.contextmanager
+def descriptor(enabled: bool) -> Iterator[None]:
+    """With ``enabled`` False, index and search as before issue 22: no ``scene_net`` in the bank."""
+    removed = None
+    if not enabled and ROOM_NET in {s.name for s in signals.all_signals()}:
+        removed = signals.get(ROOM_NET)
+        signals.unregister(ROOM_NET)
+    try:
+        yield
+    finally:
+        if removed is not None:
+            signals.register(removed)
 
 
 def small_banks(suite: Path, gallery: list[dict[str, str]], queries: list[dict[str, str]],
@@ -135,7 +156,7 @@ def small_banks(suite: Path, gallery: list[dict[str, str]], queries: list[dict[s
         for draw in range(draws):
             chosen = {labels[i] for i in rng.choice(len(labels), size, replace=False)}
             folder = work / f"bank-{size}-{draw}"
-            folder.mkdir(parents=True)
+            folder.mkdir(parents=True, exist_ok=True)
             manifest = folder / "gallery.csv"
             with manifest.open("w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=["path", "label"])
@@ -144,7 +165,7 @@ def small_banks(suite: Path, gallery: list[dict[str, str]], queries: list[dict[s
                                  for g in gallery if g["label"] in chosen)
             store = Store(folder / "data")
             bank = store.catalog.ensure_bank("venues", "venue")
-            ingest.index_records(store, bank, ingest.read_source(manifest), [SCENE])
+            ingest.index_records(store, bank, ingest.read_source(manifest), signals.resolve([SCENE]))
             matcher = Matcher(store)
             searcher = next(s for s in matcher.searchers if isinstance(s, SceneSearcher))
             for q in queries:
@@ -279,6 +300,17 @@ def bank_sizes(text: str) -> list[int]:
     return sizes
 
 
+ENGINES = ("ours", "ours_sift")
+
+
+def engine_list(text: str) -> list[str]:
+    """``ours,ours_sift`` -> the engines; argparse turns the ValueError into a usage error."""
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    if not names or any(n not in ENGINES for n in names):
+        raise ValueError(text)
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("suite", type=Path)
@@ -289,6 +321,9 @@ def main() -> None:
                         help="Also check banks of these many venues end to end (comma separated).")
     parser.add_argument("--bank-draws", type=int, default=1, help="Random banks per size.")
     parser.add_argument("--bank-seed", type=int, default=0, help="Seed of the random banks.")
+    parser.add_argument("--engines", type=engine_list, default=list(ENGINES),
+                        help="Which of ours (with the learned descriptor) and ours_sift (without it, "
+                             "as before issue 22) to run (comma separated).")
     parser.add_argument("--only-bank-sizes", action="store_true",
                         help="Run the small-bank check alone (keeps the rest of summary.json).")
     args = parser.parse_args()
@@ -306,25 +341,31 @@ def main() -> None:
         work = out / "small-banks"
         if work.exists():
             subprocess.run(["rm", "-rf", str(work)], check=True)
-        summary["small_banks"] = small_banks(suite, gallery, queries, sizes, args.bank_draws, work,
-                                             args.bank_seed)
+        for engine in args.engines:
+            with descriptor(engine == "ours"):
+                key = "small_banks" if engine == "ours" else f"small_banks_{engine}"
+                summary[key] = small_banks(suite, gallery, queries, sizes, args.bank_draws,
+                                           work / engine, args.bank_seed)
         summary_path.write_text(json.dumps(summary, indent=2))
         if args.only_bank_sizes:
             return
-    store, bank, index_s = build_bank(suite, data)
-    ours_t, train_s = run_ours(store, bank, suite, queries, out)
-    growth = vlad_search_growth(store, bank, [len(gallery), GROWTH_REFERENCES])
-    extra_s = growth[str(GROWTH_REFERENCES)] - growth[str(len(gallery))]
-    shortlist = searcher_shortlist(Matcher(store))
-    summary["ours"] = {"index_s_per_image": index_s, "vocabulary_train_s": train_s,
-                       "p50_s": percentile(ours_t, 50), "p95_s": percentile(ours_t, 95),
-                       "shortlist": shortlist, "verified_per_query": min(shortlist, len(gallery)),
-                       "vlad_search_s": growth,
-                       # The shortlist is verified whatever the bank's size: at 10,000
-                       # references only the VLAD search grows (when shortlist <= gallery).
-                       "p50_s_at_10000": percentile(ours_t, 50) + extra_s,
-                       "p95_s_at_10000": percentile(ours_t, 95) + extra_s,
-                       "metrics": score(suite, out / "ours.jsonl", out / "ours_score.json")}
+    for engine in args.engines:
+        with descriptor(engine == "ours"):
+            store, bank, index_s = build_bank(suite, data / engine)
+            ours_t, train_s = run_ours(store, bank, suite, queries, out, engine)
+            growth = vlad_search_growth(store, bank, [len(gallery), GROWTH_REFERENCES])
+            extra_s = growth[str(GROWTH_REFERENCES)] - growth[str(len(gallery))]
+            shortlist = searcher_shortlist(Matcher(store))
+        summary[engine] = {"index_s_per_image": index_s, "vocabulary_train_s": train_s,
+                           "p50_s": percentile(ours_t, 50), "p95_s": percentile(ours_t, 95),
+                           "shortlist": shortlist, "verified_per_query": min(shortlist, len(gallery)),
+                           "vlad_search_s": growth,
+                           # The shortlist is verified whatever the bank's size: at 10,000
+                           # references only the VLAD search grows (when shortlist <= gallery).
+                           "p50_s_at_10000": percentile(ours_t, 50) + extra_s,
+                           "p95_s_at_10000": percentile(ours_t, 95) + extra_s,
+                           "metrics": score(suite, out / f"{engine}.jsonl", out / f"{engine}_score.json")}
+        summary_path.write_text(json.dumps(summary, indent=2))
     if not args.skip_baselines:
         pdq_t = run_pdq(suite, gallery, queries, out)
         summary["pdq"] = {"p50_s": percentile(pdq_t, 50), "p95_s": percentile(pdq_t, 95),

@@ -19,6 +19,16 @@ shifts with white balance between a reference shot and an ad, so its weight is
 small and fitted, but on rooms that share no verifiable keypoints it is often
 the only evidence left (measured: bench/calibrate_venues.py picks its weight
 leave-one-place-out, and BENCHMARKS.md reports the ranking with and without).
+Where the bank also holds the learned room descriptor (``scene_net``,
+:mod:`indexer.scene.room_net`), the venues are *ranked* by that evidence plus
+``net_weight * max(cosine - net_base, 0)``, but *decided* on the evidence
+without it: the first-ranked venue is a match when its verified evidence leads
+every other venue's, and no venue ranked below it scores higher. Measured on
+the venues suite (bench/calibrate_venues.py, banks of 2 to 73 venues), the
+descriptor in the decision too raised top-1 but cost recall at the same
+false-accept budget (66% -> 60%): ImageNet features of two different bedrooms
+are alike often enough that small banks need a higher chance floor; in the
+ranking alone it lifts top-1 from 83.7% to 86.1% at the same recall.
 Candidates are per venue (subject): its best reference is its evidence (a sum
 over a venue's references was measured and is worse: a venue with several
 references then collects several helpings of chance inliers).
@@ -74,6 +84,10 @@ class SceneParams:
     shortlist: int = 50
     vlad_weight: float = 25.0
     colour_weight: float = 10.0
+    # Weight of the learned room descriptor's cosine (scene_net, or any scene-family
+    # embedding the bank holds), counted above ``net_base``: unrelated rooms sit near it.
+    net_weight: float = 0.0
+    net_base: float = 0.5
     match: float = 20.0
     review: float = 5.0
     # The runner-up evidence assumed whatever the bank holds (see the module docstring).
@@ -87,6 +101,8 @@ class SceneParams:
         return cls(shortlist=int(merged.get("shortlist", base.shortlist)),
                    vlad_weight=float(merged.get("vlad_weight", base.vlad_weight)),
                    colour_weight=float(merged.get("colour_weight", base.colour_weight)),
+                   net_weight=float(merged.get("net_weight", base.net_weight)),
+                   net_base=float(merged.get("net_base", base.net_base)),
                    match=float(merged.get("match", base.match)),
                    review=float(merged.get("review", base.review)),
                    chance_evidence=float(merged.get("chance_evidence", base.chance_evidence)),
@@ -126,6 +142,13 @@ class SceneSearcher:
     def applies(self, bank: Bank) -> bool:
         return SCENE in self.store.index_signals(bank)
 
+    def params(self, bank: Bank, embedded: bool) -> SceneParams:
+        """The calibrated decision for a bank with (``scene``) or without (``scene_sift``) an embedding."""
+        section = self.defaults.section("scene")
+        if not embedded:
+            section = self.defaults.section("scene_sift") or {**section, "net_weight": 0.0}
+        return SceneParams.from_section(section, bank.policy)
+
     def bank_index(self, bank: Bank) -> SceneBankIndex:
         """The bank's VLAD index, brought up to date with the catalog."""
         index = self._banks.get(bank.id)
@@ -135,7 +158,11 @@ class SceneSearcher:
         return index.current()
 
     def search(self, query: Query, bank: Bank, top: int) -> list[Candidate]:
-        params = SceneParams.from_section(self.defaults.section("scene"), bank.policy)
+        # The fused evidence has a term for the learned descriptor only where the
+        # bank holds one; without it (wheels missing, a bank indexed before) the
+        # decision calibrated without that term applies.
+        embedded_bank = bool(self._embeddings(query, bank))
+        params = self.params(bank, embedded_bank)
         feats, mask = scene_features(query.picture)
         index = self.bank_index(bank)
         k = max(params.shortlist, top)
@@ -143,6 +170,7 @@ class SceneSearcher:
         embedded = self._embedding_shortlist(query, bank, k)  # scene vector id -> cosine
         shortlist = set(similarity) | set(embedded)
         owners = self.store.catalog.vector_owners(shortlist)
+        net = self._embedding_similarities(query, bank, owners, embedded)
         refs = storage.load_features(self.store.catalog, shortlist)
         query_desc = feats.rootsift
         query_code = index.encode(feats)
@@ -161,6 +189,8 @@ class SceneSearcher:
             colour = float(query_colour @ SCENE_SIGNAL.from_bytes(vec.data))
             fused = (check.inliers + params.vlad_weight * max(sim, 0.0)
                      + params.colour_weight * max(colour, 0.0))
+            # The learned descriptor ranks; the decision stays on the verified evidence.
+            rank = fused + params.net_weight * max(net[vid] - params.net_base, 0.0) if vid in net else fused
             evidence: dict[str, Any] = {
                 "scene_inliers": check.inliers, "scene_matches": check.matches,
                 "scene_similarity": round(sim, 4), "scene_colour": round(colour, 4),
@@ -172,6 +202,9 @@ class SceneSearcher:
             # What the reviewer sees drawn: the agreeing keypoints and the verified region.
             evidence.update(inlier_drawing(check, feats.size, query.picture.original_size, ref.size,
                                            (item.width, item.height), MAX_PAIRS))
+            if vid in net:
+                evidence["scene_net_similarity"] = round(net[vid], 4)
+                evidence["scene_rank_evidence"] = round(rank, 2)
             # Enrollment keeps name/address/room on the venue, `reunite index` on the photo.
             described = {**(item.attributes or {}), **((subject.attributes or {}) if subject else {})}
             venue = {key: described[key] for key in ("name", "address", "room") if described.get(key)}
@@ -182,13 +215,15 @@ class SceneSearcher:
                              pseudonym=subject.pseudonym if subject is not None else None,
                              item=item.id, score=0.0, decision=decide.NONE, evidence=evidence)
             key = subject.id if subject is not None else ("item", item.id)
-            if key not in best or fused > best[key][0]:
-                best[key] = (fused, cand)
-        return rank_venues(list(best.values()), params)[:top]
+            if key not in best or rank > best[key][0]:
+                best[key] = (rank, fused, cand)
+        venues = list(best.values())
+        return rank_venues([(fused, cand) for _r, fused, cand in venues], params,
+                           ranking=[r for r, _f, _c in venues])[:top]
 
-    def _embedding_shortlist(self, query: Query, bank: Bank, k: int) -> dict[int, float]:
-        """References nearest by any plug-in scene embedding of the bank: scene vector id -> cosine."""
-        out: dict[int, float] = {}
+    def _embeddings(self, query: Query, bank: Bank) -> list[tuple[str, list[signals.SignalVector]]]:
+        """The query's vectors of every plug-in scene embedding the bank holds (cached on the query)."""
+        out = []
         for name in self.store.index_signals(bank):
             signal = signals.get(name)
             if signal.family != SCENE or name == SCENE:
@@ -196,8 +231,49 @@ class SceneSearcher:
             vectors = query.cache.get(("scene_embedding", name))
             if vectors is None:
                 vectors = query.cache[("scene_embedding", name)] = signal.extract(query.picture)
-            if not vectors:
-                continue
+            if vectors:
+                out.append((name, vectors))
+        return out
+
+    def _embedding_similarities(self, query: Query, bank: Bank, owners: dict[int, Any],
+                                known: dict[int, float]) -> dict[int, float]:
+        """Scene vector id -> the best embedding cosine of its photo, for every shortlisted reference.
+
+        The embedding shortlist already knows the cosines of its own hits
+        (``known``); the references only VLAD found get theirs from the stored
+        embedding vectors of the same photos, so that every candidate's
+        evidence has the term (a missing one would read as dissimilar).
+        """
+        embeddings = self._embeddings(query, bank)
+        if not embeddings:
+            return {}
+        out = dict(known)
+        item_of = {vid: owner[1].id for vid, owner in owners.items()}
+        wanted = {item for vid, item in item_of.items() if vid not in out}
+        if not wanted:
+            return out
+        from sqlalchemy import select
+
+        from indexer.store.catalog import Vector
+        best_by_item: dict[int, float] = {}
+        with self.store.catalog.session() as s:
+            for name, vectors in embeddings:
+                signal = signals.get(name)
+                q = np.stack([v.vector for v in vectors]).astype(np.float32)
+                rows = s.execute(select(Vector.item_id, Vector.data).where(
+                    Vector.item_id.in_(list(wanted)), Vector.signal == name)).all()
+                for item, data in rows:
+                    cos = float((q @ signal.from_bytes(data)).max())
+                    best_by_item[int(item)] = max(best_by_item.get(int(item), -1.0), cos)
+        for vid, item in item_of.items():
+            if vid not in out and item in best_by_item:
+                out[vid] = best_by_item[item]
+        return out
+
+    def _embedding_shortlist(self, query: Query, bank: Bank, k: int) -> dict[int, float]:
+        """References nearest by any plug-in scene embedding of the bank: scene vector id -> cosine."""
+        out: dict[int, float] = {}
+        for name, vectors in self._embeddings(query, bank):
             hits = self.store.indexes.get(bank.id, name).search(
                 np.stack([v.vector for v in vectors]), k)
             owners = self.store.catalog.vector_owners({h.vector_id for row in hits for h in row})
@@ -223,17 +299,33 @@ class SceneSearcher:
         return {int(item): int(vid) for item, vid in rows}
 
 
-def rank_venues(venues: list[tuple[float, Candidate]], params: SceneParams) -> list[Candidate]:
-    """(evidence, candidate) per venue -> candidates scored by their margin, best first."""
-    order = sorted(venues, key=lambda ec: (-ec[0], ec[1].label))
-    out = []
-    for i, (fused, cand) in enumerate(order):
-        others = [e for j, (e, _c) in enumerate(order[:2]) if j != i]
-        runner_up = max(others[0] if others else params.chance_evidence, params.chance_evidence)
-        margin = fused - runner_up
+def rank_venues(venues: list[tuple[float, Candidate]], params: SceneParams,
+                ranking: list[float] | None = None) -> list[Candidate]:
+    """(evidence, candidate) per venue -> candidates scored by their margin, best first.
+
+    ``ranking`` (one key per venue; the evidence itself by default) orders the
+    venues: the learned descriptor's fused evidence. The margin is always on
+    the decision evidence, over the best *other* venue's; a venue's score never
+    exceeds the score of a venue ranked above it, so only the first-ranked
+    venue can be a match, and only when its verified evidence leads too.
+    """
+    keys = ranking if ranking is not None else [e for e, _c in venues]
+    order = sorted(range(len(venues)), key=lambda i: (-keys[i], venues[i][1].label))
+    evidence = [venues[i][0] for i in order]
+    leader = max(range(len(evidence)), key=lambda j: evidence[j]) if evidence else -1
+    second = max((e for j, e in enumerate(evidence) if j != leader), default=-np.inf)
+    out: list[Candidate] = []
+    for j, i in enumerate(order):
+        fused, cand = venues[i]
+        other = second if j == leader else evidence[leader]
+        margin = fused - max(other, params.chance_evidence)
         score = evidence_score(margin, params)
         if cand.evidence.get("scene_inliers", 0) < params.min_match_inliers:
             score = min(score, np.nextafter(decide.MATCH_SCORE, 0.0))
+        if out and score >= out[-1].score:
+            # Strictly below the venue ranked above: the matcher sorts merged candidates by
+            # score (ties by label), which must not undo the ranking.
+            score = float(np.nextafter(out[-1].score, 0.0))
         cand.evidence["scene_margin"] = round(margin, 2)
         out.append(replace(cand, score=score, decision=decide.decision_for(score)))
     return out

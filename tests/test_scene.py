@@ -178,7 +178,8 @@ def test_evidence_fuses_inliers_vlad_and_colour_and_margin_is_over_the_runner_up
     store, _root = venue_bank
     bank = store.bank_or_error("venues")
     matcher = Matcher(store)
-    params = SceneParams.from_section(matcher.defaults.section("scene"))
+    # The bank holds SIFT and colour only (no scene_net): it is decided with the scene_sift section.
+    params = SceneParams.from_section(matcher.defaults.section("scene_sift"))
     query = with_red_box(view(photo("chelsea.png"), 9, strength=0.1))
     found = [c for c in matcher.match(jpeg_bytes(query), [bank], top=5) if "scene_evidence" in c.evidence]
     assert [c.label for c in found][:1] == ["cat_room"] and len(found) == 3

@@ -84,8 +84,10 @@ SCENE_SIGNAL = register(SceneSignal())
 
 
 def _configure_plugins() -> None:
-    """Register the ONNX room model named by ``REUNITE_ONNX_SCENE_MODEL``, if any."""
-    from indexer.scene import onnx_backend
+    """Register the learned room descriptor (when its wheels are installed) and the ONNX plug-in, if any."""
+    from indexer.scene import onnx_backend, room_net
+    if room_net.available():
+        register(room_net.RoomNetSignal())
     onnx_backend.configure_from_env()
 
 
