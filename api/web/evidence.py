@@ -205,6 +205,9 @@ def _scene_sentences(ev: dict[str, Any]) -> list[str]:
                    f"{float(ev['scene_similarity']):.2f} (cosine: 1 is the same descriptor)")
     if ev.get("scene_embedding_similarity") is not None:
         out.append(f"Scene embedding similarity {float(ev['scene_embedding_similarity']):.2f} (cosine)")
+    if ev.get("scene_net_similarity") is not None:
+        out.append(f"Learned room descriptor (EfficientNet-Lite0, people masked) similarity "
+                   f"{float(ev['scene_net_similarity']):.2f} (cosine; it ranks venues, it does not decide)")
     if ev.get("scene_colour") is not None:
         out.append(f"Background colour similarity {float(ev['scene_colour']):.2f} "
                    f"(HSV histograms off the people; white balance moves it)")
@@ -225,7 +228,9 @@ def _scene_sentences(ev: dict[str, Any]) -> list[str]:
 # Shown in words elsewhere on the page ("venue": api.web.context.venue_facts), or drawn.
 SCENE_KEYS = {"scene_similarity", "scene_embedding_similarity", "scene_colour", "scene_evidence",
               "scene_margin", "scene_keypoints", "scene_masked", "scene_pairs", "scene_hull",
-              "scene_query_hull"}
+              "scene_query_hull", "scene_net_similarity", "scene_rank_evidence"}
+
+
 def _points(value: Any) -> tuple[tuple[int, int], ...]:
     """``[[x, y], ...]`` as int pairs; empty for anything malformed."""
     if not isinstance(value, list | tuple):
