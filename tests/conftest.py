@@ -19,8 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pg_server import CATALOG_OF, MISSING, OPT_OUT_ENV, PostgresServer, find_bin, opted_out
 from PIL import Image
+
+try:
+    from pg_server import CATALOG_OF, MISSING, OPT_OUT_ENV, PostgresServer, find_bin, opted_out
+except ModuleNotFoundError:  # imported as tests.conftest (a subprocess probe with the repo on its path)
+    from tests.pg_server import CATALOG_OF, MISSING, OPT_OUT_ENV, PostgresServer, find_bin, opted_out
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"

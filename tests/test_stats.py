@@ -262,6 +262,7 @@ def _place_event(store: Store, bank: str, kind: str, label: str, at: list[dt.dat
         cand = Candidate(bank, label, sid, None, iid, 0.9, decide.MATCH)
         [cid] = queue.record([cand], {bank: bank_row}, os.urandom(32).hex(), "inv", context=context).values()
         for reviewer in ("reviewer-1", "reviewer-2")[:2 if kind == "missing_person" else 1]:  # two for people
+            queue.record_reveal([cid], reviewer)  # a person is confirmed only by who saw her photo
             queue.decide(cid, reviewer, "reviewer", "confirm")
         with store.catalog.session() as s:
             s.execute(update(review.ReviewDecision).where(review.ReviewDecision.candidate_id == cid)

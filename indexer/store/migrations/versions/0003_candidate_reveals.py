@@ -19,6 +19,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # A folder adopted at the baseline may already hold the table (a build between releases
+    # created it with the models); like the baseline, add only what is missing.
+    if sa.inspect(op.get_bind()).has_table("candidate_reveals"):
+        return
     op.create_table(
         "candidate_reveals",
         sa.Column("id", sa.Integer(), nullable=False),
