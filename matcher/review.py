@@ -457,16 +457,7 @@ class ReviewQueue:
                                "reveal it on the candidate page, or fetch GET /v1/subjects/"
                                "{pseudonym}/photos/{ref_item}, which is audited")
             now = utcnow()
-            written = s.execute(
-                update(StoredCandidate)
-                .where(StoredCandidate.id == row.id, StoredCandidate.version == seen_version,
-                       StoredCandidate.state == seen_state)
-                .values(state=new_state, version=seen_version + 1, updated_at=now)
-                .execution_options(synchronize_session=False)).rowcount
-            if written != 1:
-                raise Conflict("decided_meanwhile",
-                               f"candidate {row.id} was decided by someone else meanwhile; "
-                               "look at its new state and decide again")
+            _advance(s, row.id, seen_state, seen_version, new_state, now)
             if new_state == CONFIRMED:  # the alert is stored with the confirmation or not at all
                 outbox.enqueue_confirmed(s, row, now)
             decision = ReviewDecision(candidate_id=row.id, reviewer=reviewer, role=role,
@@ -508,16 +499,7 @@ class ReviewQueue:
             if seen_state == CONFIRMED and new_state != CONFIRMED and not outbox.withdraw_unsent(s, row.id):
                 raise Conflict("alert_sent", f"the alert of candidate {row.id} has been sent or "
                                "acknowledged; its owner records the outcome on the alert instead")
-            written = s.execute(
-                update(StoredCandidate)
-                .where(StoredCandidate.id == row.id, StoredCandidate.version == seen_version,
-                       StoredCandidate.state == seen_state)
-                .values(state=new_state, version=seen_version + 1, updated_at=now)
-                .execution_options(synchronize_session=False)).rowcount
-            if written != 1:
-                raise Conflict("decided_meanwhile",
-                               f"candidate {row.id} was decided by someone else meanwhile; "
-                               "look at its new state and try again")
+            _advance(s, row.id, seen_state, seen_version, new_state, now)
             decision = ReviewDecision(candidate_id=row.id, reviewer=actor, role=role, action=action,
                                       state_after=new_state, note=self._seal_note(row.id, reason), at=now)
             s.add(decision)
@@ -613,3 +595,21 @@ class ReviewQueue:
             text = blob.decode("utf-8", errors="replace")
         return DecisionView(reviewer=d.reviewer, role=d.role, action=d.action,
                             state_after=d.state_after, note=text, at=d.at)
+
+
+def _advance(s: Session, candidate_id: int, seen_state: str, seen_version: int, new_state: str,
+             now: dt.datetime) -> None:
+    """Move a candidate on only if nobody else did since it was read (optimistic version check).
+
+    The UPDATE's WHERE is the lock: of two reviewers deciding at once exactly one
+    row is written, on SQLite and on PostgreSQL alike, and the other is told.
+    """
+    written = s.execute(
+        update(StoredCandidate)
+        .where(StoredCandidate.id == candidate_id, StoredCandidate.version == seen_version,
+               StoredCandidate.state == seen_state)
+        .values(state=new_state, version=seen_version + 1, updated_at=now)
+        .execution_options(synchronize_session=False)).rowcount
+    if written != 1:
+        raise Conflict("decided_meanwhile", f"candidate {candidate_id} was decided by someone else "
+                                            "meanwhile; look at its new state and decide again")
