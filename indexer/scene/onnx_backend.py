@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,12 +93,7 @@ class OnnxSceneSignal(Signal):
         return (v / (np.linalg.norm(v) or 1.0)).astype(np.float32)
 
     def extract(self, picture: Picture) -> list[SignalVector]:
-        from indexer.signals.scene import scene_features  # the shared people mask
-
-        _feats, mask = scene_features(picture)
-        small = picture.shrunk(local.FEATURE_SIDE)
-        return [SignalVector(self.name, self.embed(small.rgb, mask.keep),
-                             extra={"masked": round(mask.masked_share, 4)})]
+        return [masked_room_vector(self.name, picture, self.embed)]
 
 
 def configure(model_path: Path | str, *, name: str = "scene_onnx",
@@ -118,3 +114,17 @@ def configure_from_env() -> OnnxSceneSignal | None:
         return None
     return configure(path, name=os.environ.get("REUNITE_ONNX_SCENE_NAME", "scene_onnx").strip()
                      or "scene_onnx", replace=True)
+
+
+def masked_room_vector(name: str, picture: Picture,
+                       embed: Callable[[np.ndarray, np.ndarray | None], np.ndarray]) -> SignalVector:
+    """One room descriptor of ``picture`` with the people masked, as every scene network gives it.
+
+    The mask is the scene family's own (indexer.signals.scene), computed once per
+    picture and shared with the keypoints, so every descriptor hides the same people.
+    """
+    from indexer.signals.scene import scene_features
+
+    _feats, mask = scene_features(picture)
+    small = picture.shrunk(local.FEATURE_SIDE)
+    return SignalVector(name, embed(small.rgb, mask.keep), extra={"masked": round(mask.masked_share, 4)})

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from indexer.images import Picture
-from indexer.scene import effnet_onnx
+from indexer.scene import effnet_onnx, onnx_backend
 from indexer.scene import features as local
 from indexer.signals.base import Signal, SignalVector, Thresholds, VectorKind
 
@@ -106,12 +106,7 @@ class RoomNetSignal(Signal):
         return (v / (np.linalg.norm(v) or 1.0)).astype(np.float32)
 
     def extract(self, picture: Picture) -> list[SignalVector]:
-        from indexer.signals.scene import scene_features  # the shared people mask
-
-        _feats, mask = scene_features(picture)
-        small = picture.shrunk(local.FEATURE_SIDE)
-        return [SignalVector(self.name, self.embed(small.rgb, mask.keep),
-                             extra={"masked": round(mask.masked_share, 4)})]
+        return [onnx_backend.masked_room_vector(self.name, picture, self.embed)]
 
 
 def available() -> bool:
