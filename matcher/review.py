@@ -441,12 +441,7 @@ class ReviewQueue:
             raise ValueError(f"a note may hold at most {MAX_NOTE} characters")
         text_rules.check(note, "note", multiline=True)  # BadText (a ValueError): HTTP 422 bad_text
         with self.catalog.session() as s:
-            row = s.get(StoredCandidate, candidate_id)
-            if row is None:
-                raise NotFound("candidate_not_found", f"no candidate {candidate_id}")
-            previous = list(s.scalars(select(ReviewDecision)
-                                      .where(ReviewDecision.candidate_id == candidate_id)
-                                      .order_by(ReviewDecision.id)))
+            row, previous = _with_history(s, candidate_id)
             seen_state, seen_version = row.state, int(row.version or 0)
             new_state = self._transition(row, previous, reviewer, action)
             if action == "confirm" and self.reveal_required(row, s.get(Bank, row.bank_id)) \
@@ -488,12 +483,7 @@ class ReviewQueue:
         text_rules.check(reason, "reason", multiline=True)
         now = now or utcnow()
         with self.catalog.session() as s:
-            row = s.get(StoredCandidate, candidate_id)
-            if row is None:
-                raise NotFound("candidate_not_found", f"no candidate {candidate_id}")
-            previous = list(s.scalars(select(ReviewDecision)
-                                      .where(ReviewDecision.candidate_id == candidate_id)
-                                      .order_by(ReviewDecision.id)))
+            row, previous = _with_history(s, candidate_id)
             action, new_state = self._reopen_target(row, previous, actor, role, now)
             seen_state, seen_version = row.state, int(row.version or 0)
             if seen_state == CONFIRMED and new_state != CONFIRMED and not outbox.withdraw_unsent(s, row.id):
@@ -613,3 +603,13 @@ def _advance(s: Session, candidate_id: int, seen_state: str, seen_version: int, 
     if written != 1:
         raise Conflict("decided_meanwhile", f"candidate {candidate_id} was decided by someone else "
                                             "meanwhile; look at its new state and decide again")
+
+
+def _with_history(s: Session, candidate_id: int) -> tuple[StoredCandidate, list[ReviewDecision]]:
+    """A candidate and its decisions, oldest first, read in the session that will change it."""
+    row = s.get(StoredCandidate, candidate_id)
+    if row is None:
+        raise NotFound("candidate_not_found", f"no candidate {candidate_id}")
+    previous = list(s.scalars(select(ReviewDecision).where(ReviewDecision.candidate_id == candidate_id)
+                              .order_by(ReviewDecision.id)))
+    return row, previous
