@@ -14,9 +14,11 @@ found under ``/usr/lib/postgresql/<version>/bin`` or at ``$REUNITE_PG_BIN``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -95,8 +97,16 @@ class PostgresServer:
                     raise
 
     def stop(self) -> None:
+        """Stop the server: ``pg_ctl stop``, and the postmaster's own PID killed if that fails."""
+        pid_file = self.data / "postmaster.pid"
+        pid = int(pid_file.read_text().split()[0]) if pid_file.is_file() else None
         try:
             self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        except Exception:
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            raise
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
