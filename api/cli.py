@@ -126,6 +126,12 @@ def index_cmd(
     signals_opt: Annotated[str | None, typer.Option(
         "--signals", help="Signal families or names, comma separated (default: per kind).")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="pool: worker processes on this machine (--workers); ray: the machines of a "
+                         "Ray cluster (needs the `ray` extra).")] = "pool",
+    address: Annotated[str | None, typer.Option(
+        "--address", help="--engine ray: the cluster's address (host:port of its head); default "
+                          "$RAY_ADDRESS, else a Ray started on this machine for the run.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     link: Annotated[bool, typer.Option(
         "--link/--no-link", help="Ads banks: record each ad's photos and contacts and link new ads "
@@ -154,6 +160,10 @@ def index_cmd(
     if kind == "missing_person":
         raise fail("missing-person references are added with `reunite enroll`, which "
                    "records consent; `index` is for crawls")
+    if engine not in ("pool", "ray"):
+        raise fail(f"unknown --engine {engine!r} (pool or ray)")
+    if address is not None and engine != "ray":
+        raise fail("--address is the Ray cluster's: use it with --engine ray")
     spool = tempfile.TemporaryDirectory(prefix="reunite-warc-")  # WARC payloads as files; removed at exit
     try:
         warc_reader, records = crawl_records(source, Path(spool.name))  # a stream, never held whole
@@ -161,6 +171,7 @@ def index_cmd(
         raise fail(str(exc)) from None
     names = parse_signals(signals_opt, kind)
     region = region_or_fail(region)
+    mapper = ray_engine(address, quiet) if engine == "ray" else ingest.PoolEngine(workers)
     application = open_app()  # photos kept and watch candidates queued by the application layer
     store = application.store
     try:
@@ -183,7 +194,8 @@ def index_cmd(
     try:
         report = ingest.index_records(store, bank_row, records, names, workers=workers,
                                       source=str(source), progress=progress, max_bad=max_bad,
-                                      keeper=keeper, picture_extras=extras, after_batch=after_batch)
+                                      keeper=keeper, picture_extras=extras, after_batch=after_batch,
+                                      engine=mapper)
     except ingest.ManifestError as exc:  # a bad row, or a flood of unreadable ones: nothing stored
         bar.close(completed=False)
         raise fail(str(exc)) from None
@@ -198,6 +210,8 @@ def index_cmd(
     if len(report.errors) > 20:
         typer.echo(f"  ... and {len(report.errors) - 20} more", err=True)
     typer.echo(report.summary())
+    if report.engine == "ray":
+        typer.echo(f"ray: {sum(report.nodes.values())} images processed on {len(report.nodes)} node(s)")
     if warc_reader is not None:
         typer.echo(f"warc: {warc_reader.records} records read, {warc_reader.images} images, "
                    f"{warc_reader.not_images} non-image records skipped")
@@ -220,6 +234,19 @@ def index_cmd(
     if report.interrupted:
         typer.echo("interrupted: run the same command again to resume", err=True)
         raise typer.Exit(130)
+
+
+def ray_engine(address: str | None, quiet: bool):  # noqa: ANN201 - indexer.ray_engine.RayEngine
+    """Join the Ray cluster (exit 2 with one line when Ray is missing or unreachable) and its engine."""
+    from indexer import ray_engine as rayer
+
+    try:
+        joined = rayer.connect(address)
+    except rayer.RayUnavailable as exc:
+        raise fail(str(exc)) from None
+    if not quiet:
+        typer.echo(joined, err=True)
+    return rayer.RayEngine()
 
 
 def crawl_records(source: Path, spool: Path):  # noqa: ANN201 - (WarcReader | None, records)

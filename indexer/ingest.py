@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from indexer import images, pipeline, text
 from indexer.store import features
@@ -96,6 +96,9 @@ class IngestReport:
     errors: list[dict[str, str]] = field(default_factory=list)
     errors_by_reason: dict[str, int] = field(default_factory=dict)
     errors_not_listed: int = 0
+    engine: str = "pool"  # what mapped the per-image work: "pool" or "ray"
+    # Images each Ray node extracted (node id -> count); empty for the pool.
+    nodes: dict[str, int] = field(default_factory=dict)
 
     def add_error(self, path: str, code: str, detail: str) -> None:
         """Count a bad file; the first MAX_REPORTED_ERRORS are listed in full (a flood stays small)."""
@@ -265,6 +268,7 @@ _WORKER_EXTRAS: dict[str, pipeline.PictureExtra] = {}
 
 
 def _init_worker(signal_names: list[str], extras: dict[str, pipeline.PictureExtra] | None = None) -> None:
+    """Set what :func:`work_on` computes in this process (a pool worker, a Ray worker or the driver)."""
     global _WORKER_SIGNALS, _WORKER_EXTRAS
     _WORKER_SIGNALS = signal_names
     _WORKER_EXTRAS = dict(extras or {})
@@ -275,10 +279,30 @@ def _init_worker(signal_names: list[str], extras: dict[str, pipeline.PictureExtr
         pass
 
 
-def _work(job: tuple[int, str]) -> tuple[int, pipeline.Extraction | None, str, str]:
+# What the per-image work returns: (position, extraction or None, error code, error detail).
+Outcome = tuple[int, pipeline.Extraction | None, str, str]
+
+
+def read_image_file(path: str) -> bytes:
+    """The file's bytes, refused (ImageError) when it is not a regular file or too large to be an image."""
+    return images._read_bytes(path, images.DEFAULT_MAX_BYTES)
+
+
+def _work(job: tuple[int, str]) -> Outcome:
+    """The worker pool's task: read the file, then :func:`work_on`."""
     position, path = job
+    return work_on(position, lambda: read_image_file(path))
+
+
+def work_on(position: int, read: Callable[[], bytes]) -> Outcome:
+    """The per-image work of every engine: ``read()`` the bytes and extract the signals.
+
+    Reading is a callable so that each engine reads where its bytes are (the pool in
+    its worker, Ray on the driver that holds the crawl) while the outcome of every
+    failure, read or decode, is the same error code either way.
+    """
     try:
-        data = images._read_bytes(path, images.DEFAULT_MAX_BYTES)
+        data = read()
         return position, pipeline.extract(data, _WORKER_SIGNALS, extras=_WORKER_EXTRAS), "", ""
     except images.ImageError as exc:
         return position, None, exc.code, str(exc)
@@ -305,6 +329,7 @@ def index_records(
     keeper: Any = None,
     picture_extras: dict[str, pipeline.PictureExtra] | None = None,
     after_batch: Callable[[list[tuple[Item, bool, NewImage]]], None] | None = None,
+    engine: Engine | None = None,
 ) -> IngestReport:
     """Index ``records`` into ``bank`` and return what happened.
 
@@ -317,9 +342,14 @@ def index_records(
     ``picture_extras`` run in the workers on each decode (:func:`indexer.pipeline.extract`)
     and ``after_batch`` gets each stored batch with them (item, created, image), so a
     caller's per-image work (the ad linker's prints) needs no second decode.
+    ``engine`` maps the per-image work (default: :class:`PoolEngine` of ``workers``;
+    :class:`indexer.ray_engine.RayEngine` on a Ray cluster); whatever maps it, the
+    skipping, batching and writing here are the same, so every engine resumes alike.
     """
+    engine = engine or PoolEngine(workers)
     report = IngestReport(bank=bank.name, source=source,
-                          started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+                          started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                          engine=engine.name)
     start = time.monotonic()
     known = store.catalog.known_sha256(bank.id)
     todo: list[tuple[int, str]] = []
@@ -375,7 +405,7 @@ def index_records(
             last_checkpoint = time.monotonic()
 
     try:
-        for position, extraction, code, detail in _run(todo, signal_names, workers, picture_extras):
+        for position, extraction, code, detail in engine.run(todo, signal_names, picture_extras):
             record = by_position.pop(position)
             done += 1
             if extraction is None:
@@ -396,6 +426,7 @@ def index_records(
     finally:
         checkpoint_seconds = -1.0  # force the final save
         flush()
+        report.nodes = dict(sorted(engine.nodes.items()))
         report.seconds = time.monotonic() - start
     if report.indexed and not report.interrupted:
         # Train/fill the local-feature descriptor index now rather than on the first query.
@@ -412,9 +443,36 @@ def _check_bad_share(report: IngestReport, max_bad: float) -> None:
                              "nothing was indexed")
 
 
+class Engine(Protocol):
+    """What maps the per-image work (:func:`work_on`) over the images still to index.
+
+    ``run`` yields one :data:`Outcome` per job, in any order; ``nodes`` counts the
+    images each machine extracted (empty where that means nothing, as in the pool).
+    """
+
+    name: str
+    nodes: dict[str, int]
+
+    def run(self, todo: list[tuple[int, str]], signal_names: list[str],
+            extras: dict[str, pipeline.PictureExtra] | None) -> Iterator[Outcome]: ...
+
+
+class PoolEngine:
+    """Worker processes on this machine (``--workers N``): the default engine."""
+
+    name = "pool"
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = workers
+        self.nodes: dict[str, int] = {}
+
+    def run(self, todo: list[tuple[int, str]], signal_names: list[str],
+            extras: dict[str, pipeline.PictureExtra] | None) -> Iterator[Outcome]:
+        return _run(todo, signal_names, self.workers, extras)
+
+
 def _run(todo: list[tuple[int, str]], signal_names: list[str], workers: int,
-         extras: dict[str, pipeline.PictureExtra] | None = None
-         ) -> Iterator[tuple[int, pipeline.Extraction | None, str, str]]:
+         extras: dict[str, pipeline.PictureExtra] | None = None) -> Iterator[Outcome]:
     if workers <= 1 or len(todo) < 2:
         _init_worker(signal_names, extras)
         for job in todo:

@@ -22,8 +22,10 @@ import pytest
 from PIL import Image
 
 try:
+    import ray_cluster
     from pg_server import CATALOG_OF, MISSING, OPT_OUT_ENV, PostgresServer, find_bin, opted_out
 except ModuleNotFoundError:  # imported as tests.conftest (a subprocess probe with the repo on its path)
+    from tests import ray_cluster
     from tests.pg_server import CATALOG_OF, MISSING, OPT_OUT_ENV, PostgresServer, find_bin, opted_out
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,3 +160,21 @@ def module_catalog_url(backend: str, request: pytest.FixtureRequest) -> Iterator
 def catalog_env(url: str | None) -> dict[str, str]:
     """The environment that points a `reunite` subprocess at ``url`` (nothing for SQLite)."""
     return {CATALOG_URL_ENV: url} if url else {}
+
+
+# --- Ray --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def ray_cluster_of_two() -> Iterator[ray_cluster.RayCluster]:
+    """One two-node Ray cluster (tests/ray_cluster.py) for the whole run, started on first use."""
+    if ray_cluster.opted_out():
+        pytest.skip(f"Ray tests skipped ({ray_cluster.OPT_OUT_ENV}=0)")
+    ray = ray_cluster.ray_bin()
+    if ray is None:
+        pytest.fail(ray_cluster.MISSING, pytrace=False)
+    cluster = ray_cluster.RayCluster(ray)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
