@@ -164,6 +164,8 @@ def index_cmd(
         raise fail(f"unknown --engine {engine!r} (pool or ray)")
     if address is not None and engine != "ray":
         raise fail("--address is the Ray cluster's: use it with --engine ray")
+    if engine == "ray" and workers != 1:
+        raise fail("--workers is the pool's: with --engine ray every CPU of the cluster works")
     spool = tempfile.TemporaryDirectory(prefix="reunite-warc-")  # WARC payloads as files; removed at exit
     try:
         warc_reader, records = crawl_records(source, Path(spool.name))  # a stream, never held whole

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import ROOT, run_reunite, tiles
 
-HEAVY = ("cv2", "faiss", "dlib", "torch", "onnxruntime", "sqlalchemy", "fastapi", "numpy")
+HEAVY = ("cv2", "faiss", "dlib", "torch", "onnxruntime", "sqlalchemy", "fastapi", "numpy", "ray", "pyarrow")
 
 
 def imported(*args: str, data: Path) -> set[str]:

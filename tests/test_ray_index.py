@@ -203,6 +203,7 @@ def test_the_pool_never_imports_ray(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("args", "says"), [
     (("--address", "127.0.0.1:6380"), "--address is the Ray cluster's"),
     (("--engine", "spark"), "unknown --engine 'spark'"),
+    (("--engine", "ray", "--workers", "4"), "--workers is the pool's"),
 ])
 def test_bad_engine_options_exit_2_with_one_line(tmp_path: Path, args: tuple[str, ...], says: str) -> None:
     (tmp_path / "photos").mkdir()
