@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 .venv/bin/python bench/ray_bench.py --suite-root ../shared/bench --n 300 --repeat 2
 
 One local Ray cluster of two nodes x one CPU (tests/ray_cluster.py: ``ray start --block`` twice,
-in a network namespace of its own) is started once and timed; then, interleaved per repeat,
+in a network namespace of its own) is started once and timed; then, interleaved per repeat
+(pool first, then ray first, ...),
 ``reunite index DIR --bank ads --quiet`` with ``--workers 2`` and with ``--engine ray --address
 ...`` (the ads defaults unless ``--signals``), each a fresh process on a fresh data folder, both
 run inside the cluster's namespace so they differ only in the engine. Per run: the command's
@@ -74,8 +75,9 @@ def main() -> None:
         cluster.start()
         result["cluster_start_s"] = round(time.perf_counter() - started, 2)
         engines = {"pool": ["--workers", "2"], "ray": ["--engine", "ray", "--address", cluster.address]}
-        for n in range(args.repeat):
-            for name, engine in engines.items():
+        for n in range(args.repeat):  # the order alternates: a load that falls or rises favours neither
+            for name in (("pool", "ray") if n % 2 == 0 else ("ray", "pool")):
+                engine = engines[name]
                 run = index_run(cluster, photos, scratch / f"{name}-{n}", engine, signals)
                 result["runs"][name].append(run)
                 print(name, run, file=sys.stderr, flush=True)
