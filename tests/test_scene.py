@@ -312,7 +312,7 @@ def test_in_a_small_bank_the_lead_is_measured_from_chance_not_from_a_weak_runner
 def test_the_shortlist_takes_both_rankings_in_turn_and_stops_at_k() -> None:
     """VLAD's and the learned descriptor's rankings share the k verifications: none is crowded out,
     and a reference both rank is verified once."""
-    assert interleave([1, 2, 3, 4], [9, 2, 8], 4) == [1, 9, 2, 8]
+    assert interleave([1, 2, 3, 4], [9, 2, 8], 4) == [1, 9, 2, 3]
     assert interleave([1, 2, 3, 4], [9, 2, 8], 10) == [1, 9, 2, 3, 8, 4]
     assert interleave([5, 6], [], 3) == [5, 6]
     assert interleave([], [], 3) == []
