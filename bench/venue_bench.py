@@ -81,13 +81,15 @@ def build_bank(suite: Path, data: Path) -> tuple[Store, object, float]:
 
 
 def run_ours(store: Store, bank: object, suite: Path, queries: list[dict[str, str]], out: Path,
-             engine: str = "ours") -> tuple[list[float], float]:
+             engine: str = "ours", evidence: bool = True) -> tuple[list[float], float]:
     """Answers and timings of the searcher as shipped, and every venue's evidence for calibration.
 
     The evidence comes from a second search of the same prepared query (its
     features are cached, so only the extra verifications cost) with a
     shortlist as large as the bank: calibrate_venues.py simulates smaller
-    banks, in which every venue is shortlisted.
+    banks, in which every venue is shortlisted. It does not depend on the
+    shortlist rule, so a run that only measures answers and times may skip it
+    (``evidence=False``: half the run's CPU).
     """
     matcher = Matcher(store)
     searcher = next(s for s in matcher.searchers if isinstance(s, SceneSearcher))
@@ -96,7 +98,8 @@ def run_ours(store: Store, bank: object, suite: Path, queries: list[dict[str, st
     searcher.bank_index(bank)  # train the vocabulary once, outside the query timings
     train_s = time.process_time() - t
     times = []
-    with (out / f"{engine}.jsonl").open("w") as answers, (out / f"{engine}_evidence.jsonl").open("w") as raw:
+    raw_file = (out / f"{engine}_evidence.jsonl").open("w") if evidence else contextlib.nullcontext()
+    with (out / f"{engine}.jsonl").open("w") as answers, raw_file as raw:
         for q in queries:
             data = (suite / q["path"]).read_bytes()
             t = time.process_time()
@@ -105,6 +108,8 @@ def run_ours(store: Store, bank: object, suite: Path, queries: list[dict[str, st
             times.append(time.process_time() - t)
             answers.write(json.dumps({"query": q["path"], "candidates": [
                 {"label": c.label, "score": c.score, "decision": c.decision} for c in found[:10]]}) + "\n")
+            if not evidence:
+                continue
             every_venue = everything.search(query, bank, top=1_000_000)
             raw.write(json.dumps({"query": q["path"], "label": q["label"], "transform": q["transform"],
                                   "candidates": [{"label": c.label,
@@ -324,6 +329,8 @@ def main() -> None:
     parser.add_argument("--engines", type=engine_list, default=list(ENGINES),
                         help="Which of ours (with the learned descriptor) and ours_sift (without it, "
                              "as before issue 22) to run (comma separated).")
+    parser.add_argument("--no-evidence", action="store_true",
+                        help="Skip the every-venue evidence pass (keeps an earlier ours_evidence.jsonl).")
     parser.add_argument("--only-bank-sizes", action="store_true",
                         help="Run the small-bank check alone (keeps the rest of summary.json).")
     args = parser.parse_args()
@@ -352,7 +359,7 @@ def main() -> None:
     for engine in args.engines:
         with descriptor(engine == "ours"):
             store, bank, index_s = build_bank(suite, data / engine)
-            ours_t, train_s = run_ours(store, bank, suite, queries, out, engine)
+            ours_t, train_s = run_ours(store, bank, suite, queries, out, engine, not args.no_evidence)
             growth = vlad_search_growth(store, bank, [len(gallery), GROWTH_REFERENCES])
             extra_s = growth[str(GROWTH_REFERENCES)] - growth[str(len(gallery))]
             shortlist = searcher_shortlist(Matcher(store))

@@ -59,6 +59,7 @@ scores; the mapping is monotone, so ranking by score is ranking by evidence.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from itertools import zip_longest
 from typing import Any
 
 import numpy as np
@@ -166,9 +167,15 @@ class SceneSearcher:
         feats, mask = scene_features(query.picture)
         index = self.bank_index(bank)
         k = max(params.shortlist, top)
-        similarity = {h.vector_id: 1.0 - h.distance for h in index.search(feats, k)}
+        hits = index.search(feats, k)
+        similarity = {h.vector_id: 1.0 - h.distance for h in hits}
         embedded = self._embedding_shortlist(query, bank, k)  # scene vector id -> cosine
-        shortlist = set(similarity) | set(embedded)
+        # ``k`` references in all, taken in turn from the two rankings: verification is the
+        # cost of a query, and the union of both top-k lists verified a third more (p95 1.3x).
+        shortlist = set(interleave([h.vector_id for h in hits],
+                                   sorted(embedded, key=lambda v: (-embedded[v], v)), k))
+        similarity = {v: s for v, s in similarity.items() if v in shortlist}
+        embedded = {v: s for v, s in embedded.items() if v in shortlist}
         owners = self.store.catalog.vector_owners(shortlist)
         net = self._embedding_similarities(query, bank, owners, embedded)
         refs = storage.load_features(self.store.catalog, shortlist)
@@ -297,6 +304,22 @@ class SceneSearcher:
             rows = s.execute(select(Vector.item_id, Vector.id).where(
                 Vector.item_id.in_(list(item_ids)), Vector.signal == SCENE)).all()
         return {int(item): int(vid) for item, vid in rows}
+
+
+def interleave(first: list[int], second: list[int], k: int) -> list[int]:
+    """The first ``k`` distinct ids taken alternately from two rankings, best first.
+
+    Neither ranking is trusted over the other (VLAD finds the same walls, the
+    learned descriptor the same room from elsewhere), and no weight is fitted.
+    """
+    out: list[int] = []
+    seen: set[int] = set()
+    for pair in zip_longest(first, second):
+        for vid in pair:
+            if vid is not None and vid not in seen and len(out) < k:
+                seen.add(vid)
+                out.append(vid)
+    return out
 
 
 def rank_venues(venues: list[tuple[float, Candidate]], params: SceneParams,

@@ -31,6 +31,7 @@ from matcher.scene_search import (
     SceneParams,
     SceneSearcher,
     evidence_score,
+    interleave,
     rank_venues,
 )
 from matcher.search import Candidate, Matcher
@@ -306,6 +307,15 @@ def test_in_a_small_bank_the_lead_is_measured_from_chance_not_from_a_weak_runner
     strict = SceneParams(match=3, review=1, chance_evidence=30.0, min_match_inliers=10)
     unverified = rank_venues([(36.0, _venue("a", inliers=9)), (12.0, _venue("b"))], strict)
     assert unverified[0].decision == "review" and unverified[0].score > unverified[1].score
+
+
+def test_the_shortlist_takes_both_rankings_in_turn_and_stops_at_k() -> None:
+    """VLAD's and the learned descriptor's rankings share the k verifications: none is crowded out,
+    and a reference both rank is verified once."""
+    assert interleave([1, 2, 3, 4], [9, 2, 8], 4) == [1, 9, 2, 3]
+    assert interleave([1, 2, 3, 4], [9, 2, 8], 10) == [1, 9, 2, 3, 8, 4]
+    assert interleave([5, 6], [], 3) == [5, 6]
+    assert interleave([], [], 3) == []
 
 
 def test_scene_parameters_come_from_defaults_and_bank_policy() -> None:
