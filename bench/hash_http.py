@@ -152,12 +152,42 @@ def start_server(data: Path, workers: int, prefix: list[str] | None = None) -> t
     return server, url
 
 
-def sequential(url: str, key: str, bodies: list[str], warmup: int = 20) -> dict:
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its live descendants (uvicorn's workers), from /proc.
+
+    On a shared machine requests/s say more about the neighbours than about the
+    server; CPU seconds per request do not (they are what the server itself spent).
+    """
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        tree.add(p)
+        todo.extend(c for c, parent in parents.items() if parent == p and c not in tree)
+    return sum(times.get(p, 0.0) for p in tree)
+
+
+def sequential(url: str, key: str, bodies: list[str], warmup: int = 20, server_pid: int | None = None) -> dict:
     import httpx
 
     latencies = []
+    cpu_start = 0.0
     with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=60) as c:
         for n, h in enumerate(bodies):
+            if n == warmup and server_pid is not None:
+                cpu_start = tree_cpu_seconds(server_pid)
             start = time.perf_counter()
             r = c.post("/v1/match/hashes", json={"hashes": {"pdq": h}, "banks": [BANK]})
             elapsed = time.perf_counter() - start
@@ -166,9 +196,13 @@ def sequential(url: str, key: str, bodies: list[str], warmup: int = 20) -> dict:
             if n >= warmup:
                 latencies.append(elapsed)
     lat = np.array(latencies)
-    return {"requests": int(lat.size), "requests_per_second": round(lat.size / lat.sum(), 1),
-            "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 2),
-            "p99_ms": round(float(np.percentile(lat, 99)) * 1000, 2)}
+    out = {"requests": int(lat.size), "requests_per_second": round(lat.size / lat.sum(), 1),
+           "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 2),
+           "p99_ms": round(float(np.percentile(lat, 99)) * 1000, 2)}
+    if server_pid is not None:
+        cpu = tree_cpu_seconds(server_pid) - cpu_start
+        out["server_cpu_ms_per_request"] = round(1000 * cpu / max(lat.size, 1), 2)
+    return out
 
 
 WRK_SCRIPT = """
@@ -191,8 +225,10 @@ end
 """
 
 
-def with_wrk(url: str, key: str, bodies: list[str], seconds: int, connections: int) -> dict:
+def with_wrk(url: str, key: str, bodies: list[str], seconds: int, connections: int,
+             server_pid: int | None = None) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="reunite-wrk-"))
+    cpu_start = tree_cpu_seconds(server_pid) if server_pid is not None else 0.0
     try:
         (folder / "bodies.txt").write_text("".join(
             json.dumps({"hashes": {"pdq": h}, "banks": [BANK]}) + "\n" for h in bodies))
@@ -208,6 +244,9 @@ def with_wrk(url: str, key: str, bodies: list[str], seconds: int, connections: i
     result = json.loads(line[5:])
     result["requests_per_second"] = round(result["requests"] / result["seconds"], 1)
     result["connections"] = connections
+    if server_pid is not None:
+        cpu = tree_cpu_seconds(server_pid) - cpu_start
+        result["server_cpu_ms_per_request"] = round(1000 * cpu / max(result["requests"], 1), 2)
     return result
 
 
@@ -219,8 +258,9 @@ def run(data: Path, workers: list[int], seconds: int, connections: int, sequenti
     for n in workers:
         server, url = start_server(data, n)
         try:
-            seq = sequential(url, key, bodies[:sequential_n])
-            load = with_wrk(url, key, bodies, seconds, connections)
+            seq = sequential(url, key, bodies[:sequential_n], server_pid=server.pid)
+            load = with_wrk(url, key, bodies, seconds, connections, server_pid=server.pid) \
+                if seconds > 0 else {}
         finally:
             server.terminate()
             server.wait(timeout=60)
