@@ -17,7 +17,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import DateTime, String, select
+from sqlalchemy import DateTime, String, bindparam, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from indexer import text
@@ -89,8 +89,14 @@ def authenticate(catalog: Catalog, key: str | None) -> Principal | None:
     """The principal of an active key, or None."""
     if not key or not key.startswith(KEY_PREFIX) or len(key) > 200:
         return None
-    with catalog.session() as s:
-        row = s.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
-        if row is None or row.revoked_at is not None:
-            return None
-        return Principal(key_id=row.id, name=row.name, role=row.role)
+    # Read on every request (revocation takes effect on the next one); three columns through
+    # Core, not an ORM session: this runs before every authenticated route.
+    with catalog.engine.connect() as conn:
+        row = conn.execute(_KEY_BY_HASH, {"key_hash": hash_key(key)}).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    return Principal(key_id=int(row.id), name=str(row.name), role=str(row.role))
+
+
+_KEY_BY_HASH = select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.revoked_at).where(
+    ApiKey.key_hash == bindparam("key_hash"))

@@ -72,8 +72,14 @@ def query_id(hashes: dict[str, str]) -> str:
 
 def lookup(svc: Service, principal: Principal, query: pipeline.Extraction, banks: list[Bank],
            top: int, qid: str) -> HashLookup:
-    """Search ``banks`` for the hashes of ``query`` as ``principal`` may, and queue the hits."""
-    candidates = match_hashes(svc.matcher, query, banks, top)  # consent: matcher.consent
+    """Search ``banks`` for the hashes of ``query`` as ``principal`` may, and queue the hits.
+
+    The search and its rules (revisions, items, consent, minors) read through one
+    catalog session (:meth:`indexer.store.catalog.Catalog.unit`); queueing is a
+    transaction of its own, as everywhere, retried when it loses a race.
+    """
+    with svc.store.catalog.unit():
+        candidates = match_hashes(svc.matcher, query, banks, top)  # consent: matcher.consent
     if principal.role == PARTNER:  # partners learn of hits only, not of distant neighbours
         candidates = [c for c in candidates if c.decision in QUEUED_TIERS]
     budgets.charge_queue_insertions(svc, principal, candidates)  # 429 before a partner floods the queue

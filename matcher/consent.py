@@ -12,8 +12,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-
 from indexer.enroll import consent_active, utcnow
 from indexer.store.catalog import Subject
 from indexer.store.store import Store
@@ -32,14 +30,9 @@ def expired_subjects(store: Store, subject_ids: set[int], now: dt.datetime | Non
     if not subject_ids:
         return set()
     now = now or utcnow()
-    ids = sorted(subject_ids)
-    out: set[int] = set()
     with store.catalog.session() as s:
-        for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
-            for subject in s.scalars(select(Subject).where(Subject.id.in_(ids[start:start + 900]))):
-                if not consent_active(subject, now):
-                    out.add(subject.id)
-    return out
+        rows = store.catalog.subjects(s, subject_ids)
+    return {sid for sid, subject in rows.items() if not consent_active(subject, now)}
 
 
 def drop_expired(store: Store, candidates: list[Candidate],

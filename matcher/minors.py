@@ -21,8 +21,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-
 from indexer import text as text_rules
 from indexer.store.catalog import Subject
 from indexer.store.store import Store
@@ -43,15 +41,9 @@ def protected_subjects(store: Store, subject_ids: set[int], today: dt.date | Non
     if not subject_ids:
         return set()
     day = _today(today)
-    ids = sorted(subject_ids)
-    out: set[int] = set()
     with store.catalog.session() as s:
-        for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
-            out.update(int(i) for i in s.scalars(
-                select(Subject.id).where(Subject.id.in_(ids[start:start + 900]),
-                                         Subject.protected_until.is_not(None),
-                                         Subject.protected_until > day)))
-    return out
+        rows = store.catalog.subjects(s, subject_ids)
+    return {sid for sid, subject in rows.items() if is_protected(subject, day)}
 
 
 def apply_minor_policy(store: Store, candidates: list[Candidate],

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
+from sqlalchemy import bindparam, select
 
 from indexer import images, pipeline
 from indexer.images import Picture
 from indexer.signals import base as signals
 from indexer.signals.base import VectorKind
-from indexer.store.catalog import Bank
+from indexer.store.catalog import Bank, Item, Subject, Vector
 from indexer.store.store import Store
 from matcher import decide
 from matcher import defaults as defaults_mod
@@ -95,6 +96,7 @@ def register_searcher(factory: Any) -> Any:
 
 @dataclass
 class _ItemHits:
+    subject_id: int | None = None
     distances: dict[str, float] = field(default_factory=dict)
     transforms: dict[str, str] = field(default_factory=dict)
     qualities: dict[str, float | None] = field(default_factory=dict)
@@ -254,30 +256,33 @@ class HashSearcher:
                     owner = owners.get(hit.vector_id)
                     if owner is None:
                         continue
-                    item_id, ref_quality = owner
-                    slot = per_item.setdefault(item_id, _ItemHits())
+                    item_id, ref_quality, subject_id = owner
+                    slot = per_item.setdefault(item_id, _ItemHits(subject_id=subject_id))
                     if hit.distance < slot.distances.get(signal_name, float("inf")):
                         slot.distances[signal_name] = hit.distance
                         slot.transforms[signal_name] = transform
                         known = [x for x in (qvec.quality, ref_quality) if x is not None]
                         slot.qualities[signal_name] = min(known) if known else None
         for item in exact:
-            per_item.setdefault(item.id, _ItemHits()).distances["sha256"] = 0.0
+            per_item.setdefault(item.id, _ItemHits(subject_id=item.subject_id)).distances["sha256"] = 0.0
         return self._rank(bank, per_item, top)
 
-    def _vector_items(self, vector_ids: set[int]) -> dict[int, tuple[int, float | None]]:
-        """vector id -> (item id, stored quality): only the columns ranking needs, no ORM rows."""
-        from sqlalchemy import select
+    def _vector_items(self, vector_ids: set[int]) -> dict[int, tuple[int, float | None, int | None]]:
+        """vector id -> (item id, stored quality, subject id): the columns ranking needs, no ORM rows.
 
-        from indexer.store.catalog import Vector
+        One query for the hits' vectors and items together: the subject rows are read
+        afterwards for the few items that rank, and only for items that have a subject
+        (a partner's hash-only reference has none).
+        """
         ids = sorted(vector_ids)
-        out: dict[int, tuple[int, float | None]] = {}
+        out: dict[int, tuple[int, float | None, int | None]] = {}
+        if not ids:
+            return out
         with self.store.catalog.session() as s:
             for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
-                q = select(Vector.id, Vector.item_id, Vector.quality).where(
-                    Vector.id.in_(ids[start:start + 900]))
-                for vid, item_id, quality in s.execute(q):
-                    out[int(vid)] = (int(item_id), quality)
+                chunk = ids[start:start + 900]
+                for vid, item_id, quality, subject_id in s.execute(_OWNERS, {"ids": chunk}):
+                    out[int(vid)] = (int(item_id), quality, None if subject_id is None else int(subject_id))
         return out
 
     def _rank(self, bank: Bank, per_item: dict[int, _ItemHits], top: int) -> list[Candidate]:
@@ -302,35 +307,40 @@ class HashSearcher:
         # Items of one subject collapse into one candidate, so keep a few spare before loading rows.
         scored.sort(key=lambda t: (-t[0], t[1]))
         scored = scored[:max(4 * top, 40)]
-        items = self._items([item_id for _s, item_id, _e in scored])
+        subjects = self._subjects({sid for _s, item_id, _e in scored
+                                   if (sid := per_item[item_id].subject_id) is not None})
         best: dict[Any, Candidate] = {}
         for score, item_id, evidence in scored:
-            item, subject = items[item_id]
+            subject_id = per_item[item_id].subject_id
+            subject = subjects.get(subject_id) if subject_id is not None else None
+            if subject_id is not None and subject is None:
+                continue  # deleted since the search (consent withdrawn): never a candidate
             if not subject_consented(subject):  # before the cut to top: others take its place
                 continue
-            label = subject.label if subject is not None else str(item.id)
+            label = subject.label if subject is not None else str(item_id)
             cand = Candidate(bank=bank.name, label=label,
                              subject_id=subject.id if subject else None,
                              pseudonym=subject.pseudonym if subject else None,
-                             item=item.id, score=score, decision=decide.decision_for(score),
+                             item=item_id, score=score, decision=decide.decision_for(score),
                              evidence=evidence)
-            key = subject.id if subject is not None else ("item", item.id)
+            key = subject.id if subject is not None else ("item", item_id)
             if key not in best or cand.score > best[key].score:
                 best[key] = cand
         ranked = sorted(best.values(), key=lambda c: (-c.score, c.label))
         return ranked[:top]
 
-    def _items(self, item_ids: list[int]) -> dict[int, tuple[Any, Any]]:
-        from sqlalchemy import select
-
-        from indexer.store.catalog import Item, Subject
-        out = {}
+    def _subjects(self, subject_ids: set[int]) -> dict[int, Subject]:
+        """The subject rows of the ranked items (none asked for when no item has a subject)."""
+        if not subject_ids:
+            return {}
         with self.store.catalog.session() as s:
-            q = (select(Item, Subject).outerjoin(Subject, Subject.id == Item.subject_id)
-                 .where(Item.id.in_(item_ids)))
-            for item, subject in s.execute(q):
-                out[item.id] = (item, subject)
-        return out
+            return self.store.catalog.subjects(s, subject_ids)
+
+
+# The hits' vectors with their items' ids and subjects (HashSearcher._vector_items), built once.
+_OWNERS = (select(Vector.id, Vector.item_id, Vector.quality, Item.subject_id)
+           .join(Item, Item.id == Vector.item_id)
+           .where(Vector.id.in_(bindparam("ids", expanding=True))))
 
 
 register_searcher(HashSearcher)

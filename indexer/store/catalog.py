@@ -15,6 +15,7 @@ import os
 import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -157,6 +159,10 @@ class CatalogMeta(Base):
     value: Mapped[str] = mapped_column(String(200))
 
 
+# The unit of work open in this thread / task, per catalog (Catalog.unit); None outside one.
+_UNIT: ContextVar[dict[int, Session] | None] = ContextVar("reunite_catalog_unit", default=None)
+
+
 class FolderOfAnotherCatalog(RuntimeError):
     """The data folder was used with another catalog; its indexes and photos are not this one's."""
 
@@ -195,6 +201,8 @@ class Catalog:
         self.schema_before, _ = migrate(self.engine)
         scrub_reference_sources(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        event.listen(self._sessions, "do_orm_execute", _note_write)
+        event.listen(self._sessions, "after_flush", _note_flush)
 
     @classmethod
     def open(cls, data_dir: Path, url: str | None = None) -> Catalog:
@@ -223,7 +231,17 @@ class Catalog:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A unit of work: committed on success, rolled back on any error."""
+        """A unit of work: committed on success, rolled back on any error.
+
+        Inside :meth:`unit` this is the unit's session: what a block writes is
+        still committed when the block ends (and rolled back if it fails), as
+        outside one; a block that only read commits nothing, so a run of reads
+        costs one connection and one transaction instead of one each.
+        """
+        shared = (_UNIT.get() or {}).get(id(self))
+        if shared is not None:
+            yield from _in_unit(self, shared)
+            return
         with self._sessions() as session:
             try:
                 yield session
@@ -232,6 +250,38 @@ class Catalog:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def unit(self) -> Iterator[Session]:
+        """One session for every :meth:`session` block run inside (same thread or task).
+
+        Why: a hash lookup reads the banks, the index revisions, the hits'
+        items and subjects, consent and the minors' regime, each rule in its own
+        module through its own ``session()`` block; a session per block was half
+        of a lookup's time (BENCHMARKS.md). The rules keep their blocks and their
+        queries; only the connection and transaction are shared. Nested units
+        are one unit.
+        """
+        units = _UNIT.get() or {}
+        if id(self) in units:
+            yield units[id(self)]
+            return
+        with self._sessions() as session:
+            token = _UNIT.set({**units, id(self): session})
+            try:
+                yield session
+                self._bump_touched(session)
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                _UNIT.reset(token)
+
+    def _reads(self) -> dict[tuple[int, str], int] | None:
+        """Revisions already read in the open unit (None outside one): one query per bank, not two."""
+        shared = (_UNIT.get() or {}).get(id(self))
+        return None if shared is None else shared.info.setdefault("revisions_read", {})
 
     # banks -----------------------------------------------------------------
     def bank(self, name: str) -> Bank | None:
@@ -297,6 +347,27 @@ class Catalog:
             )
             return list(rows)
 
+    def subjects(self, s: Session, subject_ids: Iterable[int]) -> dict[int, Subject]:
+        """The subject rows of ``subject_ids`` (missing ones left out), in one query at most.
+
+        Rows ``s`` already holds are taken as they are: in a :meth:`unit` the
+        searcher has just read the hits' subjects, and consent and the minors'
+        regime are then checked on those rows (read in this same request)
+        instead of reading them twice more.
+        """
+        out: dict[int, Subject] = {}
+        missing = []
+        for sid in sorted(set(subject_ids)):
+            held = s.identity_map.get(s.identity_key(Subject, sid)) if s.identity_map else None
+            if held is not None:
+                out[sid] = held
+            else:
+                missing.append(sid)
+        for start in range(0, len(missing), 900):  # SQLite's bound-parameter limit
+            for subject in s.scalars(select(Subject).where(Subject.id.in_(missing[start:start + 900]))):
+                out[subject.id] = subject
+        return out
+
     def add_vectors(self, s: Session, item: Item, vectors: Iterable[Any], flush: bool = True) -> list[Vector]:
         """Store signal vectors of ``item`` and bump the revisions they touch.
 
@@ -346,11 +417,12 @@ class Catalog:
         over them took 8-14 ms at 1,000 references): the revision rows name every
         signal the bank ever held, and one EXISTS each tells which still has vectors.
         """
-        still_held = exists().where(Vector.bank_id == bank_id,
-                                    Vector.signal == IndexRevision.signal)
         with self.session() as s:
-            return sorted(s.scalars(select(IndexRevision.signal).where(
-                IndexRevision.bank_id == bank_id, IndexRevision.revision > 0, still_held)))
+            rows = s.execute(_SIGNALS_HELD, {"bank_id": bank_id}).all()
+        reads = self._reads()
+        if reads is not None:  # the revisions come with the signals: Catalog.revision asks no more
+            reads.update(((bank_id, str(signal)), int(rev or 0)) for signal, rev, _held in rows)
+        return sorted(str(signal) for signal, rev, held in rows if (rev or 0) > 0 and held)
 
     def iter_vectors(self, bank_id: int, signal: str, batch: int = 10_000
                      ) -> Iterator[list[tuple[int, bytes]]]:
@@ -403,6 +475,9 @@ class Catalog:
         return rev
 
     def revision(self, bank_id: int, signal: str) -> int:
+        reads = self._reads()
+        if reads is not None and (bank_id, signal) in reads:
+            return reads[(bank_id, signal)]
         with self.session() as s:
             rev = s.scalar(select(IndexRevision.revision).where(
                 IndexRevision.bank_id == bank_id, IndexRevision.signal == signal))
@@ -425,6 +500,42 @@ class Catalog:
         s.execute(delete(Vector).where(Vector.item_id.in_(item_ids)))
         s.execute(delete(Item).where(Item.id.in_(item_ids)))
         return removed
+
+
+# Every revision row of a bank with whether its signal still has vectors (Catalog.signals_in_bank):
+# built once, since building a statement costs more than SQLite running it.
+_SIGNALS_HELD = select(
+    IndexRevision.signal, IndexRevision.revision,
+    exists().where(Vector.bank_id == IndexRevision.bank_id, Vector.signal == IndexRevision.signal),
+).where(IndexRevision.bank_id == bindparam("bank_id"))
+
+
+def _note_write(state: Any) -> None:
+    """Mark a session that ran an INSERT, UPDATE or DELETE (Core or ORM) as holding writes."""
+    if not state.is_select:
+        state.session.info["wrote"] = True
+
+
+def _note_flush(session: Session, _context: Any) -> None:
+    session.info["wrote"] = True
+
+
+def _in_unit(catalog: Catalog, session: Session) -> Iterator[Session]:
+    """A ``session()`` block inside a unit: commit what it wrote, roll back if it fails."""
+    session.info.pop("wrote", None)
+    try:
+        yield session
+        if session.new or session.dirty or session.deleted or session.info.get("wrote") \
+                or session.info.get("touched"):
+            catalog._bump_touched(session)
+            session.commit()
+            session.info.pop("revisions_read", None)  # it may have bumped one
+    except BaseException:
+        session.rollback()
+        session.info.pop("revisions_read", None)
+        raise
+    finally:
+        session.info.pop("wrote", None)
 
 
 def bind_folder(data_dir: Path, identity: str) -> None:
