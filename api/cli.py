@@ -125,7 +125,9 @@ def index_cmd(
     kind: Annotated[str, typer.Option("--kind", help="ads | venue | missing_person")] = "ads",
     signals_opt: Annotated[str | None, typer.Option(
         "--signals", help="Signal families or names, comma separated (default: per kind).")] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="Worker processes that decode (default: one per core, fewer for a "
+                                 "small crawl).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     link: Annotated[bool, typer.Option(
         "--link/--no-link", help="Ads banks: record each ad's photos and contacts and link new ads "
