@@ -152,6 +152,8 @@ def copy_set(paths: list[Path], folder: Path) -> Path:
 
 # The checkout whose ``reunite`` is timed (``--tree``: another one, e.g. main, for a before/after in one run).
 TREE = ROOT
+# ``--baseline TREE``: that checkout's ``reunite index`` (its own defaults) timed in each repeat too.
+BASELINE: Path | None = None
 # ``--workers N`` passed to ``reunite index`` (None: the command's own default).
 WORKERS: int | None = None
 # Child processes read their bytecode from here (``bytecode_env``), as an installed package's is.
@@ -167,7 +169,7 @@ def bytecode_env(work: Path) -> dict[str, str]:
     """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
-    for tree in {ROOT, TREE}:
+    for tree in {ROOT, TREE, *([BASELINE] if BASELINE else [])}:
         subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "api", "indexer", "matcher",
                         "bench"], cwd=tree, env=env, check=True, capture_output=True)
     return env
@@ -192,15 +194,15 @@ def timed_run(cmd: list[str], cwd: Path | None = None) -> tuple[float, float]:
     return took, cpu
 
 
-def index_args(folder: Path, data: Path, signals: str | None) -> list[str]:
+def index_args(folder: Path, data: Path, signals: str | None, baseline: bool = False) -> list[str]:
     args = ["--data", str(data), "index", str(folder), "--bank", "ads", "--kind", "ads", "--quiet"]
-    if WORKERS is not None:
+    if WORKERS is not None and not baseline:
         args += ["--workers", str(WORKERS)]
     return args + (["--signals", signals] if signals else [])
 
 
 def end_to_end(folder: Path, n: int, signals: str | None, repeat: int, work: Path) -> dict:
-    ours, peer, ours_cpu, peer_cpu = [], [], [], []
+    ours, peer, ours_cpu, peer_cpu, base, base_cpu = [], [], [], [], [], []
     for r in range(repeat):
         took, cpu = timed_run([sys.executable, "-c", NAIVE, str(folder)])
         peer.append(took)
@@ -211,6 +213,13 @@ def end_to_end(folder: Path, n: int, signals: str | None, repeat: int, work: Pat
         ours.append(took)
         ours_cpu.append(cpu)
         shutil.rmtree(data, ignore_errors=True)
+        if BASELINE is not None:  # the same command in the baseline checkout, in the same repeat
+            took, cpu = timed_run([sys.executable, "-m", "api.cli", *index_args(folder, data, signals,
+                                                                                 baseline=True)],
+                                  cwd=BASELINE)
+            base.append(took)
+            base_cpu.append(cpu)
+            shutil.rmtree(data, ignore_errors=True)
     ratios = [p / o for o, p in zip(ours, peer, strict=True)]
     data = work / "probe-data"
     shutil.rmtree(data, ignore_errors=True)
@@ -234,7 +243,13 @@ def end_to_end(folder: Path, n: int, signals: str | None, repeat: int, work: Pat
             "naive_images_per_s": n / statistics.median(peer),
             "ratio_runs": ratios, "ratio": statistics.median(ratios),
             "breakdown_s": {k: round(v, 3) for k, v in breakdown.items()} if "error" not in breakdown
-            else breakdown}
+            else breakdown,
+            **({"baseline_s": base, "baseline_cpu_s": base_cpu,
+                "baseline_ratio_runs": [p / b for b, p in zip(base, peer, strict=True)],
+                "baseline_ratio": statistics.median(p / b for b, p in zip(base, peer, strict=True)),
+                "baseline_cpu_ratio": statistics.median(p / b for b, p in zip(base_cpu, peer_cpu,
+                                                                              strict=True))}
+               if base else {})}
 
 
 # --- 3: linking at scale ---------------------------------------------------------------------------------
@@ -248,9 +263,7 @@ def grow_bank(store, bank, n: int, seed: int = 11) -> None:  # noqa: ANN001
 
     from indexer.store.catalog import Item, Subject
     from matcher.link_store import AdPhoto, AdPrint, LinkedItem
-    from matcher.links import _ensure_link_tables
 
-    _ensure_link_tables(store)
     rng = np.random.default_rng(seed)
     with store.catalog.session() as s:
         s.execute(insert(Subject), [{"bank_id": bank.id, "label": f"gen-{i}", "pseudonym": f"G{seed}-{i}",
@@ -390,7 +403,7 @@ def light_verbs(work: Path, repeat: int) -> dict:
 
 
 def main() -> None:
-    global TREE, WORKERS, ENV
+    global TREE, WORKERS, ENV, BASELINE
     if len(sys.argv) > 2 and sys.argv[1] == "--probe":
         sys.path.insert(0, sys.argv[2])  # the timed checkout's code first
         probe(sys.argv[3:])
@@ -408,18 +421,21 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--tree", type=Path, default=ROOT,
                         help="checkout whose `reunite index` is timed (default: this one)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout (e.g. main) whose `reunite index` is timed in each repeat too")
     parser.add_argument("--workers", type=int, default=None,
                         help="--workers for `reunite index` (default: the command's own default)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="reunite-ingest-bench-"))
     TREE, WORKERS = args.tree.resolve(), args.workers
+    BASELINE = args.baseline.resolve() if args.baseline else None
     ENV = bytecode_env(work)
     result: dict = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                     "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                                f"Python {platform.python_version()}",
                     "load_before": os.getloadavg(), "command": " ".join(sys.argv), "tree": str(TREE),
-                    "workers": WORKERS, "end_to_end": []}
+                    "baseline": str(BASELINE) if BASELINE else None, "workers": WORKERS, "end_to_end": []}
     result["light_verbs_s"] = light_verbs(work, max(3, args.repeat))
     print(json.dumps(result["light_verbs_s"]), flush=True)
     sets = {"lfw": lfw_photos, "mix": mix_photos}
