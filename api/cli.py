@@ -125,7 +125,9 @@ def index_cmd(
     kind: Annotated[str, typer.Option("--kind", help="ads | venue | missing_person")] = "ads",
     signals_opt: Annotated[str | None, typer.Option(
         "--signals", help="Signal families or names, comma separated (default: per kind).")] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="Worker processes that decode (default: one per core, fewer for a "
+                                 "small crawl).")] = None,
     engine: Annotated[str, typer.Option(
         "--engine", help="pool: worker processes on this machine (--workers); ray: the machines of a "
                          "Ray cluster (needs the `ray` extra).")] = "pool",
@@ -164,7 +166,7 @@ def index_cmd(
         raise fail(f"unknown --engine {engine!r} (pool or ray)")
     if address is not None and engine != "ray":
         raise fail("--address is the Ray cluster's: use it with --engine ray")
-    if engine == "ray" and workers != 1:
+    if engine == "ray" and workers is not None:
         raise fail("--workers is the pool's: with --engine ray every CPU of the cluster works")
     spool = tempfile.TemporaryDirectory(prefix="reunite-warc-")  # WARC payloads as files; removed at exit
     try:

@@ -62,7 +62,8 @@ def link_cmd(
     bank: Annotated[str, typer.Option("--bank", help="Ads bank to index into and link.")],
     signals_opt: Annotated[str | None, typer.Option(
         "--signals", help="Signal families or names, comma separated (default: as for ads).")] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Indexing processes.")] = 1,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="Indexing processes (default: one per core).")] = None,
     region: Annotated[str, typer.Option("--region", help=REGION_HELP)] = "US",
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:

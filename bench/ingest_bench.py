@@ -81,8 +81,6 @@ def probe(argv: list[str]) -> None:
     from api import cli
 
     entered: list[float] = []
-    import indexer.pipeline as pipeline_mod
-
     real_single = cli.single_threaded_libraries
 
     def mark() -> None:
@@ -98,7 +96,20 @@ def probe(argv: list[str]) -> None:
             entered.append(time.perf_counter())  # imports done, catalog open, lock taken
             return real_index(*args, **kwargs)
         ingest.index_records = index_records
-        timed(pipeline_mod, "extract", "decode+signals")
+        real_run = ingest._run
+
+        def run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - time spent waiting on the next image
+            results = real_run(*args, **kwargs)
+            while True:
+                start = time.perf_counter()
+                try:
+                    item = next(results)
+                except StopIteration:
+                    return
+                finally:
+                    spent["decode+signals"] = spent.get("decode+signals", 0.0) + time.perf_counter() - start
+                yield item
+        ingest._run = run
         timed(store.Store, "_add_batch", "catalog")
         timed(indexes.IndexSet, "apply", "index apply")  # inside _add_batch: moved below
         timed(store.Store, "checkpoint", "vector indexes")
@@ -139,34 +150,82 @@ def copy_set(paths: list[Path], folder: Path) -> Path:
 
 # --- 1 + 2: end to end and breakdown ------------------------------------------------------------------
 
-def wall(cmd: list[str]) -> float:
+# The checkout whose ``reunite`` is timed (``--tree``: another one, e.g. main, for a before/after in one run).
+TREE = ROOT
+# ``--baseline TREE``: that checkout's ``reunite index`` (its own defaults) timed in each repeat too.
+BASELINE: Path | None = None
+# ``--workers N`` passed to ``reunite index`` (None: the command's own default).
+WORKERS: int | None = None
+# Child processes read their bytecode from here (``bytecode_env``), as an installed package's is.
+ENV: dict[str, str] = dict(os.environ)
+
+
+def bytecode_env(work: Path) -> dict[str, str]:
+    """The children's environment: bytecode compiled once into ``work``, as pip does at install.
+
+    Where ``PYTHONDONTWRITEBYTECODE`` is set (this sandbox sets it) every run of a
+    checkout compiled its ~90 modules from source again, 0.1-0.4 s of each start
+    that no installed copy pays; the naive script's libraries have their bytecode.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    for tree in {ROOT, TREE, *([BASELINE] if BASELINE else [])}:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "api", "indexer", "matcher",
+                        "bench"], cwd=tree, env=env, check=True, capture_output=True)
+    return env
+
+
+def wall(cmd: list[str], cwd: Path | None = None) -> float:
+    return timed_run(cmd, cwd)[0]
+
+
+def timed_run(cmd: list[str], cwd: Path | None = None) -> tuple[float, float]:
+    """(wall s, CPU s of the process and every process it waited for: the workers included)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=cwd or TREE, capture_output=True, text=True, env=ENV)
     took = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed: {done.stderr[-2000:]}")
-    return took
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return took, cpu
 
 
-def index_args(folder: Path, data: Path, signals: str | None) -> list[str]:
-    args = ["--data", str(data), "index", str(folder), "--bank", "ads", "--kind", "ads",
-            "--workers", "1", "--quiet"]
+def index_args(folder: Path, data: Path, signals: str | None, baseline: bool = False) -> list[str]:
+    args = ["--data", str(data), "index", str(folder), "--bank", "ads", "--kind", "ads", "--quiet"]
+    if WORKERS is not None and not baseline:
+        args += ["--workers", str(WORKERS)]
     return args + (["--signals", signals] if signals else [])
 
 
 def end_to_end(folder: Path, n: int, signals: str | None, repeat: int, work: Path) -> dict:
-    ours, peer = [], []
+    ours, peer, ours_cpu, peer_cpu, base, base_cpu = [], [], [], [], [], []
     for r in range(repeat):
-        peer.append(wall([sys.executable, "-c", NAIVE, str(folder)]))
+        took, cpu = timed_run([sys.executable, "-c", NAIVE, str(folder)])
+        peer.append(took)
+        peer_cpu.append(cpu)
         data = work / f"data-{signals or 'default'}-{r}"
         shutil.rmtree(data, ignore_errors=True)
-        ours.append(wall([sys.executable, "-m", "api.cli", *index_args(folder, data, signals)]))
+        took, cpu = timed_run([sys.executable, "-m", "api.cli", *index_args(folder, data, signals)])
+        ours.append(took)
+        ours_cpu.append(cpu)
         shutil.rmtree(data, ignore_errors=True)
+        if BASELINE is not None:  # the same command in the baseline checkout, in the same repeat
+            took, cpu = timed_run([sys.executable, "-m", "api.cli", *index_args(folder, data, signals,
+                                                                                 baseline=True)],
+                                  cwd=BASELINE)
+            base.append(took)
+            base_cpu.append(cpu)
+            shutil.rmtree(data, ignore_errors=True)
     ratios = [p / o for o, p in zip(ours, peer, strict=True)]
     data = work / "probe-data"
     shutil.rmtree(data, ignore_errors=True)
-    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--probe",
-                          *index_args(folder, data, signals)], cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--probe", str(TREE),
+                          *index_args(folder, data, signals)], cwd=TREE, capture_output=True, text=True,
+                         env=ENV)
     shutil.rmtree(data, ignore_errors=True)
     breakdown = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {
         "error": out.stderr[-500:]}
@@ -178,12 +237,19 @@ def end_to_end(folder: Path, n: int, signals: str | None, repeat: int, work: Pat
         del breakdown["total_in_process"]
     from indexer.kinds import default_families  # what the ads defaults are today (faces joined them)
     return {"signals": signals or f"default ({','.join(default_families('ads'))})", "photos": n,
-            "reunite_s": ours, "naive_s": peer,
+            "reunite_s": ours, "naive_s": peer, "reunite_cpu_s": ours_cpu, "naive_cpu_s": peer_cpu,
+            "cpu_ratio": statistics.median(p / o for o, p in zip(ours_cpu, peer_cpu, strict=True)),
             "reunite_images_per_s": n / statistics.median(ours),
             "naive_images_per_s": n / statistics.median(peer),
             "ratio_runs": ratios, "ratio": statistics.median(ratios),
             "breakdown_s": {k: round(v, 3) for k, v in breakdown.items()} if "error" not in breakdown
-            else breakdown}
+            else breakdown,
+            **({"baseline_s": base, "baseline_cpu_s": base_cpu,
+                "baseline_ratio_runs": [p / b for b, p in zip(base, peer, strict=True)],
+                "baseline_ratio": statistics.median(p / b for b, p in zip(base, peer, strict=True)),
+                "baseline_cpu_ratio": statistics.median(p / b for b, p in zip(base_cpu, peer_cpu,
+                                                                              strict=True))}
+               if base else {})}
 
 
 # --- 3: linking at scale ---------------------------------------------------------------------------------
@@ -197,9 +263,7 @@ def grow_bank(store, bank, n: int, seed: int = 11) -> None:  # noqa: ANN001
 
     from indexer.store.catalog import Item, Subject
     from matcher.link_store import AdPhoto, AdPrint, LinkedItem
-    from matcher.links import _ensure_link_tables
 
-    _ensure_link_tables(store)
     rng = np.random.default_rng(seed)
     with store.catalog.session() as s:
         s.execute(insert(Subject), [{"bank_id": bank.id, "label": f"gen-{i}", "pseudonym": f"G{seed}-{i}",
@@ -281,6 +345,8 @@ def link_one_size(size: int, folder: Path, n: int, work: Path) -> dict:
 # --- 4: local features at the floor -----------------------------------------------------------------------
 
 def sift_floor(paths: list[Path], repeat: int) -> dict:
+    """CPU ms per photo: the floor (decode + one SIFT pass), reunite's ads pipeline without faces
+    (hashes + local features: issue 21's "default ads pipeline") and with every ads default."""
     import cv2
 
     from indexer import images, pipeline
@@ -290,7 +356,8 @@ def sift_floor(paths: list[Path], repeat: int) -> dict:
 
     cv2.setNumThreads(1)
     blobs = [p.read_bytes() for p in paths]
-    names = [s.name for s in signals.select(default_families("ads"))]
+    names = [s.name for s in signals.select(["hashes", "local"])]
+    every = [s.name for s in signals.select(default_families("ads"))]
     sift = cv2.SIFT_create(nfeatures=local.MAX_KEYPOINTS, contrastThreshold=local.CONTRAST_THRESHOLD)
 
     def floor_one(data: bytes) -> None:
@@ -301,16 +368,22 @@ def sift_floor(paths: list[Path], repeat: int) -> dict:
     def ours_one(data: bytes) -> None:
         pipeline.extract(data, names)
 
-    floors, ours = [], []
+    def every_one(data: bytes) -> None:
+        pipeline.extract(data, every)
+
+    every_one(blobs[0])  # the face models load once, outside the timing
+    floors, ours, all_defaults = [], [], []
     for _ in range(repeat):
-        for fn, sink in ((floor_one, floors), (ours_one, ours)):
+        for fn, sink in ((floor_one, floors), (ours_one, ours), (every_one, all_defaults)):
             start = time.process_time()
             for data in blobs:
                 fn(data)
             sink.append((time.process_time() - start) / len(blobs) * 1000)
     ratios = [o / f for o, f in zip(ours, floors, strict=True)]
     return {"signals": names, "photos": len(blobs), "floor_ms": floors, "reunite_ms": ours,
-            "ratio_runs": ratios, "ratio": statistics.median(ratios)}
+            "ratio_runs": ratios, "ratio": statistics.median(ratios),
+            "defaults_signals": every, "defaults_ms": all_defaults,
+            "defaults_ratio": statistics.median(d / f for d, f in zip(all_defaults, floors, strict=True))}
 
 
 def light_verbs(work: Path, repeat: int) -> dict:
@@ -330,8 +403,10 @@ def light_verbs(work: Path, repeat: int) -> dict:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--probe":
-        probe(sys.argv[2:])
+    global TREE, WORKERS, ENV, BASELINE
+    if len(sys.argv) > 2 and sys.argv[1] == "--probe":
+        sys.path.insert(0, sys.argv[2])  # the timed checkout's code first
+        probe(sys.argv[3:])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--suite-root", type=Path, default=ROOT.parent / "shared" / "bench")
@@ -344,13 +419,23 @@ def main() -> None:
     parser.add_argument("--floor", type=int, default=100,
                         help="photos of the mix for the SIFT floor (0: skip)")
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--tree", type=Path, default=ROOT,
+                        help="checkout whose `reunite index` is timed (default: this one)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout (e.g. main) whose `reunite index` is timed in each repeat too")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="--workers for `reunite index` (default: the command's own default)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="reunite-ingest-bench-"))
+    TREE, WORKERS = args.tree.resolve(), args.workers
+    BASELINE = args.baseline.resolve() if args.baseline else None
+    ENV = bytecode_env(work)
     result: dict = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                     "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                                f"Python {platform.python_version()}",
-                    "load_before": os.getloadavg(), "command": " ".join(sys.argv), "end_to_end": []}
+                    "load_before": os.getloadavg(), "command": " ".join(sys.argv), "tree": str(TREE),
+                    "baseline": str(BASELINE) if BASELINE else None, "workers": WORKERS, "end_to_end": []}
     result["light_verbs_s"] = light_verbs(work, max(3, args.repeat))
     print(json.dumps(result["light_verbs_s"]), flush=True)
     sets = {"lfw": lfw_photos, "mix": mix_photos}

@@ -25,6 +25,7 @@ import json
 import multiprocessing as mp
 import os
 import stat
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -320,7 +321,7 @@ def index_records(
     records: Iterable[Record],
     signal_names: list[str],
     *,
-    workers: int = 1,
+    workers: int | None = 1,
     source: str = "",
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = 64,
@@ -339,6 +340,7 @@ def index_records(
     More than ``max_bad`` unreadable rows after MIN_ROWS_FOR_BAD_SHARE raises
     :class:`TooManyBadRows` before anything is stored. ``keeper``
     (:class:`indexer.store.photos.FileKeeper`) keeps each new image's photo for reviewers.
+    ``workers``: processes that decode (None: one per core, see :func:`worker_count`).
     ``picture_extras`` run in the workers on each decode (:func:`indexer.pipeline.extract`)
     and ``after_batch`` gets each stored batch with them (item, created, image), so a
     caller's per-image work (the ad linker's prints) needs no second decode.
@@ -462,7 +464,7 @@ class PoolEngine:
 
     name = "pool"
 
-    def __init__(self, workers: int = 1) -> None:
+    def __init__(self, workers: int | None = 1) -> None:
         self.workers = workers
         self.nodes: dict[str, int] = {}
 
@@ -471,17 +473,69 @@ class PoolEngine:
         return _run(todo, signal_names, self.workers, extras)
 
 
-def _run(todo: list[tuple[int, str]], signal_names: list[str], workers: int,
-         extras: dict[str, pipeline.PictureExtra] | None = None) -> Iterator[Outcome]:
-    if workers <= 1 or len(todo) < 2:
+# ``workers=None`` (the CLI's default) starts one worker per core once a run has this many
+# images per worker to decode: below it a forked worker's start costs more than it saves.
+MIN_IMAGES_PER_WORKER = 16
+
+
+def cores() -> int:
+    """CPUs this process may run on (a container's or taskset's limit, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def worker_count(workers: int | None, images: int) -> int:
+    """The worker processes for ``images`` to decode: ``workers`` as given, or (None) one per
+    core, fewer when the run is too small to keep them busy (never more than images)."""
+    if workers is None:
+        workers = min(cores(), images // MIN_IMAGES_PER_WORKER)
+    return max(1, min(workers, images))
+
+
+def _single_threaded() -> bool:
+    """True when this process runs one thread (Linux: /proc/self/task), so forking it is safe."""
+    import threading
+
+    if threading.active_count() != 1:
+        return False
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:  # no procfs: cannot tell, so do not fork
+        return False
+
+
+def start_method() -> str:
+    """``fork`` where it is safe, else ``forkserver``.
+
+    A forked worker starts in milliseconds with every module the parent
+    imported (NumPy, OpenCV, imagehash and the signals), where a forkserver
+    child starts an interpreter and imports them again: 0.3-0.5 s of CPU
+    before the first image, which is most of a small crawl's work. Forking is
+    only unsafe when another thread of the parent (a library's pool: OpenMP,
+    FAISS, OpenCV, or a caller's thread) could hold a lock at the fork; so a
+    process with a single thread forks and any other takes the forkserver.
+    ``reunite index`` forks before it touches FAISS or decodes anything.
+    """
+    if sys.platform.startswith("linux") and _single_threaded():
+        return "fork"
+    return "forkserver"
+
+
+def _run(todo: list[tuple[int, str]], signal_names: list[str], workers: int | None,
+         extras: dict[str, pipeline.PictureExtra] | None = None
+         ) -> Iterator[Outcome]:
+    count = worker_count(workers, len(todo))
+    if count <= 1:
         _init_worker(signal_names, extras)
         for job in todo:
             yield _work(job)
         return
-    # forkserver: children must not inherit the parent's OpenMP / FAISS threads.
-    ctx = mp.get_context("forkserver")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(signal_names, extras)) as pool:
-        yield from pool.imap_unordered(_work, todo, chunksize=4)
+    ctx = mp.get_context(start_method())
+    with ctx.Pool(count, initializer=_init_worker, initargs=(signal_names, extras)) as pool:
+        # In order: the catalog gets the crawl's order whatever the worker count (ids, reports).
+        yield from pool.imap(_work, todo, chunksize=4)
 
 
 _HELD_LOCKS: dict[str, int] = {}

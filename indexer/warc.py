@@ -27,8 +27,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from warcio.archiveiterator import ArchiveIterator
-
 from indexer import images, text
 from indexer.ingest import ManifestError, Record
 
@@ -67,6 +65,9 @@ class WarcReader:
         if not self.source.is_file():
             raise ManifestError(f"{self.source}: not a regular file" if self.source.exists()
                                 else f"{self.source} does not exist")
+        # Imported here: warcio loads fsspec, which every `reunite index` of a folder would pay for.
+        from warcio.archiveiterator import ArchiveIterator
+
         with self.source.open("rb") as stream:
             records = iter(ArchiveIterator(stream))
             while True:

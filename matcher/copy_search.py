@@ -122,22 +122,49 @@ class CopySearcher:
         return self.store.catalog.revision(bank.id, local.SIFT.name) > 0
 
     def search(self, query: Query, bank: Bank, top: int) -> list[Candidate]:
+        found, references = self._search(bank, lambda flip: query_features(query, flip), query.cache)
+        if not self._matched(found):
+            self._detail(query, bank, found, references)
+        return self._candidates(bank, found, top)
+
+    def search_stored(self, features: local.LocalFeatures, bank: Bank, top: int) -> list[Candidate]:
+        """Steps 1-3 for an image of the bank, from the features indexing stored for it.
+
+        The ad linker searches every new image of a crawl: decoding it again and
+        running SIFT with the query's settings cost about as much as indexing it
+        (issue 21). The stored features (:data:`local.MAX_KEYPOINTS` spread over the
+        frame) are searched instead, mirrored by permutation as a query's are; the
+        detail pass (step 4, a full-size SIFT pass for screenshots) needs the picture
+        and is left to queries.
+        """
+        both: dict[bool, tuple[local.LocalFeatures, np.ndarray]] = {}
+
+        def side(flip: bool) -> tuple[local.LocalFeatures, np.ndarray]:
+            if flip not in both:
+                chosen = local.mirrored(features) if flip else features
+                both[flip] = (chosen, chosen.rootsift())
+            return both[flip]
+
+        found, _references = self._search(bank, side, {})
+        return self._candidates(bank, found, top)
+
+    def _search(self, bank: Bank, side: Any, cache: dict[Any, Any]
+                ) -> tuple[Found, dict[int, local.LocalFeatures]]:
+        """Steps 1-3: ``side(flip)`` gives the query's (mirrored) features and RootSIFT rows."""
         found: Found = {}
         references: dict[int, local.LocalFeatures] = {}
         for flip in (False, True):
             if flip and self._matched(found):
                 break
-            features, desc = query_features(query, flip)
+            features, desc = side(flip)
             used = FLIP_DESCRIPTORS if flip else SHORTLIST_DESCRIPTORS
             hits = self.indexes.get(bank.id).search(desc[:used], NEIGHBOURS)
             common = self._search_pass(bank, features, hits, desc, flip, found, references)
             if not flip:
-                query.cache[("sift_common", bank.id)] = common
+                cache[("sift_common", bank.id)] = common
             if not self._matched(found):
                 self._content_pass(bank, features, desc, hits, flip, found, references)
-        if not self._matched(found):
-            self._detail(query, bank, found, references)
-        return self._candidates(bank, found, top)
+        return found, references
 
     @staticmethod
     def _matched(found: Found) -> bool:

@@ -293,7 +293,12 @@ class Linker:
         item_id = int(item.id)
         picture: Picture | None = None
         copies: list[Candidate] = []
-        if read is not None and (copy_searchers or staged is None):
+        stored_features = _stored_features(item, vectors, copy_searchers)
+        if stored_features is not None:  # indexing's SIFT pass, searched as is: no decode, no SIFT
+            copies = self._stored_copies(bank, stored_features, copy_searchers)
+            if staged is None and read is not None:  # no print either: the picture is needed for it
+                picture = self._decoded_copies(bank, read(item), [])[0]
+        elif read is not None and (copy_searchers or staged is None):
             data = read(item)
             picture, copies = self._decoded_copies(bank, data, copy_searchers)
         mine = _staged_print(staged) if staged is not None else self._print(vectors, picture)
@@ -319,6 +324,18 @@ class Linker:
         """The matcher's copy searchers other than hashes that have something to search in ``bank``."""
         return [x for x in self.matcher.searchers if x.name not in NON_COPY_SEARCHERS
                 and x.name != HashSearcher.name and x.applies(bank)]
+
+    def _stored_copies(self, bank: Bank, features: Any, searchers: list[Any]) -> list[Candidate]:
+        """Copy candidates at decision ``match`` of the image whose stored local ``features``
+        (:func:`_stored_features`) are searched, one per ad."""
+        merged: dict[Any, Candidate] = {}
+        for searcher in searchers:
+            for cand in searcher.search_stored(features, bank, self.config.top):
+                if cand.decision != decide.MATCH:
+                    continue
+                key = cand.subject_id if cand.subject_id is not None else ("item", cand.item)
+                merged[key] = merge(merged.get(key), cand)
+        return list(merged.values())
 
     def _decoded_copies(self, bank: Bank, data: bytes | None, searchers: list[Any]
                         ) -> tuple[Picture | None, list[Candidate]]:
@@ -602,6 +619,17 @@ def _pick(thumbs: list[np.ndarray], kind: int) -> np.ndarray | None:
 
 def _items_of(s: Session, subject_id: int) -> list[int]:
     return [int(i) for i in s.scalars(select(AdPhoto.item_id).where(AdPhoto.subject_id == subject_id))]
+
+
+def _stored_features(item: Item, vectors: list[Vector], searchers: list[Any]) -> Any:
+    """The local features indexing stored for ``item`` when every copy searcher can search by
+    them (``search_stored``: the local-feature one), else None (the picture is decoded)."""
+    if not searchers or not all(hasattr(x, "search_stored") for x in searchers):
+        return None
+    from indexer.signals import local
+
+    stored = next((v for v in vectors if v.signal == local.SIFT.name), None)
+    return None if stored is None else local.unpack(bytes(stored.data), int(item.width or 0))
 
 
 def _items_by_sha(s: Session, bank_id: int, shas: set[str]) -> dict[str, int]:

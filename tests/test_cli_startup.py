@@ -84,3 +84,14 @@ def test_index_does_not_import_the_web_framework(tmp_path: Path) -> None:
     assert "sqlalchemy" in loaded  # it did open the catalog
     web = {"fastapi", "starlette", "limits"}
     assert not loaded & web, sorted(loaded & web)
+
+
+def test_index_on_an_up_to_date_catalog_does_not_import_alembic(filled: Path, tmp_path: Path) -> None:
+    """Opening a catalog at this release's head is one read of its version table: Alembic (and
+    Mako, its dialect modules) is imported only to upgrade one."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    tiles(1)[0].save(photos / "again.png")
+    loaded = imported("index", str(photos), "--bank", "crawl", "--signals", "hashes", "--quiet", data=filled)
+    assert "sqlalchemy" in loaded
+    assert not loaded & {"alembic", "mako"}, sorted(loaded & {"alembic", "mako"})

@@ -65,3 +65,35 @@ def test_print_variants_are_the_indexed_pdq_and_its_symmetries(tmp_path: Path) -
     assert mine.variants == [pdq_bits(t(coeffs)).tobytes() for t in PDQ_DCT_DIHEDRAL.values()]
 
 
+
+
+def test_local_feature_links_come_from_the_stored_features(tmp_path: Path) -> None:
+    """With local features (the ads default), the linker's copy search starts from the SIFT
+    features indexing stored: a cropped repost, which no hash joins, still links after every
+    photo was removed (before, linking decoded each image again and ran SIFT on it)."""
+    from indexer.signals import base as signals
+    from tests.conftest import jpeg_bytes, photo
+
+    photos = tmp_path / "crawl"
+    photos.mkdir()
+    coffee = photo("coffee.png")
+    w, h = coffee.size
+    (photos / "orig.jpg").write_bytes(jpeg_bytes(coffee))
+    (photos / "crop.jpg").write_bytes(jpeg_bytes(coffee.crop((w // 5, h // 6, w * 4 // 5, h * 5 // 6))))
+    (photos / "other.jpg").write_bytes(jpeg_bytes(photo("brick.png")))
+    store = Store(tmp_path / "data")
+    bank = store.catalog.ensure_bank("ads", "ads")
+    names = [s.name for s in signals.select(["hashes", "local"])]
+    extras, after_batch = link_staging(store, bank)
+    report = ingest.index_records(store, bank, ingest.iter_source(photos), names,
+                                  picture_extras=extras, after_batch=after_batch)
+    assert report.indexed == 3
+    for path in photos.iterdir():
+        path.unlink()
+    done = Linker(store).update(bank, read=file_reader())
+    assert (done.images, done.images_from_vectors) == (3, 0)
+    with store.catalog.session() as s:
+        labels = {x.id: x.label for x in s.scalars(select(Subject))}
+        links = {frozenset((labels[r.a], labels[r.b])): r for r in s.scalars(select(AdLink))}
+    assert set(links) == {frozenset(("orig", "crop"))}, set(links)
+    assert links[frozenset(("orig", "crop"))].evidence.get("local_inliers", 0) > 0

@@ -69,6 +69,30 @@ def test_a_new_catalog_is_at_head_and_matches_the_models(tmp_path: Path, catalog
     assert _schema_differences(url) == []
 
 
+def test_the_head_read_from_the_revision_files_is_alembic_s(tmp_path: Path) -> None:
+    """Every open compares the catalog's version with :func:`schema.head`, read from the revision
+    files without Alembic: it must name what Alembic's own script directory names."""
+    scripts = schema._scripts()
+    graph = schema.revision_graph()
+    assert graph is not None, "a revision file no longer states revision / down_revision as literals"
+    assert schema.head() == scripts.get_current_head()
+    assert set(graph) == {rev.revision for rev in scripts.walk_revisions()}
+    for rev in scripts.walk_revisions():
+        downs = rev.down_revision
+        assert graph[rev.revision] == (() if downs is None else (downs,) if isinstance(downs, str)
+                                       else tuple(downs))
+    assert not schema.known("9999") and schema.known(schema.head())
+    engine = create_engine(sqlite_url(tmp_path))
+    try:
+        with engine.connect() as conn:
+            assert schema.stored_revisions(conn) is None  # a new file: no version table yet
+        Catalog.open(tmp_path).engine.dispose()
+        with engine.connect() as conn:
+            assert schema.stored_revisions(conn) == [schema.head()] == [schema.current(conn)]
+    finally:
+        engine.dispose()
+
+
 def test_the_last_release_s_folder_upgrades_in_place_without_loss(tmp_path: Path) -> None:
     data = _legacy_folder(tmp_path)
     facts = json.loads((data / "legacy-facts.json").read_text(encoding="utf-8"))

@@ -12,7 +12,11 @@ out new workers).
 The revisions are Alembic scripts in :mod:`indexer.store.migrations`; the
 version is the ``alembic_version`` table. Rules:
 
-- a catalog at this release's head is opened with one query and nothing else;
+- a catalog at this release's head is opened with one query and nothing else, and
+  without importing Alembic (with Mako and its dialect modules, 0.15-0.3 s of every
+  command's start): the head is read from the revision files' ``revision`` /
+  ``down_revision`` lines (:func:`head`), the catalog's from ``alembic_version``;
+  Alembic is imported only to upgrade, or where the files cannot be read that way;
 - an older one (including one of 0.1.0, which has no version table: the
   baseline adopts it) is upgraded in place, under a lock so that two processes
   opening it at once upgrade it once: an ``flock`` beside a SQLite file, a
@@ -25,6 +29,7 @@ version is the ``alembic_version`` table. Rules:
 
 from __future__ import annotations
 
+import ast
 import fcntl
 import importlib
 import os
@@ -32,15 +37,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
+if TYPE_CHECKING:  # Alembic is imported where a catalog is upgraded, not by every open
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
 SCRIPT_LOCATION = "indexer.store:migrations"
+VERSIONS = Path(__file__).resolve().parent / "migrations" / "versions"
+VERSION_TABLE = "alembic_version"
 # pg_advisory_xact_lock key of the schema step ("reun" in ASCII); any other constant would do.
 PG_SCHEMA_LOCK = 0x7265756E
 PRIVATE_MODE = 0o600
@@ -75,6 +83,8 @@ def declared_metadata():  # noqa: ANN201 - sqlalchemy.MetaData
 
 def config(connection: Connection | None = None) -> Config:
     """Alembic's configuration, built in code (there is no alembic.ini)."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", SCRIPT_LOCATION)
     if connection is not None:
@@ -84,18 +94,61 @@ def config(connection: Connection | None = None) -> Config:
 
 @lru_cache(maxsize=1)
 def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(config())
+
+
+@lru_cache(maxsize=1)
+def revision_graph() -> dict[str, tuple[str, ...]] | None:
+    """{revision: the revisions it revises} read from the revision files' module-level
+    ``revision = ...`` / ``down_revision = ...`` assignments, without importing them or Alembic.
+
+    None when a file does not state both as literals (Alembic's own reading is then used):
+    tests/test_migrations.py pins that this graph's head is Alembic's.
+    """
+    graph: dict[str, tuple[str, ...]] = {}
+    for path in sorted(VERSIONS.glob("*.py")):
+        if path.name.startswith("__"):
+            continue
+        found: dict[str, object] = {}
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+            for node in tree.body:
+                target = node.target if isinstance(node, ast.AnnAssign) else (
+                    node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
+                if isinstance(target, ast.Name) and target.id in ("revision", "down_revision") \
+                        and node.value is not None:
+                    found[target.id] = ast.literal_eval(node.value)
+        except (OSError, SyntaxError, ValueError):
+            return None
+        revision, down = found.get("revision"), found.get("down_revision", ...)
+        if not isinstance(revision, str) or down is ... or revision in graph:
+            return None
+        downs = () if down is None else (down,) if isinstance(down, str) else down
+        if not isinstance(downs, tuple) or not all(isinstance(d, str) for d in downs):
+            return None
+        graph[revision] = downs
+    return graph or None
 
 
 def head() -> str:
     """This release's newest revision."""
-    heads = _scripts().get_heads()
+    graph = revision_graph()
+    if graph is not None:
+        revised = {d for downs in graph.values() for d in downs}
+        heads = sorted(r for r in graph if r not in revised)
+    else:
+        heads = list(_scripts().get_heads())
     if len(heads) != 1:
         raise RuntimeError(f"the catalog migrations have {len(heads)} heads: merge them")
     return heads[0]
 
 
 def known(revision: str) -> bool:
+    graph = revision_graph()
+    if graph is not None:
+        return revision in graph
     try:
         return _scripts().get_revision(revision) is not None
     except Exception:  # alembic raises its own ResolutionError / CommandError for unknown ids
@@ -104,7 +157,16 @@ def known(revision: str) -> bool:
 
 def current(connection: Connection) -> str | None:
     """The revision stored in the catalog; None for a new one or one of 0.1.0 (no version table)."""
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
+
+
+def stored_revisions(connection: Connection) -> list[str] | None:
+    """The rows of the catalog's version table (None: it has none), with plain SQL: no Alembic."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    return [str(r) for r in connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars()]
 
 
 def _refuse_newer(revision: str | None) -> None:
@@ -119,6 +181,8 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
     """Bring the catalog to :func:`head`; returns (revision before, revision after)."""
     target = head()
     with engine.connect() as conn:
+        if stored_revisions(conn) == [target]:  # up to date: the common case, no Alembic import
+            return target, target
         before = current(conn)
     if before == target:
         return before, target
@@ -127,6 +191,8 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
         before = current(conn)  # another process may have upgraded it while this one waited
         _refuse_newer(before)
         if before != target:
+            from alembic import command
+
             command.upgrade(config(conn), "head")
     return before, target
 
@@ -141,6 +207,7 @@ def autogenerate(url: str, message: str, rev_id: str) -> None:
     (open a fresh folder first so that its catalog is at the current head), then read and
     tidy the file Alembic writes into indexer/store/migrations/versions/.
     """
+    from alembic import command
     from sqlalchemy import create_engine
 
     engine = create_engine(url)
