@@ -1,25 +1,38 @@
 """Copy search with local features: finds reposts that were cropped, padded, captioned or pasted.
 
-Three steps per bank, cheapest first:
+Steps per bank, cheapest first:
 1. shortlist: the query's strongest RootSIFT descriptors are looked up in the
    bank's descriptor index (``indexer.store.features``); every reference image
    owning a close descriptor gets one vote per query descriptor;
 2. verify: the best-voted references are matched descriptor to descriptor and
    checked geometrically (``matcher.verify``);
-3. mirror: only when nothing was confirmed as a copy, the same is done with the
+3. parts: only when nothing was confirmed, the query's parts that can hold a photo
+   of their own (``matcher.parts``: collage cells cut along gutters, the region
+   where a verified near miss puts its reference, as a small paste leaves) are
+   searched one by one with features computed again from their own pixels and a
+   keypoint budget of their own; a candidate found so names its part
+   (``local_part``, ``local_part_kind``). Frames suite: a photo as one cell of a
+   collage or pasted at a third of the width keeps too few of the query's 1000
+   strongest keypoints (83% found without this step).
+4. mirror: only when still nothing was confirmed, the same is done with the
    features of the left-right mirrored query (SIFT is not mirror invariant); they
    are the query's own descriptors permuted (``local.mirrored``), not a second
-   SIFT pass. Most queries stop after step 2, so mirrored reposts cost time only
-   when needed.
-4. detail: only when still nothing was confirmed and the query picture is larger
+   SIFT pass. When the query shares a frame with the bank (a template with a
+   content box), the frame is the right way round and only its photo can be
+   mirrored: only the mirrored rows inside that box are searched.
+5. detail: only when still nothing was confirmed, the query picture is larger
    than the frame its features were computed on (a screenshot or collage, where
-   the photo is a small part of a large page), the query's features are computed
-   again at up to :data:`DETAIL_SIDE` pixels; they are searched like step 1-2,
-   and the near misses of steps 2-3 (``review`` scores) are verified with them
+   the photo is a small part of a large page), and there is evidence it can pay: a
+   near miss (``review`` score) to re-verify, or no part of the query whose photo
+   was already searched on its own (no template content box, no part of step 3).
+   The query's features are computed again at up to :data:`DETAIL_SIDE` pixels;
+   they are searched like step 1-2, and the near misses are verified with them
    again. At 800 px a photo shown on a quarter of a 1200-px page is too small for
    SIFT; at full size it is not (a generated screenshot: 21 -> 75 tight inliers).
    Unrelated near misses did not gain (14 measured: all stayed under 8 inliers).
-   On copydet only screenshots are that large (81 of 1701 queries).
+   On copydet only screenshots are that large (81 of 1701 queries). Its cost
+   (2000 more rows in the descriptor index, the search's main cost) went to every
+   non-mated screenshot of the frames suite before the evidence condition.
 The verified evidence is scored by :func:`matcher.decide.copy_score`.
 """
 
@@ -28,15 +41,17 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import cv2
 import numpy as np
 from sqlalchemy import select
 
+from indexer.images import Picture
 from indexer.signals import local
 from indexer.store import features as feature_store
 from indexer.store.catalog import Bank, Vector
 from indexer.store.features import LocalIndexSet
 from indexer.store.store import Store
-from matcher import decide, frames, verify
+from matcher import decide, frames, parts, verify
 from matcher import defaults as defaults_mod
 from matcher.search import Candidate, Query, register_searcher
 
@@ -60,6 +75,15 @@ RARE_SHORTLIST_FROM = 0.1
 # The detail pass (step 4): frame long side and keypoints of the full-size query.
 DETAIL_SIDE = 1600
 DETAIL_KEYPOINTS = 2000
+# The part pass (``matcher.parts``): keypoints of one part computed again on its own pixels,
+# a small part enlarged to this long side first (a paste at a quarter of an 800-px picture
+# is 200 px: SIFT finds few keypoints at that size).
+PART_KEYPOINTS = 600
+PART_MIN_SIDE = 512
+# A verified near miss with this many tight inliers on a small part of the query makes that
+# part a part to search (at most MAX_NEAR_PARTS of them, the best first).
+NEAR_MISS_INLIERS = 5
+MAX_NEAR_PARTS = 2
 
 def local_indexes(store: Store) -> LocalIndexSet:
     """The store's descriptor indexes (built by the indexer after each ingest run)."""
@@ -96,7 +120,40 @@ def detail_features(query: Query, flip: bool = False) -> local.LocalFeatures | N
     return local.mirrored(features) if features is not None and flip else features
 
 
-Found = dict[int, tuple[float, verify.Verification, Any, bool, "frames.FrameCheck | None"]]
+def part_features(query: Query, part: parts.Part) -> local.LocalFeatures:
+    """Features of ``part`` of the query computed on its own pixels, in the query's frame.
+
+    Positions are mapped back to the frame of :func:`query_features` (fractional pixels),
+    so that regions, outlines and coverage in the evidence are the query's, as for any
+    other pass; only the keypoints are new (the part's own strongest, not the picture's).
+    """
+    key = ("sift_part", part.box)
+    if key in query.cache:
+        return query.cache[key]
+    picture = query.picture
+    first = query_features(query, False)[0]
+    rx = picture.size[0] / picture.original_size[0]
+    ry = picture.size[1] / picture.original_size[1]
+    x0, y0 = int(part.box[0] * rx), int(part.box[1] * ry)
+    x1, y1 = max(x0 + 1, int(np.ceil(part.box[2] * rx))), max(y0 + 1, int(np.ceil(part.box[3] * ry)))
+    crop = picture.rgb[y0:y1, x0:x1]
+    up = max(1.0, PART_MIN_SIDE / max(crop.shape[:2]))
+    if up > 1.0:
+        crop = cv2.resize(crop, (round(crop.shape[1] * up), round(crop.shape[0] * up)),
+                          interpolation=cv2.INTER_CUBIC)
+    own = local.extract_features(Picture(np.ascontiguousarray(crop), picture.format,
+                                         (crop.shape[1], crop.shape[0])),
+                                 max_keypoints=PART_KEYPOINTS, max_side=local.QUERY_SIDE, spread=False)
+    xy = np.empty_like(own.xy)
+    xy[:, 0] = (own.xy[:, 0] * own.scale / up + x0) / rx / first.scale
+    xy[:, 1] = (own.xy[:, 1] * own.scale / up + y0) / ry / first.scale
+    query.cache[key] = local.LocalFeatures(xy, own.descriptors, first.frame, first.scale)
+    return query.cache[key]
+
+
+# item id -> (score, verification, (item, subject), mirrored, frame test, the query part searched)
+Found = dict[int, tuple[float, verify.Verification, Any, bool, "frames.FrameCheck | None",
+                        "parts.Part | None"]]
 
 
 def subset(features: local.LocalFeatures, rows: np.ndarray) -> local.LocalFeatures:
@@ -122,8 +179,27 @@ class CopySearcher:
         return self.store.catalog.revision(bank.id, local.SIFT.name) > 0
 
     def search(self, query: Query, bank: Bank, top: int) -> list[Candidate]:
-        found, references = self._search(bank, lambda flip: query_features(query, flip), query.cache)
+        found: Found = {}
+        references: dict[int, local.LocalFeatures] = {}
+        index = self.indexes.get(bank.id)
+        features, desc = query_features(query, False)
+        hits = index.search(desc[:SHORTLIST_DESCRIPTORS], NEIGHBOURS)
+        query.cache[("sift_common", bank.id)] = self._search_pass(bank, features, hits, desc, False,
+                                                                  found, references)
         if not self._matched(found):
+            self._content_pass(bank, features, desc, hits, False, found, references)
+        searched_parts = False
+        if not self._matched(found):
+            searched_parts = self._parts_pass(query, bank, found, references)
+        if not self._matched(found):
+            flipped, fdesc = query_features(query, True)
+            rows = self._flip_rows(found, flipped)
+            fhits = index.search(fdesc[rows], NEIGHBOURS)
+            self._search_pass(bank, subset(flipped, rows), fhits, fdesc[rows], True, found, references)
+            if not self._matched(found):
+                self._content_pass(bank, subset(flipped, rows), fdesc[rows], fhits, True, found,
+                                   references)
+        if not self._matched(found) and self._detail_can_pay(found, searched_parts):
             self._detail(query, bank, found, references)
         return self._candidates(bank, found, top)
 
@@ -167,12 +243,49 @@ class CopySearcher:
         return found, references
 
     @staticmethod
+    def _flip_rows(found: Found, flipped: local.LocalFeatures) -> np.ndarray:
+        """Rows of the mirrored query that the mirrored pass searches.
+
+        Its strongest :data:`FLIP_DESCRIPTORS`; when the unmirrored query shares a frame with
+        the bank (a template with a content box), the frame is the right way round and only
+        the photo inside it can be mirrored: only the rows inside the content box (mirrored).
+        """
+        rows = np.arange(min(FLIP_DESCRIPTORS, len(flipped)))
+        boxes = [c.content_box for _s, _r, _o, f, c, _p in found.values()
+                 if not f and c is not None and c.template and c.content_box is not None]
+        if not boxes:
+            return rows
+        x0, y0, x1, y1 = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+        width = flipped.frame[0]
+        x0, x1 = width - 1 - x1, width - 1 - x0
+        xy = flipped.xy[rows]
+        inside = (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)
+        return rows[inside]
+
+    @staticmethod
+    def _detail_can_pay(found: Found, searched_parts: bool) -> bool:
+        """Whether the full-size detail pass (step 4) has evidence that it can pay.
+
+        It re-verifies near misses (``review`` scores) at full size, and searches a large
+        query whose photo's place is unknown. When the query's photo was already searched
+        on its own (a template's content region, collage cells, a near miss's part) and
+        nothing came near, the full-size pass only repeats that search at four times its
+        cost (the non-mated screenshots of the frames suite paid it on every query).
+        """
+        if any(score >= decide.REVIEW_SCORE for score, *_ in found.values()):
+            return True
+        templated = any(c is not None and c.template and c.content_box is not None
+                        for *_x, c, _p in found.values())
+        return not (templated or searched_parts)
+
+    @staticmethod
     def _matched(found: Found) -> bool:
         return any(score >= decide.MATCH_SCORE for score, *_ in found.values())
 
     def _search_pass(self, bank: Bank, features: local.LocalFeatures, hits: Any,
                      desc: np.ndarray, flip: bool, found: Found,
-                     references: dict[int, local.LocalFeatures]) -> np.ndarray | None:
+                     references: dict[int, local.LocalFeatures],
+                     part: parts.Part | None = None) -> np.ndarray | None:
         """Shortlist by descriptor votes (``hits``: the index's answer for the first rows of
         ``features``), verify each, keep the best per item.
 
@@ -196,12 +309,12 @@ class CopySearcher:
             reference = references.get(item.id)
             if reference is None:
                 reference = references[item.id] = local.unpack(vec.data, item.width)
-            self._keep(bank, features, desc, reference, flip, (item, subject), found, common)
+            self._keep(bank, features, desc, reference, flip, (item, subject), found, common, part)
         return common
 
     def _keep(self, bank: Bank, features: local.LocalFeatures, desc: np.ndarray | None,
               reference: local.LocalFeatures, flip: bool, owner: Any, found: Found,
-              common: np.ndarray | None = None) -> None:
+              common: np.ndarray | None = None, part: parts.Part | None = None) -> None:
         result = verify.verify(features, reference, query_desc=desc,
                                query_width=features.frame[0] if flip else None)
         evidence = result.evidence(decide.LOCAL_PREFIX)
@@ -217,7 +330,7 @@ class CopySearcher:
         score = decide.evidence_score(evidence, self.defaults, bank.policy)
         item_id = owner[0].id
         if item_id not in found or score > found[item_id][0]:
-            found[item_id] = (score, result, owner, flip, check)
+            found[item_id] = (score, result, owner, flip, check, part)
 
     def confirm(self, query: Query, bank: Bank, item_ids: list[int]) -> list[Candidate]:
         """Candidates for ``item_ids`` verified directly (no shortlist), frame test included.
@@ -239,6 +352,45 @@ class CopySearcher:
             self._keep(bank, features, desc, reference, False, (item, subject), found, common)
         return self._candidates(bank, found, len(item_ids))
 
+    def _parts_pass(self, query: Query, bank: Bank, found: Found,
+                    references: dict[int, local.LocalFeatures]) -> bool:
+        """Collage cells and near-miss regions searched on their own (``matcher.parts``).
+
+        Each part's features are computed again from its pixels with a budget of their own
+        (:func:`part_features`), searched and verified like the query; the item a near miss
+        came from is verified again with its part (the vote may have gone to others).
+        Returns whether any part was searched.
+        """
+        first = query_features(query, False)[0]
+        grey, _scale = local.feature_frame(query.picture, local.QUERY_SIDE)
+        todo: list[tuple[parts.Part, int | None]] = [(p, None) for p in parts.grid_parts(grey, first.scale)]
+        templated = any(c is not None and c.template for *_x, c, _p in found.values())
+        if not todo and not templated:
+            # A frame the bank shares holds its photo where the content pass looked already.
+            todo = [(p, None) for p in parts.paste_parts(grey, first.scale)]
+        near = sorted(((r.tight_inliers, item_id) for item_id, (_s, r, _o, flip, check, part)
+                       in found.items() if part is None and not flip
+                       and r.tight_inliers >= NEAR_MISS_INLIERS
+                       and not (check is not None and check.template)), reverse=True)
+        for _n, item_id in near[:MAX_NEAR_PARTS]:
+            part = parts.near_miss_part(found[item_id][1], query.picture.original_size)
+            if part is not None and all(part.box != p.box for p, _i in todo):
+                todo.append((part, item_id))
+        index = self.indexes.get(bank.id)
+        for part, item_id in todo:
+            if self._matched(found):
+                break
+            features = part_features(query, part)
+            if len(features) < verify.MIN_MATCHES:
+                continue
+            desc = features.rootsift()
+            common = self._search_pass(bank, features, index.search(desc, NEIGHBOURS), desc, False,
+                                       found, references, part)
+            if item_id is not None:
+                self._keep(bank, features, desc, references[item_id], False, found[item_id][2],
+                           found, common, part)
+        return bool(todo)
+
     def _content_pass(self, bank: Bank, features: local.LocalFeatures, desc: np.ndarray, hits: Any,
                       flip: bool, found: Found, references: dict[int, local.LocalFeatures]) -> None:
         """The query's own content, searched apart from a frame it shares with references.
@@ -248,7 +400,7 @@ class CopySearcher:
         searched and verified on their own: the shared chrome no longer outvotes
         the photo in the shortlist, nor takes the homography.
         """
-        boxes = [c.content_box for _s, _r, _o, f, c in found.values()
+        boxes = [c.content_box for _s, _r, _o, f, c, _p in found.values()
                  if f == flip and c is not None and c.template and c.content_box is not None]
         if not boxes:
             return
@@ -269,7 +421,7 @@ class CopySearcher:
         features = detail_features(query, False)
         if features is None:
             return
-        near = [(item_id, owner, flip) for item_id, (score, _r, owner, flip, _c) in found.items()
+        near = [(item_id, owner, flip) for item_id, (score, _r, owner, flip, _c, _p) in found.items()
                 if score >= decide.REVIEW_SCORE]
         desc = features.rootsift()
         common = self._search_pass(bank, features, self.indexes.get(bank.id).search(desc, NEIGHBOURS),
@@ -300,7 +452,7 @@ class CopySearcher:
 
     def _candidates(self, bank: Bank, found: Found, top: int) -> list[Candidate]:
         best: dict[Any, Candidate] = {}
-        for _item_id, (score, result, (item, subject), flip, check) in found.items():
+        for _item_id, (score, result, (item, subject), flip, check, part) in found.items():
             if result.inliers == 0 and score <= 0:
                 continue
             evidence = result.evidence(decide.LOCAL_PREFIX)
@@ -308,6 +460,9 @@ class CopySearcher:
                 evidence.update(check.evidence(decide.LOCAL_PREFIX))
             if flip:
                 evidence["local_transform"] = "flip_y"
+            if part is not None:
+                evidence["local_part"] = list(part.box)
+                evidence["local_part_kind"] = part.kind
             cand = Candidate(bank=bank.name, label=subject.label if subject else str(item.id),
                              subject_id=subject.id if subject else None,
                              pseudonym=subject.pseudonym if subject else None, item=item.id,

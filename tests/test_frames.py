@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from sqlalchemy import select
 
 from indexer import ingest
 from indexer.signals import base as signals
 from indexer.store.store import Store
-from matcher import decide, frames
+from matcher import decide, frames, parts
 from matcher.link_store import AdLink
 from matcher.links import Linker, file_reader
 from matcher.search import Matcher
@@ -72,6 +72,64 @@ def paste_small(img: Image.Image, background: Image.Image) -> Image.Image:
     shown.thumbnail((266, 266), Image.Resampling.LANCZOS)
     page.paste(shown, (470, 60))
     return page
+
+
+def collage_1x3(img: Image.Image, others: list[Image.Image], slot: int,
+                size: tuple[int, int] = (1200, 420), gap: int = 8) -> Image.Image:
+    """``img`` in cell ``slot`` of a 1 x 3 strip with white gaps (as bench/frame_kinds.py draws)."""
+    w, h = size
+    cw, ch = (w - 4 * gap) // 3, h - 2 * gap
+    page = Image.new("RGB", size, (255, 255, 255))
+    pool = iter(others)
+    for i in range(3):
+        cell = img if i == slot else next(pool)
+        page.paste(cell.resize((cw, ch), Image.Resampling.LANCZOS), (gap + i * (cw + gap), gap))
+    return page
+
+
+def drawn(seed: int, size: int = 480) -> Image.Image:
+    """A photo no bank holds: random shapes and lines over a noisy gradient (SIFT-rich)."""
+    rng = np.random.default_rng(seed)
+    base = np.linspace(0, 1, size)[None, :, None] * rng.uniform(40, 200, 3)
+    base = base + rng.normal(0, 12, (size, size, 3))
+    img = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    for _ in range(60):
+        x, y = rng.integers(0, size, 2)
+        r = int(rng.integers(6, size // 6))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        if rng.random() < 0.5:
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
+        else:
+            draw.rectangle((x - r, y - r // 2, x + r, y + r // 2), outline=colour, width=3)
+    return img
+
+
+def grid(img: Image.Image, others: list[Image.Image], n: int, slot: int, side: int = 900,
+         gap: int = 8) -> Image.Image:
+    """``img`` in cell ``slot`` of an n x n collage with white gaps."""
+    cell = (side - gap * (n + 1)) // n
+    page = Image.new("RGB", (side, side), (255, 255, 255))
+    pool = iter(others)
+    for i in range(n * n):
+        row, col = divmod(i, n)
+        shown = img if i == slot else next(pool)
+        page.paste(shown.resize((cell, cell), Image.Resampling.LANCZOS),
+                   (gap + col * (cell + gap), gap + row * (cell + gap)))
+    return page
+
+
+def busy(seed: int, size: int = 800, spots: int = 900) -> Image.Image:
+    """A background whose keypoints outnumber and outshine a small photo pasted onto it."""
+    rng = np.random.default_rng(seed)
+    img = Image.fromarray(rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8)).resize(
+        (size, size), Image.Resampling.NEAREST)
+    draw = ImageDraw.Draw(img)
+    for _ in range(spots):
+        x, y = rng.integers(0, size, 2)
+        r = int(rng.integers(3, 14))
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+    return img
 
 
 def _square(img: Image.Image) -> Image.Image:
@@ -162,6 +220,65 @@ def test_a_collage_quarter_and_a_small_paste_are_found(framed_bank, matcher: Mat
     pasted = paste_small(photo(ALONE), photo("brick.png"))
     found = matcher.match(jpeg_bytes(pasted), [bank])
     assert found and found[0].label == "camera" and found[0].decision == decide.MATCH
+
+
+def test_a_collage_cell_is_searched_as_a_part_of_its_own(framed_bank, matcher: Matcher) -> None:
+    """The centre of a 3x3 collage of busy drawings: found by the part search, which says so."""
+    _store, bank, _ = framed_bank
+    collage = grid(_square(photo("rocket.jpg")), [drawn(i) for i in range(1, 9)], 3, slot=4)
+    found = matcher.match(jpeg_bytes(collage), [bank])
+    assert found and found[0].label == "rocket" and found[0].decision == decide.MATCH, \
+        [(c.label, c.score, c.evidence) for c in found]
+    assert found[0].evidence["local_part_kind"] == "collage cell"
+    left, top, right, bottom = found[0].evidence["local_part"]
+    assert 290 <= left <= 310 and 290 <= top <= 310 and 590 <= right <= 610 and 590 <= bottom <= 610
+
+
+def test_a_small_paste_on_a_busy_picture_is_found_by_its_near_miss(framed_bank, matcher: Matcher) -> None:
+    """Pasted at a fifth of the width, the photo keeps a few of the query's strongest keypoints:
+    a near miss, whose region searched again on its own pixels makes the match."""
+    _store, bank, _ = framed_bank
+    shown = _square(photo(ALONE))
+    shown.thumbnail((160, 160), Image.Resampling.LANCZOS)
+    page = busy(3)
+    page.paste(shown, (400, 300))
+    found = matcher.match(jpeg_bytes(page), [bank])
+    assert found and found[0].label == "camera" and found[0].decision == decide.MATCH, \
+        [(c.label, c.score, c.evidence) for c in found]
+    assert found[0].evidence["local_part_kind"] == "near miss"
+    left, top, right, bottom = found[0].evidence["local_part"]
+    assert left <= 400 + 10 and top <= 300 + 10 and right >= 560 - 10 and bottom >= 460 - 10
+
+
+def test_parts_of_photos_the_bank_does_not_hold_match_nothing(framed_bank, matcher: Matcher) -> None:
+    """Same layouts, different photos: a collage searched cell by cell, a large screenshot of the
+    bank's app around another photo (detail pass eligible by size): no ``match``."""
+    _store, bank, _ = framed_bank
+    collage = grid(photo("brick.png"), [drawn(i) for i in range(1, 9)], 3, slot=4)
+    found = matcher.match(jpeg_bytes(collage), [bank])
+    assert all(c.decision != decide.MATCH for c in found), [(c.label, c.score) for c in found]
+    assert any(c.evidence.get("local_part_kind") == "collage cell" for c in found)
+    large = app_screenshot(drawn(30, 720), user="someone.else").resize((1080, 1920))
+    found = matcher.match(jpeg_bytes(large), [bank])
+    assert all(c.decision != decide.MATCH for c in found), [(c.label, c.score) for c in found]
+    assert any(c.evidence.get("local_template") == frames.TEMPLATE for c in found)
+
+
+def test_grid_and_paste_parts_of_generated_pictures() -> None:
+    """Collage cells are cut along the gutters; a screenshot (bands of one colour around one
+    photo and strips of text) is no collage; a pasted photo's rectangle is found."""
+    strip = collage_1x3(_square(photo("rocket.jpg")), [drawn(1), drawn(2)], slot=1)
+    cells = parts.grid_parts(np.asarray(strip.convert("L")), 1.0)
+    assert sorted(p.box for p in cells) == [(8, 8, 398, 412), (406, 8, 796, 412), (804, 8, 1194, 412)] \
+        or len(cells) == 3 and all(abs(p.box[3] - p.box[1] - 404) <= 2 for p in cells), cells
+    screenshot = app_screenshot(_square(photo("coffee.png")))
+    assert parts.grid_parts(np.asarray(screenshot.convert("L")), 1.0) == []
+    page = drawn(9, 800).filter(ImageFilter.GaussianBlur(6))
+    shown = _square(photo("astronaut.png")).resize((220, 220))
+    page.paste(shown, (430, 380))
+    boxes = [p.box for p in parts.paste_parts(np.asarray(page.convert("L")), 1.0)]
+    # (a side on a background of the same shade is found a little inside the paste)
+    assert any(parts._iou(b, (430, 380, 650, 600)) >= 0.7 for b in boxes), boxes
 
 
 def test_common_rows_counts_distinct_items_within_the_distance() -> None:
