@@ -5,6 +5,12 @@ only their SHA-256 (a slow password hash buys nothing for keys with this much
 entropy, and a fast one keeps every request cheap). Revoking a key takes
 effect on the next request: keys are looked up on every call, never cached.
 
+Each key records when it was last used (``keys list``, ``/admin/keys``: an
+admin revoking keys nobody uses, or noticing a key used after its holder
+left). Writing on every request would turn each read-only call into a write
+transaction, so the time is kept to :data:`LAST_USE_RESOLUTION`: a key's row is
+written at most once a minute, whatever its request rate.
+
 Kept apart from :mod:`api.auth` (the FastAPI guards) so that the CLI, which
 needs the table and the key functions but never a route, does not import
 FastAPI and Starlette (about 0.25 s) at every start.
@@ -17,7 +23,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import DateTime, String, bindparam, select
+from sqlalchemy import DateTime, String, bindparam, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from indexer import text
@@ -27,6 +33,8 @@ ADMIN, INVESTIGATOR, REVIEWER, INGEST, PARTNER = "admin", "investigator", "revie
 ROLES = (ADMIN, INVESTIGATOR, REVIEWER, INGEST, PARTNER)
 KEY_PREFIX = "rk_"
 HEADER = "X-API-Key"
+# A key's last use is written at most this often (the time shown is this precise).
+LAST_USE_RESOLUTION = dt.timedelta(seconds=60)
 
 
 class ApiKey(Base):
@@ -39,6 +47,7 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 @dataclass(frozen=True)
@@ -89,14 +98,34 @@ def authenticate(catalog: Catalog, key: str | None) -> Principal | None:
     """The principal of an active key, or None."""
     if not key or not key.startswith(KEY_PREFIX) or len(key) > 200:
         return None
-    # Read on every request (revocation takes effect on the next one); three columns through
+    # Read on every request (revocation takes effect on the next one); a few columns through
     # Core, not an ORM session: this runs before every authenticated route.
     with catalog.engine.connect() as conn:
         row = conn.execute(_KEY_BY_HASH, {"key_hash": hash_key(key)}).first()
-    if row is None or row.revoked_at is not None:
-        return None
+        if row is None or row.revoked_at is not None:
+            return None
+        now = utcnow()
+        if use_is_stale(row.last_used_at, now):
+            conn.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
+            conn.commit()
     return Principal(key_id=int(row.id), name=str(row.name), role=str(row.role))
 
 
-_KEY_BY_HASH = select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.revoked_at).where(
-    ApiKey.key_hash == bindparam("key_hash"))
+_KEY_BY_HASH = select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.revoked_at,
+                      ApiKey.last_used_at).where(ApiKey.key_hash == bindparam("key_hash"))
+
+
+def use_is_stale(last_used_at: dt.datetime | None, now: dt.datetime) -> bool:
+    """Whether a use at ``now`` should be written: only when the stored time is
+    :data:`LAST_USE_RESOLUTION` old or more, so a busy key costs one small UPDATE a
+    minute, not one per request."""
+    return last_used_at is None or now - last_used_at >= LAST_USE_RESOLUTION
+
+
+def note_use(row: ApiKey, now: dt.datetime | None = None) -> bool:
+    """Record that ``row`` (loaded in an open session) was used now; True when that is a write."""
+    now = now or utcnow()
+    if not use_is_stale(row.last_used_at, now):
+        return False
+    row.last_used_at = now
+    return True

@@ -36,6 +36,7 @@ from indexer.crypto import KEY_ENV, Cipher, MissingKey
 from indexer.store.catalog import Bank
 from indexer.store.photos import PhotoStore, needs_encryption
 from indexer.store.store import Store
+from indexer.text import with_article
 from matcher.outbox import AlertBook
 from matcher.review import ReviewQueue
 from matcher.search import Matcher
@@ -233,7 +234,7 @@ class Application:
     def require_key(self, kind: str, policy: dict | None = None, bank: str | None = None) -> None:
         """Raise MissingKey (one line naming the variable) when this bank needs the key and none is set."""
         if self.cipher is None and needs_encryption(kind, policy):
-            which = f"bank {bank!r}" if bank else f"a {kind} bank"
+            which = f"bank {bank!r}" if bank else f"{with_article(kind)} bank"
             raise MissingKey(f"{which} holds missing-person data that is encrypted at rest, and {KEY_ENV} "
                              f"is not set; set it to the key the data is written with (32 bytes, urlsafe "
                              f"base64; `reunite keys generate-encryption-key` makes one)")

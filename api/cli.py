@@ -440,9 +440,12 @@ def banks_cmd(
         typer.echo(json.dumps([{"name": b.name, "kind": b.kind, "items": b.items,
                                 "verified": b.policy.get("verified") is not False} for b in quick]))
         return
+    typer.echo("bank\tkind\titems")
     for summary in quick:
         trust = "\tunverified" if summary.policy.get("verified") is False else ""  # an unsigned import
         typer.echo(f"{summary.name}\t{summary.kind}\t{summary.items} items{trust}")
+    if not quick:  # silence reads as a broken command or the wrong folder
+        typer.echo(f"no banks yet in {state.data_dir} (`reunite index` or `reunite enroll` make them)")
 
 
 # --- commands defined in their own modules (each registers on `app` when imported) ---

@@ -87,6 +87,7 @@ def networks_cmd(
         "--update/--no-update", help="Link ads indexed since the last run first.")] = True,
 ) -> None:
     """Ads of a bank grouped into networks by shared photos, faces, phones and e-mails."""
+    from indexer.text import with_article
     from matcher import networks
     from matcher.links import LinkConfig, Linker, file_reader
 
@@ -94,7 +95,7 @@ def networks_cmd(
     store = open_store()
     bank_row = bank_or_fail(store, bank)
     if bank_row.kind != "ads":
-        raise fail(f"bank {bank!r} is a {bank_row.kind} bank; networks are built from ads banks")
+        raise fail(f"bank {bank!r} is {with_article(bank_row.kind)} bank; networks are built from ads banks")
     if update:
         report = Linker(store, config=LinkConfig(region=region)).update(bank_row, read=file_reader())
         if report.occurrences or report.images:

@@ -90,6 +90,7 @@ def keys_create(
     """Issue a key; the key is printed alone on the last line, once."""
     from api.api_keys import create_key
     from api.application import cli_actor
+    from indexer.text import with_article
 
     application = open_app()
     with application.audited(cli_actor(), "key.create", f"key:{name}", role=role[:32], via="cli") as note:
@@ -98,7 +99,7 @@ def keys_create(
         except ValueError as exc:
             note.refuse("bad_key_request")
             raise fail(str(exc)) from None
-    typer.echo(f"created a {role} key named {name!r}; store it now, it is not shown again:")
+    typer.echo(f"created {with_article(role)} key named {name!r}; store it now, it is not shown again:")
     typer.echo(key)
 
 
@@ -116,24 +117,59 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) ->
     typer.echo(f"revoked {name!r}")
 
 
+KEYS_HEADER = "name\trole\tstate\tcreated\tlast used"
+
+
 @keys_app.command("list")
-def keys_list() -> None:
-    """Names, roles and states of the keys (never the keys)."""
+def keys_list(
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON array of {name, role, state, created, revoked, last_used} (UTC, ISO 8601).")
+    ] = False,
+) -> None:
+    """Names, roles, states, creation and last use of the keys (never the keys).
+
+    The last use is precise to a minute (it is written at most once a minute per key).
+    """
+    import json
+
     from indexer.store import peek
     from indexer.text import displayable
 
     # stdlib sqlite3, read-only: no FastAPI or SQLAlchemy to load
     quick = peek.api_keys(state.data_dir, state.catalog_url)
-    if quick is not None:
-        for q in quick:
-            status = f"revoked {q.revoked_at[:10]}" if q.revoked_at else "active"
-            typer.echo(f"{displayable(q.name)}\t{q.role}\t{status}")
-        return
-    from api.api_keys import list_keys
+    if quick is None:
+        from api.api_keys import list_keys
 
-    for k in list_keys(_catalog()):
-        status = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
-        typer.echo(f"{displayable(k.name)}\t{k.role}\t{status}")  # names stored before the text rule
+        quick = [peek.KeySummary(k.name, k.role, _iso(k.revoked_at), _iso(k.created_at), _iso(k.last_used_at))
+                 for k in list_keys(_catalog())]
+    if as_json:
+        typer.echo(json.dumps([{"name": displayable(k.name), "role": k.role,
+                                "state": "revoked" if k.revoked_at else "active",
+                                "created": _iso(k.created_at), "revoked": _iso(k.revoked_at),
+                                "last_used": _iso(k.last_used_at)} for k in quick]))
+        return
+    typer.echo(KEYS_HEADER)
+    for k in quick:  # names stored before the text rule are escaped
+        status = f"revoked {_minute(k.revoked_at)}" if k.revoked_at else "active"
+        typer.echo(f"{displayable(k.name)}\t{k.role}\t{status}\t{_minute(k.created_at)}\t"
+                   f"{_minute(k.last_used_at) if k.last_used_at else 'never'}")
+    if not quick:
+        typer.echo(f"no keys yet in {state.data_dir} (create one with `reunite keys create`)")
+
+
+def _iso(value: object) -> str | None:
+    """A catalog time (a datetime, or SQLite's text of one) as ISO 8601 to the second, UTC."""
+    import datetime as dt
+
+    if value is None:
+        return None
+    when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    return when.replace(microsecond=0).isoformat()
+
+
+def _minute(value: object) -> str:
+    """A catalog time as ``YYYY-MM-DD HH:MM`` (UTC), as people read it in a table."""
+    return (_iso(value) or "")[:16].replace("T", " ")
 
 
 @app.command("migrate")

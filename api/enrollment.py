@@ -28,6 +28,7 @@ from indexer.signals import base as signals
 from indexer.store.catalog import Bank, Item, Subject
 from indexer.store.photos import bank_namespace, needs_encryption
 from indexer.store.store import NewImage
+from indexer.text import with_article
 
 PHOTO_ATTR = "photo"  # Item.attributes key holding the photo-store token
 
@@ -69,7 +70,8 @@ def enroll_photos(svc: Service, bank: Bank, label: str, uploads: list[Upload],
     """Add ``uploads`` to the subject ``label`` of ``bank`` (creating it when ``new_subject``)."""
     if bank.kind not in enroll.ENROLL_KINDS:
         raise ApiError(409, "wrong_bank_kind",
-                       f"bank {bank.name!r} is a {bank.kind} bank; enroll into missing_person or venue banks")
+                       f"bank {bank.name!r} is {with_article(bank.kind)} bank; "
+                       "enroll into missing_person or venue banks")
     if not uploads:
         raise ApiError(422, "no_photos", "send at least one photo in the 'photos' field")
     encrypt = needs_encryption(bank.kind, bank.policy)

@@ -20,6 +20,7 @@ from indexer import images, pipeline
 from indexer.store.catalog import Bank
 from indexer.store.photos import bank_namespace, needs_encryption
 from indexer.store.store import NewImage
+from indexer.text import with_article
 
 INGEST_KINDS = ("ads", "hashes")
 
@@ -45,8 +46,8 @@ class Outcome:
 
 def check_bank(bank: Bank) -> None:
     if bank.kind not in INGEST_KINDS:
-        raise ApiError(409, "wrong_bank_kind", f"bank {bank.name!r} is a {bank.kind} bank; ingest "
-                       f"goes into {' or '.join(INGEST_KINDS)} banks (references are enrolled)")
+        raise ApiError(409, "wrong_bank_kind", f"bank {bank.name!r} is {with_article(bank.kind)} "
+                       f"bank; ingest goes into {' or '.join(INGEST_KINDS)} banks (references are enrolled)")
 
 
 def ingest(svc: Service, bank: Bank, uploads: list[Upload], records: list[AdRecord],

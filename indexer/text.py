@@ -151,3 +151,14 @@ def displayable_tree(value: Any) -> Any:
 def _escape(ch: str) -> str:
     code = ord(ch)
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def with_article(word: str) -> str:
+    """``word`` after "a" or "an" ("an investigator", "an ads", "a venue").
+
+    Messages name roles and bank kinds chosen at run time; "created a
+    investigator key" reads as a bug to the person it is printed for. The
+    first letter decides, which is right for every role, kind and record
+    format reunite names (none starts with a silent consonant or a "yoo" vowel).
+    """
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"

@@ -93,7 +93,7 @@ class WarcReader:
 
     def _image_of(self, record) -> Record | None:  # noqa: ANN001 - warcio ArcWarcRecord
         if record.format != "warc":  # warcio reads any text as a lenient ARC header line
-            raise NotWarc(f"a {record.format or 'non-WARC'} record, not a WARC one")
+            raise NotWarc(f"{text.with_article(record.format or 'non-WARC')} record, not a WARC one")
         if record.rec_type not in IMAGE_RECORD_TYPES:
             return None
         declared = ""

@@ -54,6 +54,7 @@ from indexer.signals.base import Thresholds, VectorKind
 from indexer.signals.hashes import PDQ_SIDE
 from indexer.store.catalog import Bank, Item, Subject, Vector, utcnow
 from indexer.store.store import Store
+from indexer.text import with_article
 from matcher import contacts, decide, photo_contacts
 from matcher import link_prints as prints
 from matcher.link_store import (
@@ -202,7 +203,7 @@ class Linker:
         features); otherwise an image is searched by its stored hashes.
         """
         if bank.kind != "ads":
-            raise ValueError(f"bank {bank.name!r} is a {bank.kind} bank: networks link ads banks")
+            raise ValueError(f"bank {bank.name!r} is {with_article(bank.kind)} bank: networks link ads banks")
         report = LinkReport()
         self._adopt_items(bank)
         with self.store.catalog.session() as s:

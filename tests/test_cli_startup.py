@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,19 +58,28 @@ def test_light_verbs_do_not_import_heavy_libraries(filled: Path, args: tuple[str
 
 def test_light_verbs_answer_from_the_catalog(filled: Path) -> None:
     banks = run_reunite("banks", data=filled, check=True).stdout
-    assert banks.strip() == "crawl\tads\t3 items"
+    assert banks.splitlines() == ["bank\tkind\titems", "crawl\tads\t3 items"]
     listed = json.loads(run_reunite("banks", "--json", data=filled, check=True).stdout)
     assert listed == [{"name": "crawl", "kind": "ads", "items": 3, "verified": True}]
-    keys = run_reunite("keys", "list", data=filled, check=True).stdout
-    assert keys.strip() == "rev\treviewer\tactive"
+    header, row = run_reunite("keys", "list", data=filled, check=True).stdout.splitlines()
+    assert header == "name\trole\tstate\tcreated\tlast used"
+    name, role, status, created, used = row.split("\t")
+    assert (name, role, status, used) == ("rev", "reviewer", "active", "never")
+    assert re.fullmatch(r"20\d\d-\d\d-\d\d \d\d:\d\d", created), created
     run_reunite("keys", "revoke", "rev", data=filled, check=True)
-    assert run_reunite("keys", "list", data=filled, check=True).stdout.split("\t")[2].startswith("revoked 20")
+    row = run_reunite("keys", "list", data=filled, check=True).stdout.splitlines()[1]
+    assert row.split("\t")[2].startswith("revoked 20")
+    [listed_key] = json.loads(run_reunite("keys", "list", "--json", data=filled, check=True).stdout)
+    assert listed_key["state"] == "revoked" and listed_key["last_used"] is None
+    assert listed_key["created"].startswith(created.replace(" ", "T"))
 
 
 def test_banks_of_an_empty_folder_creates_nothing(tmp_path: Path) -> None:
     data = tmp_path / "nothing"
     assert imported("banks", data=data).isdisjoint(HEAVY)
     assert run_reunite("banks", "--json", data=data, check=True).stdout.strip() == "[]"
+    human = run_reunite("banks", data=data, check=True).stdout.splitlines()
+    assert human[0] == "bank\tkind\titems" and human[1].startswith("no banks yet in ")
     assert not data.exists()
 
 

@@ -370,8 +370,13 @@ def test_admin_pages_keys_audit_and_banks(world: World, context: BrowserContext,
     with api.client(key) as c:
         assert c.get("/v1/whoami").json() == {"name": "field-investigator-7", "role": "investigator"}
     _shot(page, "workbench-admin-keys")
+    api.key("reviewer", "idle-reviewer-3")  # issued, never used
     page.goto(api.url + "/review/admin/keys")
     assert key not in page.content()  # shown once
+    # Last use: the key that just asked /v1/whoami has a time, the idle one says so.
+    expect(page.locator("tr[data-key='field-investigator-7'] td[data-label='Last used']")).to_have_text(
+        re.compile(r"\d"))
+    expect(page.locator("tr[data-key='idle-reviewer-3'] td[data-label='Last used']")).to_have_text("never")
     page.locator("tr[data-key='field-investigator-7']").get_by_role("button", name="Revoke").click()
     expect(page.locator("#admin-message")).to_contain_text("revoked")
     with api.client(key) as c:

@@ -13,6 +13,7 @@ from indexer.crypto import KEY_ENV
 from indexer.signals import base as signals
 from indexer.store.catalog import Bank
 from indexer.store.photos import needs_encryption
+from indexer.text import with_article
 
 router = APIRouter(prefix="/v1/banks", tags=["banks"])
 READERS = (ADMIN, INVESTIGATOR, REVIEWER, INGEST)
@@ -32,7 +33,8 @@ def create_bank(body: BankIn, request: Request,
     policy = body.policy.model_dump(exclude_none=True, mode="json")
     if needs_encryption(body.kind, policy) and svc.cipher is None:
         raise ApiError(409, "encryption_key_required",
-                       f"a {body.kind} bank is encrypted at rest: start the service with {KEY_ENV} set")
+                       f"{with_article(body.kind)} bank is encrypted at rest: "
+                       f"start the service with {KEY_ENV} set")
     try:  # watch keys (matcher/watch.py): `watches` on watchers, `keep_photos` on ads banks
         from matcher.watch import check_policy
         check_policy(body.kind, policy)

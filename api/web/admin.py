@@ -27,6 +27,7 @@ from api.routes.common import audit, service
 from api.web.access import Refused, form_guard, prefix, signed_in
 from api.web.render import page, qs
 from api.web.sessions import Session
+from indexer.text import with_article
 from matcher import review
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -66,9 +67,8 @@ def create(request: Request, _s: Annotated[Session, form_guard("key.create", ADM
     except ValueError as exc:
         audit(request, error="bad_key_request")
         return _keys_page(request, status=422, error=str(exc), name=name, role=role)
-    article = "an" if role[:1] in "aeiou" else "a"
     return _keys_page(request, status=201, created={"name": name.strip(), "role": role, "key": key,
-                                                    "article": article})
+                                                    "role_words": with_article(role)})
 
 
 @router.post("/keys/revoke")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import JSON, DateTime, ForeignKey, String, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from api.api_keys import note_use
 from api.auth import ApiKey, Principal
 from indexer.store.catalog import Base, Catalog, utcnow
 
@@ -90,6 +91,7 @@ class Sessions:
             if row.expires_at <= utcnow() or key.revoked_at is not None:
                 s.delete(row)
                 return None
+            note_use(key)  # a page view is a use of the key the session was opened with
             return Session(row.token_hash, Principal(key.id, key.name, key.role), row.csrf,
                            frozenset(int(x) for x in row.revealed or []), row.expires_at)
 

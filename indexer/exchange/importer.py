@@ -33,6 +33,7 @@ from indexer.signals import base as signals
 from indexer.signals.base import SignalVector
 from indexer.store.catalog import Bank
 from indexer.store.store import NewImage, Store
+from indexer.text import with_article
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,8 @@ def import_list(store: Store, path: Path, bank_name: str, signer_file: Path | No
     """Read, check and load ``path`` into the ``hashes`` bank ``bank_name``; nothing is written on refusal."""
     existing = store.catalog.bank(bank_name)
     if existing is not None and existing.kind != "hashes":
-        raise ExchangeError(f"bank {bank_name!r} is a {existing.kind} bank; import into a hashes bank")
+        raise ExchangeError(f"bank {bank_name!r} is {with_article(existing.kind)} bank; "
+                            "import into a hashes bank")
     fmt, parsed, key_id = read_list(Path(path), signer_file, fmt, unsigned, max_rows)
     if not parsed.rows:
         reasons = ", ".join(f"{n} {why}" for why, n in parsed.left_out.items()) or "no rows"

@@ -38,6 +38,8 @@ class KeySummary:
     name: str
     role: str
     revoked_at: str | None
+    created_at: str | None = None
+    last_used_at: str | None = None
 
 
 def _missing(data_dir: Path) -> bool:
@@ -96,7 +98,9 @@ def _key_rows(conn: sqlite3.Connection) -> list[tuple]:
     table = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'api_keys'").fetchone()
     if table is None:
         return []  # no key was ever issued in this folder
-    return conn.execute("SELECT name, role, revoked_at FROM api_keys ORDER BY id").fetchall()
+    # A catalog from before last_used_at (0004) raises here: the full path migrates it first.
+    return conn.execute("SELECT name, role, revoked_at, created_at, last_used_at FROM api_keys ORDER BY id"
+                        ).fetchall()
 
 
 def api_keys(data_dir: Path, catalog_url: str | None = None) -> list[KeySummary] | None:
@@ -104,4 +108,9 @@ def api_keys(data_dir: Path, catalog_url: str | None = None) -> list[KeySummary]
     rows = _read(data_dir, _key_rows, catalog_url)
     if rows is None:
         return None
-    return [KeySummary(str(n), str(r), None if rev is None else str(rev)) for n, r, rev in rows]
+    return [KeySummary(str(n), str(r), _text(rev), _text(made), _text(used))
+            for n, r, rev, made, used in rows]
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
