@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -24,16 +23,14 @@ def eval_cmd(
     workers: Annotated[int, typer.Option("--workers", min=1, help="Indexing processes.")] = 1,
 ) -> None:
     """Index the suite's gallery in a temporary data folder, match its queries, print metrics."""
-    from tqdm import tqdm
-
+    from api.progress import Progress
     from matcher import evaluate, metrics
 
-    bar = tqdm(unit="query", file=sys.stderr, disable=None, dynamic_ncols=True)
+    # A bar on a terminal, count lines in a log: a suite takes tens of minutes.
+    bar = Progress("eval", "query")
 
     def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
+        bar.update(done, total)
 
     try:
         result = evaluate.run_eval(suite, kind, limit=limit, workers=workers, progress=progress)
