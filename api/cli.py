@@ -363,10 +363,10 @@ def match_cmd(
 
     from api.application import cli_actor
     from api.bank_names import bank_names
+    from api.evidence_text import evidence_lines
     from indexer import images as image_io
     from indexer.crypto import MissingKey
     from indexer.text import displayable
-    from matcher.search import without_drawings
 
     queries = _read_queries(images or [], manifest)
     names = bank_names(bank)
@@ -379,6 +379,7 @@ def match_cmd(
     except MissingKey as exc:
         raise fail(str(exc)) from None
     actor, bank_names = cli_actor(), ",".join(b.name for b in banks)[:120]
+    policies = {b.name: b.policy for b in banks}
     failures = 0
     for shown, path in queries:
         candidates, error = [], None
@@ -413,9 +414,10 @@ def match_cmd(
         else:
             typer.echo(shown)
             for n, c in enumerate(candidates):
-                typer.echo(f"  {c.decision:6} {c.score:.3f}  {c.bank}/{displayable(c.label)}  "
-                           f"item {c.item}  {without_drawings(c.evidence)}"
+                typer.echo(f"  {c.decision:6} {c.score:.3f}  {c.bank}/{displayable(c.label)}  item {c.item}"
                            + (f"  review #{queued[n]}" if n in queued else ""))
+                for line in evidence_lines(c.evidence, c.score, c.decision, policies.get(c.bank)):
+                    typer.echo(f"           {line}")
             if not candidates:
                 typer.echo("  no candidates")
     if failures:

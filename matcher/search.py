@@ -83,11 +83,6 @@ _SEARCHER_FACTORIES: list[Any] = []
 DRAWING_SUFFIXES = ("_pairs", "_quad", "_hull")
 
 
-def without_drawings(evidence: dict[str, Any]) -> dict[str, Any]:
-    """``evidence`` less the coordinates kept for drawing it (for text output)."""
-    return {k: v for k, v in evidence.items() if not k.endswith(DRAWING_SUFFIXES)}
-
-
 def register_searcher(factory: Any) -> Any:
     """Register a searcher class (called with the Store and Defaults)."""
     _SEARCHER_FACTORIES.append(factory)

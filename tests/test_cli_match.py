@@ -128,3 +128,25 @@ def test_index_refuses_missing_person_banks(indexed: Path) -> None:
     done = run_reunite("index", str(FIXTURES), "--bank", "mp", "--kind", "missing_person",
                        data=indexed)
     assert done.returncode == 2 and "enroll" in done.stderr
+
+
+def test_human_output_says_the_evidence_in_lines_not_a_dict(indexed: Path, tmp_path: Path) -> None:
+    query = tmp_path / "crop.jpg"  # the rotated crop: local features spoke, the hashes did not
+    query.write_bytes(jpeg_bytes(photo("astronaut.png").crop((0, 0, 200, 200))
+                                 .resize(photo("rocket.jpg").size).rotate(45)))
+    out = run_reunite("match", str(query), "--bank", "ads", "--top", "1", data=indexed, check=True).stdout
+    lines = out.splitlines()
+    assert lines[0] == str(query)
+    assert lines[1].split()[:3] == ["match", lines[1].split()[1], "ads/astronaut"]
+    evidence = [line.strip() for line in lines[2:]]
+    assert evidence and all(line for line in evidence)
+    assert not any(line.startswith("{") or "': " in line for line in out.splitlines())  # no dict repr
+    assert any("inliers" in line for line in evidence), evidence  # the local features, in words
+    assert "local_shared_inliers: 0" in evidence  # a value no sentence explains is listed as it is
+    assert not any(line.startswith("Score ") for line in evidence)  # the score is on the candidate line
+    assert not any(key in out for key in ("_pairs", "_quad", "_hull"))  # drawing coordinates stay out
+    repost = tmp_path / "repost.jpg"  # a re-encoded copy: the hashes speak, in their scale
+    repost.write_bytes(jpeg_bytes(photo("coffee.png"), quality=60))
+    out = run_reunite("match", str(repost), "--bank", "ads", "--top", "1", data=indexed, check=True).stdout
+    pdq = [line for line in out.splitlines() if line.strip().startswith("PDQ distance ")]
+    assert pdq and " of 256" in pdq[0], out

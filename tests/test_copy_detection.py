@@ -250,6 +250,11 @@ def test_photo_small_on_a_large_page_matches_through_the_detail_pass(
     best = matcher.match(query, [bank])[0]
     assert best.label == "rocket" and best.decision == decide.MATCH, best.evidence
     monkeypatch.setattr(copy_search, "DETAIL_SIDE", local.QUERY_SIDE)
+    # The part pass (a near miss's region re-extracted on its own) can also make it a match:
+    # switched off too, so that this shows what the detail pass alone adds.
+    monkeypatch.setattr(copy_search, "MAX_NEAR_PARTS", 0)
+    monkeypatch.setattr(copy_search.parts, "paste_parts", lambda grey, scale: [])
+    monkeypatch.setattr(copy_search.parts, "grid_parts", lambda grey, scale: [])
     capped = matcher.match(query, [bank])[0]
     assert capped.label == "rocket" and capped.decision == decide.REVIEW, capped.evidence
     assert capped.evidence["local_tight_inliers"] < best.evidence["local_tight_inliers"]
