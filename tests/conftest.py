@@ -102,6 +102,24 @@ def catalog_of(data: Path) -> str | None:
     return CATALOG_OF.get(key)
 
 
+def catalog_rows(data: Path, statement: str) -> list[tuple]:
+    """The rows of a read-only SQL statement on ``data``'s catalog, on whichever backend holds it.
+
+    Read-only on SQLite (a missing file is an error, not a new empty catalog), so that a test
+    polling a run in progress never creates or locks the catalog under it.
+    """
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    url = catalog_of(data) or f"sqlite:///file:{Path(data) / 'catalog.sqlite'}?mode=ro&uri=true"
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(sqlalchemy.text(statement))]
+    finally:
+        engine.dispose()
+
+
 def catalog_env_of(data: Path) -> dict[str, str]:
     url = catalog_of(data)
     return {CATALOG_URL_ENV: url} if url else {}
