@@ -427,7 +427,11 @@ def index_records(
         report.interrupted = True
     finally:
         checkpoint_seconds = -1.0  # force the final save
-        flush()
+        try:
+            flush()
+        finally:
+            if keeper is not None and hasattr(keeper, "close"):
+                keeper.close()  # the photo writers' threads end with the run
         report.nodes = dict(sorted(engine.nodes.items()))
         report.seconds = time.monotonic() - start
     if report.indexed and not report.interrupted:
