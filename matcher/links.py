@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, exists, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from indexer import images
@@ -602,9 +602,14 @@ class Linker:
 LINK_CHUNK = 200
 def print_row(bank_id: int, item_id: int, p: prints.Print) -> AdPrint:
     """The catalog row of a print (keys, variants and thumbnails)."""
-    return AdPrint(item_id=item_id, bank_id=bank_id, pdq=p.pdq, quality=p.quality, thumb=p.thumb,
-                   trim_pdq=p.trim_pdq, trim_quality=p.trim_quality, trim_thumb=p.trim_thumb,
-                   variants=b"".join(p.variants) or None, trim_variants=b"".join(p.trim_variants) or None)
+    return AdPrint(**print_values(bank_id, item_id, p))
+
+
+def print_values(bank_id: int, item_id: int, p: prints.Print) -> dict[str, Any]:
+    """The columns of a print's catalog row."""
+    return {"item_id": item_id, "bank_id": bank_id, "pdq": p.pdq, "quality": p.quality, "thumb": p.thumb,
+            "trim_pdq": p.trim_pdq, "trim_quality": p.trim_quality, "trim_thumb": p.trim_thumb,
+            "variants": b"".join(p.variants) or None, "trim_variants": b"".join(p.trim_variants) or None}
 
 
 def _split_keys(packed: bytes | None) -> list[bytes]:
@@ -631,10 +636,20 @@ def stage_prints(store: Store, bank: Bank, stored: Iterable[tuple[int, prints.Pr
     if not pairs:
         return 0
     with store.catalog.session() as s:
-        have = set(_prints_of(s, [item_id for item_id, _p in pairs]))
-        rows = [print_row(bank.id, item_id, p) for item_id, p in pairs if item_id not in have]
-        s.add_all(rows)
+        have = _print_ids(s, [item_id for item_id, _p in pairs])
+        rows = [print_values(bank.id, item_id, p) for item_id, p in pairs if item_id not in have]
+        if rows:  # one bulk INSERT (Core executemany), not an ORM object and flush per row
+            s.execute(insert(AdPrint.__table__), rows)
     return len(rows)
+
+
+def _print_ids(s: Session, item_ids: list[int]) -> set[int]:
+    """Which of ``item_ids`` have a print row (their ids only: no row is loaded)."""
+    out: set[int] = set()
+    for start in range(0, len(item_ids), 900):
+        out.update(int(i) for i in s.scalars(select(AdPrint.item_id).where(
+            AdPrint.item_id.in_(item_ids[start:start + 900]))))
+    return out
 
 
 def _linked_count(s: Session, bank_id: int) -> int:
