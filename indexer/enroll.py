@@ -200,9 +200,14 @@ def enroll_records(store: Store, bank_name: str, kind: str, records: list[dict[s
             batch.append(NewImage(p.extraction, p.label, REFERENCE_SOURCE, {"row": p.row_number, **kept},
                                   p.subject_fields))
         if keeper:
-            keeper.sync()  # the photos on disk before the rows naming them commit
+            try:
+                keeper.sync()  # the photos on disk before the rows naming them commit
+            finally:
+                keeper.close()
         results = store.add_images(bank, batch)
     except BaseException:
+        if keeper:
+            keeper.close()
         for img in batch if keeper else ():
             keeper.discard(img.attributes)
         raise

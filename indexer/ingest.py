@@ -331,6 +331,7 @@ def index_records(
     picture_extras: dict[str, pipeline.PictureExtra] | None = None,
     after_batch: Callable[[list[tuple[Item, bool, NewImage]]], None] | None = None,
     engine: Engine | None = None,
+    hashed: dict[Path, str] | None = None,
 ) -> IngestReport:
     """Index ``records`` into ``bank`` and return what happened.
 
@@ -347,6 +348,8 @@ def index_records(
     ``engine`` maps the per-image work (default: :class:`PoolEngine` of ``workers``;
     :class:`indexer.ray_engine.RayEngine` on a Ray cluster); whatever maps it, the
     skipping, batching and writing here are the same, so every engine resumes alike.
+    ``hashed`` (when given) gets each readable record's path -> sha256 as read here, so a
+    caller that walks the records again (the ad linker) need not read and hash every file twice.
     """
     engine = engine or PoolEngine(workers)
     report = IngestReport(bank=bank.name, source=source,
@@ -365,6 +368,8 @@ def index_records(
             report.add_error(record.shown_as, "unreadable", f"cannot read the file ({exc.strerror or exc})")
             _check_bad_share(report, max_bad)
             continue
+        if hashed is not None:
+            hashed[record.path] = sha
         if sha in known:
             report.already_indexed += 1
         elif sha in seen_in_run:
@@ -427,7 +432,11 @@ def index_records(
         report.interrupted = True
     finally:
         checkpoint_seconds = -1.0  # force the final save
-        flush()
+        try:
+            flush()
+        finally:
+            if keeper is not None and hasattr(keeper, "close"):
+                keeper.close()  # the photo writers' threads end with the run
         report.nodes = dict(sorted(engine.nodes.items()))
         report.seconds = time.monotonic() - start
     if report.indexed and not report.interrupted:

@@ -18,8 +18,6 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-import phonenumbers
-
 DEFAULT_REGION = "US"
 PHONE_FIELDS = ("phones", "phone")
 EMAIL_FIELDS = ("emails", "email")
@@ -31,6 +29,10 @@ _DOTLESS_DOMAINS = {"gmail.com", "googlemail.com"}
 def check_region(region: str) -> str:
     """The code upper-cased, or ValueError naming it: a typo would silently drop every local number."""
     code = region.strip().upper()
+    if code == DEFAULT_REGION:  # libphonenumber's own default region: no need to load it to know
+        return code
+    import phonenumbers  # 0.1-0.5 s: loaded by the runs that read a phone number, not by every index
+
     if code not in phonenumbers.SUPPORTED_REGIONS:
         raise ValueError(f"unknown phone region {region!r} (an ISO 3166 alpha-2 code such as US, GB, DE)")
     return code
@@ -41,6 +43,8 @@ def normalise_phone(text: str, region: str = DEFAULT_REGION) -> str | None:
     raw = text.strip()
     if not raw or len(raw) > 40:
         return None
+    import phonenumbers
+
     try:
         number = phonenumbers.parse(raw, region.upper())
     except phonenumbers.NumberParseException:

@@ -71,24 +71,33 @@ def trim_box(rgb: np.ndarray, tol: int = 24, share: float = 0.97, min_keep: floa
     when at least ``min_cut`` of the area goes and a quarter of each side stays.
     """
     h, w = rgb.shape[:2]
-    a = rgb.astype(np.int16)
+    a = rgb  # 8-bit RGB (indexer.images.Picture)
 
-    def uniform(line: np.ndarray, ref: np.ndarray) -> bool:
-        # count_nonzero, not np.mean: the mean's overhead on one line was most of the test
-        return np.count_nonzero(np.abs(line - ref).max(axis=-1) <= tol) >= share * len(line)
+    def near(ref: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per channel, the integer values within ``tol`` of ``ref``: x with |x - ref| <= tol.
+
+        A mean of integer lines is an integer or at least 1/len away from one, so the
+        float bounds never round the other way than ``abs(x - ref) <= tol`` did."""
+        return (tuple(float(v) for v in np.ceil(ref - tol)), tuple(float(v) for v in np.floor(ref + tol)))
+
+    def uniform(line: np.ndarray, bounds: tuple[tuple[float, ...], tuple[float, ...]]) -> bool:
+        # cv2.inRange + countNonZero on the uint8 line: two calls instead of five NumPy passes
+        # over a float copy (issue 21: the per-call overhead was most of the test)
+        return cv2.countNonZero(cv2.inRange(line, *bounds)) >= share * line.shape[0] * line.shape[1]
 
     top, bottom, left, right = 0, h, 0, w
-    ref = a[0].mean(axis=0)
-    while top < h * (1 - min_keep) and uniform(a[top], ref):
+    bounds = near(a[0].mean(axis=0))
+    while top < h * (1 - min_keep) and uniform(a[top:top + 1], bounds):
         top += 1
-    ref = a[h - 1].mean(axis=0)
-    while bottom > top + h * min_keep and uniform(a[bottom - 1], ref):
+    bounds = near(a[h - 1].mean(axis=0))
+    while bottom > top + h * min_keep and uniform(a[bottom - 1:bottom], bounds):
         bottom -= 1
-    ref = a[:, 0].mean(axis=0)
-    while left < w * (1 - min_keep) and uniform(a[top:bottom, left], ref):
+    bounds = near(a[:, 0].mean(axis=0))
+    while left < w * (1 - min_keep) and uniform(np.ascontiguousarray(a[top:bottom, left:left + 1]), bounds):
         left += 1
-    ref = a[:, w - 1].mean(axis=0)
-    while right > left + w * min_keep and uniform(a[top:bottom, right - 1], ref):
+    bounds = near(a[:, w - 1].mean(axis=0))
+    while right > left + w * min_keep and uniform(np.ascontiguousarray(a[top:bottom, right - 1:right]),
+                                                  bounds):
         right -= 1
     if (bottom - top) * (right - left) > (1 - min_cut) * h * w:
         return None

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, exists, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from indexer import images
@@ -138,9 +138,17 @@ class Linker:
         self.matcher = matcher or Matcher(store)
         self.config = config or LinkConfig()
         self._key_indexes: dict[int, prints.KeyIndex] = {}
-        # Banks whose key index was checked against the catalog in the current chunk:
-        # the check counts the bank's prints, a pass over the crawl, so once per chunk.
+        # Banks whose key index was checked against the catalog in the current update:
+        # the check counts the bank's prints, a pass over the crawl, so once per update.
         self._checked: set[int] = set()
+        # Per bank, the images of the occurrences record() saw: where they are all the bank's
+        # unlinked images (two counts tell), update() links them without a pass over the bank.
+        self._recorded: dict[int, set[int]] = {}
+        # Per bank, the linked images the loaded key index accounts for (the count when it was
+        # loaded plus those this process linked since), and the count read at the update's start:
+        # equal, no other process linked anything meanwhile and the keys need no reload.
+        self._linked: dict[int, int] = {}
+        self._linked_now: dict[int, int] = {}
 
     # --- occurrences ---------------------------------------------------------
     def record(self, bank: Bank, occurrences: Iterable[Occurrence]) -> int:
@@ -173,6 +181,7 @@ class Linker:
                 seen.update((int(a), int(b)) for a, b in s.execute(
                     select(AdPhoto.subject_id, AdPhoto.item_id).where(
                         AdPhoto.subject_id.in_(ids[start:start + 900]))))
+            self._recorded.setdefault(bank.id, set()).update(item_id for _occ, item_id in wanted)
             for occ, item_id in wanted:
                 key = (subjects[occ.label], item_id)
                 if key in seen:
@@ -183,16 +192,49 @@ class Linker:
             s.add_all(rows)
         return len(rows)
 
-    def _adopt_items(self, bank: Bank) -> None:
-        """Occurrences for images stored by plain ``reunite index`` or the HTTP ingest."""
+    def _adopt_items(self, bank: Bank, unlinked: list[int]) -> None:
+        """Occurrences for images stored by plain ``reunite index`` or the HTTP ingest.
+
+        Only the ``unlinked`` images can lack one: every linked image was adopted by the
+        update that linked it (an item's own occurrence goes only with the item), so the
+        images still to link are the only ones looked at, not the whole bank.
+        """
         with self.store.catalog.session() as s:
-            orphan = (select(Item.id, Item.subject_id, Item.attributes)
-                      .where(Item.bank_id == bank.id, Item.subject_id.is_not(None),
-                             ~exists().where(and_(AdPhoto.item_id == Item.id,
-                                                  AdPhoto.subject_id == Item.subject_id))))
-            rows = s.execute(orphan).all()
+            rows = []
+            for start in range(0, len(unlinked), 900):  # SQLite's bound-parameter limit
+                rows += s.execute(
+                    select(Item.id, Item.subject_id, Item.attributes)
+                    .where(Item.id.in_(unlinked[start:start + 900]), Item.subject_id.is_not(None),
+                           ~exists().where(and_(AdPhoto.item_id == Item.id,
+                                                AdPhoto.subject_id == Item.subject_id)))
+                    .order_by(Item.id)).all()
             s.add_all(AdPhoto(bank_id=bank.id, subject_id=int(sid), item_id=int(iid),
                               attributes=dict(attrs or {})) for iid, sid, attrs in rows)
+
+    def _unlinked(self, bank: Bank) -> list[int]:
+        """The bank's images not linked yet, in id order.
+
+        Where the images record() saw hold as many unlinked ones as the bank lacks
+        links (items minus linked items: two counts on indexes), they are all of them
+        and nothing else is read; otherwise (images stored by other paths, an earlier
+        run that stopped) the bank is searched for them as a whole.
+        """
+        hint = sorted(self._recorded.pop(bank.id, set()))
+        with self.store.catalog.session() as s:
+            linked = _linked_count(s, bank.id)
+            self._linked_now[bank.id] = linked
+            if hint:
+                items = s.scalar(select(func.count()).select_from(Item).where(Item.bank_id == bank.id)) or 0
+                done: set[int] = set()
+                for start in range(0, len(hint), 900):
+                    done.update(int(i) for i in s.scalars(select(LinkedItem.item_id).where(
+                        LinkedItem.item_id.in_(hint[start:start + 900]))))
+                fresh = [i for i in hint if i not in done]
+                if items - linked == len(fresh):
+                    return fresh
+            return [int(i) for i in s.scalars(select(Item.id).where(
+                Item.bank_id == bank.id,
+                ~exists().where(LinkedItem.item_id == Item.id)).order_by(Item.id))]
 
     # --- the update ----------------------------------------------------------
     def update(self, bank: Bank, read: ImageReader | None = None) -> LinkReport:
@@ -205,10 +247,13 @@ class Linker:
         if bank.kind != "ads":
             raise ValueError(f"bank {bank.name!r} is {with_article(bank.kind)} bank: networks link ads banks")
         report = LinkReport()
-        self._adopt_items(bank)
+        self._checked.clear()
+        todo = self._unlinked(bank)
+        self._adopt_items(bank, todo)
         with self.store.catalog.session() as s:
+            # `linked = false` (not `IS`), so that the index on `linked` reads the pending rows only.
             pending = list(s.scalars(select(AdPhoto.id).where(AdPhoto.bank_id == bank.id,
-                                                              AdPhoto.linked.is_(False))
+                                                              AdPhoto.linked == False)  # noqa: E712
                                      .order_by(AdPhoto.id)))
         for start in range(0, len(pending), 200):
             with self.store.catalog.session() as s:
@@ -220,17 +265,12 @@ class Linker:
                 for occ_id in chunk:
                     report.new_links += self._link_occurrence(s, bank, occ_id, occs.get(occ_id), showing)
                     report.occurrences += 1
-        with self.store.catalog.session() as s:
-            todo = list(s.scalars(select(Item.id).where(
-                Item.bank_id == bank.id,
-                ~exists().where(LinkedItem.item_id == Item.id)).order_by(Item.id)))
         copy_searchers = self._copy_searchers(bank)
         # One transaction and one read of items, vectors and staged prints per chunk of
         # images, not three transactions per image: the commit, not the search, was
         # most of the cost of linking a small photo.
         for start in range(0, len(todo), LINK_CHUNK):
             chunk = todo[start:start + LINK_CHUNK]
-            self._checked.clear()
             with self.store.catalog.session() as s:
                 items = {int(i.id): i for i in s.scalars(select(Item).where(Item.id.in_(chunk)))}
                 vectors: dict[int, list[Vector]] = {}
@@ -319,6 +359,8 @@ class Linker:
                     for other in showing.get(other_item, set()):
                         new += upsert_link(s, bank.id, ad, other, kind, strength, evidence)
         s.add(LinkedItem(item_id=item_id, bank_id=bank.id))
+        if bank.id in self._linked:  # the key index accounts for it (a rollback only forces a reload)
+            self._linked[bank.id] += 1
         return new, staged is None and picture is None
 
     def _copy_searchers(self, bank: Bank) -> list[Any]:
@@ -373,11 +415,16 @@ class Linker:
         if index is not None and bank.id in self._checked:
             return index  # this process added every print since the check (index.add)
         self._checked.add(bank.id)
+        if index is not None and bank.id in self._linked:
+            # The count of linked images, read at the update's start (or now), is what this
+            # process accounts for: nobody else linked anything, so no pass over the prints.
+            now = self._linked_now.pop(bank.id, None)
+            if now is None:
+                now = _linked_count(s, bank.id)
+            if now == self._linked[bank.id]:
+                return index
         linked = exists().where(LinkedItem.item_id == AdPrint.item_id)
-        stored = s.scalar(select(func.count()).select_from(AdPrint)
-                          .where(AdPrint.bank_id == bank.id, linked)) or 0
-        if index is not None and len(index.items) == stored:
-            return index
+        self._linked[bank.id] = _linked_count(s, bank.id)  # in the transaction that reads the prints
         index = prints.KeyIndex()
         rows = s.execute(select(AdPrint.item_id, AdPrint.pdq, AdPrint.trim_pdq)
                          .where(AdPrint.bank_id == bank.id, linked).order_by(AdPrint.item_id))
@@ -555,9 +602,14 @@ class Linker:
 LINK_CHUNK = 200
 def print_row(bank_id: int, item_id: int, p: prints.Print) -> AdPrint:
     """The catalog row of a print (keys, variants and thumbnails)."""
-    return AdPrint(item_id=item_id, bank_id=bank_id, pdq=p.pdq, quality=p.quality, thumb=p.thumb,
-                   trim_pdq=p.trim_pdq, trim_quality=p.trim_quality, trim_thumb=p.trim_thumb,
-                   variants=b"".join(p.variants) or None, trim_variants=b"".join(p.trim_variants) or None)
+    return AdPrint(**print_values(bank_id, item_id, p))
+
+
+def print_values(bank_id: int, item_id: int, p: prints.Print) -> dict[str, Any]:
+    """The columns of a print's catalog row."""
+    return {"item_id": item_id, "bank_id": bank_id, "pdq": p.pdq, "quality": p.quality, "thumb": p.thumb,
+            "trim_pdq": p.trim_pdq, "trim_quality": p.trim_quality, "trim_thumb": p.trim_thumb,
+            "variants": b"".join(p.variants) or None, "trim_variants": b"".join(p.trim_variants) or None}
 
 
 def _split_keys(packed: bytes | None) -> list[bytes]:
@@ -584,10 +636,26 @@ def stage_prints(store: Store, bank: Bank, stored: Iterable[tuple[int, prints.Pr
     if not pairs:
         return 0
     with store.catalog.session() as s:
-        have = set(_prints_of(s, [item_id for item_id, _p in pairs]))
-        rows = [print_row(bank.id, item_id, p) for item_id, p in pairs if item_id not in have]
-        s.add_all(rows)
+        have = _print_ids(s, [item_id for item_id, _p in pairs])
+        rows = [print_values(bank.id, item_id, p) for item_id, p in pairs if item_id not in have]
+        if rows:  # one bulk INSERT (Core executemany), not an ORM object and flush per row
+            s.execute(insert(AdPrint.__table__), rows)
     return len(rows)
+
+
+def _print_ids(s: Session, item_ids: list[int]) -> set[int]:
+    """Which of ``item_ids`` have a print row (their ids only: no row is loaded)."""
+    out: set[int] = set()
+    for start in range(0, len(item_ids), 900):
+        out.update(int(i) for i in s.scalars(select(AdPrint.item_id).where(
+            AdPrint.item_id.in_(item_ids[start:start + 900]))))
+    return out
+
+
+def _linked_count(s: Session, bank_id: int) -> int:
+    """How many images of the bank are linked (a count on the bank's index, no join)."""
+    return int(s.scalar(select(func.count()).select_from(LinkedItem)
+                        .where(LinkedItem.bank_id == bank_id)) or 0)
 
 
 def _family(signal_name: str) -> str | None:

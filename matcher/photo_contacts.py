@@ -25,7 +25,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import phonenumbers
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -88,6 +87,8 @@ def normalise_url(text: str) -> str | None:
 
 
 def _phones(line: str, region: str) -> list[Found]:
+    import phonenumbers  # loaded by the runs that read text on photos (matcher.contacts: why)
+
     found: dict[str, str] = {}
     candidates = [line]
     fixed = _DIGITISH.sub(lambda m: m.group(0).translate(_TO_DIGIT)

@@ -93,6 +93,50 @@ def test_the_head_read_from_the_revision_files_is_alembic_s(tmp_path: Path) -> N
         engine.dispose()
 
 
+def test_the_sqlite_snapshot_is_what_the_revisions_make(tmp_path: Path) -> None:
+    """A new SQLite catalog is made from indexer/store/migrations/sqlite_head.sql, not by Alembic:
+    that file must hold exactly the statements the revisions produce at head (a revision added
+    without `python -m indexer.store.schema --sqlite-snapshot` fails here), so that a catalog made
+    from it holds the same schema, statement for statement, as one Alembic made."""
+    revision, statements = schema.sqlite_snapshot()
+    assert revision == schema.head() and statements, \
+        "sqlite_head.sql is stale: run python -m indexer.store.schema --sqlite-snapshot"
+    by_alembic = tmp_path / "alembic.sqlite"
+    engine = create_engine(f"sqlite:///{by_alembic}")
+    try:
+        with schema._schema_lock(engine) as conn:
+            from alembic import command
+            command.upgrade(schema.config(conn), "head")
+    finally:
+        engine.dispose()
+    Catalog.open(tmp_path / "data").engine.dispose()
+    made = schema.snapshot_statements(sqlite_url(tmp_path / "data"))
+    # The same statements (the revisions create one table's indexes in no fixed order).
+    by_revisions = schema.snapshot_statements(f"sqlite:///{by_alembic}")
+    assert sorted(made) == sorted(by_revisions) == sorted(statements), \
+        "sqlite_head.sql is stale: run python -m indexer.store.schema --sqlite-snapshot"
+    with sqlite3.connect(tmp_path / "data" / "catalog.sqlite") as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(schema.head(),)]
+        [(identity,)] = conn.execute("SELECT value FROM catalog_meta WHERE name = 'catalog_id'").fetchall()
+    assert len(identity) == 32 and (tmp_path / "data" / "catalog-id").read_text().strip() == identity
+
+
+def test_a_new_sqlite_catalog_is_made_without_importing_alembic(tmp_path: Path) -> None:
+    code = ("import sys; from pathlib import Path; from indexer.store.catalog import Catalog; "
+            "Catalog.open(Path(sys.argv[1])).ensure_bank('ads', 'ads'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "data")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    engine = create_engine(sqlite_url(tmp_path / "data"))
+    try:
+        with engine.connect() as conn:
+            assert schema.current(conn) == schema.head()
+    finally:
+        engine.dispose()
+
+
 def test_the_last_release_s_folder_upgrades_in_place_without_loss(tmp_path: Path) -> None:
     data = _legacy_folder(tmp_path)
     facts = json.loads((data / "legacy-facts.json").read_text(encoding="utf-8"))

@@ -186,6 +186,7 @@ def index_cmd(
     linking = bank_row.kind == "ads" and link
     extras, link_batch = link_staging(store, bank_row) if linking else (None, None)
     created: set[int] = set()  # this run's new items: the watch reuses their faces
+    hashed: dict[Path, str] = {}  # each file's sha256 as indexing read it: linking reuses them
 
     def after_batch(stored) -> None:  # noqa: ANN001 - [(Item, created, NewImage)]
         created.update(int(item.id) for item, was_new, _new in stored if was_new)
@@ -196,7 +197,7 @@ def index_cmd(
         report = ingest.index_records(store, bank_row, records, names, workers=workers,
                                       source=str(source), progress=progress, max_bad=max_bad,
                                       keeper=keeper, picture_extras=extras, after_batch=after_batch,
-                                      engine=mapper)
+                                      engine=mapper, hashed=hashed)
     except ingest.ManifestError as exc:  # a bad row, or a flood of unreadable ones: nothing stored
         bar.close(completed=False)
         raise fail(str(exc)) from None
@@ -222,7 +223,8 @@ def index_cmd(
     if linking and not report.interrupted:
         from api.cli.networks import link_records
 
-        typer.echo(link_records(store, bank_row, crawl_records(source, Path(spool.name))[1], region))
+        typer.echo(link_records(store, bank_row, crawl_records(source, Path(spool.name))[1], region,
+                                hashed))
     if watch and not report.interrupted:
         from api.watching import Indexed
         typer.echo(watch_bank(application, bank_row, quiet, keeper.paths,

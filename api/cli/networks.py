@@ -30,12 +30,14 @@ if TYPE_CHECKING:
 REGION_HELP = "Country (ISO 3166 alpha-2) of phone numbers written without +prefix."
 
 
-def link_records(store: Store, bank: Bank, records: Iterable[Record], region: str = "US") -> str:
+def link_records(store: Store, bank: Bank, records: Iterable[Record], region: str = "US",
+                 hashed: dict[Path, str] | None = None) -> str:
     """Record every (ad, photo) row of an indexed ads crawl and link what is new; returns a summary.
 
     ``index`` stores each image once, so the rows of ads that repost a photo
     the bank already holds are recorded here (with their manifest columns),
-    or the reposting ad would be lost.
+    or the reposting ad would be lost. ``hashed``: path -> sha256 as indexing read
+    them (``index_records(hashed=...)``); other files are read and hashed here.
     """
     from indexer import ingest
     from matcher.links import LinkConfig, Linker, Occurrence, file_reader
@@ -43,10 +45,12 @@ def link_records(store: Store, bank: Bank, records: Iterable[Record], region: st
     paths: dict[str, Path] = {}
     occurrences = []
     for record in records:
-        try:
-            sha = ingest.file_sha256(record.path)
-        except OSError:
-            continue  # reported by the indexing step
+        sha = (hashed or {}).get(record.path)
+        if sha is None:
+            try:
+                sha = ingest.file_sha256(record.path)
+            except OSError:
+                continue  # reported by the indexing step
         paths.setdefault(sha, record.path)
         occurrences.append(Occurrence(record.label, sha, record.attributes))
     linker = Linker(store, config=LinkConfig(region=region))

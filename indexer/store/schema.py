@@ -17,6 +17,12 @@ version is the ``alembic_version`` table. Rules:
   command's start): the head is read from the revision files' ``revision`` /
   ``down_revision`` lines (:func:`head`), the catalog's from ``alembic_version``;
   Alembic is imported only to upgrade, or where the files cannot be read that way;
+- a new SQLite catalog (an empty file: every first run on a fresh data folder) gets the
+  head's schema in one transaction from :data:`SQLITE_SNAPSHOT`, the statements the
+  revisions produce, and is stamped at head, without importing Alembic (0.2-1.5 s of the
+  first run's start, issue 21); a snapshot of another revision than the head is not
+  used (the revisions run instead), and tests/test_migrations.py pins that the snapshot
+  makes exactly the schema the revisions make;
 - an older one (including one of 0.1.0, which has no version table: the
   baseline adopts it) is upgraded in place, under a lock so that two processes
   opening it at once upgrade it once: an ``flock`` beside a SQLite file, a
@@ -49,6 +55,10 @@ if TYPE_CHECKING:  # Alembic is imported where a catalog is upgraded, not by eve
 SCRIPT_LOCATION = "indexer.store:migrations"
 VERSIONS = Path(__file__).resolve().parent / "migrations" / "versions"
 VERSION_TABLE = "alembic_version"
+# A new SQLite catalog's schema at head, as the revisions make it (sqlite_master's statements,
+# written by `python -m indexer.store.schema --sqlite-snapshot`; tests/test_migrations.py pins it).
+SQLITE_SNAPSHOT = Path(__file__).resolve().parent / "migrations" / "sqlite_head.sql"
+SNAPSHOT_REVISION = "-- revision: "
 # pg_advisory_xact_lock key of the schema step ("reun" in ASCII); any other constant would do.
 PG_SCHEMA_LOCK = 0x7265756E
 PRIVATE_MODE = 0o600
@@ -181,7 +191,14 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
     """Bring the catalog to :func:`head`; returns (revision before, revision after)."""
     target = head()
     with engine.connect() as conn:
-        if stored_revisions(conn) == [target]:  # up to date: the common case, no Alembic import
+        stored = stored_revisions(conn)
+        if stored == [target]:  # up to date: the common case, no Alembic import
+            return target, target
+        fresh = stored is None and _empty_sqlite(conn)
+    if fresh and _create_from_snapshot(engine, target):  # a new SQLite file: no Alembic either
+        return None, target
+    with engine.connect() as conn:
+        if fresh and stored_revisions(conn) == [target]:  # another process made it meanwhile
             return target, target
         before = current(conn)
     if before == target:
@@ -195,6 +212,97 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
 
             command.upgrade(config(conn), "head")
     return before, target
+
+
+def _empty_sqlite(conn: Connection) -> bool:
+    """Whether ``conn`` is a SQLite catalog holding no table at all (a new file)."""
+    if conn.dialect.name != "sqlite":
+        return False
+    return not conn.exec_driver_sql("SELECT 1 FROM sqlite_master LIMIT 1").first()
+
+
+@lru_cache(maxsize=1)
+def sqlite_snapshot() -> tuple[str | None, tuple[str, ...]]:
+    """(revision, statements) of :data:`SQLITE_SNAPSHOT`; (None, ()) when it cannot be read."""
+    try:
+        text_ = SQLITE_SNAPSHOT.read_text(encoding="utf-8")
+    except OSError:
+        return None, ()
+    first, _, body = text_.partition("\n")
+    if not first.startswith(SNAPSHOT_REVISION):
+        return None, ()
+    statements = tuple(part.strip() for part in body.split(";\n--\n") if part.strip())
+    return first[len(SNAPSHOT_REVISION):].strip(), statements
+
+
+def _create_from_snapshot(engine: Engine, target: str) -> bool:
+    """Make a new SQLite catalog's schema from the snapshot in one transaction, stamped at
+    ``target`` with a fresh identity (what revision 0002 inserts); False (nothing done) when
+    the snapshot is not of ``target`` or the file is no longer empty (another process made it)."""
+    import secrets
+    import sqlite3
+
+    revision, statements = sqlite_snapshot()
+    if revision != target or not statements:
+        return False
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return False
+    with _file_lock(engine):
+        conn = sqlite3.connect(database, isolation_level=None, timeout=30.0)
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # the write lock first, then look again
+            try:
+                if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+                    conn.execute("ROLLBACK")
+                    return False
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (?)", (target,))
+                conn.execute("INSERT INTO catalog_meta (name, value) VALUES ('catalog_id', ?)",
+                             (secrets.token_hex(16),))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        finally:
+            conn.close()
+    return True
+
+
+def snapshot_statements(url: str) -> list[str]:
+    """The schema statements of the SQLite catalog at ``url``, in the order SQLite keeps them."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [str(sql) for (sql,) in conn.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' "
+                "ORDER BY rowid")]
+    finally:
+        engine.dispose()
+
+
+def write_sqlite_snapshot(path: Path = SQLITE_SNAPSHOT) -> None:
+    """Write the snapshot: a new catalog made by the revisions (Alembic), its statements dumped."""
+    import tempfile
+
+    from sqlalchemy import create_engine
+
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite:///{Path(folder) / 'catalog.sqlite'}"
+        engine = create_engine(url)
+        try:
+            with _schema_lock(engine) as conn:
+                from alembic import command
+
+                command.upgrade(config(conn), "head")
+        finally:
+            engine.dispose()
+        statements = snapshot_statements(url)
+    path.write_text(f"{SNAPSHOT_REVISION}{head()}\n" + "".join(f"{sql};\n--\n" for sql in statements),
+                    encoding="utf-8")
 
 
 def autogenerate(url: str, message: str, rev_id: str) -> None:
@@ -257,9 +365,17 @@ def _file_lock(engine: Engine) -> Iterator[None]:
 if __name__ == "__main__":
     import argparse
 
-    parser = argparse.ArgumentParser(description="Write the next catalog revision (autogenerate).")
-    parser.add_argument("--url", required=True, help="a catalog at the current head")
-    parser.add_argument("--id", required=True, help="the new revision's id, e.g. 0004")
-    parser.add_argument("message")
+    parser = argparse.ArgumentParser(description="Write the next catalog revision (autogenerate) or "
+                                                 "(--sqlite-snapshot) a new SQLite catalog's schema.")
+    parser.add_argument("--sqlite-snapshot", action="store_true",
+                        help=f"rewrite {SQLITE_SNAPSHOT.name} from the revisions (after adding one)")
+    parser.add_argument("--url", help="a catalog at the current head")
+    parser.add_argument("--id", help="the new revision's id, e.g. 0004")
+    parser.add_argument("message", nargs="?")
     args = parser.parse_args()
-    autogenerate(args.url, args.message, args.id)
+    if args.sqlite_snapshot:
+        write_sqlite_snapshot()
+    elif not (args.url and args.id and args.message):
+        parser.error("--url, --id and a message are needed to write a revision")
+    else:
+        autogenerate(args.url, args.message, args.id)
