@@ -22,10 +22,11 @@ import pytest
 from PIL import Image
 
 try:
+    import milvus_server
     import ray_cluster
     from pg_server import CATALOG_OF, MISSING, OPT_OUT_ENV, PostgresServer, find_bin, opted_out
 except ModuleNotFoundError:  # imported as tests.conftest (a subprocess probe with the repo on its path)
-    from tests import ray_cluster
+    from tests import milvus_server, ray_cluster
     from tests.pg_server import CATALOG_OF, MISSING, OPT_OUT_ENV, PostgresServer, find_bin, opted_out
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,7 @@ CATALOG_URL_ENV = "REUNITE_CATALOG_URL"
 BACKENDS = ("sqlite", "postgresql")
 # A developer's own REUNITE_CATALOG_URL must not send the SQLite half of the suite to their database.
 os.environ.pop(CATALOG_URL_ENV, None)
+os.environ.pop("REUNITE_VECTORS_URL", None)  # nor the FAISS half to their Milvus
 PHOTOS = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "camera.png", "brick.png"]
 
 
@@ -178,3 +180,20 @@ def ray_cluster_of_two() -> Iterator[ray_cluster.RayCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+# --- Milvus -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def milvus() -> Iterator[milvus_server.MilvusServer]:
+    """One Milvus server (tests/milvus_server.py) for the whole run, started on first use."""
+    if milvus_server.opted_out():
+        pytest.skip(f"Milvus tests skipped ({milvus_server.OPT_OUT_ENV}=0)")
+    if not milvus_server.installed():
+        pytest.fail(milvus_server.MISSING, pytrace=False)
+    server = milvus_server.MilvusServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
