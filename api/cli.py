@@ -53,8 +53,8 @@ def _root(
                               "default: the SQLite file in the data folder.", envvar=CATALOG_URL_ENV,
         show_envvar=True)] = None,
     vectors_url: Annotated[str | None, typer.Option(
-        "--vectors-url", help="Vector indexes: milvus://HOST:PORT for a Milvus server shared by every process; "
-                              "default: FAISS files in the data folder.", envvar=VECTORS_URL_ENV,
+        "--vectors-url", help="Vector indexes: milvus://HOST:PORT for a Milvus server shared by every "
+                              "process; default: FAISS files in the data folder.", envvar=VECTORS_URL_ENV,
         show_envvar=True)] = None,
 ) -> None:
     if data is not None:

@@ -34,6 +34,7 @@ import os
 import shutil
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
 import tempfile
@@ -144,7 +145,7 @@ class MilvusServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.server_pid: int | None = None
         self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._relay: socketserver.ThreadingTCPServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -174,45 +175,34 @@ class MilvusServer:
         return "\n".join(p.read_text(errors="replace")[-2000:] for p in parts if p.is_file())
 
     def _start_relay(self) -> None:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.bind(("127.0.0.1", 0))
-        self.port = int(listener.getsockname()[1])
-        ready = threading.Event()
+        """127.0.0.1:<free port> here, each connection piped to the namespace's unix socket."""
         path = str(self.root / SOCKET_NAME)
 
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
+        class Pipe(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    upstream.connect(path)
+                except OSError:
+                    return
+                back = threading.Thread(target=_copy, args=(upstream, self.request), daemon=True)
+                back.start()
+                _copy(self.request, upstream)
+                back.join()
+                upstream.close()
 
-            async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-                await _relay(r, w, lambda: asyncio.open_unix_connection(path))
-
-            async def main() -> None:
-                server = await asyncio.start_server(handle, sock=listener)
-                ready.set()
-                async with server:
-                    await server.serve_forever()
-
-            with contextlib.suppress(asyncio.CancelledError, RuntimeError):
-                loop.run_until_complete(main())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="milvus-relay", daemon=True)
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Pipe)
+        server.daemon_threads = True
+        self._relay = server
+        self.port = int(server.server_address[1])
+        self._thread = threading.Thread(target=server.serve_forever, name="milvus-relay", daemon=True)
         self._thread.start()
-        ready.wait(10)
 
     def stop(self) -> None:
         """SIGTERM to the runner (which stops the server), then SIGKILL to the server's PID if left."""
-        if self._loop is not None and self._thread is not None:
-            async def shutdown() -> None:
-                tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-
-            with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
-            self._thread.join(timeout=10)
+        if self._relay is not None:
+            self._relay.shutdown()
+            self._relay.server_close()
         if self.proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signal.SIGTERM)
@@ -225,6 +215,18 @@ class MilvusServer:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(self.server_pid, signal.SIGKILL)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _copy(source: socket.socket, sink: socket.socket) -> None:
+    """Bytes from ``source`` to ``sink`` until either side closes."""
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
 
 
 def _is_milvus(pid: int) -> bool:

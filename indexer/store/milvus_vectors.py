@@ -101,7 +101,8 @@ def milvus_failure(exc: BaseException) -> str | None:
     while current is not None:
         if type(current).__module__.startswith("pymilvus"):
             first = (str(getattr(current, "message", "")) or str(current)).strip().splitlines()
-            return f"the Milvus server of the vectors URL failed: {(first or [type(current).__name__])[0][:200]}"
+            line = (first or [type(current).__name__])[0][:200]
+            return f"the Milvus server of the vectors URL failed: {line}"
         current = current.__cause__ or current.__context__
     return None
 
@@ -251,7 +252,8 @@ class MilvusIndexSet(IndexSet):
         try:
             self.client = MilvusClient(uri=uri, token=token, timeout=30)
         except Exception as exc:  # pymilvus raises its own MilvusException and grpc errors
-            raise VectorsUnavailable(f"cannot reach the Milvus server at {uri} ({exc.__class__.__name__})") from exc
+            raise VectorsUnavailable(
+                f"cannot reach the Milvus server at {uri} ({exc.__class__.__name__})") from exc
         self.uri = uri
         self.prefix = collection_prefix(catalog.identity())
         self.meta = f"{self.prefix}_meta"
