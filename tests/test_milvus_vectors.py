@@ -144,6 +144,11 @@ def test_dropped_collection_is_rebuilt_from_the_catalog_once(tmp_path: Path, mil
     store.add_images(bank, [NewImage(_extraction(999, extra[0]), "late")])
     assert len(others[1].indexes.get(bank.id, "pdq").radius_search(extra, 0)[0]) == 1
     assert sum(r.message.startswith("rebuilt") for r in caplog.records) == 1
+    # Dropped under a store that holds it as current: its next search refills it and answers.
+    client.drop_collection(name)
+    hits = store.indexes.get(bank.id, "pdq").radius_search(extra, 0)[0]
+    assert [store.catalog.vector_owners([h.vector_id])[h.vector_id][2].label for h in hits] == ["late"]
+    assert sum(r.message.startswith("rebuilt") for r in caplog.records) == 2
     store.indexes.forget_bank(bank.id)
     assert not client.has_collection(name)
 

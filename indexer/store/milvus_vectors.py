@@ -39,7 +39,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -127,6 +127,8 @@ class MilvusVectorIndex(VectorIndex):
         self.signal = signal
         self.binary = signal.kind is VectorKind.BINARY
         self._count: int | None = None
+        # Called when the collection turns out to be gone (dropped by hand): refills it from the catalog.
+        self.recover: Callable[[], None] | None = None
 
     # schema --------------------------------------------------------------------------------
     def create(self) -> None:
@@ -197,9 +199,19 @@ class MilvusVectorIndex(VectorIndex):
         if len(queries) == 0:
             return []
         metric = "HAMMING" if self.binary else "IP"
-        rows = self.client.search(self.name, data=self._queries(queries), limit=limit, anns_field="v",
-                                  search_params={"metric_type": metric, "params": params},
-                                  consistency_level=CONSISTENCY)
+
+        def ask() -> Any:
+            return self.client.search(self.name, data=self._queries(queries), limit=limit, anns_field="v",
+                                      search_params={"metric_type": metric, "params": params},
+                                      consistency_level=CONSISTENCY)
+
+        try:
+            rows = ask()
+        except Exception:
+            if self.recover is None or self.client.has_collection(self.name):
+                raise
+            self.recover()
+            rows = ask()
         return [_hits(r, similarity=not self.binary) for r in rows]
 
     def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
@@ -356,6 +368,7 @@ class MilvusIndexSet(IndexSet):
         handle = self._handles.get(key)
         if handle is None:
             handle = MilvusVectorIndex(self.client, self.collection(*key), signals.get(key[1]))
+            handle.recover = lambda: self._recover(key)
             self._handles[key] = handle
         if handle.revision != revision:
             handle._count = None
@@ -376,12 +389,21 @@ class MilvusIndexSet(IndexSet):
             with self._lock:
                 self._synced[key] = wanted
                 return self._handle(key, wanted)
-        with self.writing(bank_id), self._lock:  # a writer in flight finishes first
-            wanted = self._catalog_revision(bank_id, signal_name)
-            if self.stored_revision(name) != wanted:
+        revision = self._refill(key)  # under the bank's lock: a writer in flight finishes first
+        with self._lock:
+            return self._handle(key, revision)
+
+    def _recover(self, key: tuple[int, str]) -> None:
+        self._refill(key)
+
+    def _refill(self, key: tuple[int, str]) -> int:
+        """Rebuild (bank, signal) when Milvus does not hold the catalog's revision of it (under the lock)."""
+        with self.writing(key[0]), self._lock:
+            wanted = self._catalog_revision(*key)
+            if self.stored_revision(self.collection(*key)) != wanted:
                 self._rebuild_collection(key, wanted)
             self._synced[key] = wanted
-            return self._handle(key, wanted)
+            return wanted
 
     def _rebuild_collection(self, key: tuple[int, str], revision: int) -> None:
         """Refill the collection from the catalog (under the bank's lock: no writer meanwhile)."""
