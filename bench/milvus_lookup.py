@@ -91,6 +91,7 @@ def run(sizes: list[int], n_queries: int, tick_ms: int) -> dict:
             t = time.perf_counter()
             index.create()
             index.insert_new(ids, codes)
+            index.seal()
             count = len(index)
             load_s = time.perf_counter() - t
             index.radius_search(queries[:2], RADIUS)  # the segment's first search loads it

@@ -63,6 +63,11 @@ def test_binary_range_search_at_radius_31_equals_faiss_flat(client) -> None:  # 
     assert [[(h.vector_id, h.distance) for h in row] for row in got] == \
            [[(h.vector_id, h.distance) for h in row] for row in want]
     assert len(milvus) == len(codes)
+    # A radius holding more than the first limit's hits (milvus_vectors.FIRST_LIMIT): asked again, all kept.
+    wide_f, wide_m = faiss.radius_search(queries[:3], 124), milvus.radius_search(queries[:3], 124)
+    assert min(len(h) for h in wide_f) > 256
+    assert [[(h.vector_id, h.distance) for h in row] for row in wide_m] == \
+           [[(h.vector_id, h.distance) for h in row] for row in wide_f]
 
     # Top-k: the same distances (ids may differ only among ties at the k-th distance).
     top_m, top_f = milvus.search(queries, 5), faiss.search(queries, 5)

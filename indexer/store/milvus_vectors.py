@@ -58,6 +58,7 @@ log = logging.getLogger("reunite.milvus")
 VECTORS_URL_ENV = "REUNITE_VECTORS_URL"
 # Milvus refuses a search with more results than this (``topk`` / ``limit``).
 MAX_RESULTS = 16_384
+FIRST_LIMIT = 256  # a range search's first limit (the queries that fill it are asked again)
 INSERT_BATCH = 5_000  # rows per insert: well under gRPC's 64 MB message at 8192-d floats
 # pg_advisory_lock(key, bank) of a bank's vector writes ("rmvs" in ASCII); any other constant would do.
 PG_VECTORS_LOCK = 0x726D7673
@@ -152,29 +153,44 @@ class MilvusVectorIndex(VectorIndex):
         self.client.load_collection(self.name)
         self._count = 0
 
-    def _rows(self, ids: np.ndarray, vectors: np.ndarray) -> Iterator[list[dict[str, Any]]]:
+    def _columns(self, ids: np.ndarray, vectors: np.ndarray) -> Iterator[list[Any]]:
+        """[ids, vectors] in batches: column-wise, 20x faster to send than a dict per row."""
         ids = np.asarray(ids, dtype=np.int64)
         if self.binary:
             data = np.ascontiguousarray(vectors, dtype=np.uint8).reshape(len(ids), -1)
-            column: list[Any] = [row.tobytes() for row in data]
         else:
-            column = list(FaissFloatIndex._normalised(vectors))
+            data = FaissFloatIndex._normalised(vectors)
         for start in range(0, len(ids), INSERT_BATCH):
-            yield [{"id": int(i), "v": v} for i, v in zip(ids[start:start + INSERT_BATCH],
-                                                         column[start:start + INSERT_BATCH], strict=True)]
+            chunk = data[start:start + INSERT_BATCH]
+            yield [ids[start:start + INSERT_BATCH].tolist(),
+                   [row.tobytes() for row in chunk] if self.binary else chunk]
+
+    def _orm(self) -> Any:
+        """The collection through pymilvus's ORM on the client's own connection (it takes columns)."""
+        from pymilvus import Collection
+
+        return Collection(self.name, using=self.client._using)
 
     # writes --------------------------------------------------------------------------------
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Upsert: adding an id again (a retried write) replaces it instead of duplicating it."""
-        for rows in self._rows(ids, vectors):
-            self.client.upsert(self.name, rows)
+        if len(ids):
+            collection = self._orm()
+            for columns in self._columns(ids, vectors):
+                collection.upsert(columns)
         self._count = None
 
     def insert_new(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Insert ids the collection does not hold (a rebuild into an empty collection)."""
-        for rows in self._rows(ids, vectors):
-            self.client.insert(self.name, rows)
+        if len(ids):
+            collection = self._orm()
+            for columns in self._columns(ids, vectors):
+                collection.insert(columns)
         self._count = None
+
+    def seal(self) -> None:
+        """Flush what was inserted into sealed, indexed segments (after a bulk load: faster searches)."""
+        self.client.flush(self.name)
 
     def remove(self, ids: np.ndarray) -> int:
         wanted = [int(i) for i in np.asarray(ids, dtype=np.int64)]
@@ -231,7 +247,13 @@ class MilvusVectorIndex(VectorIndex):
             params = {"radius": int(radius) + 1, "range_filter": -1}
         else:
             params = {"radius": 1.0 - float(radius), "range_filter": 2.0}
-        out = self._search(queries, MAX_RESULTS, params)
+        # A small limit first (a large one costs Milvus a heap of that size per query and
+        # segment); the queries that filled it are asked again with the largest.
+        out = self._search(queries, FIRST_LIMIT, params)
+        full = [n for n, hits in enumerate(out) if len(hits) >= FIRST_LIMIT]
+        if full:
+            for n, hits in zip(full, self._search(queries[full], MAX_RESULTS, params), strict=True):
+                out[n] = hits
         if any(len(hits) >= MAX_RESULTS for hits in out):
             log.warning("a range search of %s hit Milvus's %d results per query; the nearest are kept",
                         self.name, MAX_RESULTS)
@@ -416,6 +438,8 @@ class MilvusIndexSet(IndexSet):
             data = np.frombuffer(b"".join(blob for _, blob in batch), dtype=signal.dtype)
             handle.insert_new(ids, data.reshape(len(batch), -1))
             count += len(batch)
+        if count:
+            handle.seal()
         self._record(handle.name, revision)
         handle._count = count
         log.info("rebuilt %s from the catalog: %d vectors at revision %d", handle.name, count, revision)
