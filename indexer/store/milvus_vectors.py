@@ -63,6 +63,7 @@ INSERT_BATCH = 5_000  # rows per insert: well under gRPC's 64 MB message at 8192
 # pg_advisory_lock(key, bank) of a bank's vector writes ("rmvs" in ASCII); any other constant would do.
 PG_VECTORS_LOCK = 0x726D7673
 CONSISTENCY = "Strong"
+CONNECT_TIMEOUT_S = 10
 
 
 class BadVectorsUrl(ValueError):
@@ -283,8 +284,12 @@ class MilvusIndexSet(IndexSet):
             from pymilvus import MilvusClient
         except ImportError:
             raise VectorsUnavailable("Milvus vectors need pymilvus: pip install 'reunite[milvus]'") from None
+        # pymilvus prints its errors on its own console handlers; they reach us as exceptions
+        # (one line on the CLI's stderr, an answer of the service), so its printing is silenced.
+        for name in ("pymilvus", "pymilvus.milvus_client"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         try:
-            self.client = MilvusClient(uri=uri, token=token, timeout=30)
+            self.client = MilvusClient(uri=uri, token=token, timeout=CONNECT_TIMEOUT_S)
         except Exception as exc:  # pymilvus raises its own MilvusException and grpc errors
             raise VectorsUnavailable(
                 f"cannot reach the Milvus server at {uri} ({exc.__class__.__name__})") from exc
