@@ -11,8 +11,15 @@ the one place they are kept.
 Exactness is kept as with FAISS: packed-bit hashes are ``BINARY_VECTOR`` with
 ``HAMMING`` on a ``BIN_FLAT`` index (a scan; ``BIN_IVF_FLAT`` missed 11 of 13
 neighbours at radius 100 even with nprobe = nlist), embeddings (faces, rooms)
-are L2-normalised ``FLOAT_VECTOR`` with ``IP`` on a ``FLAT`` index, and reads
-use Strong consistency, so a search sees every write acknowledged before it.
+are L2-normalised ``FLOAT_VECTOR`` with ``IP`` on a ``FLAT`` index.
+
+A search sees every write the catalog shows: each write's Milvus timestamp is
+recorded with the collection's revision, and reads name the newest such
+timestamp this process knows (Milvus's ``Customized`` consistency with a
+guarantee timestamp). A process that finds a newer catalog revision reads the
+metadata (Strong) first. So a read waits only for writes it has to see, not for
+the server's next time tick as a Strong read does (``proxy.timeTickInterval``,
+200 ms by default; BENCHMARKS.md, *Milvus*).
 
 The catalog stays the source of truth. Each collection's catalog revision is
 recorded in a small metadata collection; a process trusts a collection only at
@@ -131,6 +138,20 @@ class MilvusVectorIndex(VectorIndex):
         self._count: int | None = None
         # Called when the collection turns out to be gone (dropped by hand): refills it from the catalog.
         self.recover: Callable[[], None] | None = None
+        # The Milvus (hybrid) timestamp of the newest write this process must see: reads wait for it.
+        self.guarantee_ts = 1
+        # A fresh timestamp after a delete (Milvus 2.3 answers a delete with none); without one
+        # (an index used on its own), every read after a delete is Strong.
+        self.barrier: Callable[[], int] | None = None
+        self._strong = False
+
+    def _reads(self) -> dict[str, Any]:
+        if self._strong:
+            return {"consistency_level": "Strong"}
+        return {"consistency_level": "Customized", "guarantee_timestamp": max(1, int(self.guarantee_ts))}
+
+    def _wrote(self, result: Any) -> None:
+        self.guarantee_ts = max(self.guarantee_ts, int(result.timestamp))
 
     # schema --------------------------------------------------------------------------------
     def create(self) -> None:
@@ -178,7 +199,7 @@ class MilvusVectorIndex(VectorIndex):
         if len(ids):
             collection = self._orm()
             for columns in self._columns(ids, vectors):
-                collection.upsert(columns)
+                self._wrote(collection.upsert(columns))
         self._count = None
 
     def insert_new(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -186,7 +207,7 @@ class MilvusVectorIndex(VectorIndex):
         if len(ids):
             collection = self._orm()
             for columns in self._columns(ids, vectors):
-                collection.insert(columns)
+                self._wrote(collection.insert(columns))
         self._count = None
 
     def seal(self) -> None:
@@ -196,12 +217,19 @@ class MilvusVectorIndex(VectorIndex):
     def remove(self, ids: np.ndarray) -> int:
         wanted = [int(i) for i in np.asarray(ids, dtype=np.int64)]
         removed = 0
+        collection = self._orm() if wanted else None
         for start in range(0, len(wanted), INSERT_BATCH):
             chunk = wanted[start:start + INSERT_BATCH]
             held = self.client.query(self.name, filter=f"id in {chunk}", output_fields=["id"],
-                                     consistency_level=CONSISTENCY)
-            self.client.delete(self.name, ids=chunk)
+                                     **self._reads())
+            assert collection is not None
+            collection.delete(f"id in {chunk}")
             removed += len(held)
+        if wanted:
+            if self.barrier is None:
+                self._strong = True
+            else:
+                self.guarantee_ts = max(self.guarantee_ts, self.barrier())
         self._count = None
         return removed
 
@@ -220,7 +248,7 @@ class MilvusVectorIndex(VectorIndex):
         def ask() -> Any:
             return self.client.search(self.name, data=self._queries(queries), limit=limit, anns_field="v",
                                       search_params={"metric_type": metric, "params": params},
-                                      consistency_level=CONSISTENCY)
+                                      **self._reads())
 
         try:
             rows = ask()
@@ -262,8 +290,7 @@ class MilvusVectorIndex(VectorIndex):
 
     def __len__(self) -> int:
         if self._count is None:
-            rows = self.client.query(self.name, filter="", output_fields=["count(*)"],
-                                     consistency_level=CONSISTENCY)
+            rows = self.client.query(self.name, filter="", output_fields=["count(*)"], **self._reads())
             self._count = int(rows[0]["count(*)"])
         return self._count
 
@@ -316,6 +343,7 @@ class MilvusIndexSet(IndexSet):
                                            description="reunite: catalog revision of each collection")
         schema.add_field("name", DataType.VARCHAR, max_length=255, is_primary=True)
         schema.add_field("revision", DataType.INT64)
+        schema.add_field("ts", DataType.INT64)  # the Milvus timestamp of that revision's last write
         schema.add_field("v", DataType.FLOAT_VECTOR, dim=2)  # Milvus wants a vector field in every collection
         params = self.client.prepare_index_params()
         params.add_index("v", index_type="FLAT", metric_type="L2")
@@ -324,16 +352,32 @@ class MilvusIndexSet(IndexSet):
                                           consistency_level=CONSISTENCY)
         self.client.load_collection(self.meta)
 
-    def stored_revision(self, name: str) -> int | None:
-        """The catalog revision the collection ``name`` holds, None when it is not there."""
+    def _stored(self, name: str) -> tuple[int, int] | None:
+        """(catalog revision, Milvus timestamp of its last write) of ``name``; None when it is not there."""
         if not self.client.has_collection(name):
             return None
-        rows = self.client.query(self.meta, filter=f'name == "{name}"', output_fields=["revision"],
+        rows = self.client.query(self.meta, filter=f'name == "{name}"', output_fields=["revision", "ts"],
                                  consistency_level=CONSISTENCY)
-        return int(rows[0]["revision"]) if rows else None
+        return (int(rows[0]["revision"]), int(rows[0]["ts"])) if rows else None
 
-    def _record(self, name: str, revision: int) -> None:
-        self.client.upsert(self.meta, [{"name": name, "revision": int(revision), "v": [0.0, 0.0]}])
+    def stored_revision(self, name: str) -> int | None:
+        """The catalog revision the collection ``name`` holds, None when it is not there."""
+        stored = self._stored(name)
+        return None if stored is None else stored[0]
+
+    def _upsert_meta(self, name: str, revision: int, ts: int) -> int:
+        from pymilvus import Collection
+
+        done = Collection(self.meta, using=self.client._using).upsert(
+            [[name], [int(revision)], [int(ts)], [[0.0, 0.0]]])
+        return int(done.timestamp)
+
+    def _barrier(self) -> int:
+        """A timestamp later than every write acknowledged so far (one write of a row of its own)."""
+        return self._upsert_meta("__barrier__", 0, 0)
+
+    def _record(self, handle: MilvusVectorIndex, revision: int) -> None:
+        self._upsert_meta(handle.name, revision, handle.guarantee_ts)
 
     # the per-bank lock ---------------------------------------------------------------------
     @contextlib.contextmanager
@@ -396,6 +440,7 @@ class MilvusIndexSet(IndexSet):
         if handle is None:
             handle = MilvusVectorIndex(self.client, self.collection(*key), signals.get(key[1]))
             handle.recover = lambda: self._recover(key)
+            handle.barrier = self._barrier
             self._handles[key] = handle
         if handle.revision != revision:
             handle._count = None
@@ -411,11 +456,13 @@ class MilvusIndexSet(IndexSet):
         with self._lock:
             if self._synced.get(key) == wanted:
                 return self._handle(key, wanted)
-        name = self.collection(*key)
-        if self.stored_revision(name) == wanted:
+        stored = self._stored(self.collection(*key))
+        if stored is not None and stored[0] == wanted:
             with self._lock:
                 self._synced[key] = wanted
-                return self._handle(key, wanted)
+                handle = self._handle(key, wanted)
+                handle.guarantee_ts = max(handle.guarantee_ts, stored[1])
+                return handle
         revision = self._refill(key)  # under the bank's lock: a writer in flight finishes first
         with self._lock:
             return self._handle(key, revision)
@@ -427,8 +474,12 @@ class MilvusIndexSet(IndexSet):
         """Rebuild (bank, signal) when Milvus does not hold the catalog's revision of it (under the lock)."""
         with self.writing(key[0]), self._lock:
             wanted = self._catalog_revision(*key)
-            if self.stored_revision(self.collection(*key)) != wanted:
+            stored = self._stored(self.collection(*key))
+            if stored is None or stored[0] != wanted:
                 self._rebuild_collection(key, wanted)
+            else:
+                handle = self._handle(key, wanted)
+                handle.guarantee_ts = max(handle.guarantee_ts, stored[1])
             self._synced[key] = wanted
             return wanted
 
@@ -445,7 +496,7 @@ class MilvusIndexSet(IndexSet):
             count += len(batch)
         if count:
             handle.seal()
-        self._record(handle.name, revision)
+        self._record(handle, revision)
         handle._count = count
         log.info("rebuilt %s from the catalog: %d vectors at revision %d", handle.name, count, revision)
 
@@ -467,17 +518,21 @@ class MilvusIndexSet(IndexSet):
                 before = revisions_before.get(key, -1)
                 name = self.collection(*key)
                 held = self._synced.get(key)
+                stored = None
                 if held != before:
-                    held = self.stored_revision(name)
+                    stored = self._stored(name)
+                    held = None if stored is None else stored[0]
                 if held != before:
                     self._synced.pop(key, None)
                     continue
                 handle = self._handle(key, before)
+                if stored is not None:
+                    handle.guarantee_ts = max(handle.guarantee_ts, stored[1])
                 if key in removed and len(removed[key]):
                     handle.remove(removed[key])
                 if key in added:
                     handle.add(*added[key])
-                self._record(name, after)
+                self._record(handle, after)
                 self._synced[key] = after
                 handle.revision = after
 
