@@ -7,13 +7,13 @@ The bank is random 256-bit codes plus perturbed copies (0-40 bits flipped) of
 codes, at radius 31. Milvus is the embedded server of ``milvus==2.3.5`` started
 in a network namespace of its own (tests/milvus_server.py), reached over
 loopback through the same relay the tests use, with reunite's own index class
-(indexer.store.milvus_vectors.MilvusVectorIndex: Strong consistency). FAISS is
+(indexer.store.milvus_vectors.MilvusVectorIndex: reads wait for the load's last
+write's timestamp). FAISS is
 ``IndexBinaryFlat`` behind reunite's FaissBinaryIndex on one thread. Reported:
 load time, sequential lookups/s (one query per request, as the API asks), one
 batch of every query in a single request, and exactness (every query's ids and
 distances equal to the flat scan's). ``--tick-ms`` is the server's
-``proxy.timeTickInterval`` (Milvus's default is 200 ms): a Strong read waits
-for the next tick, so it bounds a sequential lookup's latency.
+``proxy.timeTickInterval`` (Milvus's default is 200 ms), the wait of a Strong read.
 """
 
 from __future__ import annotations
