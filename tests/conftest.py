@@ -184,16 +184,42 @@ def ray_cluster_of_two() -> Iterator[ray_cluster.RayCluster]:
 
 # --- Milvus -----------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
+class _MilvusHolder:
+    """The run's one Milvus server (tests/milvus_server.py): started on first use, stopped after
+    the last test that needs it (idle, it still costs ~10% of a core), started again if one more does."""
+
+    server: milvus_server.MilvusServer | None = None
+
+    def running(self) -> milvus_server.MilvusServer:
+        if self.server is None:
+            server = milvus_server.MilvusServer()
+            try:
+                server.start()
+            except BaseException:
+                server.stop()
+                raise
+            self.server = server
+        return self.server
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server, server = None, self.server
+            server.stop()
+
+
+_MILVUS = _MilvusHolder()
+
+
+@pytest.fixture
 def milvus() -> Iterator[milvus_server.MilvusServer]:
-    """One Milvus server (tests/milvus_server.py) for the whole run, started on first use."""
+    """The Milvus server of the run (one for the whole session unless tests not needing it come between)."""
     if milvus_server.opted_out():
         pytest.skip(f"Milvus tests skipped ({milvus_server.OPT_OUT_ENV}=0)")
     if not milvus_server.installed():
         pytest.fail(milvus_server.MISSING, pytrace=False)
-    server = milvus_server.MilvusServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+    yield _MILVUS.running()
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if nextitem is None or "milvus" not in getattr(nextitem, "fixturenames", ()):
+        _MILVUS.stop()

@@ -203,6 +203,7 @@ class MilvusServer:
         if self._relay is not None:
             self._relay.shutdown()
             self._relay.server_close()
+            self._relay = None
         if self.proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signal.SIGTERM)
@@ -211,6 +212,7 @@ class MilvusServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+            self.proc = None
         if self.server_pid is not None and _is_milvus(self.server_pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(self.server_pid, signal.SIGKILL)

@@ -26,7 +26,7 @@ from indexer.store.store import NewImage, Store
 from indexer.store.vectors import FaissBinaryIndex, FaissFloatIndex
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def client(milvus) -> Iterator[object]:  # noqa: ANN001 - tests.milvus_server.MilvusServer
     from pymilvus import MilvusClient
 
