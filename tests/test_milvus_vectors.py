@@ -21,7 +21,8 @@ from conftest import jpeg_bytes, photo, run_reunite
 from indexer import pipeline
 from indexer.signals import base as signals
 from indexer.signals.base import SignalVector
-from indexer.store.milvus_vectors import MilvusIndexSet, MilvusVectorIndex, milvus_uri
+from indexer.store.catalog import Catalog
+from indexer.store.milvus_vectors import MilvusIndexSet, MilvusVectorIndex, collection_prefix, milvus_uri
 from indexer.store.store import NewImage, Store
 from indexer.store.vectors import FaissBinaryIndex, FaissFloatIndex
 
@@ -168,11 +169,22 @@ def test_index_and_match_through_the_command_with_milvus(tmp_path: Path, milvus,
     run_reunite("index", str(crawl), "--bank", "ads", "--signals", "hashes", "--no-watch", data=data,
                 env=env, check=True)
     assert not list((data / "indexes").glob("bank-*/*.faiss"))  # the vectors went to the server
+    catalog = Catalog.open(data)
+    prefix = collection_prefix(catalog.identity())
+    catalog.engine.dispose()
+    pdq = [n for n in client.list_collections() if n.startswith(prefix) and n.endswith("_pdq")]
+    assert len(pdq) == 1
+    assert client.query(pdq[0], filter="", output_fields=["count(*)"],
+                        consistency_level="Strong")[0]["count(*)"] == 3
     copy = tmp_path / "copy.jpg"
     copy.write_bytes(jpeg_bytes(photo("coffee.png").resize((256, 256)).resize((200, 200)), 70))
-    done = run_reunite("match", str(copy), "--bank", "ads", "--json", data=data, env=env, check=True)
+    # The option before the verb does what the environment does.
+    done = run_reunite("--vectors-url", milvus.url, "match", str(copy), "--bank", "ads", "--json", data=data,
+                       check=True)
     best = json.loads(done.stdout.splitlines()[0])["candidates"][0]
     assert best["label"] == "coffee" and best["decision"] == "match", done.stdout
-    bad = run_reunite("match", str(copy), "--bank", "ads", data=data, env={"REUNITE_VECTORS_URL": "redis://127.0.0.1:1"})
+    assert not list((data / "indexes").glob("bank-*/*.faiss"))  # found in Milvus, not a FAISS rebuild
+    bad = run_reunite("match", str(copy), "--bank", "ads", data=data,
+                      env={"REUNITE_VECTORS_URL": "redis://127.0.0.1:1"})
     assert bad.returncode == 2 and "milvus://HOST:PORT" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
