@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -188,3 +189,37 @@ def test_index_and_match_through_the_command_with_milvus(tmp_path: Path, milvus,
                       env={"REUNITE_VECTORS_URL": "redis://127.0.0.1:1"})
     assert bad.returncode == 2 and "milvus://HOST:PORT" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_a_reader_waits_for_a_write_in_flight_instead_of_rebuilding(tmp_path: Path, milvus,  # noqa: ANN001
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(4)
+    codes = rng.integers(0, 256, (21, 32), dtype=np.uint8)
+    writer, reader = Store(tmp_path, vectors_url=milvus.url), Store(tmp_path, vectors_url=milvus.url)
+    bank = writer.catalog.ensure_bank("list", "hashes", {"signals": ["hashes"]})
+    writer.add_images(bank, [NewImage(_extraction(n, codes[n]), f"ref-{n}") for n in range(20)])
+    assert len(reader.indexes.get(bank.id, "pdq")) == 20
+    caplog.set_level(logging.INFO, logger="reunite.milvus")
+
+    # The writer's catalog commit is done and its Milvus write not yet (held for a moment here):
+    # a reader seeing the newer catalog revision waits on the bank's lock, then finds it written.
+    committed = threading.Event()
+    mirror = writer.indexes.apply
+
+    def slow_apply(*args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        committed.set()
+        time.sleep(1.5)
+        mirror(*args, **kwargs)
+
+    writer.indexes.apply = slow_apply  # type: ignore[method-assign]
+    late = threading.Thread(target=writer.add_images,
+                            args=(bank, [NewImage(_extraction(20, codes[20]), "late")]))
+    late.start()
+    assert committed.wait(60)
+    assert reader.catalog.revision(bank.id, "pdq") > reader.indexes.stored_revision(
+        reader.indexes.collection(bank.id, "pdq"))
+    hits = reader.indexes.get(bank.id, "pdq").radius_search(codes[20:21], 0)[0]
+    late.join(timeout=60)
+    assert len(hits) == 1
+    assert not [r for r in caplog.records if r.message.startswith("rebuilt")]
+    writer.indexes.forget_bank(bank.id)
