@@ -296,8 +296,8 @@ def link_at_scale(sizes: list[int], new_photos: list[Path], work: Path) -> list[
 
 def link_one_size(size: int, folder: Path, n: int, work: Path) -> dict:
     """Grow a bank to ``size`` generated ads, then index and link the ``n`` photos of ``folder``."""
-    from api.cli import link_staging, parse_signals
-    from api.cli_networks import link_records
+    from api.cli.main import link_staging, parse_signals
+    from api.cli.networks import link_records
     from indexer import ingest
     from indexer.store.store import Store
     from matcher import links

@@ -54,7 +54,7 @@ def main() -> None:
     from indexer.crypto import KEY_ENV, generate_key
     os.environ.setdefault(KEY_ENV, generate_key())
     from api.application import cli_actor
-    from api.cli import default_signals
+    from api.cli.main import default_signals
     from api.watching import Indexed, check_ads
     from indexer import enroll, ingest, pipeline
     from indexer.signals import base as signals

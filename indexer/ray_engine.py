@@ -40,7 +40,7 @@ WINDOW_BYTES = 256 << 20
 # Images per Ray task: small enough to spread a window over every CPU of the cluster.
 TASK_IMAGES = 4
 WINDOW_ENV = "REUNITE_RAY_WINDOW"
-# Set in every Ray worker of the run, as the CLI does for itself (api.cli.single_threaded_libraries).
+# Set in every Ray worker of the run, as the CLI does for itself (api.cli.main.single_threaded_libraries).
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import uvicorn
-from conftest import CATALOG_OF, bind_catalog, catalog_env_of, jpeg_bytes, png_bytes, tiles
+from conftest import bind_catalog, catalog_env_of, catalog_of, jpeg_bytes, png_bytes, tiles
 
 from api.app import create_app
 from api.auth import ROLES, create_key
@@ -36,7 +36,7 @@ class LiveApi:
     def __init__(self, data_dir: Path, **options: object) -> None:
         self.data_dir = Path(data_dir)
         # A folder a test bound to a PostgreSQL database (conftest.bind_catalog) is served from it.
-        options.setdefault("catalog_url", CATALOG_OF.get(self.data_dir.resolve()))
+        options.setdefault("catalog_url", catalog_of(self.data_dir))
         self.app = create_app(self.data_dir, **options)
         self.service: Service = self.app.state.service
         self.catalog_url: str | None = options.get("catalog_url")  # type: ignore[assignment]

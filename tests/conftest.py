@@ -24,10 +24,26 @@ from PIL import Image
 try:
     import milvus_server
     import ray_cluster
-    from pg_server import CATALOG_OF, MISSING, OPT_OUT_ENV, PostgresServer, find_bin, opted_out
+    from pg_server import (
+        CATALOG_OF,
+        MISSING,
+        NEW_FOLDERS_ON,
+        OPT_OUT_ENV,
+        PostgresServer,
+        find_bin,
+        opted_out,
+    )
 except ModuleNotFoundError:  # imported as tests.conftest (a subprocess probe with the repo on its path)
     from tests import milvus_server, ray_cluster
-    from tests.pg_server import CATALOG_OF, MISSING, OPT_OUT_ENV, PostgresServer, find_bin, opted_out
+    from tests.pg_server import (
+        CATALOG_OF,
+        MISSING,
+        NEW_FOLDERS_ON,
+        OPT_OUT_ENV,
+        PostgresServer,
+        find_bin,
+        opted_out,
+    )
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -80,8 +96,34 @@ def bind_catalog(data: Path, url: str | None) -> None:
         CATALOG_OF[Path(data).resolve()] = url
 
 
+def catalog_of(data: Path) -> str | None:
+    """The catalog URL of ``data`` (None: the SQLite file in it), given a database on first use if asked."""
+    key = Path(data).resolve()
+    if key not in CATALOG_OF and NEW_FOLDERS_ON:
+        CATALOG_OF[key] = NEW_FOLDERS_ON[-1].create_database()
+    return CATALOG_OF.get(key)
+
+
+def catalog_rows(data: Path, statement: str) -> list[tuple]:
+    """The rows of a read-only SQL statement on ``data``'s catalog, on whichever backend holds it.
+
+    Read-only on SQLite (a missing file is an error, not a new empty catalog), so that a test
+    polling a run in progress never creates or locks the catalog under it.
+    """
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    url = catalog_of(data) or f"sqlite:///file:{Path(data) / 'catalog.sqlite'}?mode=ro&uri=true"
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(sqlalchemy.text(statement))]
+    finally:
+        engine.dispose()
+
+
 def catalog_env_of(data: Path) -> dict[str, str]:
-    url = CATALOG_OF.get(Path(data).resolve())
+    url = catalog_of(data)
     return {CATALOG_URL_ENV: url} if url else {}
 
 
@@ -157,6 +199,29 @@ def catalog_url(backend: str, request: pytest.FixtureRequest) -> Iterator[str | 
 def module_catalog_url(backend: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
     """Like ``catalog_url``, one database for a module's shared service."""
     yield from _database(backend, request)
+
+
+@pytest.fixture(scope="module")
+def every_folder_on_backend(backend: str, request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every data folder the test's `reunite` runs use lives on ``backend`` (a new database each).
+
+    For CLI modules whose tests make their folders themselves (``tmp_path / "data"``):
+    ``pytestmark = pytest.mark.usefixtures("every_folder_on_backend")`` runs them once per
+    backend without threading a URL through every call. Module-scoped fixtures that make
+    folders take it as an argument, so that they are made again for each backend.
+    """
+    if backend == "sqlite":
+        yield
+        return
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    before = set(CATALOG_OF)
+    NEW_FOLDERS_ON.append(server)
+    try:
+        yield
+    finally:
+        NEW_FOLDERS_ON.pop()
+        for key in set(CATALOG_OF) - before:
+            server.drop_database(CATALOG_OF.pop(key))
 
 
 def catalog_env(url: str | None) -> dict[str, str]:

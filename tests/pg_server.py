@@ -35,6 +35,9 @@ MISSING = ("PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib
 # subprocesses and LiveApi on such a folder get its URL, as an operator's shell would. Kept
 # here, not in conftest, because some test modules import conftest twice (as `tests.conftest`).
 CATALOG_OF: dict[Path, str] = {}
+# While a module runs under conftest's `every_folder_on_backend` on PostgreSQL: the server
+# that gives each new data folder its own database (here for the same reason).
+NEW_FOLDERS_ON: list[PostgresServer] = []
 
 
 def opted_out() -> bool:

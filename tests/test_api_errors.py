@@ -22,8 +22,9 @@ LIMIT = 300_000
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
+def api(tmp_path_factory: pytest.TempPathFactory, module_catalog_url: str | None) -> Iterator[LiveApi]:
     with encryption_key(), live_api(tmp_path_factory.mktemp("errors") / "data",
+                                    catalog_url=module_catalog_url,
                                     max_upload_bytes=LIMIT) as running:
         admin = running.as_("admin")
         assert admin.post("/v1/banks", json={"name": "ads", "kind": "ads",

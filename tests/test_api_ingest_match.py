@@ -15,8 +15,9 @@ HASHES_ONLY = {"signals": ["hashes"]}
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
-    with encryption_key(), live_api(tmp_path_factory.mktemp("ingest") / "data") as running:
+def api(tmp_path_factory: pytest.TempPathFactory, module_catalog_url: str | None) -> Iterator[LiveApi]:
+    with encryption_key(), live_api(tmp_path_factory.mktemp("ingest") / "data",
+                                    catalog_url=module_catalog_url) as running:
         admin = running.as_("admin")
         assert admin.post("/v1/banks", json={"name": "ads", "kind": "ads", "policy": HASHES_ONLY}
                           ).status_code == 201

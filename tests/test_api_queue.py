@@ -17,8 +17,9 @@ from api_support import LiveApi, live_api, no_encryption_key, queued_candidates
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
-    with no_encryption_key(), live_api(tmp_path_factory.mktemp("api-queue") / "data") as running:
+def api(tmp_path_factory: pytest.TempPathFactory, module_catalog_url: str | None) -> Iterator[LiveApi]:
+    with no_encryption_key(), live_api(tmp_path_factory.mktemp("api-queue") / "data",
+                                       catalog_url=module_catalog_url) as running:
         assert running.as_("admin").post("/v1/banks", json={"name": "ads", "kind": "ads"}).status_code == 201
         yield running
 

@@ -75,8 +75,9 @@ PARAMS = {"{bank}": "no-such-bank", "{pseudonym}": "S-0000000000000000", "{item}
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
-    with encryption_key(), live_api(tmp_path_factory.mktemp("roles") / "data") as running:
+def api(tmp_path_factory: pytest.TempPathFactory, module_catalog_url: str | None) -> Iterator[LiveApi]:
+    with encryption_key(), live_api(tmp_path_factory.mktemp("roles") / "data",
+                                    catalog_url=module_catalog_url) as running:
         yield running
 
 

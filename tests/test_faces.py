@@ -203,7 +203,7 @@ def test_face_search_is_on_for_missing_persons_and_ads_unless_the_policy_says_ot
 def _ads_bank(tmp_path: Path, policy: dict | None):  # noqa: ANN202 - (Store, Bank)
     """An ads bank indexed with its default families (faces included): the astronaut's ad and the
     cameraman's ad, as `reunite index` stores a crawl."""
-    from api.cli import default_signals
+    from api.cli.main import default_signals
     from indexer import ingest
     from indexer.store.store import Store
 

@@ -26,8 +26,8 @@ HASHES_ONLY = {"signals": ["hashes"]}
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
-    with live_api(Path(tmp_path_factory.mktemp("mih-http"))) as running:
+def api(tmp_path_factory: pytest.TempPathFactory, module_catalog_url: str | None) -> Iterator[LiveApi]:
+    with live_api(Path(tmp_path_factory.mktemp("mih-http")), catalog_url=module_catalog_url) as running:
         r = running.as_("admin").post("/v1/banks",
                                       json={"name": "refs", "kind": "ads", "policy": HASHES_ONLY})
         assert r.status_code in (200, 201), r.text

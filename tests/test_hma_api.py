@@ -90,8 +90,9 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with encryption_key(), live_api(tmp_path_factory.mktemp("hma") / "data") as running:
+def world(tmp_path_factory: pytest.TempPathFactory, module_catalog_url: str | None) -> Iterator[World]:
+    with encryption_key(), live_api(tmp_path_factory.mktemp("hma") / "data",
+                                    catalog_url=module_catalog_url) as running:
         admin = running.as_("admin")
         for name, kind, policy in (("SAMPLE_ADS", "ads", HASHES_ONLY),
                                    ("PRIVATE", "ads", {**HASHES_ONLY, "partner_lookup": False}),

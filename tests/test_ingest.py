@@ -5,18 +5,21 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, catalog_env_of, catalog_of, catalog_rows, jpeg_bytes, photo, run_reunite, tiles
+from sqlalchemy.exc import SQLAlchemyError
 
 from indexer import ingest
 from indexer.store.store import Store
-from tests.conftest import ROOT, jpeg_bytes, photo, run_reunite, tiles
 from tests.test_images import _png_claiming
+
+# Each test runs on SQLite and on PostgreSQL (every data folder it makes gets its own database).
+pytestmark = pytest.mark.usefixtures("every_folder_on_backend")
 
 GOOD = 990
 # These tests are about ingest mechanics: hashes only keeps them fast.
@@ -51,15 +54,11 @@ def crawl(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _counts(data: Path) -> dict[str, int]:
-    con = sqlite3.connect(data / "catalog.sqlite")
-    try:
-        return {
-            "items": con.execute("select count(*) from items").fetchone()[0],
-            "vectors": con.execute("select count(*) from vectors").fetchone()[0],
-            "pdq": con.execute("select count(*) from vectors where signal='pdq'").fetchone()[0],
-        }
-    finally:
-        con.close()
+    return {
+        "items": catalog_rows(data, "select count(*) from items")[0][0],
+        "vectors": catalog_rows(data, "select count(*) from vectors")[0][0],
+        "pdq": catalog_rows(data, "select count(*) from vectors where signal='pdq'")[0][0],
+    }
 
 
 def test_index_reports_bad_files_and_rerun_indexes_nothing(crawl: Path, data_dir: Path) -> None:
@@ -77,7 +76,7 @@ def test_index_reports_bad_files_and_rerun_indexes_nothing(crawl: Path, data_dir
     assert "0 indexed" in second.stdout and "995 already indexed" in second.stdout
     assert _counts(data_dir)["items"] == GOOD
 
-    store = Store(data_dir)
+    store = Store(data_dir, catalog_of(data_dir))
     bank = store.bank_or_error("ads")
     assert len(store.indexes.get(bank.id, "pdq")) == GOOD
 
@@ -89,13 +88,14 @@ def test_sigkill_halfway_then_resume_matches_an_uninterrupted_run(
 
     cmd = [sys.executable, "-m", "api.cli", "--data", str(killed), "index", str(crawl),
            "--bank", "ads", "--signals", "hashes", "--quiet"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **catalog_env_of(killed)})
     deadline = time.monotonic() + 120
     seen = 0
     while time.monotonic() < deadline and proc.poll() is None:
         try:
             seen = _counts(killed)["items"]
-        except sqlite3.Error:
+        except SQLAlchemyError:  # no catalog yet
             seen = 0
         if seen >= 100:
             break
@@ -108,7 +108,7 @@ def test_sigkill_halfway_then_resume_matches_an_uninterrupted_run(
 
     run_reunite(*HASH_INDEX, str(crawl), data=killed, check=True)
     assert _counts(killed) == _counts(reference)
-    store = Store(killed)
+    store = Store(killed, catalog_of(killed))
     bank = store.bank_or_error("ads")
     for name in ("pdq", "phash", "dhash", "ahash", "whash"):
         assert len(store.indexes.get(bank.id, name)) == GOOD
@@ -125,7 +125,7 @@ def test_csv_manifest_keeps_labels_and_metadata(tmp_path: Path, data_dir: Path) 
                         "imgs/1.jpg,ad-17,example.org,\n"
                         "imgs/2.jpg,,other.net,\n")
     run_reunite(*HASH_INDEX, str(manifest), data=data_dir, check=True)
-    store = Store(data_dir)
+    store = Store(data_dir, catalog_of(data_dir))
     with store.catalog.session() as s:
         from sqlalchemy import select
 
@@ -171,18 +171,13 @@ def test_read_source_skips_sidecar_files(tmp_path: Path) -> None:
 
 
 def _popen_reunite(*args: str, data: Path) -> subprocess.Popen[str]:
-    import os
-
     return subprocess.Popen([sys.executable, "-m", "api.cli", "--data", str(data), *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1", **catalog_env_of(data)})
 
 
 def _items_per_sha(data: Path) -> dict[str, int]:
-    with sqlite3.connect(data / "catalog.sqlite") as conn:
-        rows = conn.execute("SELECT sha256, count(*) FROM items GROUP BY sha256").fetchall()
-    conn.close()
-    return {sha: n for sha, n in rows}
+    return {sha: n for sha, n in catalog_rows(data, "SELECT sha256, count(*) FROM items GROUP BY sha256")}
 
 
 def test_two_index_runs_on_one_bank_at_once_both_finish_and_lose_nothing(
@@ -208,10 +203,7 @@ def test_two_index_runs_on_one_bank_at_once_both_finish_and_lose_nothing(
 
 
 def _rows(data: Path, table: str) -> int:
-    with sqlite3.connect(data / "catalog.sqlite") as conn:
-        n = int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-    conn.close()
-    return n
+    return int(catalog_rows(data, f"SELECT count(*) FROM {table}")[0][0])
 
 
 def test_manifest_rows_naming_special_files_are_bad_rows(tmp_path: Path) -> None:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pytest
+from conftest import catalog_of, run_reunite
 from sqlalchemy import select
 
 from api.api_keys import LAST_USE_RESOLUTION, ApiKey, authenticate, create_key, note_use
 from indexer.store.catalog import Catalog
-from tests.conftest import run_reunite
+
+# Each test runs on SQLite and on PostgreSQL (every data folder it makes gets its own database).
+pytestmark = pytest.mark.usefixtures("every_folder_on_backend")
 
 
 def _row(catalog: Catalog, name: str) -> ApiKey:
@@ -18,7 +22,7 @@ def _row(catalog: Catalog, name: str) -> ApiKey:
 
 
 def test_authentication_records_the_last_use_once_a_minute(tmp_path: Path) -> None:
-    catalog = Catalog.open(tmp_path / "data")
+    catalog = Catalog.open(tmp_path / "data", catalog_of(tmp_path / "data"))
     key = create_key(catalog, "investigator", "inv")
     assert _row(catalog, "inv").last_used_at is None
     assert authenticate(catalog, key) is not None
@@ -38,7 +42,7 @@ def test_keys_list_shows_the_last_use(tmp_path: Path) -> None:
     run_reunite("keys", "create", "--role", "admin", "--name", "ops", data=data, check=True)
     key = run_reunite("keys", "create", "--role", "ingest", "--name", "crawler", data=data,
                       check=True).stdout.splitlines()[-1]
-    catalog = Catalog.open(data)
+    catalog = Catalog.open(data, catalog_of(data))
     assert authenticate(catalog, key) is not None
     used = _row(catalog, "crawler").last_used_at
     catalog.engine.dispose()

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import select
 
-from api.cli import link_staging, parse_signals
+from api.cli.main import link_staging, parse_signals
 from indexer import ingest
 from indexer.signals.hashes import PDQ_DCT_DIHEDRAL, pdq_bits, pdq_coefficients
 from indexer.store.catalog import Subject

@@ -113,8 +113,9 @@ def test_a_childs_candidate_needs_two_reviewers_and_comes_first(tmp_path: Path) 
 # --- HTTP, web pages -----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
-    with encryption_key(), live_api(tmp_path_factory.mktemp("minors") / "data") as running:
+def api(tmp_path_factory: pytest.TempPathFactory, module_catalog_url: str | None) -> Iterator[LiveApi]:
+    with encryption_key(), live_api(tmp_path_factory.mktemp("minors") / "data",
+                                    catalog_url=module_catalog_url) as running:
         admin = running.as_("admin")
         for name in ("children", "adults"):
             assert admin.post("/v1/banks", json={"name": name, "kind": "missing_person"}).status_code == 201

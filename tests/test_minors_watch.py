@@ -34,8 +34,9 @@ def _ad(api: LiveApi, label: str, quality: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
-    with encryption_key(), live_api(tmp_path_factory.mktemp("minors-watch") / "data") as running:
+def api(tmp_path_factory: pytest.TempPathFactory, module_catalog_url: str | None) -> Iterator[LiveApi]:
+    with encryption_key(), live_api(tmp_path_factory.mktemp("minors-watch") / "data",
+                                    catalog_url=module_catalog_url) as running:
         admin = running.as_("admin")
         assert admin.post("/v1/banks", json={"name": "ads", "kind": "ads"}).status_code == 201
         assert admin.post("/v1/banks", json={"name": "children", "kind": "missing_person"}).status_code == 201

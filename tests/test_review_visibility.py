@@ -19,8 +19,9 @@ from conftest import jpeg_bytes, png_bytes, tiles
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
-    with encryption_key(), live_api(tmp_path_factory.mktemp("visibility") / "data") as running:
+def api(tmp_path_factory: pytest.TempPathFactory, module_catalog_url: str | None) -> Iterator[LiveApi]:
+    with encryption_key(), live_api(tmp_path_factory.mktemp("visibility") / "data",
+                                    catalog_url=module_catalog_url) as running:
         r = running.as_("admin").post("/v1/banks", json={"name": "ads", "kind": "ads",
                                                           "policy": {"signals": ["hashes"]}})
         assert r.status_code == 201, r.text

@@ -8,10 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURES, catalog_of, run_reunite
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from tests.conftest import FIXTURES, run_reunite
+# Each test runs on SQLite and on PostgreSQL (every data folder it makes gets its own database).
+pytestmark = pytest.mark.usefixtures("every_folder_on_backend")
 
 PHOTOS = ("astronaut.png", "coffee.png", "rocket.jpg")
 DATE = "2026-03-04T05:06:07Z"
@@ -54,13 +56,14 @@ def _items(data: Path) -> dict[str, dict]:
     from indexer.store.catalog import Item, Subject
     from indexer.store.store import Store
 
-    with Store(data).catalog.session() as s:
+    with Store(data, catalog_of(data)).catalog.session() as s:
         rows = s.execute(select(Item, Subject).join(Subject, Item.subject_id == Subject.id)).all()
     return {sub.label: dict(item.attributes) for item, sub in rows}
 
 
 @pytest.fixture(scope="module")
-def crawl(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]:
+def crawl(tmp_path_factory: pytest.TempPathFactory,
+          every_folder_on_backend: None) -> tuple[Path, Path, object]:
     folder = tmp_path_factory.mktemp("warc")
     warc = folder / "crawl.warc.gz"
     write_crawl(warc)

@@ -10,11 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import catalog_of, jpeg_bytes, photo, run_reunite
 
 from api.audit import AuditEvent
 from indexer.store.store import Store
-from tests.conftest import jpeg_bytes, photo, run_reunite
 from tests.test_watch import ENV, KEY, _csv, _enroll_person
+
+# Each test runs on SQLite and on PostgreSQL (every data folder it makes gets its own database).
+pytestmark = pytest.mark.usefixtures("every_folder_on_backend")
 
 CHECKED = "watch: 1 ads checked against missing"
 
@@ -65,7 +68,7 @@ def test_narrowing_a_watch_from_the_cli_checks_only_the_watched_bank(
         assert refused.returncode == 2 and why in refused.stderr, (bad, refused.stderr)
         assert len(refused.stderr.strip().splitlines()) == 1
 
-    with Store(data_dir).catalog.session() as s:
+    with Store(data_dir, catalog_of(data_dir)).catalog.session() as s:
         rows = s.query(AuditEvent).filter(AuditEvent.action == "bank.watches").order_by(AuditEvent.seq)
         watches = [(e.object, e.result, e.detail.get("error")) for e in rows]
     assert watches == [("bank:missing", "ok", None)] * 3 + [("bank:nobody", "rejected", "unknown_bank"),

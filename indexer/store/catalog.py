@@ -242,14 +242,8 @@ class Catalog:
         if shared is not None:
             yield from _in_unit(self, shared)
             return
-        with self._sessions() as session:
-            try:
-                yield session
-                self._bump_touched(session)
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+        with self._sessions() as session, self._committed(session):
+            yield session
 
     @contextmanager
     def unit(self) -> Iterator[Session]:
@@ -269,14 +263,25 @@ class Catalog:
         with self._sessions() as session:
             token = _UNIT.set({**units, id(self): session})
             try:
-                yield session
-                self._bump_touched(session)
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+                with self._committed(session):
+                    yield session
             finally:
                 _UNIT.reset(token)
+
+    @contextmanager
+    def _committed(self, session: Session) -> Iterator[None]:
+        """Commit what the block wrote (bumping touched banks' revisions) or roll it all back.
+
+        The one place that ends a transaction, so that :meth:`session` and
+        :meth:`unit` cannot drift apart on what a successful block commits.
+        """
+        try:
+            yield
+            self._bump_touched(session)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
 
     def _reads(self) -> dict[tuple[int, str], int] | None:
         """Revisions already read in the open unit (None outside one): one query per bank, not two."""

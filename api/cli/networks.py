@@ -7,7 +7,7 @@ ad would be lost), and links what is new. ``reunite link`` remains as a hidden
 alias. ``networks`` first links whatever was indexed since the last run
 (``index --no-link``, the HTTP ingest) and then prints the networks.
 
-Importing this module also registers ``export`` and ``import`` (api.cli_exchange).
+Importing this module also registers ``export`` and ``import`` (api.cli.exchange).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-import api.cli_exchange  # noqa: F401 - registers `export` and `import`
-from api.cli import app, bank_or_fail, fail, index_cmd, open_store, region_or_fail
+import api.cli.exchange  # noqa: F401 - registers `export` and `import`
+from api.cli.main import app, bank_or_fail, fail, index_cmd, open_store, region_or_fail
 
 if TYPE_CHECKING:
     from indexer.ingest import Record

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from api.cli import app, fail, open_app
+from api.cli.main import app, fail, open_app
 
 stats_app = typer.Typer(help="Publishable statistics with differential privacy (OpenDP) and their "
                              "privacy-budget ledger.", no_args_is_help=True)

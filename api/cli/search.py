@@ -14,8 +14,8 @@ from typing import Annotated
 import typer
 
 from api.bank_names import bank_names
-from api.cli import app, banks_or_fail, fail, open_app, region_or_fail
-from api.cli_networks import REGION_HELP
+from api.cli.main import app, banks_or_fail, fail, open_app, region_or_fail
+from api.cli.networks import REGION_HELP
 
 
 @app.command("search")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli import app, fail, open_app
+from api.cli.main import app, fail, open_app
 
 _EXPORT_HELP = ("pdq (hash,quality,id: the PDQ tools) | hex (bare hashes) | te (`pdq <hash>` lines: "
                 "threatexchange's file source) | te-csv (threatexchange dataset CSV) | "

@@ -1,10 +1,7 @@
-"""The ``reunite`` command.
+"""The ``reunite`` application object, the options every verb shares, and ``index`` and ``match``.
 
-Every verb takes the data folder from ``--data DIR`` (before the verb; default
-``./reunite-data``, or ``$REUNITE_DATA``) and the catalog from ``--catalog-url
-URL`` (or ``$REUNITE_CATALOG_URL``; default the SQLite file in the data folder,
-e.g. ``postgresql+psycopg://user@host/db`` for PostgreSQL). Bad input exits with code 2 and one
-line on stderr that names the problem; nothing already stored is touched.
+The other verbs live in their own modules of this package and register on
+``app`` when :data:`COMMAND_MODULES` is loaded.
 """
 
 from __future__ import annotations
@@ -232,7 +229,7 @@ def index_cmd(
             typer.echo(f"{source}: damaged after record {warc_reader.records} ({warc_reader.problem}); "
                        "the records before it were indexed", err=True)
     if linking and not report.interrupted:
-        from api.cli_networks import link_records
+        from api.cli.networks import link_records
 
         typer.echo(link_records(store, bank_row, crawl_records(source, Path(spool.name))[1], region))
     if watch and not report.interrupted:
@@ -240,7 +237,7 @@ def index_cmd(
         typer.echo(watch_bank(application, bank_row, quiet, keeper.paths,
                               Indexed(frozenset(created), frozenset(names))))
     if watch and not report.interrupted and bank_row.kind == "venue" and report.indexed:
-        from api.cli_enroll import back_search_lines
+        from api.cli.enroll import back_search_lines
         for line in back_search_lines(application, bank_row, quiet):
             typer.echo(line)
     typer.echo(f"report: {path}")
@@ -462,15 +459,15 @@ def banks_cmd(
 # --- commands defined in their own modules (each registers on `app` when imported) ---
 # Add one line per module; keep this block just above main().
 COMMAND_MODULES: list[str] = [
-    "api.cli_eval",
-    "api.cli_enroll",
-    "api.cli_service",
-    "api.cli_networks",
-    "api.cli_alerts",
-    "api.cli_stats",
-    "api.cli_search",
-    "api.cli_watches",
-    "api.cli_review",
+    "api.cli.eval",
+    "api.cli.enroll",
+    "api.cli.service",
+    "api.cli.networks",
+    "api.cli.alerts",
+    "api.cli.stats",
+    "api.cli.search",
+    "api.cli.watches",
+    "api.cli.review",
 ]
 
 
@@ -526,11 +523,4 @@ def main() -> None:
         sys.exit(2)
 
 
-if __name__ == "__main__":
-    # `python -m api.cli` runs this file as __main__, a second copy of the module:
-    # command modules register on `api.cli.app`, so run that one.
-    from api.cli import main as _main
-
-    _main()
-else:
-    _load_command_modules()
+_load_command_modules()

@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 
-import api.cli_venues  # noqa: F401 - registers `venues` (venue-bank maintenance)
-from api.cli import app, fail, open_app
+import api.cli.venues  # noqa: F401 - registers `venues` (venue-bank maintenance)
+from api.cli.main import app, fail, open_app
 
 
 @app.command("enroll")

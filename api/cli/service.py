@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from api.cli import app, fail, open_app, state
+from api.cli.main import app, fail, open_app, state
 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="Check the audit trail.", no_args_is_help=True)
@@ -64,7 +64,7 @@ def serve_cmd(
         os.environ[_WORKER_UPLOAD_ENV] = str(upload)
     if state.catalog_url:  # every worker opens the same catalog (PostgreSQL: the same server)
         os.environ[_WORKER_CATALOG_ENV] = state.catalog_url
-    uvicorn.run("api.cli_service:worker_app", factory=True, workers=workers, host=host, port=port,
+    uvicorn.run("api.cli.service:worker_app", factory=True, workers=workers, host=host, port=port,
                 log_level=log_level, server_header=False)
 
 

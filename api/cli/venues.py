@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli import app, bank_or_fail, fail, open_store
+from api.cli.main import app, bank_or_fail, fail, open_store
 
 venues_app = typer.Typer(no_args_is_help=True, help="Venue banks: room-background index maintenance.")
 app.add_typer(venues_app, name="venues")

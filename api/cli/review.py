@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli import app, fail, open_app
+from api.cli.main import app, fail, open_app
 
 review_app = typer.Typer(help="The review queue: export confirmed matches, reject several, reopen.",
                          no_args_is_help=True)

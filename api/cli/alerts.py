@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from api.cli import app, fail, open_app
+from api.cli.main import app, fail, open_app
 
 cases_app = typer.Typer(no_args_is_help=True, help="Cases and their owners (who is alerted).")
 alerts_app = typer.Typer(no_args_is_help=True, help="Alerts of confirmed matches: webhooks, delivery.")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli import app, fail
+from api.cli.main import app, fail
 
 
 @app.command("eval")

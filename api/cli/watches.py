@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli import app, fail, open_app
+from api.cli.main import app, fail, open_app
 
 
 @app.command("watches")
