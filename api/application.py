@@ -97,7 +97,9 @@ class Application:
         self.environ = dict(os.environ if environ is None else environ)
         self.cipher = Cipher.from_env(self.environ)
         # The catalog: the caller's URL, else $REUNITE_CATALOG_URL, else the SQLite file in the folder.
-        self.store = Store(self.data_dir, catalog_url or self.environ.get("REUNITE_CATALOG_URL") or None)
+        # The vectors: $REUNITE_VECTORS_URL (milvus://HOST:PORT), else FAISS files in the folder.
+        self.store = Store(self.data_dir, catalog_url or self.environ.get("REUNITE_CATALOG_URL") or None,
+                           self.environ.get("REUNITE_VECTORS_URL") or None)
         self.audit = AuditLog(self.store.catalog, self.data_dir, self.environ)
         self.review = ReviewQueue(self.store.catalog, self.cipher, second_review_missing_person)
         self.photos = PhotoStore(self.data_dir, self.cipher)

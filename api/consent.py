@@ -43,7 +43,22 @@ class Withdrawal:
 
 
 def withdraw(svc: Application, pseudonym: str) -> Withdrawal | None:
-    """Purge the subject ``pseudonym``; None when there is no such subject."""
+    """Purge the subject ``pseudonym``; None when there is no such subject.
+
+    The bank's vector lock is held from before the purge's transaction until the
+    vector indexes dropped the vectors (a shared Milvus server: no other process
+    sees the catalog without them and Milvus still with them, and rebuilds).
+    """
+    store = svc.store
+    with store.catalog.session() as s:
+        bank_id = s.scalar(select(Subject.bank_id).where(Subject.pseudonym == pseudonym))
+    if bank_id is None:
+        return None
+    with store.indexes.writing(int(bank_id)):
+        return _purge(svc, pseudonym)
+
+
+def _purge(svc: Application, pseudonym: str) -> Withdrawal | None:
     store = svc.store
     with store.catalog.session() as s:
         subject = s.scalar(select(Subject).where(Subject.pseudonym == pseudonym))

@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 try:
+    import milvus_server
     import ray_cluster
     from pg_server import (
         CATALOG_OF,
@@ -33,7 +34,7 @@ try:
         opted_out,
     )
 except ModuleNotFoundError:  # imported as tests.conftest (a subprocess probe with the repo on its path)
-    from tests import ray_cluster
+    from tests import milvus_server, ray_cluster
     from tests.pg_server import (
         CATALOG_OF,
         MISSING,
@@ -50,6 +51,7 @@ CATALOG_URL_ENV = "REUNITE_CATALOG_URL"
 BACKENDS = ("sqlite", "postgresql")
 # A developer's own REUNITE_CATALOG_URL must not send the SQLite half of the suite to their database.
 os.environ.pop(CATALOG_URL_ENV, None)
+os.environ.pop("REUNITE_VECTORS_URL", None)  # nor the FAISS half to their Milvus
 PHOTOS = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "camera.png", "brick.png"]
 
 
@@ -243,3 +245,46 @@ def ray_cluster_of_two() -> Iterator[ray_cluster.RayCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+# --- Milvus -----------------------------------------------------------------------------------
+
+class _MilvusHolder:
+    """The run's one Milvus server (tests/milvus_server.py): started on first use, stopped after
+    the last test that needs it (idle, it still costs ~10% of a core), started again if one more does."""
+
+    server: milvus_server.MilvusServer | None = None
+
+    def running(self) -> milvus_server.MilvusServer:
+        if self.server is None:
+            server = milvus_server.MilvusServer()
+            try:
+                server.start()
+            except BaseException:
+                server.stop()
+                raise
+            self.server = server
+        return self.server
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server, server = None, self.server
+            server.stop()
+
+
+_MILVUS = _MilvusHolder()
+
+
+@pytest.fixture
+def milvus() -> Iterator[milvus_server.MilvusServer]:
+    """The Milvus server of the run (one for the whole session unless tests not needing it come between)."""
+    if milvus_server.opted_out():
+        pytest.skip(f"Milvus tests skipped ({milvus_server.OPT_OUT_ENV}=0)")
+    if not milvus_server.installed():
+        pytest.fail(milvus_server.MISSING, pytrace=False)
+    yield _MILVUS.running()
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if nextitem is None or "milvus" not in getattr(nextitem, "fixturenames", ()):
+        _MILVUS.stop()

@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 CATALOG_URL_ENV = "REUNITE_CATALOG_URL"
+VECTORS_URL_ENV = "REUNITE_VECTORS_URL"
 
 app = typer.Typer(
     add_completion=False,
@@ -28,6 +29,7 @@ app = typer.Typer(
 class State:
     data_dir: Path = Path(os.environ.get("REUNITE_DATA", "reunite-data"))
     catalog_url: str | None = os.environ.get(CATALOG_URL_ENV) or None
+    vectors_url: str | None = os.environ.get(VECTORS_URL_ENV) or None
 
 
 state = State()
@@ -47,16 +49,23 @@ def _root(
         "--catalog-url", help="Catalog database (SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db); "
                               "default: the SQLite file in the data folder.", envvar=CATALOG_URL_ENV,
         show_envvar=True)] = None,
+    vectors_url: Annotated[str | None, typer.Option(
+        "--vectors-url", help="Vector indexes: milvus://HOST:PORT for a Milvus server shared by every "
+                              "process; default: FAISS files in the data folder.", envvar=VECTORS_URL_ENV,
+        show_envvar=True)] = None,
 ) -> None:
     if data is not None:
         state.data_dir = data
     if catalog_url:
         state.catalog_url = catalog_url
+    if vectors_url:  # the service (and its workers) read it from the environment, as the CLI's own env
+        state.vectors_url = vectors_url
+        os.environ[VECTORS_URL_ENV] = vectors_url
 
 
 def open_store():  # noqa: ANN201 - imported lazily to keep `--help` fast
     from indexer.store.store import Store
-    return Store(state.data_dir, state.catalog_url)
+    return Store(state.data_dir, state.catalog_url, state.vectors_url)
 
 
 def open_app():  # noqa: ANN201 - api.application.Application, imported lazily
@@ -476,10 +485,13 @@ def catalog_problem(exc: BaseException) -> str | None:
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
     from indexer.store.catalog import FolderOfAnotherCatalog
+    from indexer.store.milvus_vectors import BadVectorsUrl, VectorsUnavailable, milvus_failure
     from indexer.store.schema import CatalogTooNew
 
-    if isinstance(exc, CatalogTooNew | FolderOfAnotherCatalog):
+    if isinstance(exc, CatalogTooNew | FolderOfAnotherCatalog | BadVectorsUrl | VectorsUnavailable):
         return str(exc)
+    if (failure := milvus_failure(exc)) is not None:
+        return failure
     if isinstance(exc, ArgumentError | NoSuchModuleError) and state.catalog_url:
         return f"--catalog-url / ${CATALOG_URL_ENV} is not a usable database URL ({exc.__class__.__name__})"
     if isinstance(exc, ModuleNotFoundError) and state.catalog_url:

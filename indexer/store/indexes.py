@@ -9,7 +9,9 @@ catalog's stored vectors. Rebuilding 100,000 hashes takes about a second.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,16 @@ class IndexSet:
         self._dirty: set[tuple[int, str]] = set()
         self._lock = threading.RLock()
         self._bank_kinds: dict[int, str | None] = {}
+
+    @contextlib.contextmanager
+    def writing(self, bank_id: int) -> Iterator[None]:
+        """Held around a catalog write of the bank and its :meth:`apply`; nothing to hold here.
+
+        In-process indexes need no lock across processes: another process's write
+        is seen as a newer catalog revision and rebuilt. A shared server does
+        (indexer.store.milvus_vectors).
+        """
+        yield
 
     def path(self, bank_id: int, signal: str) -> Path:
         return self.root / f"bank-{bank_id}" / f"{signal}.faiss"

@@ -31,7 +31,7 @@ from indexer.pipeline import Extraction
 from indexer.signals import base as signals
 from indexer.store.annotations import add_annotations
 from indexer.store.catalog import Bank, Catalog, Item, Subject, Vector, lost_a_race
-from indexer.store.indexes import IndexSet
+from indexer.store.milvus_vectors import open_index_set
 
 # Where an image came from is shown in reports; a longer path or URL is cut to the column (PostgreSQL
 # refuses what does not fit, SQLite would keep it), as nothing looks an item up by it.
@@ -53,12 +53,22 @@ class NewImage:
 
 
 class Store:
-    """Catalog + indexes of one data folder (the embedded default)."""
+    """Catalog + indexes of one data folder.
 
-    def __init__(self, data_dir: Path | str, catalog_url: str | None = None) -> None:
+    ``vectors_url``: None or ``faiss`` for the embedded FAISS indexes (files in
+    the data folder, the default), ``milvus://HOST:PORT`` for collections in a
+    Milvus server shared by every process (indexer.store.milvus_vectors).
+    """
+
+    def __init__(self, data_dir: Path | str, catalog_url: str | None = None,
+                 vectors_url: str | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.catalog = Catalog.open(self.data_dir, catalog_url)
-        self.indexes = IndexSet(self.data_dir, self.catalog)
+        try:
+            self.indexes = open_index_set(self.data_dir, self.catalog, vectors_url)
+        except BaseException:
+            self.catalog.engine.dispose()
+            raise
 
     def add_images(self, bank: Bank, batch: list[NewImage]) -> list[tuple[Item, bool]]:
         """Store a batch in one transaction; returns (item, created) per image.
@@ -72,12 +82,13 @@ class Store:
         for name in sorted({v.signal for new in batch for v in new.extraction.vectors}):
             if signals.get(name).vector_index:
                 self.indexes.get(bank.id, name)
-        for attempt in range(1, BATCH_ATTEMPTS + 1):
-            try:
-                return self._add_batch(bank, batch)
-            except DBAPIError as exc:
-                if attempt == BATCH_ATTEMPTS or not lost_a_race(exc):
-                    raise
+        with self.indexes.writing(bank.id):  # a shared vector server: the commit and its mirror together
+            for attempt in range(1, BATCH_ATTEMPTS + 1):
+                try:
+                    return self._add_batch(bank, batch)
+                except DBAPIError as exc:
+                    if attempt == BATCH_ATTEMPTS or not lost_a_race(exc):
+                        raise
         raise AssertionError("unreachable")
 
     def _add_batch(self, bank: Bank, batch: list[NewImage]) -> list[tuple[Item, bool]]:

@@ -6,8 +6,8 @@ floats for embeddings (``IndexFlatIP``), both wrapped in an ID map so that
 vector ids are the catalog's ids and deletes are real deletes. Exact search is
 deliberate: at the sizes a bank reaches on one machine (10^5..10^6 vectors) a
 flat scan is milliseconds, and an approximate index would silently miss
-matches. A server-backed implementation (Milvus) fits behind the same
-interface.
+matches. The server-backed implementation (Milvus, shared by every process) is
+indexer.store.milvus_vectors, behind the same interface.
 
 Saved files are written atomically (temporary file, fsync, rename, fsync of the
 folder) and carry the catalog revision they were built at, so that a crash at
