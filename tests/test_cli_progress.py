@@ -41,6 +41,9 @@ def test_index_logs_progress_lines_when_stderr_is_not_a_terminal(tmp_path: Path)
     assert counts == sorted(counts) and counts[-1] == 7 and len(counts) >= 3, lines
     assert lines[-1].endswith("1 failed"), lines
     assert "secret-name" not in "\n".join(lines)
+    # The run finished but left a file out: exit 1 (documented), and a summary line last.
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines()[-1].startswith("incomplete: 1 of 7 images failed ("), done.stderr
     quiet = run_reunite("index", str(folder), "--bank", "ads2", "--signals", "hashes", "--quiet",
                         data=tmp_path / "data", env={"REUNITE_PROGRESS_EVERY": "2"})
     assert "index: " not in quiet.stderr
@@ -75,3 +78,38 @@ def test_progress_logs_by_time_as_well_as_by_count(monkeypatch) -> None:  # noqa
     lines = out.getvalue().splitlines()
     assert [line.split(",")[0] for line in lines] == [
         "back-search: 1/3 ad (33.3%)", "back-search: 2/3 ad (66.7%)", "back-search: 3/3 ad (100.0%)"]
+
+
+LINK_LINE = re.compile(r"^link: (\d+)/(\d+) (ad photo|img) \(\d+\.\d%\), \d+\.\d (?:ad photo|img)/s$")
+
+
+def _link_lines(stderr: str) -> dict[str, list[tuple[int, int]]]:
+    """The linker's progress lines by unit: [(done, total), ...]; every `link:` line must parse."""
+    lines = [line for line in stderr.splitlines() if line.startswith("link: ")]
+    out: dict[str, list[tuple[int, int]]] = {}
+    for line in lines:
+        m = LINK_LINE.match(line)
+        assert m, line
+        out.setdefault(m.group(3), []).append((int(m.group(1)), int(m.group(2))))
+    return out
+
+
+def test_linking_logs_progress_at_index_time_and_when_deferred(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, 6)
+    env = {"REUNITE_PROGRESS_EVERY": "2"}
+    done = run_reunite("index", str(folder), "--bank", "ads", "--signals", "hashes", data=tmp_path / "data",
+                       env=env, check=True)
+    by_unit = _link_lines(done.stderr)
+    assert by_unit["ad photo"][-1] == (6, 6), done.stderr  # each ad's rows (counted per chunk of 200)
+    counts = by_unit["img"]  # then each new image searched
+    assert counts[-1] == (6, 6) and len(counts) >= 3 and counts == sorted(counts), done.stderr
+    assert "secret-name" not in done.stderr
+    deferred = run_reunite("index", str(folder), "--bank", "later", "--signals", "hashes", "--no-link",
+                           data=tmp_path / "data", env=env, check=True)
+    assert "link: " not in deferred.stderr
+    networks = run_reunite("networks", "--bank", "later", data=tmp_path / "data", env=env, check=True)
+    assert _link_lines(networks.stderr)["img"][-1] == (6, 6), networks.stderr
+    run_reunite("index", str(folder), "--bank", "hush", "--signals", "hashes", "--no-link", "--quiet",
+                data=tmp_path / "data", env=env, check=True)
+    quiet = run_reunite("networks", "--bank", "hush", "--quiet", data=tmp_path / "data", env=env, check=True)
+    assert "new link(s)" in quiet.stderr and "link: " not in quiet.stderr, quiet.stderr
