@@ -55,6 +55,20 @@ def _root(
         state.data_dir = data
     if catalog_url:
         state.catalog_url = catalog_url
+    engine_progress()
+
+
+def engine_progress(quiet: bool = False) -> None:
+    """Report the engine's own long steps on stderr like a verb's progress (api.progress).
+
+    A venue bank's vocabulary is trained by the first search that needs it, deep
+    in the matcher (indexer.progress_hooks); without this a `match`, or the watch
+    of an `index` run, sat silent for a minute. Verbs with ``--quiet`` call it again.
+    """
+    from api.progress import Progress
+    from indexer import progress_hooks
+
+    progress_hooks.install(lambda label, unit, total: Progress(label, unit, total, quiet=quiet))
 
 
 def open_store():  # noqa: ANN201 - imported lazily to keep `--help` fast
@@ -157,6 +171,7 @@ def index_cmd(
     defers that to ``reunite networks``).
     """
     single_threaded_libraries()
+    engine_progress(quiet)
     from indexer import ingest
 
     if kind == "missing_person":

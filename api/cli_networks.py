@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 import api.cli_exchange  # noqa: F401 - registers `export` and `import`
-from api.cli import app, bank_or_fail, fail, index_cmd, open_app, region_or_fail
+from api.cli import app, bank_or_fail, engine_progress, fail, index_cmd, open_app, region_or_fail
 
 if TYPE_CHECKING:
     from indexer.ingest import Record
@@ -130,6 +130,7 @@ def networks_cmd(
     from matcher import networks
     from matcher.links import LinkConfig, Linker
 
+    engine_progress(quiet)
     region = region_or_fail(region)
     application = open_app()  # the kept photos, when linking needs an image the catalog cannot give
     store = application.store

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from pathlib import Path
 
@@ -113,3 +114,31 @@ def test_linking_logs_progress_at_index_time_and_when_deferred(tmp_path: Path) -
                 data=tmp_path / "data", env=env, check=True)
     quiet = run_reunite("networks", "--bank", "hush", "--quiet", data=tmp_path / "data", env=env, check=True)
     assert "new link(s)" in quiet.stderr and "link: " not in quiet.stderr, quiet.stderr
+
+
+VOCAB_LINE = re.compile(r"^vocabulary (sample|encode): (\d+)/(\d+) ref \(\d+\.\d%\), \d+\.\d ref/s$")
+
+
+def test_first_venue_search_logs_the_vocabulary_training(tmp_path: Path) -> None:
+    """The first search of a venue bank trains its vocabulary: counted lines, not a silent minute."""
+    from tests.test_venue_cli import _manifest
+
+    rooms = [("cafe", "coffee.png", seed) for seed in (1, 2, 3)] + [("hall", "rocket.jpg", seed)
+                                                                     for seed in (1, 2)]
+    data = tmp_path / "data"
+    manifest = _manifest(tmp_path / "v", rooms)
+    run_reunite("enroll", "--bank", "hotels", "--kind", "venue", "--quiet", str(manifest), data=data,
+                check=True)
+    query = sorted((tmp_path / "v").glob("cafe_*.jpg"))[0]
+    done = run_reunite("match", str(query), "--bank", "hotels", "--json", data=data, check=True,
+                       env={"REUNITE_PROGRESS_EVERY": "2"})
+    lines = [line for line in done.stderr.splitlines() if line.startswith("vocabulary")]
+    phases = [m.group(1) for m in map(VOCAB_LINE.match, lines) if m]
+    counts = [(m.group(1), int(m.group(2)), int(m.group(3))) for m in map(VOCAB_LINE.match, lines) if m]
+    assert ("sample", 5, 5) in counts and ("encode", 5, 5) in counts, done.stderr
+    assert phases.index("encode") > phases.index("sample")
+    assert any(re.fullmatch(r"vocabulary k-means: \d+ words from \d+ descriptors of 5 refs", line)
+               for line in lines), done.stderr
+    assert json.loads(done.stdout)["candidates"][0]["label"] == "cafe"
+    again = run_reunite("match", str(query), "--bank", "hotels", "--json", data=data, check=True)
+    assert "vocabulary" not in again.stderr  # trained once, saved: the next search just searches
