@@ -71,7 +71,8 @@ def test_each_face_keeps_its_five_landmarks_in_original_pixels() -> None:
         assert rx < lx and mrx < mlx  # the person's right eye and mouth corner on the picture's left
     full = primary(extract(photo("astronaut.png")), (512, 512)).extra["landmarks"]
     half = primary(small, (256, 256)).extra["landmarks"]
-    assert all(abs(a - 2 * b) <= 6 for p, q in zip(full, half, strict=True) for a, b in zip(p, q, strict=True))
+    assert all(abs(a - 2 * b) <= 6
+               for p, q in zip(full, half, strict=True) for a, b in zip(p, q, strict=True))
 
 
 @pytest.mark.parametrize("edit", ["crop", "resize", "jpeg", "mirror"])

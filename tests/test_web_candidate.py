@@ -239,7 +239,8 @@ def _circles(page: Page, selector: str) -> list[tuple[float, float]]:
             for c in page.locator(selector).all()]
 
 
-def test_a_face_match_draws_both_faces_with_their_five_landmarks(world: World, context: BrowserContext) -> None:
+def test_a_face_match_draws_both_faces_with_their_five_landmarks(world: World,
+                                                                  context: BrowserContext) -> None:
     """Boxes and landmarks on both pictures; the query is the reference scaled by 220/200, so its
     landmarks must be the reference's scaled alike (issue 15: landmarks drawn, not only boxes)."""
     api = world.api

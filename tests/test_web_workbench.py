@@ -280,6 +280,22 @@ def test_search_page_uploads_matches_and_queues(world: World, context: BrowserCo
     expect(results.first.locator(".queued")).to_contain_text("In the review queue as #")
     assert CASE_CODE not in page.content() and NAME not in page.content()
     assert page.locator("li.result img").count() == 0
+    # The evidence drawn on the searched image: the face compared, boxed, with its five landmarks.
+    drawing = results.first.locator(".query-drawing svg.picture")
+    expect(drawing.locator("rect.shape.face")).to_have_count(1)
+    expect(drawing.locator("g.landmarks circle")).to_have_count(5)
+    href = drawing.locator("image").get_attribute("href") or ""
+    assert re.fullmatch(r"/review/search/candidates/\d+/query", href), href
+    assert page.request.get(api.url + href).body() == query.read_bytes()  # the image that was sent
+    # Another investigator's query is not theirs to see: as an id that does not exist.
+    theirs = api.client(api.key("investigator", "inv-elsewhere")).post(
+        "/v1/match", data={"banks": "ads"},
+        files={"image": ("r.png", png_bytes(photo("rocket.jpg")), "image/png")})
+    other = next(c["candidate_id"] for c in theirs.json()["candidates"] if c["candidate_id"])
+    for cid in (other, 10_000):
+        assert page.request.get(api.url + f"/review/search/candidates/{cid}/query").status == 404
+    results.first.locator("details.why summary").click()
+    expect(results.first.locator("details.why")).to_contain_text("Face distance")
     [event] = [e for e in _events(api, "match") if e.detail.get("via") == "web"][-1:]
     assert event.actor == "test-investigator" and event.detail["queued"] >= 1
     _fits(page)
@@ -437,7 +453,8 @@ def test_admin_pages_keys_audit_and_banks(world: World, context: BrowserContext,
 
 
 # Phone screenshots the README shows (docs/screenshots/, refreshed by `make screenshots`).
-PHONE_SHOTS = {("reviewer", "/review/"): "queue-phone", ("reviewer", "/review/?group=case"): "queue-by-case-phone",
+PHONE_SHOTS = {("reviewer", "/review/"): "queue-phone",
+               ("reviewer", "/review/?group=case"): "queue-by-case-phone",
                ("reviewer", "/review/candidates/{copy}/reopen"): "undo-phone",
                ("investigator", "/review/networks/{network}"): "network-phone"}
 
