@@ -142,3 +142,25 @@ def test_first_venue_search_logs_the_vocabulary_training(tmp_path: Path) -> None
     assert json.loads(done.stdout)["candidates"][0]["label"] == "cafe"
     again = run_reunite("match", str(query), "--bank", "hotels", "--json", data=data, check=True)
     assert "vocabulary" not in again.stderr  # trained once, saved: the next search just searches
+
+
+EVAL_LINE = re.compile(r"^(eval gallery|eval): (\d+)/(\d+) (img|query) \(\d+\.\d%\), "
+                       r"\d+\.\d (?:img|query)/s$")
+
+
+def test_eval_logs_the_gallery_then_the_queries(tmp_path: Path) -> None:
+    """`reunite eval` on a suite folder of its own (never ../shared/bench in tests): both phases counted."""
+    suite = tmp_path / "suite"
+    (suite / "images").mkdir(parents=True)
+    picked = tiles(4, seed=33)
+    for k, tile in enumerate(picked):
+        (suite / "images" / f"g{k}.png").write_bytes(png_bytes(tile))
+        (suite / "images" / f"q{k}.png").write_bytes(png_bytes(tile.rotate(180)))
+    (suite / "gallery.csv").write_text("path,label\n" + "".join(f"images/g{k}.png,t{k}\n" for k in range(4)))
+    (suite / "queries.csv").write_text("path,label,transform\n"
+                                       + "".join(f"images/q{k}.png,t{k},rotate180\n" for k in range(4)))
+    done = run_reunite("eval", str(suite), "--kind", "copy", "--out", str(tmp_path / "eval.json"),
+                       data=tmp_path / "data", env={"REUNITE_PROGRESS_EVERY": "2"}, check=True)
+    found = [m.groups()[:3] for m in map(EVAL_LINE.match, done.stderr.splitlines()) if m]
+    assert ("eval gallery", "4", "4") in found and ("eval", "4", "4") in found, done.stderr
+    assert found.index(("eval gallery", "4", "4")) < found.index(("eval", "4", "4"))
