@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= reunite-data
 
-.PHONY: run test venv test-venv lint demo clean browser postgres
+.PHONY: run test venv test-venv lint demo clean browser postgres screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,9 @@ lint: test-venv
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache .ruff_cache
+
+# The README's screenshots (docs/screenshots/): the browser tests write them to test-artifacts/,
+# tests/screenshots.py copies them over (256 colours).
+screenshots: test-venv browser
+	$(BIN)/python -m pytest -q tests/test_web_workbench.py tests/test_web_candidate.py
+	$(BIN)/python -m tests.screenshots

@@ -73,6 +73,15 @@ class Progress:
         if done - self._last_done >= self.every_items or now - self._last_time >= self.every_seconds:
             self._log(now)
 
+    def note(self, message: str) -> None:
+        """One line about the task that is not a count (what a long step is about to do)."""
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.write(f"{self.label}: {message}", file=self.stream)
+            return
+        print(f"{self.label}: {message}", file=self.stream, flush=True)
+
     def _log(self, now: float) -> None:
         elapsed = max(now - self._start, 1e-9)
         of = f"/{self.total}" if self.total else ""

@@ -207,6 +207,17 @@ def _seed_indexed_faces(app: Application, query: Any, item_id: int, banks: list[
     return True
 
 
+def photo_reader(app: Application, bank: Bank) -> Callable[[Item], bytes | None]:
+    """An image reader for the linker (matcher.links.ImageReader): the kept photo, else the file.
+
+    ``reunite networks`` after ``index --no-link`` has no crawl at hand: a WARC's
+    payloads were spooled and removed, a folder may have moved. What indexing
+    kept (the photo, bank policy ``keep_photos``) and the absolute path it stored
+    are what is left to decode when a copy searcher needs the picture.
+    """
+    return lambda item: _photo(app, bank, item, None)
+
+
 def _photo(app: Application, bank: Bank, item: Item, path: Path | None) -> bytes | None:
     """The ad's bytes: the kept photo, else the file it was indexed from when it is still there."""
     import hashlib

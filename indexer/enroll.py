@@ -29,6 +29,7 @@ catalog blanks paths that older versions stored
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -147,9 +148,11 @@ class _Prepared:
     row_number: int
     label: str
     source: str
-    extraction: pipeline.Extraction
+    # None for a photo the bank already holds (:func:`_prepare`'s ``known``): nothing to extract.
+    extraction: pipeline.Extraction | None
     subject_fields: dict[str, Any]
     consent: Consent | None
+    sha256: str = ""
 
 
 def enroll_records(store: Store, bank_name: str, kind: str, records: list[dict[str, Any]], *,
@@ -180,21 +183,29 @@ def enroll_records(store: Store, bank_name: str, kind: str, records: list[dict[s
     if not records:
         raise EnrollError("the manifest has no rows")
 
+    # Photos the bank already holds are not decoded again: a stored item is never changed by
+    # a re-run (only its subject's consent record is, by _renew_consent), so its faces and
+    # hashes would be extracted for nothing, and a no-op re-run of 30 people cost as much
+    # as the first run (issue 15). Their face check is the stored one.
+    held = _held_photos(store, existing.id, names) if existing is not None else {}
     prepared: list[_Prepared] = []
     for n, row in enumerate(records, start=1):
-        prepared.append(_prepare(n, row, kind, names, now, for_evaluation))
+        prepared.append(_prepare(n, row, kind, names, now, for_evaluation, known=held))
         if progress:
             progress(n, len(records))
 
-    no_face = [p.row_number for p in prepared if kind == "missing_person"
-               and not any(signals.get(v.signal).family == FACE_FAMILY for v in p.extraction.vectors)]
+    no_face = [p.row_number for p in prepared if kind == "missing_person" and not (
+        held.get(p.sha256, False) if p.extraction is None
+        else any(signals.get(v.signal).family == FACE_FAMILY for v in p.extraction.vectors))]
     bank = store.catalog.ensure_bank(bank_name, kind)
     renewed = _renew_consent(store, bank.id, prepared)
     keeper = _keeper(store, bank, photos)
     known = store.catalog.known_sha256(bank.id) if keeper else set()
+    fresh = [p for p in prepared if p.extraction is not None]
     batch = []
     try:
-        for p in prepared:
+        for p in fresh:
+            assert p.extraction is not None
             kept = keeper.keep(Path(p.source), p.extraction.sha256) \
                 if keeper and p.extraction.sha256 not in known else {}
             batch.append(NewImage(p.extraction, p.label, REFERENCE_SOURCE, {"row": p.row_number, **kept},
@@ -204,7 +215,7 @@ def enroll_records(store: Store, bank_name: str, kind: str, records: list[dict[s
                 keeper.sync()  # the photos on disk before the rows naming them commit
             finally:
                 keeper.close()
-        results = store.add_images(bank, batch)
+        results = store.add_images(bank, batch) if batch else []
     except BaseException:
         if keeper:
             keeper.close()
@@ -214,15 +225,32 @@ def enroll_records(store: Store, bank_name: str, kind: str, records: list[dict[s
     for img, (_item, was_new) in zip(batch, results, strict=True):
         if keeper and not was_new:
             keeper.discard(img.attributes)
-    store.checkpoint()
+    if batch:
+        store.checkpoint()
     created = sum(1 for _item, was_new in results if was_new)
     return {
         "bank": bank_name, "kind": kind, "rows": len(records), "enrolled": created,
-        "already_enrolled": len(results) - created,
+        "already_enrolled": len(results) - created + len(prepared) - len(fresh),
         "subjects": len({p.label for p in prepared}), "consent_renewed": renewed,
         "no_face_rows": no_face, "signals": names,
         "seconds": round(time.monotonic() - start, 2),
     }
+
+
+def _held_photos(store: Store, bank_id: int, names: list[str]) -> dict[str, bool]:
+    """sha256 -> whether the stored item has a face, for every photo the bank holds."""
+    from sqlalchemy import select
+
+    from indexer.store.catalog import Item, Vector
+
+    faces = [n for n in names if signals.get(n).family == FACE_FAMILY]
+    with store.catalog.session() as s:
+        held = {str(sha): False for sha in s.scalars(select(Item.sha256).where(Item.bank_id == bank_id))}
+        if faces and held:
+            with_face = s.scalars(select(Item.sha256).join(Vector, Vector.item_id == Item.id).where(
+                Item.bank_id == bank_id, Vector.signal.in_(faces)).distinct())
+            held.update((str(sha), True) for sha in with_face)
+    return held
 
 
 def _keeper(store: Store, bank: Any, photos: Any) -> Any:
@@ -233,7 +261,9 @@ def _keeper(store: Store, bank: Any, photos: Any) -> Any:
 
 
 def _prepare(n: int, row: dict[str, Any], kind: str, names: list[str], now: dt.datetime,
-             for_evaluation: bool) -> _Prepared:
+             for_evaluation: bool, known: dict[str, bool] | None = None) -> _Prepared:
+    """One row checked (text, consent, the image) and extracted; ``known`` photos (sha256 ->
+    has a face, :func:`_held_photos`) are read and checked but not decoded again."""
     where = f"row {n}"
     try:  # labels and venue fields are shown to reviewers and exported: one text rule (indexer.text)
         for key, value in row.items():
@@ -270,6 +300,9 @@ def _prepare(n: int, row: dict[str, Any], kind: str, names: list[str], now: dt.d
                                  if str(row.get(k) or "").strip()}}
     try:
         data = images._read_bytes(Path(path_text), images.DEFAULT_MAX_BYTES)
+        sha = hashlib.sha256(data).hexdigest()
+        if known is not None and sha in known:  # decoded when it was enrolled: valid, nothing to redo
+            return _Prepared(n, label, path_text, None, fields, consent, sha)
         extraction = pipeline.extract(data, names)
     except images.ImageError as exc:
         raise EnrollError(f"{where}: refused: {exc}") from None
@@ -277,7 +310,7 @@ def _prepare(n: int, row: dict[str, Any], kind: str, names: list[str], now: dt.d
         raise EnrollError(f"{where}: cannot read the file ({exc.strerror or exc})") from None
     if kind == "missing_person":
         extraction.vectors = primary_face(extraction.vectors, extraction.width, extraction.height)
-    return _Prepared(n, label, path_text, extraction, fields, consent)
+    return _Prepared(n, label, path_text, extraction, fields, consent, extraction.sha256)
 
 
 def _personal(consent: Consent) -> dict[str, Any]:

@@ -78,6 +78,18 @@ class Record:
     label: str
     shown_as: str  # the path as the user wrote it, for reports
     attributes: dict[str, Any] = field(default_factory=dict)
+    # Whether ``path`` outlives the run (a WARC payload's spooled file does not).
+    reopenable: bool = True
+
+    def stored_source(self) -> str:
+        """What the catalog keeps as the item's source: a path that reopens the file later.
+
+        The absolute path (a manifest's relative paths resolved against its folder
+        now), so that linking deferred to ``reunite networks`` and the watch can read
+        the file from any working directory; where nothing outlives the run (WARC),
+        the text the user knows it by (the record's URL).
+        """
+        return str(self.path.absolute()) if self.reopenable else self.shown_as
 
 
 @dataclass
@@ -422,7 +434,7 @@ def index_records(
                                  f"the label has {len(record.label)} characters, at most {LABEL_MAX}")
             else:
                 kept = keeper.keep(record.path, extraction.sha256) if keeper else {}
-                pending.append(NewImage(extraction, record.label, record.shown_as,
+                pending.append(NewImage(extraction, record.label, record.stored_source(),
                                         {**record.attributes, **kept}))
                 if len(pending) >= batch_size:
                     flush()

@@ -118,7 +118,7 @@ class WarcReader:
                   "posted_at": text.displayable(when), "warc_record_id": text.displayable(record_id)}
         label = text.displayable(record_id.strip("<>")) or path.stem
         return Record(path, label, text.displayable(uri) or label,
-                      {k: v for k, v in fields.items() if v})
+                      {k: v for k, v in fields.items() if v}, reopenable=False)  # the spool goes at exit
 
     def _spooled(self, data: bytes) -> Path:
         """The payload as a file named by its content, written whole (tmp + rename) or not at all."""

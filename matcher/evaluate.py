@@ -65,7 +65,8 @@ def read_suite(suite: Path) -> tuple[list[ingest.Record], list[metrics.QueryTrut
 
 
 def _index_gallery(store: Store, kind: str, gallery: list[ingest.Record],
-                   workers: int) -> dict[str, Any]:
+                   workers: int, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Index (or enroll) the gallery; ``progress(done, total)`` after each image."""
     bank_kind = KIND_TO_BANK[kind]
     if bank_kind in ("missing_person", "venue"):
         try:
@@ -74,22 +75,29 @@ def _index_gallery(store: Store, kind: str, gallery: list[ingest.Record],
             enroll = None  # type: ignore[assignment]
         if enroll is not None and hasattr(enroll, "enroll_records"):
             rows = [{"path": str(r.path), "label": r.label, **r.attributes} for r in gallery]
-            report = enroll.enroll_records(store, "gallery", bank_kind, rows, for_evaluation=True)
+            report = enroll.enroll_records(store, "gallery", bank_kind, rows, for_evaluation=True,
+                                           progress=progress)
             return report if isinstance(report, dict) else {"enrolled": len(rows)}
     # The copy suite names different photos of one person as different labels (README of the suite), so
     # the face leads an ads bank gives would count as wrong there: the copy eval measures copy detection.
     policy = {"face_search": False} if kind == "copy" else None
     bank = store.catalog.ensure_bank("gallery", bank_kind, policy)
     names = [s.name for s in signals.select(default_families(bank_kind))]
-    report = ingest.index_records(store, bank, gallery, names, workers=workers, source="gallery")
+    report = ingest.index_records(store, bank, gallery, names, workers=workers, source="gallery",
+                                  progress=(lambda done, _failed: progress(done, len(gallery)))
+                                  if progress else None)
     return {"seen": report.seen, "indexed": report.indexed, "failed": report.failed,
             "errors": report.errors[:50], "seconds": round(report.seconds, 2)}
 
 
 def run_eval(suite: Path, kind: str, *, top: int = 10, limit: int | None = None,
              workers: int = 1, data_dir: Path | None = None,
-             progress: Callable[[int, int], None] | None = None) -> EvalResult:
-    """Index the gallery, answer every query, and score the answers."""
+             progress: Callable[[int, int], None] | None = None,
+             index_progress: Callable[[int, int], None] | None = None) -> EvalResult:
+    """Index the gallery, answer every query, and score the answers.
+
+    ``index_progress(done, total)`` follows the gallery's images, ``progress`` the queries.
+    """
     if kind not in KIND_TO_BANK:
         raise SuiteError(f"unknown eval kind {kind!r} (one of {', '.join(KIND_TO_BANK)})")
     suite = Path(suite)
@@ -99,7 +107,7 @@ def run_eval(suite: Path, kind: str, *, top: int = 10, limit: int | None = None,
     with tempfile.TemporaryDirectory(prefix="reunite-eval-") as tmp:
         store = Store(data_dir or Path(tmp))
         t0 = time.monotonic()
-        index_report = _index_gallery(store, kind, gallery, workers)
+        index_report = _index_gallery(store, kind, gallery, workers, index_progress)
         index_seconds = time.monotonic() - t0
         store.checkpoint()
         bank = store.bank_or_error("gallery")

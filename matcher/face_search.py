@@ -370,6 +370,8 @@ class FaceSearcher:
                         models_evidence[f"{name}_score"] = round(alone[name][sid], 4)
                 if fusion is not None:
                     models_evidence["face_fusion"] = "+".join(fusion.signals)
+                if qface.extra.get("landmarks"):  # the query face's five points, drawn for the reviewer
+                    models_evidence["query_face_landmarks"] = qface.extra["landmarks"]
                 best[sid] = _Best(score, hit.similarity, hit.item, list(qface.box) if qface.box else None,
                                   qface.quality, low, {"signal": lead, **models_evidence})
         ranked = sorted(best.items(), key=lambda kv: (-kv[1].score, kv[0]))[:top]

@@ -75,6 +75,8 @@ SCENE_FAMILY = "scene"
 NON_COPY_SEARCHERS = frozenset({"faces"})
 
 ImageReader = Callable[[Item], bytes | None]
+# progress(phase, done, total) of :meth:`Linker.update`; phase is "occurrences" or "images".
+LinkProgress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -237,12 +239,17 @@ class Linker:
                 ~exists().where(LinkedItem.item_id == Item.id)).order_by(Item.id))]
 
     # --- the update ----------------------------------------------------------
-    def update(self, bank: Bank, read: ImageReader | None = None) -> LinkReport:
+    def update(self, bank: Bank, read: ImageReader | None = None,
+               progress: LinkProgress | None = None) -> LinkReport:
         """Link every occurrence and image of ``bank`` not linked yet.
 
         ``read(item)`` returns the image bytes when they are at hand (copy
         search then uses the decoded picture: dihedral variants, local
         features); otherwise an image is searched by its stored hashes.
+        ``progress(phase, done, total)`` is called as the two phases advance:
+        ``"occurrences"`` (each ad's rows: contacts, same file) and ``"images"``
+        (each new image searched); linking a large crawl takes minutes, and a
+        cron job must see it move.
         """
         if bank.kind != "ads":
             raise ValueError(f"bank {bank.name!r} is {with_article(bank.kind)} bank: networks link ads banks")
@@ -255,6 +262,8 @@ class Linker:
             pending = list(s.scalars(select(AdPhoto.id).where(AdPhoto.bank_id == bank.id,
                                                               AdPhoto.linked == False)  # noqa: E712
                                      .order_by(AdPhoto.id)))
+        if progress and pending:
+            progress("occurrences", 0, len(pending))
         for start in range(0, len(pending), 200):
             with self.store.catalog.session() as s:
                 chunk = pending[start:start + 200]
@@ -265,7 +274,11 @@ class Linker:
                 for occ_id in chunk:
                     report.new_links += self._link_occurrence(s, bank, occ_id, occs.get(occ_id), showing)
                     report.occurrences += 1
+            if progress:  # rows are quick: counted per chunk; images one by one below
+                progress("occurrences", report.occurrences, len(pending))
         copy_searchers = self._copy_searchers(bank)
+        if progress and todo:
+            progress("images", 0, len(todo))
         # One transaction and one read of items, vectors and staged prints per chunk of
         # images, not three transactions per image: the commit, not the search, was
         # most of the cost of linking a small photo.
@@ -285,6 +298,8 @@ class Linker:
                     report.new_links += links
                     report.images += 1
                     report.images_from_vectors += int(from_vectors)
+                    if progress:
+                        progress("images", report.images, len(todo))
         return report
 
     def _link_occurrence(self, s: Session, bank: Bank, occ_id: int, occ: AdPhoto | None = None,

@@ -65,7 +65,8 @@ def test_a_label_longer_than_its_column_is_refused_row_by_row_on_both(
                                         encoding="utf-8")
     done = run_reunite("index", str(tmp_path / "crawl.csv"), "--bank", "ads", "--signals", "hashes",
                        "--quiet", "--no-link", data=data)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # finished, one row left out: incomplete
     assert "skipped 1.jpg: the label has 301 characters, at most 300" in done.stderr
+    assert done.stderr.splitlines()[-1].startswith("incomplete: 1 of 3 images failed (1 label_too_long)")
     listed = run_reunite("banks", "--json", data=data)
     assert [(b["name"], b["items"]) for b in json.loads(listed.stdout)] == [("ads", 2)], listed.stderr

@@ -216,3 +216,39 @@ def test_cli_refuses_without_consent(tmp_path: Path, pictures: dict[str, Path], 
                    data=data_dir)
     assert done.returncode == 0, done.stderr
     assert "1 photos enrolled" in done.stdout and "person-a" not in done.stdout + done.stderr
+
+
+def test_rerun_decodes_only_new_photos_and_reports_as_before(
+        tmp_path: Path, pictures: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A no-op re-run skips the decode and face extraction of photos the bank holds (issue 15)."""
+    from indexer import pipeline
+
+    decoded: list[int] = []
+    real_extract = pipeline.extract
+
+    def counting_extract(data: bytes, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - the real one, counted
+        decoded.append(len(data))
+        return real_extract(data, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "extract", counting_extract)
+    store = Store(tmp_path / "data")
+    coffee = tmp_path / "coffee.jpg"  # a copy of its own: removed below
+    coffee.write_bytes(pictures["coffee"].read_bytes())
+    rows = [{"path": str(pictures["astro_jpeg"]), "label": "person-a", **VALID},
+            {"path": str(coffee), "label": "person-b", **VALID}]  # no face: reported
+    first = enroll.enroll_records(store, "missing", "missing_person", rows)
+    assert len(decoded) == 2 and first["enrolled"] == 2 and first["no_face_rows"] == [2]
+    decoded.clear()
+    again = enroll.enroll_records(store, "missing", "missing_person", rows)
+    assert decoded == []  # nothing decoded, nothing extracted
+    assert (again["enrolled"], again["already_enrolled"], again["subjects"], again["no_face_rows"]) == (
+        0, 2, 2, [2])
+    grown = enroll.enroll_records(store, "missing", "missing_person",
+                                  [*rows, {"path": str(pictures["camera"]), "label": "person-c", **VALID}])
+    assert len(decoded) == 1 and (grown["enrolled"], grown["already_enrolled"]) == (1, 2)
+    with store.catalog.session() as s:
+        assert len(s.scalars(select(Item)).all()) == 3
+    # A known photo is still read and checked: a row that now points at nothing refuses the manifest.
+    coffee.unlink()
+    with pytest.raises(enroll.EnrollError, match="row 2: refused: the file does not exist"):
+        enroll.enroll_records(store, "missing", "missing_person", rows)

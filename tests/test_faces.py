@@ -56,6 +56,25 @@ def test_one_good_face_with_box_and_quality(reference: np.ndarray) -> None:
     assert np.allclose(primary(extract(photo("astronaut.png")), (512, 512)).vector, v.vector)
 
 
+def test_each_face_keeps_its_five_landmarks_in_original_pixels() -> None:
+    """YuNet's eyes, nose tip and mouth corners, kept with the box for the reviewer's drawing."""
+    small = extract(photo("astronaut.png").resize((256, 256)))  # decoded at 256: scaled back below
+    for found, scale in ((extract(photo("astronaut.png")), 1.0), (small, 0.5)):
+        v = primary(found, (int(512 * scale), int(512 * scale)))
+        assert v.extra["landmarks_from"] == "yunet"
+        points = v.extra["landmarks"]
+        assert len(points) == 5 and all(isinstance(c, int) for p in points for c in p)
+        left, top, right, bottom = v.box
+        assert all(left <= x <= right and top <= y <= bottom for x, y in points), (points, v.box)
+        (rx, ry), (lx, ly), (nx, ny), (mrx, mry), (mlx, mly) = points
+        assert max(ry, ly) < ny < min(mry, mly)  # eyes above the nose tip above the mouth
+        assert rx < lx and mrx < mlx  # the person's right eye and mouth corner on the picture's left
+    full = primary(extract(photo("astronaut.png")), (512, 512)).extra["landmarks"]
+    half = primary(small, (256, 256)).extra["landmarks"]
+    assert all(abs(a - 2 * b) <= 6
+               for p, q in zip(full, half, strict=True) for a, b in zip(p, q, strict=True))
+
+
 @pytest.mark.parametrize("edit", ["crop", "resize", "jpeg", "mirror"])
 def test_edits_keep_the_identity(edit: str, reference: np.ndarray) -> None:
     img = photo("astronaut.png")

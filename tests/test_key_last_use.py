@@ -39,7 +39,11 @@ def test_authentication_records_the_last_use_once_a_minute(tmp_path: Path) -> No
 
 def test_keys_list_shows_the_last_use(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    run_reunite("keys", "create", "--role", "admin", "--name", "ops", data=data, check=True)
+    made = run_reunite("keys", "create", "--role", "admin", "--name", "ops", data=data, check=True)
+    assert made.stdout.splitlines()[0] == ("created an admin key named 'ops'; store it now, it is not "
+                                           "shown again:")
+    made = run_reunite("keys", "create", "--role", "investigator", "--name", "inv", data=data, check=True)
+    assert made.stdout.startswith("created an investigator key named 'inv'")  # issue 15: not "a investigator"
     key = run_reunite("keys", "create", "--role", "ingest", "--name", "crawler", data=data,
                       check=True).stdout.splitlines()[-1]
     catalog = Catalog.open(data, catalog_of(data))

@@ -218,3 +218,48 @@ def test_unknown_phone_region_is_refused_before_anything_is_stored(crawl: Path, 
     no_bank = run_reunite("networks", "--bank", "ads", "--region", "gb", data=data_dir)
     assert no_bank.returncode == 2 and "no bank named" in no_bank.stderr
     assert contacts.check_region(" gb ") == "GB"
+
+
+def _links_by_label(data: Path) -> set[tuple[str, str, str, float, str]]:
+    """Every ad link of the data folder's `ads` bank, named by the ads' labels, with its evidence."""
+    from indexer.store.catalog import Subject
+
+    store = Store(data)
+    try:
+        with store.catalog.session() as s:
+            labels = {int(i): str(label) for i, label in s.query(Subject.id, Subject.label)}
+            return {(*sorted((labels[link.a], labels[link.b])), link.kind, round(float(link.strength), 6),
+                     json.dumps(link.evidence, sort_keys=True)) for link in s.query(AdLink)}
+    finally:
+        store.catalog.engine.dispose()
+
+
+def test_deferred_linking_gives_the_links_of_index_time_linking(crawl: Path, tmp_path: Path) -> None:
+    """`index --no-link` then `networks` links exactly as `index` does (issue 15, point 5).
+
+    The default ads signals (hashes, local features, faces): the mirrored repost is found
+    through the print staged at indexing, the repost row of a4 through the rows recorded at
+    indexing, and the copies through the stored local features; nothing is read back from a
+    path relative to the manifest.
+    """
+    now, later = tmp_path / "now", tmp_path / "later"
+    run_reunite("index", str(crawl), "--bank", "ads", "--quiet", data=now, check=True)
+    deferred = run_reunite("index", str(crawl), "--bank", "ads", "--no-link", "--quiet", data=later,
+                           check=True)
+    assert "recorded 9 ad photo(s); linking deferred to `reunite networks --bank ads`" in deferred.stdout
+    assert _links_by_label(later) == set()
+    store = Store(later)
+    with store.catalog.session() as s:  # the file each item came from, resolved against the manifest's folder
+        from indexer.store.catalog import Item
+        sources = {Path(src) for (src,) in s.query(Item.source)}
+    store.catalog.engine.dispose()
+    assert sources == {crawl.parent / f"{name}.{ext}" for name, ext in (
+        ("a1", "png"), ("a2", "jpg"), ("a3", "jpg"), ("b1", "jpg"), ("b2", "jpg"), ("b3", "jpg"),
+        ("c1", "jpg"), ("c2", "jpg"))}  # a4.png is a1.png's bytes: one item
+    shown_now = run_reunite("networks", "--bank", "ads", "--json", data=now, check=True).stdout
+    shown_later = run_reunite("networks", "--bank", "ads", "--json", data=later, check=True)
+    assert "new link(s)" in shown_later.stderr  # the deferred search ran here
+    expected = _links_by_label(now)
+    assert {kind for _a, _b, kind, _s, _e in expected} >= {"photo", "phone", "email"}
+    assert _links_by_label(later) == expected
+    assert shown_later.stdout == shown_now

@@ -65,13 +65,17 @@ def report_of(data: Path) -> dict:
     return json.loads(sorted((data / "reports").glob("index-*.json"))[-1].read_text())
 
 
-def index_both(cluster, source: Path, root: Path) -> tuple[Path, Path, str]:
-    """The pool's data folder, Ray's, and Ray's stdout, after indexing ``source`` into each."""
+def index_both(cluster, source: Path, root: Path, code: int = 0) -> tuple[Path, Path, str]:
+    """The pool's data folder, Ray's, and Ray's stdout, after indexing ``source`` into each.
+
+    ``code``: the exit code both runs must end with (1 when the source holds a bad file).
+    """
     pool, ray = root / "pool", root / "ray"
-    run_reunite("index", str(source), "--bank", "ads", "--signals", SIGNALS, "--workers", "2", "--quiet",
-                data=pool, check=True)
+    by_pool = run_reunite("index", str(source), "--bank", "ads", "--signals", SIGNALS, "--workers", "2",
+                          "--quiet", data=pool)
     done = in_cluster(cluster, "index", str(source), "--bank", "ads", "--signals", SIGNALS, "--engine",
-                      "ray", "--address", cluster.address, "--quiet", data=ray)
+                      "ray", "--address", cluster.address, "--quiet", data=ray, check=False)
+    assert (by_pool.returncode, done.returncode) == (code, code), (by_pool.stderr, done.stderr)
     return pool, ray, done.stdout
 
 
@@ -97,7 +101,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def folder_runs(ray_cluster_of_two, folder: Path, tmp_path_factory: pytest.TempPathFactory):
-    return index_both(ray_cluster_of_two, folder, tmp_path_factory.mktemp("rayfolder"))
+    return index_both(ray_cluster_of_two, folder, tmp_path_factory.mktemp("rayfolder"), code=1)
 
 
 def test_folder_crawl_on_two_nodes_equals_the_pool(folder_runs) -> None:
@@ -115,7 +119,9 @@ def test_folder_crawl_on_two_nodes_equals_the_pool(folder_runs) -> None:
 def test_rerun_on_ray_indexes_nothing_again(ray_cluster_of_two, folder: Path, folder_runs) -> None:
     _pool, ray, _stdout = folder_runs
     again = in_cluster(ray_cluster_of_two, "index", str(folder), "--bank", "ads", "--signals", SIGNALS,
-                       "--engine", "ray", "--address", ray_cluster_of_two.address, "--quiet", data=ray)
+                       "--engine", "ray", "--address", ray_cluster_of_two.address, "--quiet", data=ray,
+                       check=False)
+    assert again.returncode == 1, again.stderr  # the broken file is still broken: incomplete
     assert "0 indexed" in again.stdout and "25 already indexed" in again.stdout, again.stdout  # repost too
     # Only the file that failed before is tried again.
     assert "ray: 1 images processed on 1 node(s)" in again.stdout, again.stdout
@@ -184,7 +190,9 @@ def test_interrupted_ray_run_resumes_where_it_stopped(ray_cluster_of_two, folder
     kept = report_of(data)["indexed"]
     assert 0 < kept < 24, (out, seen, err)
     rest = in_cluster(ray_cluster_of_two, "index", str(folder), "--bank", "ads", "--signals", SIGNALS,
-                      "--engine", "ray", "--address", ray_cluster_of_two.address, "--quiet", data=data)
+                      "--engine", "ray", "--address", ray_cluster_of_two.address, "--quiet", data=data,
+                      check=False)
+    assert rest.returncode == 1, rest.stderr  # finished, but the broken file failed again
     resumed = report_of(data)
     assert resumed["indexed"] == 24 - kept, rest.stdout  # only what the first run had not stored
     assert resumed["already_indexed"] >= kept, rest.stdout  # (the repost too, when its photo was kept)

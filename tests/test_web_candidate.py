@@ -234,6 +234,35 @@ def _csrf(page: Page) -> str:
     return page.locator("input[name=csrf]").first.get_attribute("value") or ""
 
 
+def _circles(page: Page, selector: str) -> list[tuple[float, float]]:
+    return [(float(c.get_attribute("cx") or "nan"), float(c.get_attribute("cy") or "nan"))
+            for c in page.locator(selector).all()]
+
+
+def test_a_face_match_draws_both_faces_with_their_five_landmarks(world: World,
+                                                                  context: BrowserContext) -> None:
+    """Boxes and landmarks on both pictures; the query is the reference scaled by 220/200, so its
+    landmarks must be the reference's scaled alike (issue 15: landmarks drawn, not only boxes)."""
+    api = world.api
+    page = context.new_page()
+    _sign_in(page, api, api.keys["admin"], f"/review/candidates/{world.face}")
+    expect(page.locator("#legend")).to_contain_text("face landmarks (eyes, nose, mouth corners)")
+    query = _circles(page, "#query-photo g.landmarks circle")
+    reference = _circles(page, "#reference-photo g.landmarks circle")
+    assert len(query) == len(reference) == 5
+    for svg, points in (("#query-photo", query), ("#reference-photo", reference)):
+        box = page.locator(f"{svg} rect.face").first
+        x, y = float(box.get_attribute("x") or 0), float(box.get_attribute("y") or 0)
+        w, h = float(box.get_attribute("width") or 0), float(box.get_attribute("height") or 0)
+        assert all(x <= px <= x + w and y <= py <= y + h for px, py in points), (svg, points, (x, y, w, h))
+        assert max(points[0][1], points[1][1]) < points[2][1] < min(points[3][1], points[4][1])
+    assert all(abs(q - 1.1 * r) <= 6 for qp, rp in zip(query, reference, strict=True)
+               for q, r in zip(qp, rp, strict=True)), (query, reference)
+    label = page.locator("#query-photo").get_attribute("aria-label") or ""
+    assert "5 face landmarks" in label
+    _shot(page, "candidate-face-landmarks.png")
+
+
 def test_a_face_is_confirmed_only_after_the_reveal_and_the_second_look_is_blind(
         world: World, browser: Browser) -> None:  # noqa: F811
     api = world.api

@@ -172,7 +172,7 @@ def test_reviewer_works_through_the_queue(world: Queued, context: BrowserContext
     expect(page.locator("#queue-total")).to_have_text("3")
     expect(page.locator("table.queue")).not_to_contain_text(NAME_A)  # no names in the list
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "queue.png"))
+    page.screenshot(path=str(ARTIFACTS / "queue-signed-in.png"))  # (queue.png: test_web_workbench's)
 
     a, b = world.candidates["a"], world.candidates["b"]
     pseudonym = world.subjects["a"]["pseudonym"]

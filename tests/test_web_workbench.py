@@ -171,7 +171,7 @@ def test_queue_lists_missing_persons_first_with_thumbnails_and_no_names(world: W
     assert [e.detail.get("thumb") for e in _events(api, "review.reference_image")][-1] is True
     assert any(e.detail.get("thumb") for e in _events(api, "review.query_image"))
     _fits(page)
-    _shot(page, "workbench-queue")
+    _shot(page, "queue")
     # Grouped by case: the missing person's candidate under its opaque case ref, the rest under "No case".
     page.get_by_label("Group").select_option("case")
     page.get_by_role("button", name="Apply filters").click()
@@ -280,10 +280,26 @@ def test_search_page_uploads_matches_and_queues(world: World, context: BrowserCo
     expect(results.first.locator(".queued")).to_contain_text("In the review queue as #")
     assert CASE_CODE not in page.content() and NAME not in page.content()
     assert page.locator("li.result img").count() == 0
+    # The evidence drawn on the searched image: the face compared, boxed, with its five landmarks.
+    drawing = results.first.locator(".query-drawing svg.picture")
+    expect(drawing.locator("rect.shape.face")).to_have_count(1)
+    expect(drawing.locator("g.landmarks circle")).to_have_count(5)
+    href = drawing.locator("image").get_attribute("href") or ""
+    assert re.fullmatch(r"/review/search/candidates/\d+/query", href), href
+    assert page.request.get(api.url + href).body() == query.read_bytes()  # the image that was sent
+    # Another investigator's query is not theirs to see: as an id that does not exist.
+    theirs = api.client(api.key("investigator", "inv-elsewhere")).post(
+        "/v1/match", data={"banks": "ads"},
+        files={"image": ("r.png", png_bytes(photo("rocket.jpg")), "image/png")})
+    other = next(c["candidate_id"] for c in theirs.json()["candidates"] if c["candidate_id"])
+    for cid in (other, 10_000):
+        assert page.request.get(api.url + f"/review/search/candidates/{cid}/query").status == 404
+    results.first.locator("details.why summary").click()
+    expect(results.first.locator("details.why")).to_contain_text("Face distance")
     [event] = [e for e in _events(api, "match") if e.detail.get("via") == "web"][-1:]
     assert event.actor == "test-investigator" and event.detail["queued"] >= 1
     _fits(page)
-    _shot(page, "workbench-search-investigator")
+    _shot(page, "search-investigator")
     # A bank that does not exist is named, and nothing is searched.
     r = page.request.post(api.url + "/review/search", multipart={
         "csrf": page.locator("input[name=csrf]").first.input_value(), "banks": "missing",
@@ -300,7 +316,7 @@ def test_search_page_uploads_matches_and_queues(world: World, context: BrowserCo
         expect(first.locator("img.thumb")).to_have_attribute("alt", "Reference in families, blurred")
         link = first.locator("a.candidate-link")
         expect(link).to_contain_text("In the review queue as #")
-        _shot(page, "workbench-search")
+        _shot(page, "search")
         link.click()
         expect(page).to_have_url(re.compile(r"/review/candidates/\d+$"))
     finally:
@@ -324,7 +340,7 @@ def test_networks_page_lists_and_draws_a_network(world: World, context: BrowserC
     expect(rows).to_have_count(2)
     expect(rows.first.locator("td").first).to_have_text("3")  # n1, n2, n3
     _fits(page)
-    _shot(page, "workbench-networks")
+    _shot(page, "networks")
     rows.first.locator("a").first.click()
     expect(page).to_have_url(re.compile(r"/review/networks/N-[0-9a-f]{12}$"))
     graph = page.locator("#network-graph")
@@ -336,7 +352,7 @@ def test_networks_page_lists_and_draws_a_network(world: World, context: BrowserC
     expect(page.locator("#network-links")).to_contain_text("phone")
     assert page.locator("script").count() <= 1  # the page's one shortcut script; the drawing needs none
     _fits(page)
-    _shot(page, "workbench-network")
+    _shot(page, "network")
     # The other network (n4, n5: one phone) holds the ads an investigator searched: its candidates
     # are listed by id and state, without links for an investigator (candidate pages are reviewers').
     page.goto(api.url + "/review/networks")
@@ -369,7 +385,7 @@ def test_admin_pages_keys_audit_and_banks(world: World, context: BrowserContext,
     assert key.startswith("rk_")
     with api.client(key) as c:
         assert c.get("/v1/whoami").json() == {"name": "field-investigator-7", "role": "investigator"}
-    _shot(page, "workbench-admin-keys")
+    _shot(page, "admin-keys")
     api.key("reviewer", "idle-reviewer-3")  # issued, never used
     page.goto(api.url + "/review/admin/keys")
     assert key not in page.content()  # shown once
@@ -394,7 +410,7 @@ def test_admin_pages_keys_audit_and_banks(world: World, context: BrowserContext,
     expect(page.locator("#audit-table")).to_contain_text("key:field-investigator-7")
     _fits(page)
     page.goto(api.url + "/review/admin/audit")
-    _shot(page, "workbench-admin-audit")
+    _shot(page, "admin-audit")
     # A large log is verified on request (the test lowers "large" in the running server).
     import api.web.admin as admin_pages
     monkeypatch.setattr(admin_pages, "AUTO_VERIFY_EVENTS", 1)
@@ -420,7 +436,7 @@ def test_admin_pages_keys_audit_and_banks(world: World, context: BrowserContext,
     assert [(e.detail.get("second_review"), e.detail.get("via")) for e in _events(api, "bank.policy")][-1] \
         == (False, "web")
     _fits(page)
-    _shot(page, "workbench-admin-banks")
+    _shot(page, "admin-banks")
     card.get_by_label("Second reviewer").select_option("default")
     card.get_by_role("button", name="Save", exact=True).click()
     expect(card.locator("dd.second-review")).to_contain_text("two different reviewers")
@@ -434,6 +450,13 @@ def test_admin_pages_keys_audit_and_banks(world: World, context: BrowserContext,
             assert response.status == 403 and "test-admin" not in p.content(), path
     finally:
         rev.close()
+
+
+# Phone screenshots the README shows (docs/screenshots/, refreshed by `make screenshots`).
+PHONE_SHOTS = {("reviewer", "/review/"): "queue-phone",
+               ("reviewer", "/review/?group=case"): "queue-by-case-phone",
+               ("reviewer", "/review/candidates/{copy}/reopen"): "undo-phone",
+               ("investigator", "/review/networks/{network}"): "network-phone"}
 
 
 @pytest.mark.parametrize("role,paths", [
@@ -453,4 +476,4 @@ def test_every_page_fits_a_390_px_phone(world: World, phone: BrowserContext, rol
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
         _fits(page)
         name = re.sub(r"[^a-z0-9]+", "-", path.format(copy="c", network="n").lower()).strip("-")
-        _shot(page, f"phone-{role}-{name or 'queue'}")
+        _shot(page, PHONE_SHOTS.get((role, path), f"phone-{role}-{name or 'queue'}"))

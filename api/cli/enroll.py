@@ -32,9 +32,11 @@ def enroll_cmd(
 ) -> None:
     """Enroll reference photos. Missing persons need consent_by, consent_date,
     consent_expires and case_ref on every row; one refused row refuses the manifest."""
+    from api.cli import engine_progress
     from api.progress import Progress
     from indexer import enroll, ingest
 
+    engine_progress(quiet)
     if kind not in enroll.ENROLL_KINDS:
         raise fail(f"--kind must be one of {', '.join(enroll.ENROLL_KINDS)}")
     if case_owner is not None:  # checked before anything is stored

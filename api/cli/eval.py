@@ -26,17 +26,29 @@ def eval_cmd(
     from api.progress import Progress
     from matcher import evaluate, metrics
 
-    # A bar on a terminal, count lines in a log: a suite takes tens of minutes.
-    bar = Progress("eval", "query")
+    # A bar on a terminal, count lines in a log: a suite takes tens of minutes, its gallery first.
+    bars: dict[str, Progress] = {}
 
-    def progress(done: int, total: int) -> None:
-        bar.update(done, total)
+    def tracked(label: str, unit: str):  # noqa: ANN202 - the progress callback of one phase
+        def progress(done: int, total: int) -> None:
+            if label not in bars:
+                for earlier in bars.values():
+                    earlier.close()
+                bars[label] = Progress(label, unit, total)
+            bars[label].update(done, total)
+        return progress
 
     try:
-        result = evaluate.run_eval(suite, kind, limit=limit, workers=workers, progress=progress)
-    except evaluate.SuiteError as exc:
-        raise fail(str(exc)) from None
-    finally:
+        result = evaluate.run_eval(suite, kind, limit=limit, workers=workers,
+                                   progress=tracked("eval", "query"),
+                                   index_progress=tracked("eval gallery", "img"))
+    except BaseException as exc:
+        for bar in bars.values():
+            bar.close(completed=False)
+        if isinstance(exc, evaluate.SuiteError):
+            raise fail(str(exc)) from None
+        raise
+    for bar in bars.values():
         bar.close()
     typer.echo(f"suite {result.suite} ({kind}): {result.summary['n_queries']} queries, "
                f"gallery {result.timing['gallery_images']} images")

@@ -61,6 +61,20 @@ def _root(
     if vectors_url:  # the service (and its workers) read it from the environment, as the CLI's own env
         state.vectors_url = vectors_url
         os.environ[VECTORS_URL_ENV] = vectors_url
+    engine_progress()
+
+
+def engine_progress(quiet: bool = False) -> None:
+    """Report the engine's own long steps on stderr like a verb's progress (api.progress).
+
+    A venue bank's vocabulary is trained by the first search that needs it, deep
+    in the matcher (indexer.progress_hooks); without this a `match`, or the watch
+    of an `index` run, sat silent for a minute. Verbs with ``--quiet`` call it again.
+    """
+    from api.progress import Progress
+    from indexer import progress_hooks
+
+    progress_hooks.install(lambda label, unit, total: Progress(label, unit, total, quiet=quiet))
 
 
 def open_store():  # noqa: ANN201 - imported lazily to keep `--help` fast
@@ -163,6 +177,7 @@ def index_cmd(
     defers that to ``reunite networks``).
     """
     single_threaded_libraries()
+    engine_progress(quiet)
     from indexer import ingest
 
     if kind == "missing_person":
@@ -192,7 +207,10 @@ def index_cmd(
     ingest.hold_index_lock(store, bank_row, on_wait=lambda: typer.echo(
         f"waiting for another index run on bank {bank_row.name} to finish", err=True))
     bar, progress = progress_bar(None, quiet)
-    linking = bank_row.kind == "ads" and link
+    # An ads bank always gets what linking needs from this run (each ad's rows, the link prints
+    # computed from the workers' decode); --no-link defers only the search to `reunite networks`,
+    # which then links exactly as this run would have (nothing it needs is lost with the run).
+    linking = bank_row.kind == "ads"
     extras, link_batch = link_staging(store, bank_row) if linking else (None, None)
     created: set[int] = set()  # this run's new items: the watch reuses their faces
     hashed: dict[Path, str] = {}  # each file's sha256 as indexing read it: linking reuses them
@@ -226,14 +244,11 @@ def index_cmd(
     if warc_reader is not None:
         typer.echo(f"warc: {warc_reader.records} records read, {warc_reader.images} images, "
                    f"{warc_reader.not_images} non-image records skipped")
-        if warc_reader.problem:
-            typer.echo(f"{source}: damaged after record {warc_reader.records} ({warc_reader.problem}); "
-                       "the records before it were indexed", err=True)
     if linking and not report.interrupted:
         from api.cli.networks import link_records
 
         typer.echo(link_records(store, bank_row, crawl_records(source, Path(spool.name))[1], region,
-                                hashed))
+                                hashed, search=link, quiet=quiet))
     if watch and not report.interrupted:
         from api.watching import Indexed
         typer.echo(watch_bank(application, bank_row, quiet, keeper.paths,
@@ -246,6 +261,36 @@ def index_cmd(
     if report.interrupted:
         typer.echo("interrupted: run the same command again to resume", err=True)
         raise typer.Exit(130)
+    problems = incomplete_run(report, source, warc_reader)
+    for line in problems:
+        typer.echo(line, err=True)
+    if problems:
+        raise typer.Exit(INDEX_INCOMPLETE)
+
+
+# `reunite index` exit codes: 0 every image of the source indexed (or already there); 1 the run
+# finished but left something out (a file failed, a WARC is damaged part-way: the rest is
+# stored, the report lists what failed); 2 the source or an option was refused, nothing stored;
+# 130 interrupted (run it again to resume).
+INDEX_INCOMPLETE = 1
+
+
+def incomplete_run(report, source: Path, warc_reader) -> list[str]:  # noqa: ANN001 - IngestReport, WarcReader
+    """The summary lines (stderr) of what a finished index run left out; [] when nothing was.
+
+    Why an exit code of its own: a cron job or a pipeline must see that a crawl was
+    not indexed whole without parsing the text, and a damaged WARC is the same case as
+    a bad file (what precedes the damage is stored, what follows is not).
+    """
+    lines = []
+    if report.failed:
+        reasons = ", ".join(f"{n} {code}" for code, n in sorted(report.errors_by_reason.items()))
+        lines.append(f"incomplete: {report.failed} of {report.seen} images failed ({reasons}); "
+                     "the others were indexed, the report lists each failure")
+    if warc_reader is not None and warc_reader.problem:
+        lines.append(f"{source}: damaged after record {warc_reader.records} ({warc_reader.problem}); "
+                     "the records before it were indexed")
+    return lines
 
 
 def ray_engine(address: str | None, quiet: bool):  # noqa: ANN201 - indexer.ray_engine.RayEngine

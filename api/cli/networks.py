@@ -13,14 +13,15 @@ Importing this module also registers ``export`` and ``import`` (api.cli.exchange
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 import api.cli.exchange  # noqa: F401 - registers `export` and `import`
-from api.cli.main import app, bank_or_fail, fail, index_cmd, open_store, region_or_fail
+from api.cli.main import app, bank_or_fail, engine_progress, fail, index_cmd, open_app, region_or_fail
 
 if TYPE_CHECKING:
     from indexer.ingest import Record
@@ -31,13 +32,19 @@ REGION_HELP = "Country (ISO 3166 alpha-2) of phone numbers written without +pref
 
 
 def link_records(store: Store, bank: Bank, records: Iterable[Record], region: str = "US",
-                 hashed: dict[Path, str] | None = None) -> str:
+                 hashed: dict[Path, str] | None = None, *, search: bool = True, quiet: bool = False) -> str:
     """Record every (ad, photo) row of an indexed ads crawl and link what is new; returns a summary.
 
     ``index`` stores each image once, so the rows of ads that repost a photo
     the bank already holds are recorded here (with their manifest columns),
     or the reposting ad would be lost. ``hashed``: path -> sha256 as indexing read
     them (``index_records(hashed=...)``); other files are read and hashed here.
+    ``search=False`` (``index --no-link``)
+    records the rows only: the rows are what a later ``reunite networks``
+    cannot rebuild (a WARC's spool is gone, a crawl folder may have moved),
+    while the search it defers reads only what the catalog keeps (the prints
+    staged at indexing, stored features, kept photos), so deferred and
+    immediate linking give the same links.
     """
     from indexer import ingest
     from matcher.links import LinkConfig, Linker, Occurrence, file_reader
@@ -54,10 +61,40 @@ def link_records(store: Store, bank: Bank, records: Iterable[Record], region: st
         paths.setdefault(sha, record.path)
         occurrences.append(Occurrence(record.label, sha, record.attributes))
     linker = Linker(store, config=LinkConfig(region=region))
-    linker.record(bank, occurrences)
-    summary = linker.update(bank, read=file_reader(paths)).summary()
+    recorded = linker.record(bank, occurrences)
+    if not search:
+        return (f"recorded {recorded} ad photo(s); linking deferred to `reunite networks --bank "
+                f"{bank.name}`")
+    with link_progress(quiet) as progress:
+        summary = linker.update(bank, read=file_reader(paths), progress=progress).summary()
     store.checkpoint()
     return summary
+
+
+@contextmanager
+def link_progress(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
+    """The linker's progress (matcher.links.LinkProgress) on stderr: a bar on a terminal, log
+    lines with counts and rates otherwise (api.progress), one per phase."""
+    from api.progress import Progress
+
+    bars: dict[str, Progress] = {}
+    units = {"occurrences": "ad photo", "images": "img"}
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if phase not in bars:
+            for other in bars.values():
+                other.close()
+            bars[phase] = Progress("link", units.get(phase, phase), total, quiet=quiet)
+        bars[phase].update(done, total)
+
+    try:
+        yield progress
+    except BaseException:
+        for bar in bars.values():
+            bar.close(completed=False)
+        raise
+    for bar in bars.values():
+        bar.close()
 
 
 @app.command("link", hidden=True)
@@ -89,19 +126,25 @@ def networks_cmd(
     region: Annotated[str, typer.Option("--region", help=REGION_HELP)] = "US",
     update: Annotated[bool, typer.Option(
         "--update/--no-update", help="Link ads indexed since the last run first.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress of the linking.")] = False,
 ) -> None:
     """Ads of a bank grouped into networks by shared photos, faces, phones and e-mails."""
+    from api.watching import photo_reader
     from indexer.text import with_article
     from matcher import networks
-    from matcher.links import LinkConfig, Linker, file_reader
+    from matcher.links import LinkConfig, Linker
 
+    engine_progress(quiet)
     region = region_or_fail(region)
-    store = open_store()
+    application = open_app()  # the kept photos, when linking needs an image the catalog cannot give
+    store = application.store
     bank_row = bank_or_fail(store, bank)
     if bank_row.kind != "ads":
         raise fail(f"bank {bank!r} is {with_article(bank_row.kind)} bank; networks are built from ads banks")
     if update:
-        report = Linker(store, config=LinkConfig(region=region)).update(bank_row, read=file_reader())
+        with link_progress(quiet) as progress:
+            report = Linker(store, config=LinkConfig(region=region)).update(
+                bank_row, read=photo_reader(application, bank_row), progress=progress)
         if report.occurrences or report.images:
             typer.echo(report.summary(), err=True)
         store.checkpoint()

@@ -29,7 +29,7 @@ from matcher.verify import TIGHT_PX
 HASH_NAMES = {"pdq": "PDQ", "phash": "pHash", "dhash": "dHash", "ahash": "aHash", "whash": "wHash"}
 # Keys explained by the sentences below (and not listed again as raw values).
 _FACE_KEYS = {"face_signal", "face_distance", "face_score", "query_face_box", "reference_item",
-              "face_low_quality"}
+              "face_low_quality", "query_face_landmarks"}
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,9 @@ class Explained:
     reference_points: list[tuple[int, int]] = field(default_factory=list)
     pairs: list[tuple[int, int, int, int]] = field(default_factory=list)
     pairs_label: str = ""
+    # The compared faces' five landmarks (eyes, nose, mouth corners), on each picture.
+    query_landmarks: list[tuple[int, int]] = field(default_factory=list)
+    reference_landmarks: list[tuple[int, int]] = field(default_factory=list)
     # Signals that were computed but did not find this pair: one compact line.
     quiet: str = ""
     other: list[tuple[str, str]] = field(default_factory=list)
@@ -104,6 +107,8 @@ class Explained:
         kinds |= {o.kind for o in self.query_outlines + self.reference_outlines}
         if self.query_points or self.reference_points:
             kinds.add("keypoint")
+        if self.query_landmarks or self.reference_landmarks:
+            kinds.add("landmark")
         return kinds
 
     def correspondences(self, query_size: tuple[int, int] | None,
@@ -132,6 +137,17 @@ def _box(value: Any, kind: str, label: str) -> Shape | None:
     if right <= left or bottom <= top:
         return None
     return Shape(kind, left, top, right - left, bottom - top, label)
+
+
+def _points(value: Any) -> list[tuple[int, int]]:
+    """Five face landmarks from ``[[x, y], ...]``; [] for anything malformed (never half a face)."""
+    if not isinstance(value, list | tuple) or len(value) != 5:
+        return []
+    try:
+        out = [(int(x), int(y)) for x, y in value]
+    except (TypeError, ValueError):
+        return []
+    return out if all(x >= 0 and y >= 0 for x, y in out) else []
 
 
 def _hash_sentence(name: str, distance: Any, transform: str | None, quality: Any,
@@ -368,10 +384,12 @@ def text_sentences(contacts: list[dict[str, Any]], where: str) -> tuple[list[str
 
 def explain(evidence: dict[str, Any], score: float, tier: str,
             reference_face_box: list[int] | None = None, policy: dict[str, Any] | None = None,
-            reference_contacts: list[dict[str, Any]] | None = None) -> Explained:
+            reference_contacts: list[dict[str, Any]] | None = None,
+            reference_face_landmarks: list[list[int]] | None = None) -> Explained:
     """Sentences (strongest kind of evidence first) and shapes for one candidate's ``evidence``.
 
-    ``reference_contacts`` are the contacts OCR read on the reference photo (ads banks only).
+    ``reference_contacts`` are the contacts OCR read on the reference photo (ads banks only);
+    ``reference_face_landmarks`` the five points stored with the reference's face.
     """
     ev = dict(evidence or {})
     table = defaults_mod.load()
@@ -403,6 +421,10 @@ def explain(evidence: dict[str, Any], score: float, tier: str,
         out.query_shapes.append(shape)
     if (shape := _box(reference_face_box, "face", "reference face")) is not None:
         out.reference_shapes.append(shape)
+    # The landmarks show where the face's eyes, nose and mouth were found: a box on a
+    # turned or half-hidden face says little, five misplaced points say the alignment failed.
+    out.query_landmarks = _points(ev.get("query_face_landmarks"))
+    out.reference_landmarks = _points(reference_face_landmarks)
     quiet = []
     for name in sorted(k for k in ev if k in HASH_NAMES or _is_hash(k)):
         thresholds = _thresholds(table, name, policy)

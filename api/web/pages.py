@@ -122,8 +122,8 @@ def candidate(candidate_id: int, request: Request, session: Annotated[Session, s
     people = bank.kind in visibility.PEOPLE_KINDS or bool(row.minor_policy)
     ev = view["evidence"]
     face_item = ev.get("reference_item", row.ref_item_id)
-    ref_box = photos.reference_face_box(svc, row.ref_item_id, ev.get("face_signal")) \
-        if face_item == row.ref_item_id else None
+    ref_box, ref_landmarks = photos.reference_face(svc, row.ref_item_id, ev.get("face_signal")) \
+        if face_item == row.ref_item_id else (None, None)
     # Contacts painted on an ad's photo (OCR, matcher.photo_contacts): never read for a reference bank.
     ref_contacts = _photo_contacts(svc, row.ref_item_id) if bank.kind == "ads" else []
     qf = f.queue_filter(svc)
@@ -133,7 +133,8 @@ def candidate(candidate_id: int, request: Request, session: Annotated[Session, s
     last_opener = opened_second[-1] if opened_second else None
     mine_first = (row.state == review.AWAITING_SECOND and last_opener is not None
                   and last_opener.reviewer == session.principal.name and last_opener.action == "confirm")
-    explained = evidence.explain(ev, row.score, row.tier, ref_box, bank.policy, ref_contacts)
+    explained = evidence.explain(ev, row.score, row.tier, ref_box, bank.policy, ref_contacts,
+                                 reference_face_landmarks=ref_landmarks)
     query = _picture_facts(lambda: photos.query_bytes(svc, row))
     reference = _reference_facts(svc, item)
     pairs = explained.correspondences((query["width"], query["height"]) if query["ok"] else None,

@@ -98,13 +98,16 @@ def blurred(data: bytes) -> bytes:
     return buf.getvalue()
 
 
-def reference_face_box(svc: Service, item_id: int, signal: str | None) -> list[int] | None:
-    """The stored face box of a reference photo for the face signal that matched (largest face)."""
+def reference_face(svc: Service, item_id: int, signal: str | None
+                   ) -> tuple[list[int] | None, list[list[int]] | None]:
+    """The stored face of a reference photo for the face signal that matched (largest face):
+    its box and its five landmarks (None where the vector was stored before landmarks were kept)."""
     if not signal:
-        return None
+        return None, None
     with svc.store.catalog.session() as s:
-        boxes = [list(b) for b in s.scalars(select(Vector.box).where(
-            Vector.item_id == item_id, Vector.signal == signal, Vector.box.is_not(None))) if b]
-    if not boxes:
-        return None
-    return max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+        faces = [(list(box), extra or {}) for box, extra in s.execute(select(Vector.box, Vector.extra).where(
+            Vector.item_id == item_id, Vector.signal == signal, Vector.box.is_not(None))) if box]
+    if not faces:
+        return None, None
+    box, extra = max(faces, key=lambda f: (f[0][2] - f[0][0]) * (f[0][3] - f[0][1]))
+    return box, extra.get("landmarks")

@@ -24,14 +24,14 @@ from api.bank_names import bank_names
 from api.errors import ApiError
 from api.routes.common import audit, service
 from api.uploads import api_error, read_uploads
-from api.web import photos, thumbs
+from api.web import evidence, photos, thumbs
 from api.web.access import WEB_ROLES, Refused, form_guard, signed_in
 from api.web.queue import item_photo
 from api.web.render import page
 from api.web.sessions import Session
 from indexer import images
 from indexer.store.catalog import Bank
-from matcher import review_stats
+from matcher import review, review_stats
 from matcher.review_stats import FAMILY_LABELS
 
 router = APIRouter(include_in_schema=False)
@@ -85,17 +85,55 @@ def search(request: Request, session: Annotated[Session, form_guard("match", SEA
         audit(request, error=exc.code)
         return _form(request, status=exc.status, chosen=names, top=top, error=_message(exc))
     kinds = {b.name: b.kind for b in chosen}
+    policies = {b.name: b.policy for b in chosen}
     audit(request, candidates=len(candidates), queued=len(queued),
           best=candidates[0].decision if candidates else "none")
+    size = _size(upload.data)
     results = []
     for n, c in enumerate(candidates):
         view = visibility.match_view(c, kinds[c.bank], p.role, queued.get(n))
         view["kind"] = kinds[c.bank]
         view["families"] = [FAMILY_LABELS[f] for f in review_stats.evidence_families(c.evidence)]
+        # The evidence on the query, drawn as on the candidate page (the reference side is the
+        # candidate page's, for the roles that may see references): what was compared, where.
+        view["explained"] = evidence.explain(view.get("evidence") or {}, c.score, c.decision,
+                                             policy=policies[c.bank])
         results.append(view)
     return _form(request, chosen=names, top=top, results=results, searched=[b.name for b in chosen],
                  query_sha256=upload.sha256, thumbs=p.role in THUMB_ROLES,
-                 opens_candidates=p.role in WEB_ROLES)
+                 opens_candidates=p.role in WEB_ROLES, query_size=size)
+
+
+def _size(data: bytes) -> tuple[int, int] | None:
+    """The upload's displayed size, or None when the header cannot say (nothing is drawn then)."""
+    try:
+        return photos.describe(data)[0]
+    except photos.PhotoUnavailable:
+        return None
+
+
+@router.get("/search/candidates/{candidate_id}/query")
+def queued_query(candidate_id: int, request: Request,
+                 session: Annotated[Session, signed_in("review.query_image", SEARCH_ROLES)]) -> Response:
+    """The searched image behind a queued result, for drawing its evidence on the results page.
+
+    An investigator gets only the query of a candidate their own search queued (as
+    ``GET /v1/review/candidates/{id}``: any other id is 404); it is the image they sent.
+    Audited like every view of a query image.
+    """
+    svc = service(request)
+    p = session.principal
+    audit(request, f"candidate:{candidate_id}", via="web", search=True)
+    own = p.name if visibility.reads_own_candidates_only(p.role) else None
+    try:
+        row, _decisions = svc.review.get(candidate_id, requested_by=own)
+        data = photos.query_bytes(svc, row)
+        _size_, mime = photos.describe(data)
+    except review.NotFound:
+        raise Refused(404, "No such candidate.") from None
+    except photos.PhotoUnavailable as exc:
+        raise Refused(404, exc.reason) from None
+    return Response(content=data, media_type=mime, headers={"cache-control": "no-store"})
 
 
 def _message(exc: ApiError) -> str:

@@ -25,6 +25,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from indexer import progress_hooks
 from indexer.scene import storage, vlad
 from indexer.scene.features import LocalFeatures
 from indexer.signals.base import VectorKind
@@ -126,24 +127,48 @@ class SceneBankIndex:
             return self
 
     def _retrain(self, ids: list[int], revision: int) -> None:
+        """Sample the bank's descriptors, train the vocabulary, encode every reference.
+
+        A search waits for all of it (a minute on a bank of a few dozen venues), so
+        each phase reports its progress (:mod:`indexer.progress_hooks`): the
+        references read, the k-means, the references encoded.
+        """
         rng = np.random.default_rng(7)
         per_image = max(TRAIN_SAMPLE_PER_IMAGE, vlad.MAX_TRAINING_POINTS // max(1, len(ids)))
         sample: list[np.ndarray] = []
-        for batch in storage.iter_bank_features(self.catalog, self.bank_id, self.signal):
-            for _vid, feats in batch:
-                desc = feats.rootsift
-                if len(desc) > per_image:
-                    desc = desc[np.sort(rng.choice(len(desc), per_image, replace=False))]
-                sample.append(desc)
+        reading = progress_hooks.track("vocabulary sample", "ref", len(ids))
+        try:
+            for batch in storage.iter_bank_features(self.catalog, self.bank_id, self.signal):
+                for _vid, feats in batch:
+                    desc = feats.rootsift
+                    if len(desc) > per_image:
+                        desc = desc[np.sort(rng.choice(len(desc), per_image, replace=False))]
+                    sample.append(desc)
+                    reading.update(len(sample))
+        except BaseException:
+            reading.close(completed=False)
+            raise
+        reading.close()
         pooled = np.concatenate(sample) if sample else np.zeros((0, 128), np.float32)
         if len(pooled) == 0:
             # An empty bank (or one of featureless pictures): a one-word
             # vocabulary keeps every code path alike until references arrive.
             self.vocabulary = np.full((1, 128), 1.0 / np.sqrt(128), np.float32)
         else:
+            training = progress_hooks.track("vocabulary k-means", "step", 1)
+            training.note(f"{min(vlad.words_for(len(pooled)), len(pooled))} words from "
+                          f"{min(len(pooled), vlad.MAX_TRAINING_POINTS)} descriptors of {len(sample)} refs")
             self.vocabulary = vlad.train_vocabulary(pooled)
+            training.update(1)
+            training.close()
         self.index = FaissFloatIndex(self.vocabulary.size)
-        self._add(ids)
+        encoding = progress_hooks.track("vocabulary encode", "ref", len(ids))
+        try:
+            self._add(ids, encoding)
+        except BaseException:
+            encoding.close(completed=False)
+            raise
+        encoding.close()
         self.meta = _Meta(revision, len(ids), int(self.vocabulary.shape[0]))
 
     def _catch_up(self, ids: list[int], revision: int) -> None:
@@ -156,7 +181,7 @@ class SceneBankIndex:
         self._add(sorted(wanted - have))
         self.meta.revision = revision
 
-    def _add(self, ids: list[int]) -> None:
+    def _add(self, ids: list[int], tracker: progress_hooks.Tracker | None = None) -> None:
         assert self.index is not None and self.vocabulary is not None
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
@@ -165,6 +190,8 @@ class SceneBankIndex:
             if keep:
                 codes = np.stack([self.encode(found[vid]) for vid in keep])
                 self.index.add(np.asarray(keep, dtype=np.int64), codes)
+            if tracker is not None:
+                tracker.update(start + len(chunk))
 
     # searching -----------------------------------------------------------
     def encode(self, feats: LocalFeatures) -> np.ndarray:

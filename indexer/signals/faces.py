@@ -128,6 +128,9 @@ class Face:
     box: tuple[int, int, int, int]  # original pixel coordinates
     quality: float
     reasons: tuple[str, ...]
+    # The five points a reviewer sees drawn (original pixels): YuNet's (eyes, nose tip, mouth
+    # corners) where YuNet found the face, else dlib's (eye corners, under the nose).
+    points_original: tuple[tuple[int, int], ...] = field(default=(), compare=False)
 
     @property
     def align_points(self) -> np.ndarray | None:
@@ -220,7 +223,10 @@ def faces(picture: Picture, *, fallback: bool | None = None) -> list[tuple[Face,
         box = (max(0, int(round(det.left * to_original))), max(0, int(round(det.top * to_original))),
                min(picture.original_size[0], int(round(det.right * to_original))),
                min(picture.original_size[1], int(round(det.bottom * to_original))))
-        out.append((Face(det, points, box, quality, reasons), shape))
+        drawn = det.points if det.points is not None else points
+        points_original = tuple((int(round(float(x) * to_original)), int(round(float(y) * to_original)))
+                                for x, y in np.asarray(drawn, dtype=np.float64))
+        out.append((Face(det, points, box, quality, reasons, points_original), shape))
     picture._cache[key] = out
     return out
 
@@ -293,6 +299,9 @@ def face_extra(face: Face, detector_info: bool = True) -> dict[str, Any]:
                              "detector": face.detection.detector}
     if face.reasons:
         extra["reasons"] = list(face.reasons)
+    if face.points_original:  # drawn on the candidate page beside the box (api/web/evidence.py)
+        extra["landmarks"] = [list(p) for p in face.points_original]
+        extra["landmarks_from"] = "yunet" if face.detection.points is not None else "dlib"
     return extra
 
 
