@@ -32,7 +32,7 @@ def enroll_cmd(
 ) -> None:
     """Enroll reference photos. Missing persons need consent_by, consent_date,
     consent_expires and case_ref on every row; one refused row refuses the manifest."""
-    from api.cli import engine_progress
+    from api.cli.main import engine_progress
     from api.progress import Progress
     from indexer import enroll, ingest
 
