@@ -278,6 +278,7 @@ class HashSearcher:
             by_distance.setdefault(h.distance, set()).add(h.vector_id)
         distances = sorted(by_distance)
         owners: dict[int, tuple[int, float | None, int | None]] = {}
+        scores: dict[tuple[tuple[str, Any], ...], float] = {}
         want, done = 2 * keep, 0
         signal = signals.get(found.signal)
         t = self.defaults.thresholds(found.signal, policy)
@@ -293,10 +294,22 @@ class HashSearcher:
             # The best any unread hit could score: its distance's, uncapped.
             bound = decide.signal_score(distances[done], t, signal.max_distance())
             above = sum(1 for hits in per_item.values()
-                        if decide.evidence_score(_evidence(hits), self.defaults, policy) > bound)
+                        if self._score(_evidence(hits), policy, scores) > bound)
             if above >= keep:
                 return per_item
             want *= 4
+
+    def _score(self, evidence: dict[str, Any], policy: dict[str, Any],
+               seen: dict[tuple[tuple[str, Any], ...], float]) -> float:
+        """:func:`matcher.decide.evidence_score`, once per distinct evidence of one ranking.
+
+        The score depends on the evidence alone, and hundreds of a crowded lookup's items
+        share a few dozen distances and qualities (an HMA lookup ranks up to 400 items).
+        """
+        key = tuple(sorted(evidence.items()))
+        if key not in seen:
+            seen[key] = decide.evidence_score(evidence, self.defaults, policy)
+        return seen[key]
 
     def _vector_items(self, vector_ids: set[int]) -> dict[int, tuple[int, float | None, int | None]]:
         """vector id -> (item id, stored quality, subject id): the columns ranking needs, no ORM rows.
@@ -321,10 +334,11 @@ class HashSearcher:
             return []
         policy = self.defaults.policy_for(bank.kind, bank.policy)
         scored = []
+        scores: dict[tuple[tuple[str, Any], ...], float] = {}
         for item_id, hits in per_item.items():
             evidence = _evidence(hits)
             # One scoring function for live answers and offline calibration (bench/).
-            scored.append((decide.evidence_score(evidence, self.defaults, policy), item_id, evidence))
+            scored.append((self._score(evidence, policy, scores), item_id, evidence))
         # Items of one subject collapse into one candidate, so keep a few spare before loading rows.
         scored.sort(key=lambda t: (-t[0], t[1]))
         scored = scored[:_kept(top)]
