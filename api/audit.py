@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String, func, select
+from sqlalchemy import JSON, Integer, String, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -97,6 +97,10 @@ class AuditEvent(Base):
         return {"seq": self.seq, "at": self.at, "actor": self.actor, "role": self.role,
                 "action": self.action, "object": self.object, "result": self.result,
                 "detail": self.detail, "hash": self.hash}
+
+
+_LAST_LINK = select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+_INSERT_EVENT = insert(AuditEvent.__table__)
 
 
 def _body(seq: int, at: str, actor: str, role: str, action: str, obj: str, result: str,
@@ -305,17 +309,17 @@ class AuditLog:
 
     def _append_once(self, actor: str, role: str, action: str, obj: str, result: str,
                      detail: dict[str, Any]) -> AuditEvent:
+        # Core statements through the catalog's session (so inside a unit it is the unit's): one
+        # event per request, and the ORM's flush bookkeeping cost more than the INSERT itself.
         with self.catalog.session() as s:
-            last = s.execute(select(AuditEvent.seq, AuditEvent.hash)
-                             .order_by(AuditEvent.seq.desc()).limit(1)).first()
+            last = s.execute(_LAST_LINK).first()
             seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
             at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
-            event = AuditEvent(seq=seq, at=at, actor=actor, role=role, action=action, object=obj,
-                               result=result, detail=detail, prev_hash=prev,
-                               hash=self.key.link(prev, seq, at, actor, role, action, obj, result, detail))
-            s.add(event)
-            s.flush()
-            return event
+            row = {"seq": seq, "at": at, "actor": actor, "role": role, "action": action, "object": obj,
+                   "result": result, "detail": detail, "prev_hash": prev,
+                   "hash": self.key.link(prev, seq, at, actor, role, action, obj, result, detail)}
+            s.execute(_INSERT_EVENT, row)
+        return AuditEvent(**row)
 
     def _write_head(self, seq: int, digest: str) -> None:
         """Record the newest event as the head (unless another process already wrote a newer one).

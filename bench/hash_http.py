@@ -2,6 +2,7 @@
 
     python bench/hash_http.py --references 10000000 --data /tmp/refs10m build
     python bench/hash_http.py --data /tmp/refs10m run --workers 1 2 4 --seconds 20 --connections 8
+    python bench/hash_http.py --data /tmp/refs10m run --workers 1 --route hma   # HMA's GET /m/lookup
     python bench/hash_http.py --data /tmp/refs10m profile --requests 300 --out profile.txt
 
 ``build`` makes a data folder holding the six fixture photos (through the real
@@ -206,8 +207,15 @@ def tree_cpu_seconds(pid: int) -> float:
     return sum(times.get(p, 0.0) for p in tree)
 
 
+def ask(c, route: str, h: str):  # noqa: ANN001, ANN201 - an httpx client and response
+    """One lookup of hash ``h`` through ``route``: reunite's own (``v1``) or HMA's ``GET /m/lookup``."""
+    if route == "hma":
+        return c.get("/m/lookup", params={"signal_type": "pdq", "signal": h, "banks": BANK})
+    return c.post("/v1/match/hashes", json={"hashes": {"pdq": h}, "banks": [BANK]})
+
+
 def sequential(url: str, key: str, bodies: list[str], warmup: int = 20,
-               server_pid: int | None = None) -> dict:
+               server_pid: int | None = None, route: str = "v1") -> dict:
     import httpx
 
     latencies = []
@@ -217,7 +225,7 @@ def sequential(url: str, key: str, bodies: list[str], warmup: int = 20,
             if n == warmup and server_pid is not None:
                 cpu_start = tree_cpu_seconds(server_pid)
             start = time.perf_counter()
-            r = c.post("/v1/match/hashes", json={"hashes": {"pdq": h}, "banks": [BANK]})
+            r = ask(c, route, h)
             elapsed = time.perf_counter() - start
             if r.status_code != 200:
                 raise SystemExit(f"lookup answered {r.status_code}: {r.text[:200]}")
@@ -241,7 +249,9 @@ init = function(args)
 end
 request = function()
   n = n + 1
-  return wrk.format("POST", "/v1/match/hashes", nil, bodies[(n % #bodies) + 1])
+  local line = bodies[(n % #bodies) + 1]
+  if string.sub(line, 1, 1) == "/" then return wrk.format("GET", line) end
+  return wrk.format("POST", "/v1/match/hashes", nil, line)
 end
 done = function(summary, latency, requests)
   io.write(string.format("JSON {\\"requests\\": %d, \\"errors\\": %d, \\"p50_ms\\": %.2f, "
@@ -254,12 +264,13 @@ end
 
 
 def with_wrk(url: str, key: str, bodies: list[str], seconds: int, connections: int,
-             server_pid: int | None = None) -> dict:
+             server_pid: int | None = None, route: str = "v1") -> dict:
     folder = Path(tempfile.mkdtemp(prefix="reunite-wrk-"))
     cpu_start = tree_cpu_seconds(server_pid) if server_pid is not None else 0.0
     try:
         (folder / "bodies.txt").write_text("".join(
-            json.dumps({"hashes": {"pdq": h}, "banks": [BANK]}) + "\n" for h in bodies))
+            (f"/m/lookup?signal_type=pdq&signal={h}&banks={BANK}" if route == "hma"
+             else json.dumps({"hashes": {"pdq": h}, "banks": [BANK]})) + "\n" for h in bodies))
         (folder / "post.lua").write_text(WRK_SCRIPT)
         out = subprocess.run(
             ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency",
@@ -278,7 +289,8 @@ def with_wrk(url: str, key: str, bodies: list[str], seconds: int, connections: i
     return result
 
 
-def run(data: Path, workers: list[int], seconds: int, connections: int, sequential_n: int) -> dict:
+def run(data: Path, workers: list[int], seconds: int, connections: int, sequential_n: int,
+        route: str = "v1") -> dict:
     bodies = lookups(2000)
     key = partner_key(data)
     report = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -286,13 +298,14 @@ def run(data: Path, workers: list[int], seconds: int, connections: int, sequenti
     for n in workers:
         server, url = start_server(data, n)
         try:
-            seq = sequential(url, key, bodies[:sequential_n], server_pid=server.pid)
-            load = with_wrk(url, key, bodies, seconds, connections, server_pid=server.pid) \
+            seq = sequential(url, key, bodies[:sequential_n], server_pid=server.pid, route=route)
+            load = with_wrk(url, key, bodies, seconds, connections, server_pid=server.pid, route=route) \
                 if seconds > 0 else {}
         finally:
             server.terminate()
             server.wait(timeout=60)
-        entry = {"workers": n, "sequential": seq, "wrk": load}
+        entry = {"workers": n, "route": route, "load_average": os.getloadavg()[0], "sequential": seq,
+                 "wrk": load}
         print(json.dumps(entry), flush=True)
         report["runs"].append(entry)
     return report
@@ -373,6 +386,8 @@ def main() -> None:
     r.add_argument("--seconds", type=int, default=20)
     r.add_argument("--connections", type=int, default=8)
     r.add_argument("--sequential", type=int, default=500)
+    r.add_argument("--route", choices=["v1", "hma"], default="v1",
+                   help="POST /v1/match/hashes, or HMA's GET /m/lookup")
     p = sub.add_parser("profile")
     p.add_argument("--requests", type=int, default=300)
     p.add_argument("--out", type=Path, default=Path("hash_http_profile.txt"))
@@ -380,7 +395,8 @@ def main() -> None:
     if args.command == "build":
         print(json.dumps(build(args.data, args.references, args.suite_root, args.cache), indent=2))
     elif args.command == "run":
-        print(json.dumps(run(args.data, args.workers, args.seconds, args.connections, args.sequential),
+        print(json.dumps(run(args.data, args.workers, args.seconds, args.connections, args.sequential,
+                                         args.route),
                          indent=2))
     else:
         profile(args.data, args.requests, args.out)

@@ -166,9 +166,8 @@ def evidence_score(evidence: dict[str, Any], defaults: Defaults,
     scores: dict[str, float] = {}
     if evidence.get("sha256") == 0:
         scores["sha256"] = 1.0
-    known = {s.name for s in signals.all_signals() if s.family == HASH_FAMILY}
     for name, value in evidence.items():
-        if name in known and isinstance(value, int | float):
+        if isinstance(value, int | float) and signals.family_of(name) == HASH_FAMILY:
             scores[name] = hash_evidence_score(name, float(value), evidence.get(f"{name}_quality"),
                                                defaults, policy)
     tight = evidence.get(f"{LOCAL_PREFIX}_tight_inliers")

@@ -293,16 +293,21 @@ class ReviewQueue:
                 context: dict[str, Any] | None = None) -> dict[int, int]:
         out: dict[int, int] = {}
         now = utcnow()
+        queued = [(position, cand) for position, cand in enumerate(candidates)
+                  if cand.decision in QUEUED_TIERS]
         with self.catalog.session() as s:
-            for position, cand in enumerate(candidates):
-                if cand.decision not in QUEUED_TIERS:
-                    continue
-                bank = banks[cand.bank]
-                row = s.scalar(select(StoredCandidate).where(
+            # The query's stored rows and this requester's links read once (two queries), not once
+            # per candidate: a lookup of a reposted photo queues up to ``top`` candidates.
+            stored: dict[tuple[int, int | None], StoredCandidate] = {}
+            for existing in s.scalars(select(StoredCandidate).where(
                     StoredCandidate.query_sha256 == query_sha256,
-                    StoredCandidate.bank_id == bank.id,
-                    StoredCandidate.subject_id.is_(None) if cand.subject_id is None
-                    else StoredCandidate.subject_id == cand.subject_id))
+                    StoredCandidate.bank_id.in_(sorted({banks[c.bank].id for _p, c in queued})))
+                    .order_by(StoredCandidate.id)):
+                stored.setdefault((existing.bank_id, existing.subject_id), existing)
+            linked = self._requested_of(s, [r.id for r in stored.values()], requested_by)
+            for position, cand in queued:
+                bank = banks[cand.bank]
+                row = stored.get((bank.id, cand.subject_id))
                 if row is None:
                     row = StoredCandidate(
                         bank_id=bank.id, subject_id=cand.subject_id, ref_item_id=cand.item,
@@ -314,6 +319,7 @@ class ReviewQueue:
                         created_by=requested_by, created_at=now, updated_at=now, context=context)
                     s.add(row)
                     s.flush()
+                    stored[(bank.id, cand.subject_id)] = row
                 elif cand.score > row.score:
                     row.score, row.tier, row.evidence = cand.score, cand.decision, cand.evidence
                     row.ref_item_id = cand.item
@@ -324,10 +330,19 @@ class ReviewQueue:
                     row.query_photo = query_photo
                 if row.context is None and context is not None:
                     row.context = context
-                if requested_by and not self._requested(s, row, requested_by):
+                if requested_by and row.created_by != requested_by and row.id not in linked:
                     s.add(CandidateRequester(candidate_id=row.id, requester=requested_by))
+                    linked.add(row.id)
                 out[position] = row.id
         return out
+
+    @staticmethod
+    def _requested_of(s: Session, candidate_ids: list[int], requester: str) -> set[int]:
+        """Those of ``candidate_ids`` that ``requester`` is already recorded as having asked for."""
+        if not candidate_ids or not requester:
+            return set()
+        return set(s.scalars(select(CandidateRequester.candidate_id).where(
+            CandidateRequester.candidate_id.in_(candidate_ids), CandidateRequester.requester == requester)))
 
     # --- reading -------------------------------------------------------------
     def list(self, *, bank_id: int | None = None, tier: str | None = None, state: str | None = None,

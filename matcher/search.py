@@ -211,9 +211,12 @@ class HashSearcher:
 
     name = "hashes"
 
-    def __init__(self, store: Store, defaults: defaults_mod.Defaults) -> None:
+    def __init__(self, store: Store, defaults: defaults_mod.Defaults, *, read_all_hits: bool = False) -> None:
         self.store = store
         self.defaults = defaults
+        # True: read and score every hit, never only the nearest (:meth:`_nearest_items`); the
+        # tests compare the two.
+        self.read_all_hits = read_all_hits
 
     def applies(self, bank: Bank) -> bool:
         return True  # sha256 is always there
@@ -222,13 +225,14 @@ class HashSearcher:
         return self._match_bank(query.hashes, bank, top)
 
     def _match_bank(self, query: pipeline.Extraction, bank: Bank, top: int) -> list[Candidate]:
-        per_item: dict[int, _ItemHits] = {}
         exact = self.store.catalog.items_by_sha(query.sha256, [bank.id])
+        policy = self.defaults.policy_for(bank.kind, bank.policy)
+        searched: list[_SignalHits] = []
         for signal_name in self.store.index_signals(bank):
             signal = signals.get(signal_name)
             if signal.family != HASH_FAMILY or signal.kind is not VectorKind.BINARY:
                 continue
-            t = self.defaults.thresholds(signal_name, self.defaults.policy_for(bank.kind, bank.policy))
+            t = self.defaults.thresholds(signal_name, policy)
             queries = query.variants.get(signal_name) or [
                 ("original", v) for v in query.vectors if v.signal == signal_name]
             if not queries:
@@ -245,22 +249,67 @@ class HashSearcher:
                 # band beyond it are a full scan per query, what that index is there to avoid.
                 knn = [[] for _ in queries]
                 near = index.radius_search(matrix, min(t.review, max(index.fast_radius, t.match)))
-            owners = self._vector_items({h.vector_id for hits in knn + near for h in hits})
-            for (transform, qvec), hits_a, hits_b in zip(queries, knn, near, strict=True):
-                for hit in hits_a + hits_b:
-                    owner = owners.get(hit.vector_id)
-                    if owner is None:
-                        continue
-                    item_id, ref_quality, subject_id = owner
-                    slot = per_item.setdefault(item_id, _ItemHits(subject_id=subject_id))
-                    if hit.distance < slot.distances.get(signal_name, float("inf")):
-                        slot.distances[signal_name] = hit.distance
-                        slot.transforms[signal_name] = transform
-                        known = [x for x in (qvec.quality, ref_quality) if x is not None]
-                        slot.qualities[signal_name] = min(known) if known else None
+            searched.append(_SignalHits(signal_name, queries, knn, near))
+        keep = _kept(top)
+        if len(searched) == 1 and not exact and not self.read_all_hits:
+            per_item = self._nearest_items(searched[0], keep, policy)
+        else:
+            owners = self._vector_items({h.vector_id for sh in searched for h in sh.hits()})
+            per_item = _collect(searched, owners)
         for item in exact:
             per_item.setdefault(item.id, _ItemHits(subject_id=item.subject_id)).distances["sha256"] = 0.0
         return self._rank(bank, per_item, top)
+
+    def _nearest_items(self, found: _SignalHits, keep: int, policy: dict[str, Any]) -> dict[int, _ItemHits]:
+        """The items of one signal's hits, read only as far as ranking can need them.
+
+        Why: at ten million references a query near a widely reposted photo has
+        thousands of hashes within the radius, and reading every owner row and
+        scoring every item was most of a lookup (BENCHMARKS.md). Ranking keeps only
+        the best :func:`_kept` items by score, and a hash's score never rises with
+        its distance, so the hits are read in whole groups of equal distance,
+        nearest first, until ``keep`` items score above what any unread hit could
+        score (its distance's score with no quality cap). The result ranks exactly
+        as reading every hit would: the same items, distances, qualities and
+        transforms (a tie at an item's best distance is always read whole).
+        """
+        by_distance: dict[float, set[int]] = {}
+        for h in found.hits():
+            by_distance.setdefault(h.distance, set()).add(h.vector_id)
+        distances = sorted(by_distance)
+        owners: dict[int, tuple[int, float | None, int | None]] = {}
+        scores: dict[tuple[tuple[str, Any], ...], float] = {}
+        want, done = 2 * keep, 0
+        signal = signals.get(found.signal)
+        t = self.defaults.thresholds(found.signal, policy)
+        while True:
+            batch: set[int] = set()
+            while done < len(distances) and len(owners) + len(batch) < want:
+                batch |= by_distance[distances[done]]
+                done += 1
+            owners.update(self._vector_items(batch))
+            per_item = _collect([found], owners)
+            if done == len(distances):
+                return per_item
+            # The best any unread hit could score: its distance's, uncapped.
+            bound = decide.signal_score(distances[done], t, signal.max_distance())
+            above = sum(1 for hits in per_item.values()
+                        if self._score(_evidence(hits), policy, scores) > bound)
+            if above >= keep:
+                return per_item
+            want *= 4
+
+    def _score(self, evidence: dict[str, Any], policy: dict[str, Any],
+               seen: dict[tuple[tuple[str, Any], ...], float]) -> float:
+        """:func:`matcher.decide.evidence_score`, once per distinct evidence of one ranking.
+
+        The score depends on the evidence alone, and hundreds of a crowded lookup's items
+        share a few dozen distances and qualities (an HMA lookup ranks up to 400 items).
+        """
+        key = tuple(sorted(evidence.items()))
+        if key not in seen:
+            seen[key] = decide.evidence_score(evidence, self.defaults, policy)
+        return seen[key]
 
     def _vector_items(self, vector_ids: set[int]) -> dict[int, tuple[int, float | None, int | None]]:
         """vector id -> (item id, stored quality, subject id): the columns ranking needs, no ORM rows.
@@ -285,23 +334,14 @@ class HashSearcher:
             return []
         policy = self.defaults.policy_for(bank.kind, bank.policy)
         scored = []
+        scores: dict[tuple[tuple[str, Any], ...], float] = {}
         for item_id, hits in per_item.items():
-            evidence: dict[str, Any] = {}
-            for name, dist in hits.distances.items():
-                if name == "sha256":
-                    evidence["sha256"] = 0
-                    continue
-                evidence[name] = int(dist) if float(dist).is_integer() else round(dist, 4)
-                quality = hits.qualities.get(name)
-                if quality is not None:
-                    evidence[f"{name}_quality"] = round(quality, 2)
-                if hits.transforms.get(name, "original") != "original":
-                    evidence[f"{name}_transform"] = hits.transforms[name]
+            evidence = _evidence(hits)
             # One scoring function for live answers and offline calibration (bench/).
-            scored.append((decide.evidence_score(evidence, self.defaults, policy), item_id, evidence))
+            scored.append((self._score(evidence, policy, scores), item_id, evidence))
         # Items of one subject collapse into one candidate, so keep a few spare before loading rows.
         scored.sort(key=lambda t: (-t[0], t[1]))
-        scored = scored[:max(4 * top, 40)]
+        scored = scored[:_kept(top)]
         subjects = self._subjects({sid for _s, item_id, _e in scored
                                    if (sid := per_item[item_id].subject_id) is not None})
         best: dict[Any, Candidate] = {}
@@ -330,6 +370,65 @@ class HashSearcher:
             return {}
         with self.store.catalog.session() as s:
             return self.store.catalog.subjects(s, subject_ids)
+
+
+@dataclass
+class _SignalHits:
+    """One hash signal's search in one bank: the query vectors and what each found."""
+
+    signal: str
+    queries: list[tuple[str, Any]]
+    knn: list[list[Any]]
+    near: list[list[Any]]
+
+    def hits(self) -> list[Any]:
+        return [h for hits in self.knn + self.near for h in hits]
+
+
+def _kept(top: int) -> int:
+    """Items ranked before subjects are read: a few spare, since items of one subject collapse."""
+    return max(4 * top, 40)
+
+
+def _collect(searched: list[_SignalHits], owners: dict[int, tuple[int, float | None, int | None]]
+             ) -> dict[int, _ItemHits]:
+    """Hits merged per reference item: best distance per signal, its transform and quality.
+
+    Hits whose vector has no owner in ``owners`` (deleted since the search, or not
+    read) are left out.
+    """
+    per_item: dict[int, _ItemHits] = {}
+    for found in searched:
+        signal_name = found.signal
+        for (transform, qvec), hits_a, hits_b in zip(found.queries, found.knn, found.near, strict=True):
+            for hit in hits_a + hits_b:
+                owner = owners.get(hit.vector_id)
+                if owner is None:
+                    continue
+                item_id, ref_quality, subject_id = owner
+                slot = per_item.setdefault(item_id, _ItemHits(subject_id=subject_id))
+                if hit.distance < slot.distances.get(signal_name, float("inf")):
+                    slot.distances[signal_name] = hit.distance
+                    slot.transforms[signal_name] = transform
+                    known = [x for x in (qvec.quality, ref_quality) if x is not None]
+                    slot.qualities[signal_name] = min(known) if known else None
+    return per_item
+
+
+def _evidence(hits: _ItemHits) -> dict[str, Any]:
+    """The evidence of one item's hash hits, as answers and the review queue show it."""
+    evidence: dict[str, Any] = {}
+    for name, dist in hits.distances.items():
+        if name == "sha256":
+            evidence["sha256"] = 0
+            continue
+        evidence[name] = int(dist) if float(dist).is_integer() else round(dist, 4)
+        quality = hits.qualities.get(name)
+        if quality is not None:
+            evidence[f"{name}_quality"] = round(quality, 2)
+        if hits.transforms.get(name, "original") != "original":
+            evidence[f"{name}_transform"] = hits.transforms[name]
+    return evidence
 
 
 # The hits' vectors with their items' ids and subjects (HashSearcher._vector_items), built once.

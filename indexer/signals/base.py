@@ -207,6 +207,17 @@ def all_signals() -> list[Signal]:
     return list(_REGISTRY.values())
 
 
+def family_of(name: str) -> str | None:
+    """The family of the registered signal ``name``, None when no signal has that name.
+
+    Asked for every key of every candidate's evidence (:func:`matcher.decide.evidence_score`),
+    so it is a dictionary look-up, not a walk over every signal.
+    """
+    _load_builtin_signals()
+    signal = _REGISTRY.get(name)
+    return None if signal is None else signal.family
+
+
 def families() -> list[str]:
     return sorted({s.family for s in all_signals()} | {a.family for a in all_annotators()})
 
@@ -227,4 +238,12 @@ def select(names_or_families: Iterable[str]) -> list[Signal]:
 def _load_builtin_signals() -> None:
     # Importing a signal module registers its signals. Import lazily so that
     # ``indexer.signals.base`` stays importable from inside signal modules.
+    # Called on every look-up: once the import has finished, the flag skips the import machinery.
+    global _BUILTIN_LOADED
+    if _BUILTIN_LOADED:
+        return
     from indexer.signals import builtin  # noqa: F401
+    _BUILTIN_LOADED = True
+
+
+_BUILTIN_LOADED = False

@@ -362,8 +362,14 @@ class Catalog:
         """
         out: dict[int, Subject] = {}
         missing = []
+        # The session's identity map holds rows weakly: the searcher's subjects were gone by the
+        # time consent and the minors' regime asked, and were read three times. A unit keeps the
+        # rows it read until it ends or commits a write (one transaction: the same rows).
+        read = s.info.setdefault(_SUBJECTS_READ, {}) if (_UNIT.get() or {}).get(id(self)) is s else None
         for sid in sorted(set(subject_ids)):
-            held = s.identity_map.get(s.identity_key(Subject, sid)) if s.identity_map else None
+            held = read.get(sid) if read is not None else None
+            if held is None and s.identity_map:
+                held = s.identity_map.get(s.identity_key(Subject, sid))
             if held is not None:
                 out[sid] = held
             else:
@@ -371,6 +377,8 @@ class Catalog:
         for start in range(0, len(missing), 900):  # SQLite's bound-parameter limit
             for subject in s.scalars(select(Subject).where(Subject.id.in_(missing[start:start + 900]))):
                 out[subject.id] = subject
+        if read is not None:
+            read.update(out)
         return out
 
     def add_vectors(self, s: Session, item: Item, vectors: Iterable[Any], flush: bool = True) -> list[Vector]:
@@ -515,6 +523,10 @@ _SIGNALS_HELD = select(
 ).where(IndexRevision.bank_id == bindparam("bank_id"))
 
 
+# Session.info key: the subject rows a unit has read (Catalog.subjects), held until it writes or ends.
+_SUBJECTS_READ = "subjects_read"
+
+
 def _note_write(state: Any) -> None:
     """Mark a session that ran an INSERT, UPDATE or DELETE (Core or ORM) as holding writes."""
     if not state.is_select:
@@ -535,9 +547,11 @@ def _in_unit(catalog: Catalog, session: Session) -> Iterator[Session]:
             catalog._bump_touched(session)
             session.commit()
             session.info.pop("revisions_read", None)  # it may have bumped one
+            session.info.pop(_SUBJECTS_READ, None)  # a new transaction reads rows anew
     except BaseException:
         session.rollback()
         session.info.pop("revisions_read", None)
+        session.info.pop(_SUBJECTS_READ, None)
         raise
     finally:
         session.info.pop("wrote", None)

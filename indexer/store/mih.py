@@ -273,6 +273,8 @@ class MultiIndexHashIndex(VectorIndex):
         base = self._probe_sub * n + starts  # into the flattened permutations
         flat_perm = self._perm.reshape(-1)
         codes64 = self._codes.view(np.uint64)
+        # Each row as one opaque item: a gather copies a row at a time (one memcpy), not word by word.
+        rows_as_items = self._codes.reshape(-1).view(f"V{self.bits // 8}")
         q64 = q.view(np.uint64)
         out: list[tuple[np.ndarray, np.ndarray]] = []
         for b in range(len(q)):
@@ -287,14 +289,15 @@ class MultiIndexHashIndex(VectorIndex):
             # Sorted, the codes are read in address order (fewer cache and TLB misses) and a
             # row found through several substrings comes out adjacent to itself.
             rows = np.sort(flat_perm[idx])
+            if len(rows) > 1:  # each row once, before its code is read (a quarter are repeats)
+                rows = rows[np.concatenate(([True], rows[1:] != rows[:-1]))]
             found_rows = []
-            for lo in range(0, total, _CHUNK):
+            for lo in range(0, len(rows), _CHUNK):
                 part = rows[lo:lo + _CHUNK]
-                d = _popcount_rows(codes64[part], q64[b], scratch=True)
+                gathered = rows_as_items[part].view(np.uint64).reshape(len(part), -1)
+                d = _popcount_rows(gathered, q64[b], scratch=True)
                 found_rows.append(part[d <= r])
             hit_rows = np.concatenate(found_rows)
-            if len(hit_rows) > 1:
-                hit_rows = hit_rows[np.concatenate(([True], hit_rows[1:] != hit_rows[:-1]))]
             hit_rows = hit_rows[self._live[hit_rows]]
             dist = _popcount_rows(codes64[hit_rows], q64[b])
             out.append((self._ids[hit_rows], dist))
