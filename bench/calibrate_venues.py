@@ -36,7 +36,12 @@ Simplifications, stated: the vocabulary stays the one trained on the whole
 gallery (a small bank trains its own; bench/venue_bench.py ``--bank-sizes``
 checks that end to end), and every venue of a drawn bank counts as verified
 (the searcher verifies a shortlist of 50 references; on the suite a shortlist
-of 20 vs all references changed top-1 by one query).
+of 20 vs all references changed top-1 by one query). ``--real-banks`` lifts the
+first simplification: the evidence of real banks of a few venues, each with its
+own vocabulary (bench/venue_bench.py ``--bank-evidence``), replaces the
+simulated banks of those sizes, and ``--floor-slope`` lets the chance floor
+depend on the bank's venue count (BENCHMARKS.md, issue 22 on 2026-12-03: it
+moves recall from small banks to the suite, and is not shipped).
 
 The suite is small (a few dozen places), so the same fit is also run
 leave-one-place-out: the parameters are fitted without one place's queries
