@@ -112,12 +112,7 @@ def run_ours(store: Store, bank: object, suite: Path, queries: list[dict[str, st
                 continue
             every_venue = everything.search(query, bank, top=1_000_000)
             raw.write(json.dumps({"query": q["path"], "label": q["label"], "transform": q["transform"],
-                                  "candidates": [{"label": c.label,
-                                                  "inliers": c.evidence["scene_inliers"],
-                                                  "similarity": c.evidence["scene_similarity"],
-                                                  "colour": c.evidence["scene_colour"],
-                                                  "net": c.evidence.get("scene_net_similarity")}
-                                                 for c in every_venue]}) + "\n")
+                                  "candidates": [evidence_row(c) for c in every_venue]}) + "\n")
     return times, train_s
 
 
@@ -143,21 +138,27 @@ def descriptor(enabled: bool) -> Iterator[None]:
 
 
 def small_banks(suite: Path, gallery: list[dict[str, str]], queries: list[dict[str, str]],
-                sizes: list[int], draws: int, work: Path, seed: int = 0) -> dict[str, dict[str, float]]:
+                sizes: list[int], draws: int, work: Path, seed: int = 0,
+                evidence: Path | None = None) -> dict[str, dict[str, float]]:
     """End to end in real banks of a few venues: false accepts and recall at the shipped defaults.
 
     calibrate_venues.py fits the decision on banks simulated from the full
     bank's evidence, with the full bank's vocabulary; a real small bank trains
     its vocabulary on its own few photos. This checks the fit where it
     matters most: photos of rooms the bank does not hold (most queries here).
+    Every bank is built first and each query is prepared once for all of them
+    (the features and the descriptor do not depend on the bank). With
+    ``evidence``, every venue of every bank is verified for every query and
+    written there (one line per query and bank, as ``ours_evidence.jsonl``
+    plus the bank's draw and venues), so that calibrate_venues.py
+    ``--real-banks`` can fit the decision on real small banks.
     """
     rng = np.random.default_rng(seed)
     labels = sorted({g["label"] for g in gallery})
     if max(sizes, default=0) > len(labels):
         raise SystemExit(f"--bank-sizes: the gallery has {len(labels)} venues, fewer than {max(sizes)}")
-    out: dict[str, dict[str, float]] = {}
+    built = []  # (size, draw, chosen, store, bank, searcher, every-venue searcher)
     for size in sizes:
-        false = right = mated = total = 0
         for draw in range(draws):
             chosen = {labels[i] for i in rng.choice(len(labels), size, replace=False)}
             folder = work / f"bank-{size}-{draw}"
@@ -173,22 +174,54 @@ def small_banks(suite: Path, gallery: list[dict[str, str]], queries: list[dict[s
             ingest.index_records(store, bank, ingest.read_source(manifest), signals.resolve([SCENE]))
             matcher = Matcher(store)
             searcher = next(s for s in matcher.searchers if isinstance(s, SceneSearcher))
-            for q in queries:
-                query = matcher.prepare((suite / q["path"]).read_bytes(), [bank])
-                found = searcher.search(query, bank, top=1)
+            searcher.bank_index(bank)
+            everything = SceneSearcher(store, with_shortlist(matcher.defaults, 1_000_000))
+            built.append((size, draw, chosen, store, bank, searcher, everything))
+    counts = {size: {"false": 0, "right": 0, "mated": 0, "total": 0} for size in sizes}
+    prepare = Matcher(built[0][3]).prepare if built else None
+    raw = evidence.open("w") if evidence is not None else contextlib.nullcontext()
+    with raw as raw_file:
+        for q in queries:
+            assert prepare is not None
+            query = prepare((suite / q["path"]).read_bytes(), [built[0][4]])
+            for size, draw, chosen, _store, bank, searcher, everything in built:
+                every_venue = everything.search(query, bank, top=1_000_000) if raw_file else None
+                # A bank within the shortlist is searched whole either way: the same answer.
+                whole = every_venue is not None and len(searcher.bank_index(bank)) <= \
+                    searcher.params(bank, True).shortlist
+                found = every_venue[:1] if whole and every_venue is not None else \
+                    searcher.search(query, bank, top=1)
                 holds = q["label"] in chosen
                 accepted = bool(found) and found[0].decision == "match"
                 correct = accepted and holds and found[0].label == q["label"]
-                total += 1
-                mated += holds
-                right += correct
-                false += accepted and not correct
-            store.checkpoint()
-        out[str(size)] = {"draws": draws, "queries": total, "false_accepts": false,
-                          "false_accept_rate": false / max(1, total), "mated": mated,
-                          "recall_at_default": right / max(1, mated)}
+                tally = counts[size]
+                tally["total"] += 1
+                tally["mated"] += holds
+                tally["right"] += correct
+                tally["false"] += accepted and not correct
+                if every_venue is None:
+                    continue
+                raw_file.write(json.dumps({
+                    "query": q["path"], "label": q["label"], "transform": q["transform"],
+                    "bank_size": size, "draw": draw, "venues": sorted(chosen),
+                    "candidates": [evidence_row(c) for c in every_venue]}) + "\n")
+    out: dict[str, dict[str, float]] = {}
+    for size in sizes:
+        tally = counts[size]
+        out[str(size)] = {"draws": draws, "queries": tally["total"], "false_accepts": tally["false"],
+                          "false_accept_rate": tally["false"] / max(1, tally["total"]),
+                          "mated": tally["mated"],
+                          "recall_at_default": tally["right"] / max(1, tally["mated"])}
         print(f"bank of {size} venues: {out[str(size)]}", flush=True)
     return out
+
+
+def evidence_row(c: object) -> dict[str, object]:
+    """One venue's raw evidence, as calibrate_venues.py reads it."""
+    e = c.evidence  # type: ignore[attr-defined]
+    return {"label": c.label, "inliers": e["scene_inliers"],  # type: ignore[attr-defined]
+            "similarity": e["scene_similarity"], "colour": e["scene_colour"],
+            "net": e.get("scene_net_similarity")}
 
 
 def searcher_shortlist(matcher: Matcher) -> int:
@@ -331,6 +364,9 @@ def main() -> None:
                              "as before issue 22) to run (comma separated).")
     parser.add_argument("--no-evidence", action="store_true",
                         help="Skip the every-venue evidence pass (keeps an earlier ours_evidence.jsonl).")
+    parser.add_argument("--bank-evidence", action="store_true",
+                        help="With --bank-sizes: also write every venue's evidence in every small bank "
+                             "(small_banks_evidence.jsonl, for calibrate_venues.py --real-banks).")
     parser.add_argument("--only-bank-sizes", action="store_true",
                         help="Run the small-bank check alone (keeps the rest of summary.json).")
     args = parser.parse_args()
@@ -351,8 +387,10 @@ def main() -> None:
         for engine in args.engines:
             with descriptor(engine == "ours"):
                 key = "small_banks" if engine == "ours" else f"small_banks_{engine}"
+                raw = out / f"small_banks_evidence{'' if engine == 'ours' else '_' + engine}.jsonl"
                 summary[key] = small_banks(suite, gallery, queries, sizes, args.bank_draws,
-                                           work / engine, args.bank_seed)
+                                           work / engine, args.bank_seed,
+                                           raw if args.bank_evidence else None)
         summary_path.write_text(json.dumps(summary, indent=2))
         if args.only_bank_sizes:
             return

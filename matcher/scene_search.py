@@ -91,8 +91,12 @@ class SceneParams:
     net_base: float = 0.5
     match: float = 20.0
     review: float = 5.0
-    # The runner-up evidence assumed whatever the bank holds (see the module docstring).
+    # The runner-up evidence assumed whatever the bank holds (see the module docstring), in a
+    # bank of ``chance_venues`` venues; ``chance_slope`` more per doubling of the bank's venues
+    # (the best wrong venue's evidence depends on how many compete: a bank-size-dependent null).
     chance_evidence: float = 30.0
+    chance_slope: float = 0.0
+    chance_venues: float = 20.0
     min_match_inliers: int = 0
 
     @classmethod
@@ -107,7 +111,16 @@ class SceneParams:
                    match=float(merged.get("match", base.match)),
                    review=float(merged.get("review", base.review)),
                    chance_evidence=float(merged.get("chance_evidence", base.chance_evidence)),
+                   chance_slope=float(merged.get("chance_slope", base.chance_slope)),
+                   chance_venues=float(merged.get("chance_venues", base.chance_venues)),
                    min_match_inliers=int(merged.get("min_match_inliers", base.min_match_inliers)))
+
+
+    def chance_floor(self, venues: int | None) -> float:
+        """The chance evidence in a bank of ``venues`` venues (``None``: unknown, the reference size)."""
+        if not self.chance_slope or not venues or venues < 1:
+            return self.chance_evidence
+        return self.chance_evidence + self.chance_slope * float(np.log2(venues / self.chance_venues))
 
 
 # Below the review threshold the score fades out over this many evidence units.
@@ -139,6 +152,7 @@ class SceneSearcher:
         self.store = store
         self.defaults = defaults
         self._banks: dict[int, SceneBankIndex] = {}
+        self._venues: dict[int, tuple[int, int]] = {}  # bank id -> (scene revision, venues)
 
     def applies(self, bank: Bank) -> bool:
         return SCENE in self.store.index_signals(bank)
@@ -226,7 +240,29 @@ class SceneSearcher:
                 best[key] = (rank, fused, cand)
         venues = list(best.values())
         return rank_venues([(fused, cand) for _r, fused, cand in venues], params,
-                           ranking=[r for r, _f, _c in venues])[:top]
+                           ranking=[r for r, _f, _c in venues],
+                           bank_venues=self.venue_count(bank) if params.chance_slope else None)[:top]
+
+    def venue_count(self, bank: Bank) -> int:
+        """How many venues (subjects, or photos without one) the bank's ``scene`` vectors belong to.
+
+        The decision's chance floor depends on it; it is counted once per catalog
+        revision of the bank's scene vectors (one SQL query), not per query.
+        """
+        from sqlalchemy import distinct, func, select
+
+        from indexer.store.catalog import Item, Vector
+        revision = self.store.catalog.revision(bank.id, SCENE)
+        cached = self._venues.get(bank.id)
+        if cached is not None and cached[0] == revision:
+            return cached[1]
+        owner = func.coalesce(Item.subject_id, -Item.id)
+        with self.store.catalog.session() as s:
+            count = int(s.scalar(select(func.count(distinct(owner))).select_from(Vector)
+                                 .join(Item, Item.id == Vector.item_id)
+                                 .where(Vector.bank_id == bank.id, Vector.signal == SCENE)) or 0)
+        self._venues[bank.id] = (revision, count)
+        return count
 
     def _embeddings(self, query: Query, bank: Bank) -> list[tuple[str, list[signals.SignalVector]]]:
         """The query's vectors of every plug-in scene embedding the bank holds (cached on the query)."""
@@ -323,7 +359,7 @@ def interleave(first: list[int], second: list[int], k: int) -> list[int]:
 
 
 def rank_venues(venues: list[tuple[float, Candidate]], params: SceneParams,
-                ranking: list[float] | None = None) -> list[Candidate]:
+                ranking: list[float] | None = None, bank_venues: int | None = None) -> list[Candidate]:
     """(evidence, candidate) per venue -> candidates scored by their margin, best first.
 
     ``ranking`` (one key per venue; the evidence itself by default) orders the
@@ -331,7 +367,10 @@ def rank_venues(venues: list[tuple[float, Candidate]], params: SceneParams,
     the decision evidence, over the best *other* venue's; a venue's score never
     exceeds the score of a venue ranked above it, so only the first-ranked
     venue can be a match, and only when its verified evidence leads too.
+    ``bank_venues`` (how many venues the bank holds) sets the chance floor
+    (:meth:`SceneParams.chance_floor`).
     """
+    floor = params.chance_floor(bank_venues)
     keys = ranking if ranking is not None else [e for e, _c in venues]
     order = sorted(range(len(venues)), key=lambda i: (-keys[i], venues[i][1].label))
     evidence = [venues[i][0] for i in order]
@@ -341,7 +380,7 @@ def rank_venues(venues: list[tuple[float, Candidate]], params: SceneParams,
     for j, i in enumerate(order):
         fused, cand = venues[i]
         other = second if j == leader else evidence[leader]
-        margin = fused - max(other, params.chance_evidence)
+        margin = fused - max(other, floor)
         score = evidence_score(margin, params)
         if cand.evidence.get("scene_inliers", 0) < params.min_match_inliers:
             score = min(score, np.nextafter(decide.MATCH_SCORE, 0.0))

@@ -309,6 +309,33 @@ def test_in_a_small_bank_the_lead_is_measured_from_chance_not_from_a_weak_runner
     assert unverified[0].decision == "review" and unverified[0].score > unverified[1].score
 
 
+def test_the_chance_floor_depends_on_how_many_venues_the_bank_holds() -> None:
+    """The best wrong venue of a bank gets more evidence the more venues compete, so the floor a
+    lead is measured from is set per bank size (fitted on real banks of 3-20 venues)."""
+    p = SceneParams(match=3, review=1, chance_evidence=30.0, chance_slope=-2.0, chance_venues=20.0)
+    assert p.chance_floor(20) == 30.0 and p.chance_floor(None) == 30.0
+    assert p.chance_floor(5) == pytest.approx(34.0) and p.chance_floor(80) == pytest.approx(26.0)
+    photo_of_a_room = [(35.0, _venue("a")), (12.0, _venue("b"))]
+    in_a_big_bank = rank_venues(list(photo_of_a_room), p, bank_venues=80)
+    assert in_a_big_bank[0].evidence["scene_margin"] == pytest.approx(9.0)
+    assert in_a_big_bank[0].decision == "match"
+    # The same lead in a bank of five venues is within chance there.
+    in_a_small_bank = rank_venues(list(photo_of_a_room), p, bank_venues=5)
+    assert in_a_small_bank[0].evidence["scene_margin"] == pytest.approx(1.0)
+    assert in_a_small_bank[0].decision == "review"
+    # Without a slope the bank's size does not matter (the decision before issue 22's floor).
+    flat = SceneParams(match=3, review=1, chance_evidence=30.0)
+    assert rank_venues(list(photo_of_a_room), flat, bank_venues=5)[0].evidence["scene_margin"] == 5.0
+
+
+def test_venues_are_counted_per_subject_and_follow_the_catalog(venue_bank: tuple[Store, Path]) -> None:
+    store, _root = venue_bank
+    bank = store.bank_or_error("venues")
+    searcher = SceneSearcher(store, Matcher(store).defaults)
+    assert searcher.venue_count(bank) == len(ROOMS)  # six photos, three venues
+    assert searcher.venue_count(bank) == len(ROOMS)  # cached until the catalog moves
+
+
 def test_the_shortlist_takes_both_rankings_in_turn_and_stops_at_k() -> None:
     """VLAD's and the learned descriptor's rankings share the k verifications: none is crowded out,
     and a reference both rank is verified once."""
@@ -320,8 +347,9 @@ def test_the_shortlist_takes_both_rankings_in_turn_and_stops_at_k() -> None:
 
 def test_scene_parameters_come_from_defaults_and_bank_policy() -> None:
     section = {"match": 2.5, "review": 1.0, "chance_evidence": 31.0, "min_match_inliers": 0}
-    p = SceneParams.from_section(section, {"scene": {"min_match_inliers": 12}})
+    p = SceneParams.from_section(section, {"scene": {"min_match_inliers": 12, "chance_slope": -1.5}})
     assert (p.match, p.chance_evidence, p.min_match_inliers) == (2.5, 31.0, 12)
+    assert (p.chance_slope, p.chance_venues) == (-1.5, 20.0)
 
 
 def _tiny_model(path: Path, dim: int = 6) -> None:
