@@ -124,17 +124,34 @@ class FrameCheck:
         return out
 
 
+def _query_cells(xy: np.ndarray, frame: tuple[int, int]) -> np.ndarray:
+    qw, qh = frame
+    cx = np.clip((xy[:, 0] * QUERY_CELLS / max(qw, 1)).astype(np.int64), 0, QUERY_CELLS - 1)
+    cy = np.clip((xy[:, 1] * QUERY_CELLS / max(qh, 1)).astype(np.int64), 0, QUERY_CELLS - 1)
+    return cy * QUERY_CELLS + cx
+
+
+def shared_cells(query: LocalFeatures, common: np.ndarray) -> np.ndarray:
+    """Per cell of the query's QUERY_CELLS x QUERY_CELLS grid: mostly common keypoints."""
+    cell = _query_cells(query.xy, query.frame)
+    total = np.bincount(cell, minlength=QUERY_CELLS * QUERY_CELLS)
+    shared = np.bincount(cell[common], minlength=QUERY_CELLS * QUERY_CELLS)
+    return (shared > 0) & (shared >= REGION_SHARE * np.maximum(total, 1))
+
+
+def in_shared_cells(xy: np.ndarray, frame: tuple[int, int], cells: np.ndarray) -> np.ndarray:
+    """Which points (query-frame pixels) lie in the shared cells ``cells`` (:func:`shared_cells`).
+
+    Keypoints computed again on a part of the query (``matcher.copy_search``) were never
+    looked up in the bank: where they lie tells whether they are on the shared frame.
+    """
+    return cells[_query_cells(xy, frame)]
+
+
 def shared_region(query: LocalFeatures, common: np.ndarray) -> np.ndarray:
     """Query rows in the shared region (see :data:`REGION_SHARE`): common, or in a cell of
     mostly common keypoints."""
-    qw, qh = query.frame
-    cx = np.clip((query.xy[:, 0] * QUERY_CELLS / max(qw, 1)).astype(np.int64), 0, QUERY_CELLS - 1)
-    cy = np.clip((query.xy[:, 1] * QUERY_CELLS / max(qh, 1)).astype(np.int64), 0, QUERY_CELLS - 1)
-    cell = cy * QUERY_CELLS + cx
-    total = np.bincount(cell, minlength=QUERY_CELLS * QUERY_CELLS)
-    shared = np.bincount(cell[common], minlength=QUERY_CELLS * QUERY_CELLS)
-    dense = shared >= REGION_SHARE * np.maximum(total, 1)
-    return common | (dense[cell] & (shared[cell] > 0))
+    return common | in_shared_cells(query.xy, query.frame, shared_cells(query, common))
 
 
 def _project(points: np.ndarray, h: np.ndarray) -> np.ndarray:
