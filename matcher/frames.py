@@ -69,6 +69,9 @@ TEXTURE_KEYPOINTS = 8
 # bank holds many times 4-10 differing against 14-16 agreeing (77 of 80 sampled still link).
 MIN_DIFFER_CELLS = 4
 DIFFER_RATIO = 0.75
+# A pair with most inliers on the shared region needs this many cells agreeing on its own
+# content to be a copy (a repost in the same frame: 29 in tests/test_frames.py).
+MIN_OWN_CELLS = 3
 # Inliers on what the bank shares. Frames suite: frame-only pairs 0.75-1.0; copies of the photo
 # 0-0.21, a repost in the same frame 0.49 (half its inliers are on the frame). Copydet: a
 # rotated ScanNet frame 0.41 (generic indoor descriptors are close to a few other photos').
@@ -236,7 +239,9 @@ def check(query: LocalFeatures, query_desc: np.ndarray, reference: LocalFeatures
     n_a, n_d = int(agree_cells.sum()), int(differ_cells.sum())
     # A small patch (a logo, a line of the frame's text) on shared descriptors is the frame too,
     # however many inliers it packs: 31 tight inliers on 0.3% of a border's lettering measured.
-    template = (n_d >= MIN_DIFFER_CELLS and n_d >= DIFFER_RATIO * n_a) or small
+    # Nothing of the pair's own agrees beyond the frame: no evidence of the photo at all (two
+    # flat photos, or a flat one and a textured one, in one site's card with the same caption).
+    template = (n_d >= MIN_DIFFER_CELLS and n_d >= DIFFER_RATIO * n_a) or small or n_a < MIN_OWN_CELLS
     box = _content_box(np.flatnonzero(differ_cells), (rw, rh), h_inv, (qw, qh)) if n_d else None
     region = None
     if box is not None:
