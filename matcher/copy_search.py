@@ -9,9 +9,11 @@ Steps per bank, cheapest first:
 3. parts: only when nothing was confirmed, the query's parts that can hold a photo
    of their own (``matcher.parts``: collage cells cut along gutters, the region
    where a verified near miss puts its reference, as a small paste leaves) are
-   searched one by one with features computed again from their own pixels and a
-   keypoint budget of their own; a candidate found so names its part
-   (``local_part``, ``local_part_kind``). Frames suite: a photo as one cell of a
+   verified one by one with features computed again from their own pixels and a
+   keypoint budget of their own, against the few references that the query's own
+   keypoints inside the part voted for closely in step 1 (no second index search:
+   that was most of a non-mated collage's cost); a candidate found so names its
+   part (``local_part``, ``local_part_kind``). Frames suite: a photo as one cell of a
    collage or pasted at a third of the width keeps too few of the query's 1000
    strongest keypoints (83% found without this step).
 4. mirror: only when still nothing was confirmed, the same is done with the
