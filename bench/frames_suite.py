@@ -35,6 +35,7 @@ import argparse
 import csv
 import io
 import json
+import re
 import sys
 import time
 from collections import defaultdict
@@ -86,11 +87,13 @@ def _pools(bench: Path) -> tuple[list[Path], list[Path], list[Path]]:
             continue
         seen_places.add(r["label"])
         venues.append(bench / "venues" / r["path"])
-    # LFW faces, one file per source: the copydet distractors and the faces suite's gallery.
+    # LFW faces, one photo per person: the copydet distractors and the faces suite's gallery.
+    # (Two LFW photos of one person are the look-alike case, not a frame: a site card around
+    # one photo of a politician matched another photo of him, 27 tight inliers on the face.)
     faces, seen = [], set()
     for suite, rows in (("copydet", prov), ("faces", cs.read_csv(bench / "faces" / "provenance.csv"))):
         for r in rows:
-            key = r["source_file"].rsplit("/", 1)[-1]
+            key = re.sub(r"_\d{4}\.\w+$", "", r["source_file"].rsplit("/", 1)[-1])
             lfw = "LFW" in r["role"] or suite == "faces" and r["path"].startswith("images/g")
             if lfw and key not in seen:
                 seen.add(key)

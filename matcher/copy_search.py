@@ -9,9 +9,11 @@ Steps per bank, cheapest first:
 3. parts: only when nothing was confirmed, the query's parts that can hold a photo
    of their own (``matcher.parts``: collage cells cut along gutters, the region
    where a verified near miss puts its reference, as a small paste leaves) are
-   searched one by one with features computed again from their own pixels and a
-   keypoint budget of their own; a candidate found so names its part
-   (``local_part``, ``local_part_kind``). Frames suite: a photo as one cell of a
+   verified one by one with features computed again from their own pixels and a
+   keypoint budget of their own, against the few references that the query's own
+   keypoints inside the part voted for closely in step 1 (no second index search:
+   that was most of a non-mated collage's cost); a candidate found so names its
+   part (``local_part``, ``local_part_kind``). Frames suite: a photo as one cell of a
    collage or pasted at a third of the width keeps too few of the query's 1000
    strongest keypoints (83% found without this step).
 4. mirror: only when still nothing was confirmed, the same is done with the
@@ -84,6 +86,13 @@ PART_MIN_SIDE = 512
 # part a part to search (at most MAX_NEAR_PARTS of them, the best first).
 NEAR_MISS_INLIERS = 5
 MAX_NEAR_PARTS = 2
+# References a part is verified against: those its own keypoints voted for at this distance
+# (squared RootSIFT; a copy's keypoints: most under 0.15) in step 1, at most PART_SHORTLIST,
+# with PART_MIN_VOTES or more. Frames suite, collage cells and pastes: the photo's cell gave
+# its photo 32-286 such votes, cells of photos the bank does not hold 2-30 to their best.
+PART_VOTE_DISTANCE = 0.2
+PART_SHORTLIST = 3
+PART_MIN_VOTES = 3
 
 def local_indexes(store: Store) -> LocalIndexSet:
     """The store's descriptor indexes (built by the indexer after each ingest run)."""
@@ -190,7 +199,8 @@ class CopySearcher:
             self._content_pass(bank, features, desc, hits, False, found, references)
         searched_parts = False
         if not self._matched(found):
-            searched_parts = self._parts_pass(query, bank, found, references)
+            searched_parts = self._parts_pass(query, bank, found, references, hits,
+                                              query.cache[("sift_common", bank.id)])
         if not self._matched(found):
             flipped, fdesc = query_features(query, True)
             rows = self._flip_rows(found, flipped)
@@ -353,13 +363,19 @@ class CopySearcher:
         return self._candidates(bank, found, len(item_ids))
 
     def _parts_pass(self, query: Query, bank: Bank, found: Found,
-                    references: dict[int, local.LocalFeatures]) -> bool:
-        """Collage cells and near-miss regions searched on their own (``matcher.parts``).
+                    references: dict[int, local.LocalFeatures], hits: Any,
+                    common: np.ndarray | None) -> bool:
+        """Collage cells, pasted rectangles and near-miss regions verified on their own
+        (``matcher.parts``).
 
         Each part's features are computed again from its pixels with a budget of their own
-        (:func:`part_features`), searched and verified like the query; the item a near miss
-        came from is verified again with its part (the vote may have gone to others).
-        Returns whether any part was searched.
+        (:func:`part_features`) and verified against the few references that the query's own
+        keypoints inside the part already voted for closely in step 1 (:meth:`_part_shortlist`),
+        and against the near miss a part came from. The part is not looked up in the
+        descriptor index again: that search (600 more rows per part) was most of the cost of
+        every non-mated collage and paste, and a photo as a part of the query leaves close
+        votes among the query's own keypoints (frames suite: a collage cell's photo led the
+        close votes of its cell 32-286 to 9-29). Returns whether the query had parts.
         """
         first = query_features(query, False)[0]
         grey, _scale = local.feature_frame(query.picture, local.QUERY_SIDE)
@@ -376,20 +392,59 @@ class CopySearcher:
             part = parts.near_miss_part(found[item_id][1], query.picture.original_size)
             if part is not None and all(part.box != p.box for p, _i in todo):
                 todo.append((part, item_id))
-        index = self.indexes.get(bank.id)
+        # Keypoints of a part were never looked up: the shared frame is where they lie.
+        cells = frames.shared_cells(first, common) if common is not None else None
         for part, item_id in todo:
             if self._matched(found):
                 break
+            shortlist = self._part_shortlist(first, hits, common, part)
+            if item_id is None and not shortlist:
+                continue
             features = part_features(query, part)
             if len(features) < verify.MIN_MATCHES:
                 continue
             desc = features.rootsift()
-            common = self._search_pass(bank, features, index.search(desc, NEIGHBOURS), desc, False,
-                                       found, references, part)
+            part_common = (frames.in_shared_cells(features.xy, features.frame, cells)
+                           if cells is not None else None)
+            owners = self.store.catalog.vector_owners(shortlist)
+            for vid in shortlist:
+                if vid not in owners:
+                    continue
+                vec, item, subject = owners[vid]
+                reference = references.get(item.id)
+                if reference is None:
+                    reference = references[item.id] = local.unpack(vec.data, item.width)
+                self._keep(bank, features, desc, reference, False, (item, subject), found,
+                           part_common, part)
             if item_id is not None:
                 self._keep(bank, features, desc, references[item_id], False, found[item_id][2],
-                           found, common, part)
+                           found, part_common, part)
         return bool(todo)
+
+    @staticmethod
+    def _part_shortlist(first: local.LocalFeatures, hits: Any, common: np.ndarray | None,
+                        part: parts.Part) -> list[int]:
+        """Vector ids that the query's keypoints inside ``part`` voted for closely in step 1.
+
+        Votes at :data:`PART_VOTE_DISTANCE` (not the shortlist's loose VOTE_DISTANCE, at which
+        every reference gets votes), from rows the bank does not share, one per row and
+        reference; the best :data:`PART_SHORTLIST` with :data:`PART_MIN_VOTES` or more.
+        """
+        searched = len(hits.distances)
+        x0, y0, x1, y1 = (v / first.scale for v in part.box)
+        xy = first.xy[:searched]
+        rows = (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)
+        if common is not None:
+            rows &= ~common[:searched]
+        close = (hits.distances < PART_VOTE_DISTANCE) & (hits.vector_ids >= 0) & rows[:, None]
+        r, c = np.nonzero(close)
+        if not len(r):
+            return []
+        owners = hits.vector_ids[r, c].astype(np.int64)
+        pairs = np.unique(r.astype(np.int64) * (int(owners.max()) + 1) + owners)
+        ids, counts = np.unique(pairs % (int(owners.max()) + 1), return_counts=True)
+        order = np.argsort(-counts, kind="stable")[:PART_SHORTLIST]
+        return [int(ids[i]) for i in order if counts[i] >= PART_MIN_VOTES]
 
     def _content_pass(self, bank: Bank, features: local.LocalFeatures, desc: np.ndarray, hits: Any,
                       flip: bool, found: Found, references: dict[int, local.LocalFeatures]) -> None:

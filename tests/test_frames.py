@@ -324,3 +324,76 @@ def test_the_review_page_says_same_template_different_photo() -> None:
     assert any(s.startswith("Same template, different photo: 93%") for s in out.sentences), out.sentences
     assert sum("geometric inliers" in s for s in out.sentences) == 1  # no sentence for "shared"
     assert any(shape.label == "its own photo" for shape in out.query_shapes)
+
+
+def site_card(img: Image.Image, caption: str, price: str) -> Image.Image:
+    """A 600 x 820 listing card (as bench/frame_kinds.py draws): logo bar, photo, per-post text
+    from a short list (two cards may share a caption and a price), fixed labels and buttons."""
+    page = Image.new("RGB", (600, 820), (244, 244, 248))
+    draw = ImageDraw.Draw(page)
+    draw.rectangle((0, 0, 600, 70), fill=(120, 20, 60))
+    draw.text((20, 15), "CityGirls.example", fill=(255, 255, 255), font=_font(36))
+    draw.rounded_rectangle((20, 90, 580, 800), radius=14, fill=(255, 255, 255), outline=(210, 210, 220),
+                           width=2)
+    page.paste(img.resize((540, 440), Image.Resampling.LANCZOS), (30, 100))
+    draw.text((40, 560), caption, fill=(30, 30, 30), font=_font(30))
+    draw.text((40, 605), price, fill=(120, 20, 60), font=_font(28))
+    draw.text((40, 650), "Verified  *  Incall  *  Outcall", fill=(110, 110, 110), font=_font(24))
+    for i, label in enumerate(("CALL", "TEXT", "SAVE")):
+        x = 40 + i * 180
+        draw.rounded_rectangle((x, 710, x + 160, 770), radius=10, fill=(120, 20, 60))
+        draw.text((x + 45, 725), label, fill=(255, 255, 255), font=_font(28))
+    return page
+
+
+def sky(seed: int, kite: bool = False) -> Image.Image:
+    """A low-texture photo: a blurred sky gradient with soft clouds (few keypoints of its own)."""
+    rng = np.random.default_rng(seed)
+    top, bottom = rng.uniform(30, 120, 3), rng.uniform(120, 230, 3)
+    ramp = np.linspace(0, 1, 440)[:, None, None]
+    base = top * (1 - ramp) + bottom * ramp + np.zeros((440, 540, 3))
+    img = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    for _ in range(6):
+        x, y = rng.integers(0, 540), rng.integers(0, 300)
+        draw.ellipse((x - 60, y - 20, x + 60, y + 20), fill=tuple(int(c) for c in bottom + 20))
+    img = img.filter(ImageFilter.GaussianBlur(12))
+    if kite:
+        ImageDraw.Draw(img).polygon([(380, 120), (420, 150), (380, 200), (345, 150)], fill=(230, 40, 40))
+    return img
+
+
+def test_cards_of_one_site_around_different_photos_with_the_same_text_do_not_match(
+        tmp_path: Path) -> None:
+    """Frames suite case (issue 17): a site card around a kite in the sky matched a card around a
+    stormy sky (217 tight inliers, 11 agreeing cells): the caption and the price in the same
+    words, the rest the site's chrome, the photos flat. The agreement lies on the shared frame:
+    the pairs are the same template, not copies; a repost of a card's photo still matches."""
+    folder = tmp_path / "cards"
+    folder.mkdir()
+    captions = ["Available Tonight", "Sweet And Discreet", "Text Only Please", "Ask For Rates",
+                "Outcall Only", "New In Town", "Visiting This Week", "Real Photos 100%"]
+    photos = tiles(16, size=540, seed=3)
+    # 16 cards (the suite's bank shares each frame 10+ times), per-post text from short lists.
+    pictures = {f"card{i}": site_card(photos[i].resize((540, 440)), captions[i % 8],
+                                      f"${(i % 4 + 3) * 30} / hr  -  user{i % 8}") for i in range(16)}
+    pictures["stormy"] = site_card(sky(1), "Outcall Only", "$90 / hr  -  mila_new")
+    for label, img in pictures.items():
+        (folder / f"{label}.jpg").write_bytes(jpeg_bytes(img))
+    store = Store(tmp_path / "data")
+    bank = store.catalog.ensure_bank("ads", "ads")
+    records = [ingest.Record(folder / f"{label}.jpg", label, f"{label}.jpg") for label in pictures]
+    names = [s.name for s in signals.select(["hashes", "local"])]
+    assert ingest.index_records(store, bank, records, names).indexed == len(records)
+    store.checkpoint()
+    matcher = Matcher(store)
+    # Same caption and price as "stormy" (and as card4, card12), another flat photo.
+    query = site_card(sky(2, kite=True), "Outcall Only", "$90 / hr  -  jess_24")
+    found = matcher.match(jpeg_bytes(query, quality=85), [bank])
+    assert all(c.decision != decide.MATCH for c in found), \
+        [(c.label, c.score, c.evidence.get("local_tight_inliers")) for c in found]
+    assert any(c.evidence.get("local_template") == frames.TEMPLATE for c in found)
+    repost = site_card(photos[5].resize((540, 440)), "Outcall Only", "$90 / hr  -  jess_24")
+    found = matcher.match(jpeg_bytes(repost, quality=85), [bank])
+    assert [c.label for c in found if c.decision == decide.MATCH] == ["card5"], \
+        [(c.label, c.score) for c in found]
