@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +16,7 @@ import httpx
 import pytest
 from api_support import consent_record
 from conftest import jpeg_bytes, photo, png_bytes
+from serve_process import start_serve, wait_ready
 from sqlalchemy import select
 
 from api.application import Application
@@ -27,14 +24,6 @@ from api.auth import create_key
 from indexer.crypto import KEY_ENV, generate_key
 from indexer.store.catalog import Bank, Catalog, Item, Subject, Vector
 from indexer.store.milvus_vectors import collection_prefix, milvus_uri
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -46,25 +35,6 @@ def pg_url(pg_server) -> Iterator[str]:  # noqa: ANN001 - tests.pg_server.Postgr
         pg_server.drop_database(url)
 
 
-def _serve(data: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = _port()
-    proc = subprocess.Popen([sys.executable, "-c", "from api.cli import main; main()", "--data", str(data),
-                             "serve", "--port", str(port), "--log-level", "warning"], cwd=ROOT, env=env)
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], url: str) -> None:
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "reunite serve did not start"
-        time.sleep(0.3)
-
-
 def test_two_ports_see_each_others_writes_and_withdrawals(tmp_path: Path, pg_url: str, milvus) -> None:  # noqa: ANN001
     data = tmp_path / "data"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "REUNITE_CATALOG_URL": pg_url,
@@ -74,10 +44,10 @@ def test_two_ports_see_each_others_writes_and_withdrawals(tmp_path: Path, pg_url
             for role in ("admin", "ingest", "investigator")}
     # The folder's audit key made once, so that the two processes can start side by side.
     Application(data, pg_url, env).store.catalog.engine.dispose()
-    (first, url_a), (second, url_b) = _serve(data, env), _serve(data, env)
+    (first, url_a), (second, url_b) = start_serve(data, env), start_serve(data, env)
     try:
-        _wait_ready(first, url_a)
-        _wait_ready(second, url_b)
+        wait_ready(first, url_a)
+        wait_ready(second, url_b)
         a = {r: httpx.Client(base_url=url_a, headers={"X-API-Key": k}, timeout=120) for r, k in keys.items()}
         b = {r: httpx.Client(base_url=url_b, headers={"X-API-Key": k}, timeout=120) for r, k in keys.items()}
         ads = {"name": "ads", "kind": "ads", "policy": {"signals": ["hashes"]}}

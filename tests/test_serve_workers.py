@@ -8,14 +8,11 @@ takes it, finds the references.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
+from serve_process import start_serve, wait_ready
 
 from api.auth import create_key
 from indexer import pipeline
@@ -24,14 +21,6 @@ from indexer.store.catalog import Catalog
 from indexer.store.mih import MultiIndexHashIndex
 from indexer.store.store import NewImage, Store
 from indexer.store.vectors import IndexChoice, load_saved
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_two_workers_share_the_saved_multi_index(tmp_path: Path) -> None:
@@ -51,22 +40,10 @@ def test_two_workers_share_the_saved_multi_index(tmp_path: Path) -> None:
     mtime = saved.stat().st_mtime_ns
     key = create_key(Catalog.open(tmp_path), "partner", "two-workers")
 
-    port = _port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "REUNITE_HASH_INDEX": "mih"}
-    server = subprocess.Popen([sys.executable, "-c", "from api.cli import main; main()", "--data",
-                               str(tmp_path), "serve", "--port", str(port), "--workers", "2",
-                               "--log-level", "warning"], cwd=ROOT, env=env)
+    server, url = start_serve(tmp_path, env, "--workers", "2")
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "serve --workers 2 did not start"
-            time.sleep(0.2)
+        wait_ready(server, url, timeout=120)
         for n in range(12):  # a partner key may queue 20 candidates an hour (api.budgets)
             # A new connection each time: the kernel spreads them over the two workers.
             r = httpx.post(f"{url}/v1/match/hashes", headers={"X-API-Key": key}, timeout=60,
