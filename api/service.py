@@ -3,7 +3,7 @@
 :class:`Service` is an :class:`api.application.Application` (store, cipher,
 audit log, review queue, photos, matcher: the rules the CLI obeys too) with the
 service's configuration, its index checkpoints and its partner-id secret.
-Built once by :func:`api.app.create_app` and reached by routes through
+Built once by :func:`api.http.app.create_app` and reached by routes through
 ``request.app.state.service``; nothing here is global, so tests can run
 several services over different data folders in one process.
 """

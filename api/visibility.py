@@ -27,7 +27,7 @@ Visibility table (``-`` = never sent to that role)::
       decision, reviewer or note)
     opaque partner ref (R-...)            -       -          -           -       y
     HMA bank_content_id                 item      -        item          -    opaque integer
-      (api/routes/hma.py)                 id                 id                (53 bits of the ref)
+      (api/http/routes/hma.py)                 id                 id                (53 bits of the ref)
     HMA index status (hash count and      y       -          y           -    y (searchable banks only)
       newest indexed time per signal)
     alerts of confirmed matches (case     y       y          y (cases    -       -

@@ -22,8 +22,8 @@ import httpx
 import uvicorn
 from conftest import bind_catalog, catalog_env_of, catalog_of, jpeg_bytes, png_bytes, tiles
 
-from api.app import create_app
 from api.auth import ROLES, create_key
+from api.http.app import create_app
 from api.service import Service
 from indexer.crypto import KEY_ENV, generate_key
 

@@ -14,7 +14,7 @@ from conftest import photo, png_bytes
 from PIL import Image
 from sqlalchemy import func, select
 
-from api.app import create_app
+from api.http.app import create_app
 from indexer.crypto import MissingKey
 from indexer.store.catalog import Item, Subject
 

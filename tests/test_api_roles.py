@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from api_support import LiveApi, encryption_key, live_api
 
-from api.app import DOC_PATHS, api_routes
 from api.auth import PUBLIC, ROLES
+from api.http.app import DOC_PATHS, api_routes
 
 A, INV, R, G, P = "admin", "investigator", "reviewer", "ingest", "partner"
 EXPECTED: dict[tuple[str, str], set[str]] = {
@@ -27,7 +27,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/banks"): {A},
     ("GET", "/v1/banks"): {A, INV, R, G},
     ("GET", "/v1/banks/{bank}"): {A, INV, R, G},
-    ("GET", "/v1/banks/{bank}/watches"): {A},  # api/routes/watches.py (issue 16)
+    ("GET", "/v1/banks/{bank}/watches"): {A},  # api/http/routes/watches.py (issue 16)
     ("PUT", "/v1/banks/{bank}/watches"): {A},
     ("POST", "/v1/banks/{bank}/subjects"): {A},
     ("GET", "/v1/banks/{bank}/subjects"): {A, INV, R},
@@ -48,7 +48,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/review/candidates/{candidate_id}/reopen"): {A, R},
     ("GET", "/v1/networks"): {A, INV},
     ("GET", "/v1/networks/{network_id}"): {A, INV},
-    # From match to action (api/routes/alerts.py, api/routes/cases.py): owners see their own only.
+    # From match to action (api/http/routes/alerts.py, api/http/routes/cases.py): owners see their own only.
     ("GET", "/v1/alerts"): {A, INV, R},
     ("GET", "/v1/alerts/{alert_id}"): {A, INV, R},
     ("POST", "/v1/alerts/{alert_id}/ack"): {A, INV},
@@ -56,11 +56,11 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/alerts/{alert_id}/evidence"): {A, INV, R},
     ("GET", "/v1/cases"): {A, INV},
     ("GET", "/v1/cases/{case_ref}"): {A, INV},
-    ("GET", "/v1/stats"): {A},  # differentially private releases: api/routes/stats.py
+    ("GET", "/v1/stats"): {A},  # differentially private releases: api/http/routes/stats.py
     ("POST", "/v1/stats"): {A},
     ("GET", "/v1/stats/{release_id}"): {A},
-    ("GET", "/v1/search"): {A, INV},  # contacts read from ads' text and photos (api/routes/search.py)
-    # HMA-compatible API (api/routes/hma.py): the roles of /v1/match/hashes.
+    ("GET", "/v1/search"): {A, INV},  # contacts read from ads' text and photos (api/http/routes/search.py)
+    # HMA-compatible API (api/http/routes/hma.py): the roles of /v1/match/hashes.
     ("GET", "/m/raw_lookup"): {A, INV, P},
     ("GET", "/m/lookup"): {A, INV, P},
     ("POST", "/m/lookup"): {A, INV, P},
@@ -82,7 +82,7 @@ def api(tmp_path_factory: pytest.TempPathFactory, module_catalog_url: str | None
 
 
 def _routes(api: LiveApi) -> list[tuple[str, str, frozenset[str] | None]]:
-    return [(m, path, roles) for path, methods, roles in api_routes(api.app)
+    return [(m, path, roles) for path, methods, roles in api_routes(api.http.app)
             for m in sorted(methods - {"HEAD"}) if path not in DOC_PATHS]
 
 

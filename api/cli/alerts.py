@@ -153,7 +153,7 @@ def alerts_unsubscribe(subscriber: Annotated[int, typer.Argument(help="Subscribe
 def alerts_list(failing: Annotated[bool, typer.Option("--failing", help="Only undelivered.")] = False
                 ) -> None:
     """Alerts newest first, one JSON line each (the API's shape)."""
-    from api.routes.alerts import alert_out
+    from api.http.routes.alerts import alert_out
 
     for view in open_app().alerts.list(failing=failing, limit=100_000):
         typer.echo(alert_out(view).model_dump_json())

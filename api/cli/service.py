@@ -44,8 +44,8 @@ def serve_cmd(
     """Run the HTTP API (OpenAPI at /docs) over the data folder."""
     import uvicorn
 
-    from api.app import create_app
     from api.budgets import BadBudget
+    from api.http.app import create_app
     from indexer.crypto import KeyProblem
 
     upload = int(max_upload_mb * 1024 * 1024) if max_upload_mb else None
@@ -75,7 +75,7 @@ _WORKER_CATALOG_ENV = "REUNITE_SERVE_WORKER_CATALOG"
 
 def worker_app() -> Any:
     """The app of one worker of ``reunite serve --workers N`` (the data folder from the parent)."""
-    from api.app import create_app
+    from api.http.app import create_app
 
     upload = os.environ.get(_WORKER_UPLOAD_ENV)
     return create_app(Path(os.environ[_WORKER_DATA_ENV]), catalog_url=os.environ.get(_WORKER_CATALOG_ENV),

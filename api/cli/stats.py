@@ -5,7 +5,7 @@ it), ``show ID`` reprints a recorded release exactly as published (no new
 noise, no budget), ``ledger`` lists the releases and the budget left. Every
 verb is audited through :meth:`api.application.Application.audited` as
 ``cli:<user>``. The rules live in :mod:`matcher.dp_stats` and
-:mod:`matcher.privacy_ledger`; the HTTP routes (api/routes/stats.py) call the same.
+:mod:`matcher.privacy_ledger`; the HTTP routes (api/http/routes/stats.py) call the same.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The reviewer web pages, a small app mounted at ``/review`` by :func:`api.app.create_app`.
+"""The reviewer web pages, a small app mounted at ``/review`` by :func:`api.http.app.create_app`.
 
 Server-rendered HTML (Jinja2) with one stylesheet and one script served from
 here: no build step, nothing fetched from elsewhere at run time. It is a
@@ -30,7 +30,7 @@ MOUNT = "/review"
 
 def build(svc: Service) -> FastAPI:
     """The pages over ``svc``; every route must declare its roles, as in the API."""
-    from api.app import check_declarations  # api.app imports this module
+    from api.http.app import check_declarations  # api.http.app imports this module
 
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, title="reunite review")
     app.state.service = svc

@@ -4,7 +4,7 @@ The pages admit the roles that may see identities and decide candidates
 (reviewer, admin: :data:`api.visibility.IDENTITY_ROLES`); everyone else is
 refused with a page that shows nothing of the queue. Every dependency carries
 the same role declaration as :func:`api.auth.guard`, so
-:func:`api.app.check_declarations` can check the web routes too, and names
+:func:`api.http.app.check_declarations` can check the web routes too, and names
 its audit action, so the service middleware writes the audit event exactly
 as it does for the API (denied attempts included).
 

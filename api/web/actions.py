@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api import visibility
 from api.auth import authenticate
-from api.routes.common import audit, service
+from api.http.routes.common import audit, service
 from api.web.access import (
     SIGNIN_CSRF_COOKIE,
     SIGNIN_ROLES,

@@ -23,7 +23,7 @@ from api import bank_policy, watching
 from api.api_keys import ROLES, create_key, list_keys, revoke_key
 from api.application import Actor
 from api.auth import ADMIN
-from api.routes.common import audit, service
+from api.http.routes.common import audit, service
 from api.web.access import Refused, form_guard, prefix, signed_in
 from api.web.render import page, qs
 from api.web.sessions import Session

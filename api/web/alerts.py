@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api import evidence_report
 from api.auth import ADMIN, INVESTIGATOR, REVIEWER
-from api.routes.common import audit, service
+from api.http.routes.common import audit, service
 from api.web.access import Refused, form_guard, prefix, signed_in
 from api.web.render import page, qs
 from api.web.sessions import Session

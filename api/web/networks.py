@@ -17,8 +17,8 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
 from api.auth import ADMIN, INVESTIGATOR
-from api.routes.common import audit, service
-from api.routes.networks import _current as bring_links_up_to_date  # the API's update, one lock
+from api.http.routes.common import audit, service
+from api.http.routes.networks import _current as bring_links_up_to_date  # the API's update, one lock
 from api.web import graph_svg
 from api.web.access import WEB_ROLES, Refused, signed_in
 from api.web.render import page

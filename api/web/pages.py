@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse
 
 from api import visibility
 from api.enrollment import PHOTO_ATTR
-from api.routes.common import audit, service
+from api.http.routes.common import audit, service
 from api.service import Service
 from api.web import context as facts
 from api.web import evidence, photos

@@ -27,7 +27,7 @@ from sqlalchemy import select
 from api import visibility
 from api.application import Actor
 from api.enrollment import PHOTO_ATTR
-from api.routes.common import audit, service
+from api.http.routes.common import audit, service
 from api.service import Service
 from api.web import photos, thumbs
 from api.web.access import Refused, form_guard, prefix, signed_in

@@ -22,7 +22,7 @@ from api import budgets, hash_matching, visibility
 from api.auth import ADMIN, INVESTIGATOR
 from api.bank_names import bank_names
 from api.errors import ApiError
-from api.routes.common import audit, service
+from api.http.routes.common import audit, service
 from api.uploads import api_error, read_uploads
 from api.web import evidence, photos, thumbs
 from api.web.access import WEB_ROLES, Refused, form_guard, signed_in

@@ -15,8 +15,8 @@ from api import hash_matching, visibility
 from api.auth import ADMIN, INVESTIGATOR, PARTNER, Principal, guard
 from api.bank_names import bank_names
 from api.errors import GUARDED, ApiError, responses
-from api.routes.common import audit, known_fields_only, service
-from api.schemas import HashMatchOut, HashQuery, MatchCandidate, MatchOut, PartnerHit
+from api.http.routes.common import audit, known_fields_only, service
+from api.http.schemas import HashMatchOut, HashQuery, MatchCandidate, MatchOut, PartnerHit
 from api.uploads import api_error, read_uploads
 from indexer import images
 from indexer import text as text_rules

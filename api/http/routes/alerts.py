@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict
 from api import evidence_report, visibility
 from api.auth import ADMIN, INVESTIGATOR, REVIEWER, Principal, guard
 from api.errors import GUARDED, ApiError, responses
-from api.routes.common import audit, service
-from api.schemas import MAX_ID
+from api.http.routes.common import audit, service
+from api.http.schemas import MAX_ID
 from matcher import outbox
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])

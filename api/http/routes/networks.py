@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from api.auth import ADMIN, INVESTIGATOR, Principal, guard
 from api.enrollment import PHOTO_ATTR
 from api.errors import GUARDED, ApiError, responses
-from api.routes.common import audit, bank_or_404, service
+from api.http.routes.common import audit, bank_or_404, service
 from api.service import Service
 from indexer.crypto import DecryptionFailed, KeyProblem
 from indexer.store.catalog import Bank, Item

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.application import Actor
 from api.auth import ADMIN, Principal, guard
 from api.errors import GUARDED, ApiError, responses
-from api.routes.common import audit, bank_or_404, service
+from api.http.routes.common import audit, bank_or_404, service
 from indexer.store.catalog import Bank
 
 router = APIRouter(prefix="/v1/banks", tags=["banks"])

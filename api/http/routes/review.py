@@ -11,9 +11,9 @@ from api import visibility
 from api.application import MAX_BULK, Actor
 from api.auth import ADMIN, INVESTIGATOR, REVIEWER, Principal, guard
 from api.errors import GUARDED, ApiError, responses
-from api.routes.common import audit, bank_or_404, service
-from api.routes.subjects import IMAGE_RESPONSE
-from api.schemas import MAX_ID, CandidateList, CandidateOut, DecisionIn
+from api.http.routes.common import audit, bank_or_404, service
+from api.http.routes.subjects import IMAGE_RESPONSE
+from api.http.schemas import MAX_ID, CandidateList, CandidateOut, DecisionIn
 from api.service import Service
 from indexer.crypto import DecryptionFailed, MissingKey
 from indexer.store.catalog import Bank, Subject

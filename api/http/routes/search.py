@@ -15,8 +15,8 @@ from pydantic import BaseModel
 
 from api.auth import ADMIN, INVESTIGATOR, Principal, guard
 from api.errors import GUARDED, ApiError, responses
-from api.routes.common import audit, service
-from api.routes.networks import _ads_banks, _current
+from api.http.routes.common import audit, service
+from api.http.routes.networks import _ads_banks, _current
 from matcher import contact_search, contacts
 
 router = APIRouter(prefix="/v1/search", tags=["search"])

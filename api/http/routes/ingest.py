@@ -6,9 +6,9 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from api.auth import ADMIN, INGEST, Principal, guard
 from api.errors import GUARDED, ApiError, responses
+from api.http.routes.common import audit, bank_or_404, known_fields_only, parse_json_field, service
+from api.http.schemas import IngestBatchOut, IngestResult
 from api.ingestion import AdRecord, ingest
-from api.routes.common import audit, bank_or_404, known_fields_only, parse_json_field, service
-from api.schemas import IngestBatchOut, IngestResult
 from api.uploads import read_uploads
 from indexer import text as text_rules
 

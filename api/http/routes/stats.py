@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from api.auth import ADMIN, Principal, guard
 from api.errors import GUARDED, ApiError, responses
-from api.routes.common import audit, service
-from api.schemas import MAX_ID
+from api.http.routes.common import audit, service
+from api.http.schemas import MAX_ID
 from matcher import dp_stats, privacy_ledger
 
 router = APIRouter(prefix="/v1/stats", tags=["stats"])

@@ -5,7 +5,7 @@ factory refuses to build an app with an undeclared route, so a new route
 cannot be reachable by accident. The service refuses to start over a bank
 that needs the encryption key when no key is set (see
 :class:`api.service.Service`). OpenAPI is served at ``/openapi.json`` and
-``/docs`` (Swagger UI from local assets: :mod:`api.docs`). The alert deliverer
+``/docs`` (Swagger UI from local assets: :mod:`api.http.docs`). The alert deliverer
 (:mod:`api.delivery`) runs as a thread from the app's start to its stop.
 """
 
@@ -20,12 +20,13 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.formparsers import MultiPartParser
 
-from api import docs, errors, web
+from api import errors, web
 from api.auth import declared_roles
 from api.delivery import Deliverer
-from api.metrics import Metrics
-from api.middleware import ServiceMiddleware
-from api.routes import (
+from api.http import docs
+from api.http.metrics import Metrics
+from api.http.middleware import ServiceMiddleware
+from api.http.routes import (
     admin,
     alerts,
     banks,
@@ -39,7 +40,7 @@ from api.routes import (
     subjects,
     watches,
 )
-from api.routes.hma import router as hma_router
+from api.http.routes.hma import router as hma_router
 from api.service import Service, ServiceConfig
 
 log = logging.getLogger("reunite.api")
@@ -70,7 +71,7 @@ def create_app(data_dir: Path | str, *, catalog_url: str | None = None,
 
     app = FastAPI(
         lifespan=lifespan,
-        docs_url=None, redoc_url=None,  # api.docs serves /docs from local assets, not a CDN
+        docs_url=None, redoc_url=None,  # api.http.docs serves /docs from local assets, not a CDN
         title="reunite",
         version="1",
         description="Image hashing and missing-person matching. Send an API key in the X-API-Key "

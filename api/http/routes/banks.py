@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 
 from api.auth import ADMIN, INGEST, INVESTIGATOR, REVIEWER, Principal, guard
 from api.errors import GUARDED, ApiError, responses
-from api.routes.common import audit, bank_or_404, service
-from api.schemas import BankIn, BankList, BankOut
+from api.http.routes.common import audit, bank_or_404, service
+from api.http.schemas import BankIn, BankList, BankOut
 from api.service import Service
 from indexer.crypto import KEY_ENV
 from indexer.signals import base as signals

@@ -25,8 +25,8 @@ from api.auth import (
     public,
 )
 from api.errors import GUARDED, ApiError, responses
-from api.routes.common import audit, service
-from api.schemas import AuditEventOut, AuditList, AuditVerifyOut, Health, WhoAmI
+from api.http.routes.common import audit, service
+from api.http.schemas import AuditEventOut, AuditList, AuditVerifyOut, Health, WhoAmI
 
 router = APIRouter(tags=["admin"])
 log = logging.getLogger("reunite.api")

@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 
 from api import budgets
-from api.metrics import Metrics
+from api.http.metrics import Metrics
 from api.service import Service
 
 log = logging.getLogger("reunite.api")

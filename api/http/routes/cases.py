@@ -20,9 +20,9 @@ from sqlalchemy import select
 from api import visibility
 from api.auth import ADMIN, INVESTIGATOR, Principal, guard
 from api.errors import GUARDED, ApiError, responses
-from api.routes.alerts import AlertOut, alert_out, owned_by
-from api.routes.common import audit, service
-from api.routes.networks import _current as link_new_ads
+from api.http.routes.alerts import AlertOut, alert_out, owned_by
+from api.http.routes.common import audit, service
+from api.http.routes.networks import _current as link_new_ads
 from api.service import Service
 from indexer.store.catalog import Bank, Item
 from matcher import networks

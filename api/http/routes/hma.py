@@ -49,7 +49,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api import hash_matching, visibility
 from api.auth import ADMIN, INVESTIGATOR, PARTNER, Principal, guard
 from api.errors import ApiError, ErrorBody, _validation_detail
-from api.routes.common import audit, service
+from api.http.routes.common import audit, service
 from api.uploads import Upload, api_error, read_uploads
 from indexer import images, pipeline
 from indexer.signals import base as signals

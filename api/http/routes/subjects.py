@@ -10,8 +10,8 @@ from api import consent, visibility
 from api.auth import ADMIN, INVESTIGATOR, REVIEWER, Principal, guard
 from api.enrollment import PHOTO_ATTR, enroll_photos, subject_fields
 from api.errors import GUARDED, ApiError, responses
-from api.routes.common import audit, bank_or_404, known_fields_only, service, subject_or_404
-from api.schemas import MAX_ID, EnrollOut, EnrollRecord, SubjectList, SubjectOut, WithdrawalOut
+from api.http.routes.common import audit, bank_or_404, known_fields_only, service, subject_or_404
+from api.http.schemas import MAX_ID, EnrollOut, EnrollRecord, SubjectList, SubjectOut, WithdrawalOut
 from api.uploads import read_uploads
 from indexer import text as text_rules
 from indexer.crypto import DecryptionFailed, MissingKey
