@@ -82,7 +82,7 @@ def api(tmp_path_factory: pytest.TempPathFactory, module_catalog_url: str | None
 
 
 def _routes(api: LiveApi) -> list[tuple[str, str, frozenset[str] | None]]:
-    return [(m, path, roles) for path, methods, roles in api_routes(api.http.app)
+    return [(m, path, roles) for path, methods, roles in api_routes(api.app)
             for m in sorted(methods - {"HEAD"}) if path not in DOC_PATHS]
 
 
