@@ -23,7 +23,6 @@ import csv
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 
@@ -44,16 +43,7 @@ def worker(tree: Path, root: Path, out: Path) -> None:
     with out.open("a", encoding="utf-8") as f:
         print("ready", flush=True)
         for line in sys.stdin:
-            q = json.loads(line)
-            data = (root / "suite" / q["path"]).read_bytes()
-            wall, cpu = time.perf_counter(), time.process_time()
-            prepared = matcher.prepare(data, [bank])
-            candidates = matcher.match_query(prepared, [bank], top=10)
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            rec = {"query": q["path"], "label": q["label"], "transform": q["transform"],
-                   "wall_s": round(wall, 4), "cpu_s": round(cpu, 4),
-                   "candidates": [c.to_json() for c in candidates],
-                   **{name: cs._baseline(store, bank, prepared.hashes, name) for name in cs.BASELINES}}
+            rec = cs.answer_one(matcher, store, bank, root / "suite", json.loads(line))
             f.write(json.dumps(rec) + "\n")
             f.flush()
             print("done", flush=True)

@@ -82,6 +82,19 @@ def _baseline(store: Store, bank: Any, query_hashes: Any, signal: str) -> list[t
     return out
 
 
+def answer_one(matcher: Matcher, store: Store, bank: Any, suite: Path, q: dict[str, str]) -> dict[str, Any]:
+    """One query's record: its candidates with their evidence, the baselines, wall and CPU time."""
+    data = (suite / q["path"]).read_bytes()
+    wall, cpu = time.perf_counter(), time.process_time()
+    prepared = matcher.prepare(data, [bank])
+    candidates = matcher.match_query(prepared, [bank], top=10)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"query": q["path"], "label": q["label"], "transform": q["transform"],
+            "wall_s": round(wall, 4), "cpu_s": round(cpu, 4),
+            "candidates": [c.to_json() for c in candidates],
+            **{name: _baseline(store, bank, prepared.hashes, name) for name in BASELINES}}
+
+
 def collect(store: Store, bank: Any, suite: Path, queries: list[dict[str, str]], out: Path,
             *, progress: bool = True) -> list[dict[str, Any]]:
     """Answer every query (resuming from ``out`` if it holds earlier records) and return the records."""
@@ -97,15 +110,7 @@ def collect(store: Store, bank: Any, suite: Path, queries: list[dict[str, str]],
         for n, q in enumerate(queries):
             if q["path"] in done:
                 continue
-            data = (suite / q["path"]).read_bytes()
-            wall, cpu = time.perf_counter(), time.process_time()
-            prepared = matcher.prepare(data, [bank])
-            candidates = matcher.match_query(prepared, [bank], top=10)
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            rec = {"query": q["path"], "label": q["label"], "transform": q["transform"],
-                   "wall_s": round(wall, 4), "cpu_s": round(cpu, 4),
-                   "candidates": [c.to_json() for c in candidates],
-                   **{name: _baseline(store, bank, prepared.hashes, name) for name in BASELINES}}
+            rec = answer_one(matcher, store, bank, suite, q)
             f.write(json.dumps(rec) + "\n")
             f.flush()
             done[q["path"]] = rec
