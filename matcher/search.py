@@ -22,6 +22,7 @@ from indexer.signals import base as signals
 from indexer.signals.base import VectorKind
 from indexer.store.catalog import Bank, Item, Subject, Vector
 from indexer.store.store import Store
+from indexer.store.vectors import HitArrays, hits_to_arrays
 from matcher import decide
 from matcher import defaults as defaults_mod
 from matcher.consent import drop_expired, subject_consented
@@ -240,21 +241,22 @@ class HashSearcher:
             matrix = np.stack([v.vector for _name, v in queries])
             index = self.store.indexes.get(bank.id, signal_name)
             if index.fast_radius is None:
-                knn = index.search(matrix, max(top, 10))
-                near = index.radius_search(matrix, t.review)
+                knn = [hits_to_arrays(h) for h in index.search(matrix, max(top, 10))]
+                near = index.radius_arrays(matrix, t.review)
+                found = [(np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]]))
+                         for a, b in zip(knn, near, strict=True)]
             else:
                 # A bank large enough for multi-index hashing (indexer/store/mih.py) is searched
                 # within the radius that index answers exactly without reading every hash (31 for
                 # PDQ: its match threshold, HMA's too): the nearest-neighbour list and the review
                 # band beyond it are a full scan per query, what that index is there to avoid.
-                knn = [[] for _ in queries]
-                near = index.radius_search(matrix, min(t.review, max(index.fast_radius, t.match)))
-            searched.append(_SignalHits(signal_name, queries, knn, near))
+                found = index.radius_arrays(matrix, min(t.review, max(index.fast_radius, t.match)))
+            searched.append(_SignalHits(signal_name, queries, found))
         keep = _kept(top)
         if len(searched) == 1 and not exact and not self.read_all_hits:
             per_item = self._nearest_items(searched[0], keep, policy)
         else:
-            owners = self._vector_items({h.vector_id for sh in searched for h in sh.hits()})
+            owners = self._vector_items({int(v) for sh in searched for v in sh.ids().tolist()})
             per_item = _collect(searched, owners)
         for item in exact:
             per_item.setdefault(item.id, _ItemHits(subject_id=item.subject_id)).distances["sha256"] = 0.0
@@ -271,28 +273,41 @@ class HashSearcher:
         nearest first, until ``keep`` items score above what any unread hit could
         score (its distance's score with no quality cap). The result ranks exactly
         as reading every hit would: the same items, distances, qualities and
-        transforms (a tie at an item's best distance is always read whole).
+        transforms (a tie at an item's best distance is always read whole). The
+        hits stay arrays (:meth:`indexer.store.vectors.VectorIndex.radius_arrays`)
+        until they are read: only those within the distance read become objects.
         """
-        by_distance: dict[float, set[int]] = {}
-        for h in found.hits():
-            by_distance.setdefault(h.distance, set()).add(h.vector_id)
-        distances = sorted(by_distance)
+        ids, dist = found.ids(), found.distances()
+        if not len(ids):
+            return {}
+        # Each vector at its nearest distance (a vector found by several query variants).
+        order = np.lexsort((ids, dist))
+        ids_sorted, dist_sorted = ids[order], dist[order]
+        first = np.ones(len(ids_sorted), dtype=bool)
+        if len(ids_sorted) > 1:
+            _u, at = np.unique(ids_sorted, return_index=True)
+            first[:] = False
+            first[at] = True
+        ids_sorted, dist_sorted = ids_sorted[first], dist_sorted[first]
+        levels, counts = np.unique(dist_sorted, return_counts=True)
+        read_upto = np.cumsum(counts)  # vectors at or below each distance
         owners: dict[int, tuple[int, float | None, int | None]] = {}
         scores: dict[tuple[tuple[str, Any], ...], float] = {}
-        want, done = 2 * keep, 0
+        want, done, read = 2 * keep, 0, 0
         signal = signals.get(found.signal)
         t = self.defaults.thresholds(found.signal, policy)
         while True:
-            batch: set[int] = set()
-            while done < len(distances) and len(owners) + len(batch) < want:
-                batch |= by_distance[distances[done]]
-                done += 1
-            owners.update(self._vector_items(batch))
-            per_item = _collect([found], owners)
-            if done == len(distances):
+            # Whole groups of equal distance, until ``want`` vectors are read (at least one group).
+            done = max(done + 1, int(np.searchsorted(read_upto, want, side="left")) + 1)
+            done = min(done, len(levels))
+            upto = int(read_upto[done - 1])
+            owners.update(self._vector_items(set(ids_sorted[read:upto].tolist())))
+            read = upto
+            per_item = _collect([found], owners, float(levels[done - 1]))
+            if done == len(levels):
                 return per_item
             # The best any unread hit could score: its distance's, uncapped.
-            bound = decide.signal_score(distances[done], t, signal.max_distance())
+            bound = decide.signal_score(float(levels[done]), t, signal.max_distance())
             above = sum(1 for hits in per_item.values()
                         if self._score(_evidence(hits), policy, scores) > bound)
             if above >= keep:
@@ -374,15 +389,18 @@ class HashSearcher:
 
 @dataclass
 class _SignalHits:
-    """One hash signal's search in one bank: the query vectors and what each found."""
+    """One hash signal's search in one bank: the query vectors and, per query, its hits as
+    (vector ids, distances) arrays (nearest-neighbour list first, then the radius's)."""
 
     signal: str
     queries: list[tuple[str, Any]]
-    knn: list[list[Any]]
-    near: list[list[Any]]
+    found: list[HitArrays]
 
-    def hits(self) -> list[Any]:
-        return [h for hits in self.knn + self.near for h in hits]
+    def ids(self) -> np.ndarray:
+        return np.concatenate([ids for ids, _d in self.found]) if self.found else np.empty(0, np.int64)
+
+    def distances(self) -> np.ndarray:
+        return np.concatenate([d for _i, d in self.found]) if self.found else np.empty(0, np.float64)
 
 
 def _kept(top: int) -> int:
@@ -390,25 +408,30 @@ def _kept(top: int) -> int:
     return max(4 * top, 40)
 
 
-def _collect(searched: list[_SignalHits], owners: dict[int, tuple[int, float | None, int | None]]
-             ) -> dict[int, _ItemHits]:
+def _collect(searched: list[_SignalHits], owners: dict[int, tuple[int, float | None, int | None]],
+             within: float | None = None) -> dict[int, _ItemHits]:
     """Hits merged per reference item: best distance per signal, its transform and quality.
 
     Hits whose vector has no owner in ``owners`` (deleted since the search, or not
-    read) are left out.
+    read) are left out, and so are hits farther than ``within`` (when given: the
+    distance read so far; every owner read has its nearest hit within it, so no
+    farther hit could change its best distance).
     """
     per_item: dict[int, _ItemHits] = {}
     for found in searched:
         signal_name = found.signal
-        for (transform, qvec), hits_a, hits_b in zip(found.queries, found.knn, found.near, strict=True):
-            for hit in hits_a + hits_b:
-                owner = owners.get(hit.vector_id)
+        for (transform, qvec), (ids, dist) in zip(found.queries, found.found, strict=True):
+            if within is not None:
+                close = dist <= within
+                ids, dist = ids[close], dist[close]
+            for vector_id, distance in zip(ids.tolist(), dist.tolist(), strict=True):
+                owner = owners.get(vector_id)
                 if owner is None:
                     continue
                 item_id, ref_quality, subject_id = owner
                 slot = per_item.setdefault(item_id, _ItemHits(subject_id=subject_id))
-                if hit.distance < slot.distances.get(signal_name, float("inf")):
-                    slot.distances[signal_name] = hit.distance
+                if distance < slot.distances.get(signal_name, float("inf")):
+                    slot.distances[signal_name] = distance
                     slot.transforms[signal_name] = transform
                     known = [x for x in (qvec.quality, ref_quality) if x is not None]
                     slot.qualities[signal_name] = min(known) if known else None

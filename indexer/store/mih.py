@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.store.vectors import Hit, VectorIndex
+from indexer.store.vectors import Hit, HitArrays, VectorIndex, hits_to_arrays
 
 MAGIC = b"RUNMIH1\0"
 # magic, bits, rows in the layout, rows in the delta, substrings, flips probed.
@@ -242,9 +242,26 @@ class MultiIndexHashIndex(VectorIndex):
         r = int(np.floor(radius))
         if r > self.fast_radius:
             return self._scan(q, r, None)
+        return [_sorted_hits(ids, dist) for ids, dist in self._within(q, r)]
+
+    @_locked
+    def radius_arrays(self, queries: np.ndarray, radius: float) -> list[HitArrays]:
+        """The hits of :meth:`radius_search` as arrays (no object per hit), same order."""
+        q = np.ascontiguousarray(queries, dtype=np.uint8).reshape(-1, self.bits // 8)
+        r = int(np.floor(radius))
+        if r > self.fast_radius:
+            return [hits_to_arrays(hits) for hits in self._scan(q, r, None)]
+        out = []
+        for ids, dist in self._within(q, r):
+            order = np.lexsort((ids, dist))
+            out.append((ids[order].astype(np.int64, copy=False), dist[order].astype(np.float64)))
+        return out
+
+    def _within(self, q: np.ndarray, r: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(ids, distances) within ``r`` <= the probe radius, layout and delta, unordered."""
         out = self._probe(q, r)
         self._add_delta(q, r, out)
-        return [_sorted_hits(rows_ids, dists) for rows_ids, dists in out]
+        return out
 
     @_locked
     def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:

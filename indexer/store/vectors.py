@@ -34,6 +34,16 @@ _MAGIC = b"RUNIDX1\0"
 _HEADER = struct.Struct("<8sQ")  # magic, catalog revision
 
 
+# One query's hits: vector ids (int64) and their distances (float64), in the same order.
+HitArrays = tuple[np.ndarray, np.ndarray]
+
+
+def hits_to_arrays(hits: list[Hit]) -> HitArrays:
+    """``hits`` as (ids, distances) arrays, order kept."""
+    return (np.fromiter((h.vector_id for h in hits), dtype=np.int64, count=len(hits)),
+            np.fromiter((h.distance for h in hits), dtype=np.float64, count=len(hits)))
+
+
 @dataclass(frozen=True)
 class Hit:
     """One nearest neighbour: the catalog's vector id and its distance."""
@@ -63,6 +73,16 @@ class VectorIndex(ABC):
     @abstractmethod
     def radius_search(self, queries: np.ndarray, radius: float) -> list[list[Hit]]:
         """Every vector within ``radius`` of each query, nearest first."""
+
+    def radius_arrays(self, queries: np.ndarray, radius: float) -> list[HitArrays]:
+        """:meth:`radius_search` as arrays per query: (vector ids, distances), nearest first.
+
+        Why: a hash lookup near a widely reposted photo has thousands of hits and
+        reads only the nearest few from the catalog; a Python object per hit was
+        most of such a lookup (BENCHMARKS.md). Indexes that find their hits as
+        arrays (:mod:`indexer.store.mih`) answer this without making any.
+        """
+        return [hits_to_arrays(hits) for hits in self.radius_search(queries, radius)]
 
     @abstractmethod
     def __len__(self) -> int: ...
@@ -105,6 +125,18 @@ class FaissBinaryIndex(VectorIndex):
         lims, dist, ids = self.index.range_search(
             np.ascontiguousarray(queries, dtype=np.uint8), int(radius) + 1)
         return _split_ranges(lims, dist, ids)
+
+    def radius_arrays(self, queries: np.ndarray, radius: float) -> list[HitArrays]:
+        if len(self) == 0:
+            return [hits_to_arrays([]) for _ in range(len(queries))]
+        lims, dist, ids = self.index.range_search(
+            np.ascontiguousarray(queries, dtype=np.uint8), int(radius) + 1)
+        out = []
+        for q in range(len(lims) - 1):
+            lo, hi = int(lims[q]), int(lims[q + 1])
+            order = np.lexsort((ids[lo:hi], dist[lo:hi]))  # nearest first, ties by id: radius_search's
+            out.append((ids[lo:hi][order].astype(np.int64), dist[lo:hi][order].astype(np.float64)))
+        return out
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
