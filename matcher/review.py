@@ -88,10 +88,12 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    bindparam,
     case,
     delete,
     false,
     func,
+    insert,
     select,
     text,
     update,
@@ -202,6 +204,18 @@ class CandidateReveal(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+# ReviewQueue._record's statements, built once.
+_CANDIDATES = StoredCandidate.__table__
+_STORED_OF_QUERY = (select(_CANDIDATES.c.id, _CANDIDATES.c.bank_id, _CANDIDATES.c.subject_id,
+                           _CANDIDATES.c.score, _CANDIDATES.c.minor_policy, _CANDIDATES.c.state,
+                           _CANDIDATES.c.query_photo, _CANDIDATES.c.created_by,
+                           _CANDIDATES.c.context)
+                    .where(_CANDIDATES.c.query_sha256 == bindparam("sha"),
+                           _CANDIDATES.c.bank_id.in_(bindparam("banks", expanding=True)))
+                    .order_by(_CANDIDATES.c.id))
+_INSERT_CANDIDATE = insert(_CANDIDATES).returning(_CANDIDATES.c.id)
+_INSERT_REQUESTER = insert(CandidateRequester.__table__)
+
 # Banks whose candidates name a person: confirming one needs the reference revealed first.
 REVEAL_KINDS = frozenset({"missing_person"})
 
@@ -291,25 +305,29 @@ class ReviewQueue:
     def _record(self, candidates: list[Candidate], banks: dict[str, Bank], query_sha256: str,
                 requested_by: str, query_photo: str | None,
                 context: dict[str, Any] | None = None) -> dict[int, int]:
+        # Core statements on the session's connection (inside a unit, the unit's transaction):
+        # the ORM's flush of one new row cost more than the rest of a hash lookup's queueing.
         out: dict[int, int] = {}
         now = utcnow()
         queued = [(position, cand) for position, cand in enumerate(candidates)
                   if cand.decision in QUEUED_TIERS]
         with self.catalog.session() as s:
+            conn = s.connection()
+            s.info["wrote"] = True  # statements on the connection: the block commits (Catalog.session)
             # The query's stored rows and this requester's links read once (two queries), not once
             # per candidate: a lookup of a reposted photo queues up to ``top`` candidates.
-            stored: dict[tuple[int, int | None], StoredCandidate] = {}
-            for existing in s.scalars(select(StoredCandidate).where(
-                    StoredCandidate.query_sha256 == query_sha256,
-                    StoredCandidate.bank_id.in_(sorted({banks[c.bank].id for _p, c in queued})))
-                    .order_by(StoredCandidate.id)):
-                stored.setdefault((existing.bank_id, existing.subject_id), existing)
-            linked = self._requested_of(s, [r.id for r in stored.values()], requested_by)
+            stored: dict[tuple[int, int | None], dict[str, Any]] = {}
+            for existing in conn.execute(_STORED_OF_QUERY, {
+                    "sha": query_sha256, "banks": sorted({banks[c.bank].id for _p, c in queued})}).mappings():
+                row = {**existing, "has_context": existing["context"] is not None}
+                stored.setdefault((row["bank_id"], row["subject_id"]), row)
+            linked = self._requested_of(s, [r["id"] for r in stored.values()], requested_by)
+            changed: dict[int, dict[str, Any]] = {}
             for position, cand in queued:
                 bank = banks[cand.bank]
                 row = stored.get((bank.id, cand.subject_id))
                 if row is None:
-                    row = StoredCandidate(
+                    values = dict(
                         bank_id=bank.id, subject_id=cand.subject_id, ref_item_id=cand.item,
                         query_sha256=query_sha256, query_photo=query_photo, score=cand.score,
                         tier=cand.decision, evidence=cand.evidence, state=PENDING,
@@ -317,23 +335,33 @@ class ReviewQueue:
                             bank, self.second_review_missing_person) else 1,
                         minor_policy=cand.minor_policy,
                         created_by=requested_by, created_at=now, updated_at=now, context=context)
-                    s.add(row)
-                    s.flush()
+                    new_id = int(conn.execute(_INSERT_CANDIDATE, values).scalar_one())
+                    row = {**values, "id": new_id, "has_context": context is not None}
                     stored[(bank.id, cand.subject_id)] = row
-                elif cand.score > row.score:
-                    row.score, row.tier, row.evidence = cand.score, cand.decision, cand.evidence
-                    row.ref_item_id = cand.item
-                    row.updated_at = now
-                if cand.minor_policy and not row.minor_policy and row.state == PENDING:
-                    row.minor_policy, row.required_reviews = True, 2  # protected since it was stored
-                if row.query_photo is None and query_photo is not None:
-                    row.query_photo = query_photo
-                if row.context is None and context is not None:
-                    row.context = context
-                if requested_by and row.created_by != requested_by and row.id not in linked:
-                    s.add(CandidateRequester(candidate_id=row.id, requester=requested_by))
-                    linked.add(row.id)
-                out[position] = row.id
+                else:
+                    update_of = changed.setdefault(row["id"], {})
+                    if cand.score > row["score"]:
+                        fields = dict(score=cand.score, tier=cand.decision, evidence=cand.evidence,
+                                      ref_item_id=cand.item, updated_at=now)
+                        row.update(fields)
+                        update_of.update(fields)
+                    if cand.minor_policy and not row["minor_policy"] and row["state"] == PENDING:
+                        # protected since it was stored
+                        row.update(minor_policy=True, required_reviews=2)
+                        update_of.update(minor_policy=True, required_reviews=2)
+                    if row["query_photo"] is None and query_photo is not None:
+                        row["query_photo"] = update_of["query_photo"] = query_photo
+                    if not row["has_context"] and context is not None:
+                        update_of["context"] = context
+                        row["has_context"] = True
+                if requested_by and row["created_by"] != requested_by and row["id"] not in linked:
+                    conn.execute(_INSERT_REQUESTER, {"candidate_id": row["id"], "requester": requested_by})
+                    linked.add(row["id"])
+                out[position] = row["id"]
+            for candidate_id, fields in changed.items():
+                if fields:
+                    conn.execute(update(StoredCandidate.__table__)
+                                 .where(StoredCandidate.__table__.c.id == candidate_id).values(**fields))
         return out
 
     @staticmethod
