@@ -309,16 +309,16 @@ class AuditLog:
 
     def _append_once(self, actor: str, role: str, action: str, obj: str, result: str,
                      detail: dict[str, Any]) -> AuditEvent:
-        # Core statements through the catalog's session (so inside a unit it is the unit's): one
-        # event per request, and the ORM's flush bookkeeping cost more than the INSERT itself.
-        with self.catalog.session() as s:
-            last = s.execute(_LAST_LINK).first()
+        # Core statements on a connection of the catalog (inside a unit, the unit's transaction):
+        # one event per request, and an ORM session's bookkeeping cost more than the INSERT itself.
+        with self.catalog.writing() as conn:
+            last = conn.execute(_LAST_LINK).first()
             seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
             at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
             row = {"seq": seq, "at": at, "actor": actor, "role": role, "action": action, "object": obj,
                    "result": result, "detail": detail, "prev_hash": prev,
                    "hash": self.key.link(prev, seq, at, actor, role, action, obj, result, detail)}
-            s.execute(_INSERT_EVENT, row)
+            conn.execute(_INSERT_EVENT, row)
         return AuditEvent(**row)
 
     def _write_head(self, seq: int, digest: str) -> None:

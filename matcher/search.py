@@ -337,10 +337,10 @@ class HashSearcher:
         out: dict[int, tuple[int, float | None, int | None]] = {}
         if not ids:
             return out
-        with self.store.catalog.session() as s:
+        with self.store.catalog.reading() as conn:
             for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
                 chunk = ids[start:start + 900]
-                for vid, item_id, quality, subject_id in s.execute(_OWNERS, {"ids": chunk}):
+                for vid, item_id, quality, subject_id in conn.execute(_OWNERS, {"ids": chunk}):
                     out[int(vid)] = (int(item_id), quality, None if subject_id is None else int(subject_id))
         return out
 

@@ -38,7 +38,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -246,6 +246,37 @@ class Catalog:
             yield session
 
     @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for Core reads: the unit's transaction inside :meth:`unit`, else its own.
+
+        Why: a hot path (a hash lookup) reads a few columns with prebuilt Core
+        statements; through an ORM session each read paid the ORM's result
+        machinery and a session's begin and commit, more than the query itself.
+        Nothing written through it is committed: use :meth:`writing` to write.
+        """
+        shared = (_UNIT.get() or {}).get(id(self))
+        if shared is not None:
+            yield shared.connection()
+            return
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A connection for Core writes, committed when the block ends, rolled back if it fails.
+
+        Inside :meth:`unit` it is the unit's transaction, committed at the block's
+        end as a :meth:`session` block that wrote would be.
+        """
+        if (_UNIT.get() or {}).get(id(self)) is not None:
+            with self.session() as s:
+                s.info["wrote"] = True  # statements on the connection: Catalog.session commits them
+                yield s.connection()
+            return
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
     def unit(self) -> Iterator[Session]:
         """One session for every :meth:`session` block run inside (same thread or task).
 
@@ -430,8 +461,8 @@ class Catalog:
         over them took 8-14 ms at 1,000 references): the revision rows name every
         signal the bank ever held, and one EXISTS each tells which still has vectors.
         """
-        with self.session() as s:
-            rows = s.execute(_SIGNALS_HELD, {"bank_id": bank_id}).all()
+        with self.reading() as conn:
+            rows = conn.execute(_SIGNALS_HELD, {"bank_id": bank_id}).all()
         reads = self._reads()
         if reads is not None:  # the revisions come with the signals: Catalog.revision asks no more
             reads.update(((bank_id, str(signal)), int(rev or 0)) for signal, rev, _held in rows)
