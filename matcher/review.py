@@ -98,6 +98,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
@@ -305,15 +306,13 @@ class ReviewQueue:
     def _record(self, candidates: list[Candidate], banks: dict[str, Bank], query_sha256: str,
                 requested_by: str, query_photo: str | None,
                 context: dict[str, Any] | None = None) -> dict[int, int]:
-        # Core statements on the session's connection (inside a unit, the unit's transaction):
+        # Core statements on a catalog connection (inside a unit, the unit's transaction):
         # the ORM's flush of one new row cost more than the rest of a hash lookup's queueing.
         out: dict[int, int] = {}
         now = utcnow()
         queued = [(position, cand) for position, cand in enumerate(candidates)
                   if cand.decision in QUEUED_TIERS]
-        with self.catalog.session() as s:
-            conn = s.connection()
-            s.info["wrote"] = True  # statements on the connection: the block commits (Catalog.session)
+        with self.catalog.writing() as conn:
             # The query's stored rows and this requester's links read once (two queries), not once
             # per candidate: a lookup of a reposted photo queues up to ``top`` candidates.
             stored: dict[tuple[int, int | None], dict[str, Any]] = {}
@@ -321,7 +320,7 @@ class ReviewQueue:
                     "sha": query_sha256, "banks": sorted({banks[c.bank].id for _p, c in queued})}).mappings():
                 row = {**existing, "has_context": existing["context"] is not None}
                 stored.setdefault((row["bank_id"], row["subject_id"]), row)
-            linked = self._requested_of(s, [r["id"] for r in stored.values()], requested_by)
+            linked = self._requested_of(conn, [r["id"] for r in stored.values()], requested_by)
             changed: dict[int, dict[str, Any]] = {}
             for position, cand in queued:
                 bank = banks[cand.bank]
@@ -365,11 +364,11 @@ class ReviewQueue:
         return out
 
     @staticmethod
-    def _requested_of(s: Session, candidate_ids: list[int], requester: str) -> set[int]:
+    def _requested_of(conn: Connection, candidate_ids: list[int], requester: str) -> set[int]:
         """Those of ``candidate_ids`` that ``requester`` is already recorded as having asked for."""
         if not candidate_ids or not requester:
             return set()
-        return set(s.scalars(select(CandidateRequester.candidate_id).where(
+        return set(conn.scalars(select(CandidateRequester.candidate_id).where(
             CandidateRequester.candidate_id.in_(candidate_ids), CandidateRequester.requester == requester)))
 
     # --- reading -------------------------------------------------------------

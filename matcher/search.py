@@ -14,13 +14,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import bindparam, select
 
 from indexer import images, pipeline
 from indexer.images import Picture
 from indexer.signals import base as signals
 from indexer.signals.base import VectorKind
-from indexer.store.catalog import Bank, Item, Subject, Vector
+from indexer.store.catalog import Bank, Subject
 from indexer.store.store import Store
 from indexer.store.vectors import HitArrays, hits_to_arrays
 from matcher import decide
@@ -333,16 +332,8 @@ class HashSearcher:
         afterwards for the few items that rank, and only for items that have a subject
         (a partner's hash-only reference has none).
         """
-        ids = sorted(vector_ids)
-        out: dict[int, tuple[int, float | None, int | None]] = {}
-        if not ids:
-            return out
-        with self.store.catalog.reading() as conn:
-            for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
-                chunk = ids[start:start + 900]
-                for vid, item_id, quality, subject_id in conn.execute(_OWNERS, {"ids": chunk}):
-                    out[int(vid)] = (int(item_id), quality, None if subject_id is None else int(subject_id))
-        return out
+        return {vid: (item_id, quality, subject_id) for vid, item_id, quality, subject_id
+                in self.store.catalog.vector_owner_rows(sorted(vector_ids))}
 
     def _rank(self, bank: Bank, per_item: dict[int, _ItemHits], top: int) -> list[Candidate]:
         if not per_item:
@@ -452,12 +443,6 @@ def _evidence(hits: _ItemHits) -> dict[str, Any]:
         if hits.transforms.get(name, "original") != "original":
             evidence[f"{name}_transform"] = hits.transforms[name]
     return evidence
-
-
-# The hits' vectors with their items' ids and subjects (HashSearcher._vector_items), built once.
-_OWNERS = (select(Vector.id, Vector.item_id, Vector.quality, Item.subject_id)
-           .join(Item, Item.id == Vector.item_id)
-           .where(Vector.id.in_(bindparam("ids", expanding=True))))
 
 
 register_searcher(HashSearcher)

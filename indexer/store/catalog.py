@@ -44,6 +44,7 @@ from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
     Session,
+    make_transient_to_detached,
     mapped_column,
     relationship,
     sessionmaker,
@@ -325,8 +326,20 @@ class Catalog:
             return s.scalar(select(Bank).where(Bank.name == name))
 
     def banks(self) -> list[Bank]:
-        with self.session() as s:
-            return list(s.scalars(select(Bank).order_by(Bank.name)))
+        """Every bank, by name, read anew on every call (a policy change holds on the next request).
+
+        Read with one Core statement and made into detached rows (as a closed
+        session's would be): every partner lookup asks, and an ORM session's
+        load of the few bank rows cost as much as the rest of the lookup's reads.
+        """
+        with self.reading() as conn:
+            rows = conn.execute(_BANK_ROWS).all()
+        out = []
+        for row in rows:
+            bank = Bank(id=row.id, name=row.name, kind=row.kind, policy=row.policy, created_at=row.created_at)
+            make_transient_to_detached(bank)  # persistent's identity: a later session updates, not inserts
+            out.append(bank)
+        return out
 
     def ensure_bank(self, name: str, kind: str, policy: dict[str, Any] | None = None) -> Bank:
         """The bank called ``name``, created with ``kind`` if it does not exist.
@@ -484,6 +497,31 @@ class Catalog:
             yield [(int(r[0]), bytes(r[1])) for r in rows]
             last = int(rows[-1][0])
 
+    def vector_owner_rows(self, vector_ids: Iterable[int]) -> list[tuple[int, int, float | None, int | None]]:
+        """(vector id, item id, stored quality, item's subject id) of each of ``vector_ids`` that exists.
+
+        The hash searcher's read of its nearest hits' owners, a hundred rows per
+        lookup: on the DB-API cursor of the :meth:`reading` connection (the unit's
+        transaction inside one), because SQLAlchemy's per-row result processing
+        and the re-rendering of an expanding IN cost more than the query.
+        """
+        ids = [int(i) for i in vector_ids]
+        out: list[tuple[int, int, float | None, int | None]] = []
+        if not ids:
+            return out
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        with self.reading() as conn:
+            cursor = conn.connection.cursor()
+            try:
+                for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
+                    chunk = ids[start:start + 900]
+                    cursor.execute(_OWNER_ROWS_SQL.format(marks=", ".join([mark] * len(chunk))), chunk)
+                    out.extend((int(v), int(i), None if q is None else float(q),
+                                None if sid is None else int(sid)) for v, i, q, sid in cursor.fetchall())
+            finally:
+                cursor.close()
+        return out
+
     def vector_owners(self, vector_ids: Iterable[int]) -> dict[int, tuple[Vector, Item, Subject | None]]:
         """Map vector ids (as returned by an index) to their vector, item and subject."""
         ids = [int(i) for i in vector_ids]
@@ -548,6 +586,12 @@ class Catalog:
 
 # Every revision row of a bank with whether its signal still has vectors (Catalog.signals_in_bank):
 # built once, since building a statement costs more than SQLite running it.
+# Catalog.vector_owner_rows: plain SQL of the two tables (the same in SQLite and PostgreSQL).
+_OWNER_ROWS_SQL = (f"SELECT v.id, v.item_id, v.quality, i.subject_id FROM {Vector.__tablename__} v "
+                   f"JOIN {Item.__tablename__} i ON i.id = v.item_id WHERE v.id IN ({{marks}})")
+
+_BANK_ROWS = select(Bank.id, Bank.name, Bank.kind, Bank.policy, Bank.created_at).order_by(Bank.name)
+
 _SIGNALS_HELD = select(
     IndexRevision.signal, IndexRevision.revision,
     exists().where(Vector.bank_id == IndexRevision.bank_id, Vector.signal == IndexRevision.signal),
