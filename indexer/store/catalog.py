@@ -418,8 +418,15 @@ class Catalog:
                 out[sid] = held
             else:
                 missing.append(sid)
+        if missing and (s.new or s.dirty or s.deleted):
+            s.flush()  # what an ORM query would autoflush first: the rows as this session sees them
+        # A Core read made into detached rows: an ORM load of a subject (its JSON, its
+        # relationship, the identity map) cost more than the rest of a lookup's reads.
+        conn = s.connection() if missing else None
         for start in range(0, len(missing), 900):  # SQLite's bound-parameter limit
-            for subject in s.scalars(select(Subject).where(Subject.id.in_(missing[start:start + 900]))):
+            for row in conn.execute(_SUBJECT_ROWS, {"ids": missing[start:start + 900]}).mappings():
+                subject = Subject(**row)
+                make_transient_to_detached(subject)
                 out[subject.id] = subject
         if read is not None:
             read.update(out)
@@ -589,6 +596,9 @@ class Catalog:
 # Catalog.vector_owner_rows: plain SQL of the two tables (the same in SQLite and PostgreSQL).
 _OWNER_ROWS_SQL = (f"SELECT v.id, v.item_id, v.quality, i.subject_id FROM {Vector.__tablename__} v "
                    f"JOIN {Item.__tablename__} i ON i.id = v.item_id WHERE v.id IN ({{marks}})")
+
+_SUBJECT_ROWS = select(*Subject.__table__.columns).where(
+    Subject.__table__.c.id.in_(bindparam("ids", expanding=True)))
 
 _BANK_ROWS = select(Bank.id, Bank.name, Bank.kind, Bank.policy, Bank.created_at).order_by(Bank.name)
 
