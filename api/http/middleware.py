@@ -121,8 +121,11 @@ class ServiceMiddleware:
         detail = {k: v for k, v in (state.get("audit_detail") or {}).items() if v is not None}
         detail["status"] = status
         try:
-            await anyio.to_thread.run_sync(
-                self.svc.audit.append,
+            # On the event loop, not in a worker thread: the hop there and back cost more CPU than
+            # the append (~0.6 ms a request on two loaded cores, BENCHMARKS.md). The append is a
+            # read of the chain's last link and one INSERT; it may wait for another writer's short
+            # transaction (SQLite's lock), which holds up this worker's other requests that long.
+            self.svc.audit.append(
                 principal.name if principal else "anonymous",
                 principal.role if principal else "none",
                 action, str(obj), result_of(status), detail)
