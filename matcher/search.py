@@ -307,10 +307,12 @@ class HashSearcher:
                 return per_item
             # The best any unread hit could score: its distance's, uncapped.
             bound = decide.signal_score(float(levels[done]), t, signal.max_distance())
-            above = sum(1 for hits in per_item.values()
-                        if self._score(_evidence(hits), policy, scores) > bound)
-            if above >= keep:
-                return per_item
+            if len(per_item) >= keep:  # fewer items than ``keep`` cannot have ``keep`` above the bound
+                above = 0
+                for hits in per_item.values():
+                    above += self._score(_evidence(hits), policy, scores) > bound
+                    if above >= keep:
+                        return per_item
             want *= 4
 
     def _score(self, evidence: dict[str, Any], policy: dict[str, Any],
