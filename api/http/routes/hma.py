@@ -37,6 +37,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import anyio
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -345,7 +346,7 @@ def raw_lookup(request: Request, p: Principal = guard("hma.raw_lookup", *ROLES),
 
 
 @router.get("/m/lookup", response_model=dict[str, list[MatchWithDistance]], responses=_responses(400))
-def lookup_get(request: Request, p: Principal = guard("hma.lookup", *ROLES),
+async def lookup_get(request: Request, p: Principal = guard("hma.lookup", *ROLES),
                signal: str | None = Query(None, max_length=256), signal_type: str | None = Query(
                    None, max_length=64), banks: str | None = _banks(),
                url: str | None = _url(),
@@ -357,7 +358,8 @@ def lookup_get(request: Request, p: Principal = guard("hma.lookup", *ROLES),
         raise ApiError(400, "url_not_supported", NO_URL)
     if not signal or not signal_type:
         raise ApiError(400, "missing_signal", "Either url or both signal and signal_type are required")
-    return by_bank(lookup_signal(request, p, signal_type, signal, banks))
+    # One hop to a worker thread for the catalog work (a sync route makes two: api/http/routes/match.py).
+    return by_bank(await anyio.to_thread.run_sync(lookup_signal, request, p, signal_type, signal, banks))
 
 
 @router.post("/m/lookup", response_model=dict[str, dict[str, list[MatchWithDistance]]],
