@@ -17,7 +17,7 @@ import pytest
 from indexer.signals import base as signals
 from indexer.store.catalog import Catalog
 from indexer.store.indexes import IndexSet
-from indexer.store.mih import MultiIndexHashIndex, substring_widths
+from indexer.store.mih import LARGE_LAYOUT_ROWS, MultiIndexHashIndex, default_substrings, substring_widths
 from indexer.store.vectors import (
     FaissBinaryIndex,
     IndexChoice,
@@ -27,7 +27,8 @@ from indexer.store.vectors import (
 )
 
 PDQ = signals.get("pdq")
-LAYOUTS = [(16, 1), (12, 2)]  # 16 substrings of 16 bits, one flip; 12 of 21-22 bits, two flips
+# 16 substrings of 16 bits, one flip; 12 of 21-22 bits and 11 of 23-24 bits (millions of hashes), two flips
+LAYOUTS = [(16, 1), (12, 2), (11, 2)]
 
 
 def _flip(codes: np.ndarray, flips: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -272,3 +273,14 @@ def test_narrow_kinds_are_the_kinds_that_match_within_the_exact_radius() -> None
 
 def _all_vectors(catalog: Catalog, bank_id: int) -> list[tuple[int, bytes]]:
     return [row for batch in catalog.iter_vectors(bank_id, "pdq") for row in batch]
+
+
+def test_rebuilds_of_millions_of_hashes_use_the_11_substring_layout() -> None:
+    """Both default layouts are exact at PDQ's radius; the wider keys from LARGE_LAYOUT_ROWS on."""
+    assert default_substrings(256, LARGE_LAYOUT_ROWS - 1) == 12
+    assert default_substrings(256, LARGE_LAYOUT_ROWS) == 11
+    assert default_substrings(64, LARGE_LAYOUT_ROWS) == 12  # only 256-bit hashes
+    for m in (11, 12):
+        assert MultiIndexHashIndex(256, m, 2).fast_radius >= 31
+    small = MultiIndexHashIndex.from_vectors(256, np.arange(3, dtype=np.int64), np.zeros((3, 32), np.uint8))
+    assert small.m == 12

@@ -13,7 +13,12 @@ bits (254 keys each; exact to 35 bits, PDQ's match radius is 31). 16
 substrings of 16 bits at one flip (17 keys each, exact to 31) probe fewer keys
 but each 16-bit bucket holds ~150 hashes at 10M, so they verify ~5x more
 candidates: at 1M the two are even, at 10M the 12-substring layout was 6x
-faster (BENCHMARKS.md, bench/hash_scale.py).
+faster (BENCHMARKS.md, bench/hash_scale.py). From :data:`LARGE_LAYOUT_ROWS`
+hashes on, a rebuild lays 256-bit hashes out in 11 substrings of 23-24 bits
+instead (301 keys each, exact to 32): about one hash per key at 10M where 12
+substrings leave five, so 5x fewer candidates to verify and 2.3x less CPU per
+lookup at 10M, for 470 MB of offsets instead of 100 (BENCHMARKS.md, hash
+lookups over HTTP); below a few million hashes those offsets would be mostly empty.
 
 Layout, chosen because it is small and numpy-only: per substring, the row
 numbers sorted by that substring's key (a uint32 permutation) and CSR offsets
@@ -420,12 +425,26 @@ class MultiIndexHashIndex(VectorIndex):
 
     @classmethod
     def from_vectors(cls, bits: int, ids: np.ndarray, vectors: np.ndarray,
-                     substrings: int = 12, flips: int = 2) -> MultiIndexHashIndex:
-        """An index of ``vectors`` built in one sort (what a rebuild from the catalog uses)."""
-        index = cls(bits, substrings, flips)
+                     substrings: int | None = None, flips: int = 2) -> MultiIndexHashIndex:
+        """An index of ``vectors`` built in one sort (what a rebuild from the catalog uses);
+        ``substrings`` defaults to :func:`default_substrings` for that many hashes."""
+        index = cls(bits, substrings or default_substrings(bits, len(ids), flips), flips)
         index._build(np.ascontiguousarray(vectors, dtype=np.uint8).reshape(len(ids), bits // 8),
                      np.asarray(ids, dtype=np.int64).copy())
         return index
+
+
+# Hashes from which a rebuild uses the 11-substring layout (see the module's docstring).
+LARGE_LAYOUT_ROWS = 1 << 22
+
+
+def default_substrings(bits: int, rows: int, flips: int = 2) -> int:
+    """Substrings of a new layout for ``rows`` hashes: 11 for millions of 256-bit hashes, else 12.
+
+    Both are exact to PDQ's radius 31 at two flips (32 and 35); the layout of an
+    index is saved with it, so a change here applies from the next rebuild.
+    """
+    return 11 if bits == 256 and flips == 2 and rows >= LARGE_LAYOUT_ROWS else 12
 
 
 def load_mapped(path: Path, offset: int) -> MultiIndexHashIndex:
