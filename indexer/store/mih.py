@@ -23,8 +23,10 @@ lookups over HTTP); below a few million hashes those offsets would be mostly emp
 Layout, chosen because it is small and numpy-only: per substring, the row
 numbers sorted by that substring's key (a uint32 permutation) and CSR offsets
 (uint32) over its 2^w possible keys, so a probe is two offset reads and a
-slice. At 10M hashes: 320 MB of codes, 80 MB of ids, 480 MB of permutations
-and 100 MB of offsets; the process peaked at 1.24 GB.
+slice. At 10M hashes in 12 substrings: 320 MB of codes, 80 MB of ids, 480 MB of
+permutations and 100 MB of offsets; the process peaked at 1.24 GB. In 11
+substrings (the layout rebuilt from 4M hashes on): 440 MB of permutations and
+470 MB of offsets, a file of 1.32 GB.
 Adds go to a small delta that is scanned flat and merged into the layout when
 it grows; deletes clear a row's live flag (consent withdrawal: a deleted hash is
 never returned) and are compacted away at the next merge.
