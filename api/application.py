@@ -13,7 +13,7 @@ over a data folder and go through it for what must not drift between them:
   :meth:`Application.audited` wraps a CLI action so that it leaves an event
   whether it succeeds, is refused or fails, as a request does;
 - consent: expired subjects are dropped inside the matcher
-  (:mod:`matcher.consent`), so every caller of :attr:`Application.matcher`
+  (:mod:`matcher.privacy.consent`), so every caller of :attr:`Application.matcher`
   gets the same answer.
 
 A CLI action is attributed to ``cli:<unix user>`` with role ``admin``: whoever
@@ -37,9 +37,9 @@ from indexer.store.catalog import Bank
 from indexer.store.photos import PhotoStore, needs_encryption
 from indexer.store.store import Store
 from indexer.text import with_article
-from matcher.outbox import AlertBook
-from matcher.review import ReviewQueue
-from matcher.search import Matcher
+from matcher.review.outbox import AlertBook
+from matcher.review.queue import ReviewQueue
+from matcher.search.query import Matcher
 
 ADMIN_ROLE = "admin"
 MAX_BULK = 200  # one queue page is 25; a bulk action is a page or a few, never "everything"
@@ -110,7 +110,7 @@ class Application:
 
     @cached_property
     def alerts(self) -> AlertBook:
-        """Cases' alerts, their deliveries and subscribers (the outbox of :mod:`matcher.outbox`)."""
+        """Cases' alerts, their deliveries and subscribers (the outbox of :mod:`matcher.review.outbox`)."""
         return AlertBook(self.store.catalog, self.cipher)
 
     # --- the one path into the review queue ------------------------------------------
@@ -123,7 +123,7 @@ class Application:
         ``reunite match`` take this one call, so a search from the browser
         queues exactly what the API would. Raises :class:`indexer.images.ImageError`.
         """
-        candidates = self.matcher.match(data, banks, top=top)  # consent: matcher.consent
+        candidates = self.matcher.match(data, banks, top=top)  # consent: matcher.privacy.consent
         queued = self.queue_candidates(candidates, banks, sha256, data, requested_by)
         return candidates, queued
 
@@ -135,9 +135,9 @@ class Application:
         HTTP match, ``reunite match``, the watch of a crawl and the back-search of an
         enrolment all come here, so they cannot drift: the query image is kept (sealed
         when a key is configured) only when something is queued, once per image, and
-        :meth:`matcher.review.ReviewQueue.record` keeps one row per image x subject.
+        :meth:`matcher.review.queue.ReviewQueue.record` keeps one row per image x subject.
         """
-        from matcher.review import QUEUED_TIERS
+        from matcher.review.queue import QUEUED_TIERS
 
         if not any(c.decision in QUEUED_TIERS for c in candidates):
             return {}
@@ -150,7 +150,7 @@ class Application:
         from sqlalchemy import select
 
         from indexer.store.photos import QUERY_NAMESPACE
-        from matcher.review import StoredCandidate
+        from matcher.review.queue import StoredCandidate
 
         with self.store.catalog.session() as s:
             token = s.scalar(select(StoredCandidate.query_photo).where(
@@ -165,12 +165,12 @@ class Application:
                     via: str | None = None) -> list[BulkOutcome]:
         """Reject each candidate in turn: one decision and one audit event per candidate.
 
-        A protected child's candidate (matcher.minors) is never rejected in bulk:
+        A protected child's candidate (matcher.privacy.minors) is never rejected in bulk:
         it is refused with ``minor_policy`` and must be decided on its own page.
         Each candidate succeeds or fails alone (a conflict on one leaves the others
         decided); the outcomes come back in the order asked.
         """
-        from matcher import review
+        from matcher.review import queue as review
 
         if len(candidate_ids) > MAX_BULK:
             raise ValueError(f"at most {MAX_BULK} candidates at once")
@@ -197,9 +197,9 @@ class Application:
 
         The reason is sealed with the decision (it is a case note) and never
         written into the audit event, which records who, which candidate and
-        the new state. Raises what :meth:`matcher.review.ReviewQueue.reopen` raises.
+        the new state. Raises what :meth:`matcher.review.queue.ReviewQueue.reopen` raises.
         """
-        from matcher import review
+        from matcher.review import queue as review
 
         refused: Exception | None = None
         with self.audited(actor, "review.reopen", f"candidate:{candidate_id}", via=via) as event:
@@ -216,8 +216,8 @@ class Application:
 
     def export_confirmed(self, actor: Actor, fmt: str, bank: Bank | None = None,
                          via: str | None = None) -> tuple[str, str, int]:
-        """(body, media type, rows) of the confirmed matches (:mod:`matcher.review_export`); audited."""
-        from matcher import review_export
+        """(body, media type, rows) of the confirmed matches (:mod:`matcher.review.export`); audited."""
+        from matcher.review import export as review_export
 
         with self.audited(actor, "review.export", f"bank:{bank.name}" if bank else "queue", format=fmt,
                           via=via) as event:

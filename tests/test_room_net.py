@@ -26,8 +26,8 @@ from indexer.scene import effnet_onnx, room_net, torch_free
 from indexer.signals import base as signals
 from indexer.signals.scene import SCENE
 from indexer.store.store import Store
-from matcher.scene_search import SceneSearcher
-from matcher.search import Matcher
+from matcher.search.query import Matcher
+from matcher.search.venues import SceneSearcher
 from tests.conftest import jpeg_bytes
 from tests.conftest import photo as fixture_photo
 
@@ -229,9 +229,9 @@ def test_venue_search_fuses_the_descriptor(tmp_path: Path) -> None:
 
 def test_only_the_first_ranked_venue_can_match() -> None:
     """Ranked first by the descriptor but behind on verified evidence: nobody matches."""
-    from matcher import decide
-    from matcher.scene_search import SceneParams, rank_venues
-    from matcher.search import Candidate
+    from matcher.search import decide
+    from matcher.search.query import Candidate
+    from matcher.search.venues import SceneParams, rank_venues
 
     def venue(label: str) -> Candidate:
         return Candidate(bank="v", label=label, subject_id=None, pseudonym=None, item=1, score=0.0,

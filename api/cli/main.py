@@ -98,7 +98,7 @@ def open_app():  # noqa: ANN201 - api.application.Application, imported lazily
 
 def region_or_fail(region: str) -> str:
     """A phone region code checked against libphonenumber's, or exit 2 naming it."""
-    from matcher.contacts import check_region
+    from matcher.networks.contacts import check_region
     try:
         return check_region(region)
     except ValueError as exc:
@@ -321,7 +321,7 @@ def photo_keeper(application, bank):  # noqa: ANN001, ANN201 - a FileKeeper or N
     """Keep each new photo for reviewers (sealed where the bank needs it), per the bank's policy."""
     from indexer.crypto import MissingKey
     from indexer.store.photos import FileKeeper, needs_encryption
-    from matcher.watch import keeps_photos
+    from matcher.search.watch import keeps_photos
 
     try:
         application.require_key(bank.kind, bank.policy, bank.name)
@@ -351,8 +351,8 @@ def watch_bank(application, bank, quiet: bool, paths=None, indexed=None) -> str:
 def link_staging(store, bank):  # noqa: ANN001, ANN201 - (picture extras, after-batch hook) for ingest
     """The indexing workers compute each new ad photo's link print from their own decode, and
     each stored batch writes them, so linking afterwards reads and decodes no file again."""
-    from matcher.link_prints import print_of
-    from matcher.links import stage_prints
+    from matcher.networks.links import stage_prints
+    from matcher.networks.prints import print_of
 
     def after_batch(stored) -> None:  # noqa: ANN001 - [(Item, created, NewImage)]
         stage_prints(store, bank, [(int(item.id), new.extraction.extras["link_print"])

@@ -13,7 +13,7 @@ convolution is pooled by generalised mean (GeM, p = :data:`GEM_P`), each cell
 weighted by the share of its pixels outside the people mask (the same mask
 as the SIFT features, from the picture's cache), then L2-normalised. Cosine
 similarity of two such vectors is the ``scene_net`` evidence that
-:mod:`matcher.scene_search` adds to inliers, VLAD and colour.
+:mod:`matcher.search.venues` adds to inliers, VLAD and colour.
 
 The signal joins the ``scene`` family, so venue banks index it by default
 (indexer.kinds) when its wheels are installed; it is registered only when

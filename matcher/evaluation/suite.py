@@ -22,8 +22,8 @@ from indexer import images, ingest
 from indexer.kinds import default_families
 from indexer.signals import base as signals
 from indexer.store.store import Store
-from matcher import metrics
-from matcher.search import Matcher
+from matcher.evaluation import metrics
+from matcher.search.query import Matcher
 
 KIND_TO_BANK = {"copy": "ads", "face": "missing_person", "venue": "venue"}
 

@@ -65,7 +65,7 @@ class CopyRule:
     """When a geometrically verified local-feature match is a copy.
 
     ``match_inliers`` / ``review_inliers`` count *tight* inliers (within
-    ``matcher.verify.TIGHT_PX`` of the fitted homography); ``min_coverage`` is
+    ``matcher.search.verify.TIGHT_PX`` of the fitted homography); ``min_coverage`` is
     the share of the reference or of the query the inliers must span for an
     automatic ``match``: two photos of one face, or one shared logo, agree on a
     few tight points in a small patch, a copy spans most of one of the images.
@@ -130,7 +130,7 @@ def copy_score(tight_inliers: float, coverage: float, rule: CopyRule,
     return score
 
 
-# The score of a candidate whose shared part is only a common frame (matcher.frames): kept as
+# The score of a candidate whose shared part is only a common frame (matcher.search.frames): kept as
 # evidence (the page shows "same template, different photo"), below review: not a copy.
 TEMPLATE_CAP = REVIEW_SCORE - 0.01
 HASH_FAMILY = "hashes"
@@ -180,7 +180,7 @@ def evidence_score(evidence: dict[str, Any], defaults: Defaults,
                                           CopyRule.from_sections(defaults.section("copy"), policy),
                                           consistent)
     if is_template(evidence):
-        # The verified local match lies on a frame many items share (matcher.frames): neither
+        # The verified local match lies on a frame many items share (matcher.search.frames): neither
         # it nor a whole-picture hash (which sees mostly that frame) says "same photo".
         return min(combine(scores, policy), TEMPLATE_CAP)
     return combine(scores, policy)

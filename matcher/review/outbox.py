@@ -5,7 +5,7 @@ when the process dies between the commit and the send, and sent twice when it
 dies between the send and the bookkeeping. Here the confirmation and its alert
 (plus one delivery row per subscriber of the case owner) are written in the
 *same* transaction as the state change (:func:`enqueue_confirmed`, called by
-:meth:`matcher.review.ReviewQueue.decide`): either the candidate is confirmed
+:meth:`matcher.review.queue.ReviewQueue.decide`): either the candidate is confirmed
 and its alert is stored, or neither. A deliverer (:mod:`api.delivery`) then
 sends each due delivery, and marks it delivered with a compare-and-set; a
 crash after the send but before the mark is the one case that repeats a send,
@@ -20,7 +20,7 @@ in the API and the reviewer pages rather than vanishing.
 
 The owner acknowledges an alert and records an outcome (:data:`OUTCOMES`);
 both are kept here with who and when, for the timeline and the response-time
-figures (:mod:`matcher.review_stats`). This module knows nothing of HTTP.
+figures (:mod:`matcher.review.stats`). This module knows nothing of HTTP.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from indexer import text as text_rules
 from indexer.crypto import Cipher, is_sealed
 from indexer.store.catalog import Bank, Base, Catalog, Item, Subject, utcnow
-from matcher.cases import Case, Cases, check_owner
+from matcher.review.cases import Case, Cases, check_owner
 
 ALERT_KINDS = frozenset({"missing_person", "venue", "hashes"})
 OUTCOMES = ("action_taken", "not_actionable", "duplicate")
@@ -362,7 +362,7 @@ class AlertBook:
 
     @staticmethod
     def _view(s: Session, alert: Alert) -> AlertView:
-        from matcher.review import StoredCandidate
+        from matcher.review.queue import StoredCandidate
 
         cand = s.get(StoredCandidate, alert.candidate_id)
         bank = s.get(Bank, alert.bank_id)

@@ -1,6 +1,6 @@
-"""Read-only views of the review queue that the reviewer pages need and :mod:`matcher.review` lacks.
+"""Read-only views of the review queue that the reviewer pages need and :mod:`matcher.review.queue` lacks.
 
-:class:`matcher.review.ReviewQueue` owns the candidate lifecycle (storing,
+:class:`matcher.review.queue.ReviewQueue` owns the candidate lifecycle (storing,
 deciding); this module only *reads* its tables: a queue page ordered the way
 reviewers work (strongest or newest first, which ``ReviewQueue.list`` does not
 offer because the API promises oldest first), filtered by the kind of signal
@@ -24,9 +24,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from indexer.signals import base as signals
 from indexer.store.catalog import Bank, Catalog, Item, utcnow
-from matcher.cases import Case
-from matcher.outbox import Alert, AlertDelivery
-from matcher.review import (
+from matcher.review.cases import Case
+from matcher.review.outbox import Alert, AlertDelivery
+from matcher.review.queue import (
     AWAITING_SECOND,
     CONFIRMED,
     OPEN_STATES,
@@ -87,9 +87,9 @@ class QueueFilter:
     def sort_keys(self) -> list[tuple[Any, bool, Any]]:
         """The sort keys of ``order``: (SQL expression, descending, value of a row), id last.
 
-        Every order puts protected children first (matcher.minors). ``priority``
+        Every order puts protected children first (matcher.privacy.minors). ``priority``
         (the reviewers' default) then puts missing persons before venues before
-        the rest (:func:`matcher.review.kind_rank`, the application's rule), and
+        the rest (:func:`matcher.review.queue.kind_rank`, the application's rule), and
         ranks by score within each: a 0.93 face match of a missing person is
         looked at before a hundred 1.00 reposts of one ad.
         """

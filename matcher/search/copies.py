@@ -5,9 +5,9 @@ Steps per bank, cheapest first:
    bank's descriptor index (``indexer.store.features``); every reference image
    owning a close descriptor gets one vote per query descriptor;
 2. verify: the best-voted references are matched descriptor to descriptor and
-   checked geometrically (``matcher.verify``);
+   checked geometrically (``matcher.search.verify``);
 3. parts: only when nothing was confirmed, the query's parts that can hold a photo
-   of their own (``matcher.parts``: collage cells cut along gutters, the region
+   of their own (``matcher.search.parts``: collage cells cut along gutters, the region
    where a verified near miss puts its reference, as a small paste leaves) are
    verified one by one with features computed again from their own pixels and a
    keypoint budget of their own, against the few references that the query's own
@@ -35,7 +35,7 @@ Steps per bank, cheapest first:
    On copydet only screenshots are that large (81 of 1701 queries). Its cost
    (2000 more rows in the descriptor index, the search's main cost) went to every
    non-mated screenshot of the frames suite before the evidence condition.
-The verified evidence is scored by :func:`matcher.decide.copy_score`.
+The verified evidence is scored by :func:`matcher.search.decide.copy_score`.
 """
 
 from __future__ import annotations
@@ -53,9 +53,9 @@ from indexer.store import features as feature_store
 from indexer.store.catalog import Bank, Vector
 from indexer.store.features import LocalIndexSet
 from indexer.store.store import Store
-from matcher import decide, frames, parts, verify
 from matcher import defaults as defaults_mod
-from matcher.search import Candidate, Query, register_searcher
+from matcher.search import decide, frames, parts, verify
+from matcher.search.query import Candidate, Query, register_searcher
 
 # Query descriptors used for the shortlist (all of them: measured, 500 missed screenshots
 # whose web-page text took the strongest keypoints).
@@ -77,7 +77,7 @@ RARE_SHORTLIST_FROM = 0.1
 # The detail pass (step 4): frame long side and keypoints of the full-size query.
 DETAIL_SIDE = 1600
 DETAIL_KEYPOINTS = 2000
-# The part pass (``matcher.parts``): keypoints of one part computed again on its own pixels,
+# The part pass (``matcher.search.parts``): keypoints of one part computed again on its own pixels,
 # a small part enlarged to this long side first (a paste at a quarter of an 800-px picture
 # is 200 px: SIFT finds few keypoints at that size).
 PART_KEYPOINTS = 600
@@ -366,7 +366,7 @@ class CopySearcher:
                     references: dict[int, local.LocalFeatures], hits: Any,
                     common: np.ndarray | None) -> bool:
         """Collage cells, pasted rectangles and near-miss regions verified on their own
-        (``matcher.parts``).
+        (``matcher.search.parts``).
 
         Each part's features are computed again from its pixels with a budget of their own
         (:func:`part_features`) and verified against the few references that the query's own

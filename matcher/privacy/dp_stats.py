@@ -6,7 +6,7 @@ three steps, each with one job:
 
 1. **Exact, bounded aggregates** (:func:`exact_tables`), read from the review
    queue: each count table by bank x week, and, when the release states sites or
-   regions, by site x week and by region x week (:mod:`matcher.dp_groups` says
+   regions, by site x week and by region x week (:mod:`matcher.privacy.dp_groups` says
    where a candidate happened). The *privacy unit* is the subject a candidate is about (the missing
    person, the ad, the venue): one unit may appear in many rows (several
    queries matched the same person, in several weeks), so each unit keeps at
@@ -35,7 +35,7 @@ three steps, each with one job:
    an exact count would leak whether it was small.
 
 The exact tables exist only in memory during a release; the ledger
-(:mod:`matcher.privacy_ledger`) stores the released form only.
+(:mod:`matcher.privacy.ledger`) stores the released form only.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ from sqlalchemy import select
 
 from indexer import text
 from indexer.store.catalog import Bank, Catalog
-from matcher import dp_groups
-from matcher.review import CONFIRMED, ReviewDecision, StoredCandidate
+from matcher.privacy import dp_groups
+from matcher.review.queue import CONFIRMED, ReviewDecision, StoredCandidate
 
 dp.enable_features("contrib")  # OpenDP's mechanisms are released under its "contrib" flag
 

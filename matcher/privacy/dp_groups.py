@@ -1,6 +1,6 @@
 """Where a review candidate happened: its site and region, for the site and region tables of a release.
 
-Publishable statistics (:mod:`matcher.dp_stats`) count candidates by bank and
+Publishable statistics (:mod:`matcher.privacy.dp_stats`) count candidates by bank and
 week, and, when a release names them, by **site** and by **region**. This
 module only answers "which site, which region" for stored candidates, from
 what the catalog already keeps about the ad and the venue:
@@ -19,7 +19,7 @@ what the catalog already keeps about the ad and the venue:
   over the region an ad claims.
 
 Keys never come from here: a release's sites and regions are *stated* by
-whoever asks for it (:class:`matcher.dp_stats.ReleaseParams`), and anything
+whoever asks for it (:class:`matcher.privacy.dp_stats.ReleaseParams`), and anything
 else, or nothing, is counted under :data:`OTHER`. A key list read from the data
 would itself tell whether someone from a small site is in it.
 """
@@ -35,7 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from indexer.store.catalog import Bank, Item, Subject
-from matcher.review import StoredCandidate
+from matcher.review.queue import StoredCandidate
 
 OTHER = "(other)"  # every candidate whose site or region is not one the release names, or unknown
 REGION_FIELD = "region"

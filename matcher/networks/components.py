@@ -29,9 +29,9 @@ from sqlalchemy import select
 
 from indexer.store.catalog import Bank, Catalog, Item, Subject, utcnow
 from indexer.text import displayable
-from matcher import decide
-from matcher.link_store import AdContact, AdLink, AdPhoto
-from matcher.review import QUEUED_TIERS, StoredCandidate
+from matcher.networks.store import AdContact, AdLink, AdPhoto
+from matcher.review.queue import QUEUED_TIERS, StoredCandidate
+from matcher.search import decide
 
 DEFAULT_MIN_STRENGTH = decide.MATCH_SCORE
 GROWTH_DAYS = 7

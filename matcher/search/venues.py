@@ -72,10 +72,10 @@ from indexer.signals import base as signals
 from indexer.signals.scene import SCENE, SCENE_SIGNAL, scene_features, summary_vector
 from indexer.store.catalog import Bank
 from indexer.store.store import Store
-from matcher import decide
 from matcher import defaults as defaults_mod
-from matcher.search import Candidate, Query, register_searcher
-from matcher.verify import MAX_PAIRS
+from matcher.search import decide
+from matcher.search.query import Candidate, Query, register_searcher
+from matcher.search.verify import MAX_PAIRS
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ of the width onto another picture, it keeps only the share of those keypoints
 its area and texture earn (too few, measured: 5 of 40 collage cells and 10 of 40
 pastes of the frames suite were missed). Searching that part on its own, with
 its features computed again from its own pixels and a keypoint budget of its
-own, gives it back the detail (:mod:`matcher.copy_search`). Two ways to know
+own, gives it back the detail (:mod:`matcher.search.copies`). Two ways to know
 the parts without knowing the photo:
 
 - :func:`grid_parts`: the cells of a collage, cut along gutters (straight bands of
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from matcher.verify import Verification
+from matcher.search.verify import Verification
 
 # Standard deviation (grey levels) under which a line of pixels is one colour (a gutter);
 # JPEG noise on a white gap stays under 1.5, a line through a photo is over 10.

@@ -21,8 +21,8 @@ from sqlalchemy import select
 
 from indexer.store.annotations import ImageText
 from indexer.store.catalog import Bank, Catalog, Item, Subject
-from matcher import contacts, photo_contacts
-from matcher.link_store import AdContact, AdPhoto
+from matcher.networks import contacts, photo_contacts
+from matcher.networks.store import AdContact, AdPhoto
 
 KINDS = ("phone", "email", "handle")
 

@@ -15,7 +15,7 @@ worked out, so a new ad only adds rows:
   withdrawal, retention) deletes its rows by cascade.
 - ``ad_linked_items``: the images already searched, so a run resumes where it
   stopped and never searches an image twice.
-- ``ad_prints``: each image's PDQ keys and thumbnails (:mod:`matcher.link_prints`),
+- ``ad_prints``: each image's PDQ keys and thumbnails (:mod:`matcher.networks.prints`),
   so a new image is compared with every stored one without decoding any of them.
 - ``ad_item_links``: the image pairs behind hash-based photo links, with how
   many other images witness that the pair only shares a common template; a
@@ -45,7 +45,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from indexer.store.catalog import Base, utcnow
 
 LINK_KINDS = ("photo", "face", "scene", "phone", "email",
-              "photo_text_phone", "photo_text_email", "photo_text_handle")  # matcher.photo_contacts
+              "photo_text_phone", "photo_text_email", "photo_text_handle")  # matcher.networks.photo_contacts
 
 
 class AdPhoto(Base):

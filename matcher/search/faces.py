@@ -20,7 +20,7 @@ towards the population value found at calibration. Weights, cohort size and
 the two decision thresholds live in the ``"faces"`` section of
 ``matcher/defaults.json``, written by ``bench/calibrate_faces.py``. The
 resulting probability is mapped onto the common score scale of
-:mod:`matcher.decide` (``match`` at 0.8, ``review`` at 0.5) so that face
+:mod:`matcher.search.decide` (``match`` at 0.8, ``review`` at 0.5) so that face
 candidates rank and merge with those of other searchers.
 
 Two models, one score: every face signal of the bank (dlib's ResNet and
@@ -61,9 +61,9 @@ from indexer.signals import base as signals
 from indexer.signals.base import SignalVector
 from indexer.store.catalog import Bank, Item, Subject, Vector
 from indexer.store.store import Store
-from matcher import decide
 from matcher import defaults as defaults_mod
-from matcher.search import Candidate, Query, register_searcher
+from matcher.search import decide
+from matcher.search.query import Candidate, Query, register_searcher
 
 FACE_FAMILY = "faces"
 

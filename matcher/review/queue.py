@@ -64,7 +64,7 @@ re-checks the WHERE on the newest row version after waiting for the other
 writer) alike.
 
 The transition to ``confirmed`` stores the match's alert in the same
-transaction (:func:`matcher.outbox.enqueue_confirmed`): a confirmation and
+transaction (:func:`matcher.review.outbox.enqueue_confirmed`): a confirmation and
 its alert are committed together or not at all, whichever front end decided.
 
 This module knows nothing of HTTP: the service and the reviewer web pages
@@ -109,8 +109,9 @@ from indexer.store.catalog import (
     lost_a_race,
     utcnow,
 )
-from matcher import decide, outbox
-from matcher.search import Candidate
+from matcher.review import outbox
+from matcher.search import decide
+from matcher.search.query import Candidate
 
 PENDING, AWAITING_SECOND, ESCALATED, CONFIRMED, REJECTED = (
     "pending", "awaiting_second", "escalated", "confirmed", "rejected")
@@ -152,7 +153,7 @@ class StoredCandidate(Base):
     # Bumped by every decision; the compare-and-set of ``decide`` checks it.
     # The server default lets the additive schema step add it to old catalogs.
     version: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
-    # A protected child's candidate (matcher.minors): two reviewers, first in the queue.
+    # A protected child's candidate (matcher.privacy.minors): two reviewers, first in the queue.
     minor_policy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # What the query image is, when the system found it itself (a watched ad: bank, item, ad id,
     # site, url, posted time); None for an image someone submitted. See api/watching.py.

@@ -3,7 +3,7 @@
 Why: traffickers put the contact where text filters cannot see it, on the
 picture. The OCR lines of an image (:mod:`indexer.store.annotations`) are read
 here into the same normalised values as the ad-text contacts
-(:mod:`matcher.contacts`: E.164 phones in the bank's region, canonical
+(:mod:`matcher.networks.contacts`: E.164 phones in the bank's region, canonical
 mailboxes), plus messenger handles (``@name``, ``t.me/name``, ``wa.me/NUMBER``
 becomes a phone) and URLs, so that a number painted on one ad's photo and
 typed in another ad's text are one value.
@@ -29,9 +29,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from indexer.store.annotations import ImageText, PhotoContact, texts_of
-from matcher import contacts, decide
+from matcher.networks import contacts
 
 # Contact kinds read from photos, and the link kind each produces (None: searchable, never links).
+from matcher.search import decide
+
 LINK_KIND = {"phone": "photo_text_phone", "email": "photo_text_email", "handle": "photo_text_handle",
              "url": None}
 LINK_CONFIDENCE = 0.8
@@ -87,7 +89,7 @@ def normalise_url(text: str) -> str | None:
 
 
 def _phones(line: str, region: str) -> list[Found]:
-    import phonenumbers  # loaded by the runs that read text on photos (matcher.contacts: why)
+    import phonenumbers  # loaded by the runs that read text on photos (matcher.networks.contacts: why)
 
     found: dict[str, str] = {}
     candidates = [line]
@@ -182,9 +184,9 @@ def evidence_of(kind: str, value: str, items: list[tuple[int, ImageText]]) -> di
 def link_image(s: Session, bank_id: int, item_id: int, region: str, base_strength: float) -> int:
     """Link the ads showing a new image to every ad whose photos or text carry one of its contacts.
 
-    Called once per image by :class:`matcher.links.Linker`; returns the new links.
+    Called once per image by :class:`matcher.networks.links.Linker`; returns the new links.
     """
-    from matcher.link_store import AdContact, ads_showing, upsert_link
+    from matcher.networks.store import AdContact, ads_showing, upsert_link
 
     new = 0
     for row, line in record_item(s, bank_id, item_id, region):
@@ -217,7 +219,7 @@ def link_image(s: Session, bank_id: int, item_id: int, region: str, base_strengt
 def link_typed_contact(s: Session, bank_id: int, subject_id: int, kind: str, value: str,
                        base_strength: float) -> int:
     """Link an ad whose text columns carry ``value`` to the ads whose photos show it."""
-    from matcher.link_store import ads_showing, upsert_link
+    from matcher.networks.store import ads_showing, upsert_link
 
     link_kind = LINK_KIND.get(kind)
     if link_kind is None:

@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import select
 
 from indexer.store.catalog import Bank, Catalog, Subject
-from matcher.cases import Case, CaseSubject
-from matcher.review import CONFIRMED, ReviewDecision, StoredCandidate
-from matcher.review_stats import evidence_families
+from matcher.review.cases import Case, CaseSubject
+from matcher.review.queue import CONFIRMED, ReviewDecision, StoredCandidate
+from matcher.review.stats import evidence_families
 
 FORMATS = ("csv", "json")
 

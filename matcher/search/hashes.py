@@ -14,9 +14,9 @@ from indexer import pipeline
 from indexer.signals import base as signals
 from indexer.signals.base import SignalVector, VectorKind
 from indexer.store.catalog import Bank
-from matcher.consent import drop_expired
-from matcher.minors import apply_minor_policy
-from matcher.search import HASH_FAMILY, Candidate, HashSearcher, Matcher, merge
+from matcher.privacy.consent import drop_expired
+from matcher.privacy.minors import apply_minor_policy
+from matcher.search.query import HASH_FAMILY, Candidate, HashSearcher, Matcher, merge
 
 
 class BadHash(ValueError):

@@ -37,7 +37,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from indexer.store.catalog import Base, Catalog, lost_a_race, utcnow
-from matcher import dp_stats
+from matcher.privacy import dp_stats
 
 BUDGET_ENV = "REUNITE_PRIVACY_BUDGET"
 DEFAULT_BUDGET = 10.0

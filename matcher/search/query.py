@@ -22,10 +22,10 @@ from indexer.signals import base as signals
 from indexer.signals.base import VectorKind
 from indexer.store.catalog import Bank, Item, Subject, Vector
 from indexer.store.store import Store
-from matcher import decide
 from matcher import defaults as defaults_mod
-from matcher.consent import drop_expired, subject_consented
-from matcher.minors import apply_minor_policy
+from matcher.privacy.consent import drop_expired, subject_consented
+from matcher.privacy.minors import apply_minor_policy
+from matcher.search import decide
 
 HASH_FAMILY = "hashes"
 
@@ -42,7 +42,7 @@ class Candidate:
     score: float
     decision: str
     evidence: dict[str, Any] = field(default_factory=dict)
-    minor_policy: bool = False  # a protected child: at most review, two reviewers (matcher.minors)
+    minor_policy: bool = False  # a protected child: at most review, two reviewers (matcher.privacy.minors)
 
     def to_json(self) -> dict[str, Any]:
         return {"label": self.label, "bank": self.bank, "item": self.item,
@@ -79,7 +79,7 @@ _SEARCHER_FACTORIES: list[Any] = []
 
 
 # Evidence keys that exist to be drawn (keypoint pairs, mapped outlines, verified regions:
-# matcher.verify, indexer.scene.geometry), not read: one-line summaries leave them out.
+# matcher.search.verify, indexer.scene.geometry), not read: one-line summaries leave them out.
 DRAWING_SUFFIXES = ("_pairs", "_quad", "_hull")
 
 
@@ -157,7 +157,7 @@ class Matcher:
         A whole-picture hash of a phone screenshot or a site card sees mostly the
         frame: two screenshots of one app showing different photos hash alike. Where
         the bank has local features, such a match is verified against that one
-        reference (no shortlist) so that :mod:`matcher.frames` can say whether the
+        reference (no shortlist) so that :mod:`matcher.search.frames` can say whether the
         pair shares only a frame; it is merged like any other candidate.
         """
         confirmers = [x for x in self.searchers if hasattr(x, "confirm") and x.applies(bank)]
@@ -191,7 +191,7 @@ def merge(a: Candidate | None, b: Candidate) -> Candidate:
     score, decision = best.score, best.decision
     if a.item == b.item and decide.is_template(evidence):
         # One picture pair: the local test found that what it shares is a common frame
-        # (matcher.frames), so a whole-picture hash of it is no copy evidence either.
+        # (matcher.search.frames), so a whole-picture hash of it is no copy evidence either.
         score = min(score, decide.TEMPLATE_CAP)
         decision = decide.decision_for(score)
     return Candidate(bank=best.bank, label=best.label, subject_id=best.subject_id,
@@ -206,7 +206,7 @@ class HashSearcher:
     For every hash signal the query's vector (and, for mirrored or rotated
     reposts, its dihedral variants) is searched exactly: the ``k`` nearest plus
     everything within the review radius. Hits are merged per reference item
-    (best distance per signal) and scored by :mod:`matcher.decide`.
+    (best distance per signal) and scored by :mod:`matcher.search.decide`.
     """
 
     name = "hashes"
@@ -301,7 +301,7 @@ class HashSearcher:
 
     def _score(self, evidence: dict[str, Any], policy: dict[str, Any],
                seen: dict[tuple[tuple[str, Any], ...], float]) -> float:
-        """:func:`matcher.decide.evidence_score`, once per distinct evidence of one ranking.
+        """:func:`matcher.search.decide.evidence_score`, once per distinct evidence of one ranking.
 
         The score depends on the evidence alone, and hundreds of a crowded lookup's items
         share a few dozen distances and qualities (an HMA lookup ranks up to 400 items).
@@ -454,7 +454,7 @@ def _load_builtin_searchers() -> None:
 
 # Searcher modules are added here as they land (each registers itself on import).
 BUILTIN_SEARCHER_MODULES: list[str] = [
-    "matcher.face_search",
-    "matcher.copy_search",
-    "matcher.scene_search",
+    "matcher.search.faces",
+    "matcher.search.copies",
+    "matcher.search.venues",
 ]

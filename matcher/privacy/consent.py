@@ -1,8 +1,8 @@
 """Consent at match time: a subject whose consent has expired is never a candidate.
 
 One filter below every front end (CLI, HTTP, web pages, batch jobs) and after
-every searcher, so that no caller can forget it: :meth:`matcher.search.Matcher.match_query`
-and :func:`matcher.hash_lookup.match_hashes` apply it before they cut the
+every searcher, so that no caller can forget it: :meth:`matcher.search.query.Matcher.match_query`
+and :func:`matcher.search.hashes.match_hashes` apply it before they cut the
 ranking to ``top``. The rule itself (what "expired" means) is
 :func:`indexer.enroll.consent_active`.
 """
@@ -17,7 +17,7 @@ from indexer.store.catalog import Subject
 from indexer.store.store import Store
 
 if TYPE_CHECKING:
-    from matcher.search import Candidate
+    from matcher.search.query import Candidate
 
 
 def subject_consented(subject: Subject | None, now: dt.datetime | None = None) -> bool:

@@ -65,7 +65,7 @@ class Verification:
     # to infinity (strong perspective) or absurdly far away.
     quad: tuple[tuple[int, int], ...] | None = None
     query_quad: tuple[tuple[int, int], ...] | None = None
-    # (query row, reference row) of every inlier, for the frame test (matcher.frames).
+    # (query row, reference row) of every inlier, for the frame test (matcher.search.frames).
     inlier_rows: np.ndarray | None = field(default=None, repr=False)
 
     def evidence(self, prefix: str = "local") -> dict[str, Any]:

@@ -32,10 +32,10 @@ cells differ (and :data:`DIFFER_RATIO` of as many as agree), or the inliers span
 under :data:`SMALL_PATCH` of both pictures, and at least :data:`MIN_SHARED_INLIERS`
 of the inliers lie on what the bank shares. Its evidence says so
 (``local_template``) and its score stays below ``review``
-(:func:`matcher.decide.evidence_score`); the query's differing region
+(:func:`matcher.search.decide.evidence_score`); the query's differing region
 (``local_content_region``: where its own photo is) is searched on its own
-(:mod:`matcher.copy_search`). The same candidates feed index-time linking
-(:mod:`matcher.links`), so one rule decides for queries and for the crawl.
+(:mod:`matcher.search.copies`). The same candidates feed index-time linking
+(:mod:`matcher.networks.links`), so one rule decides for queries and for the crawl.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ import cv2
 import numpy as np
 
 from indexer.signals.local import LocalFeatures
-from matcher.verify import Verification
+from matcher.search.verify import Verification
 
 TEMPLATE = "same template, different photo"
 # A query keypoint this close (reference frame pixels) to where H puts a reference keypoint.
@@ -145,7 +145,7 @@ def shared_cells(query: LocalFeatures, common: np.ndarray) -> np.ndarray:
 def in_shared_cells(xy: np.ndarray, frame: tuple[int, int], cells: np.ndarray) -> np.ndarray:
     """Which points (query-frame pixels) lie in the shared cells ``cells`` (:func:`shared_cells`).
 
-    Keypoints computed again on a part of the query (``matcher.copy_search``) were never
+    Keypoints computed again on a part of the query (``matcher.search.copies``) were never
     looked up in the bank: where they lie tells whether they are on the shared frame.
     """
     return cells[_query_cells(xy, frame)]

@@ -5,10 +5,10 @@ harmful mistake this tool can make. So while a subject is protected:
 
 - its candidates never reach ``match`` (at most ``review``): applied by
   :func:`apply_minor_policy` after every searcher, in
-  :meth:`matcher.search.Matcher.match_query` and :func:`matcher.hash_lookup.match_hashes`,
+  :meth:`matcher.search.query.Matcher.match_query` and :func:`matcher.search.hashes.match_hashes`,
   beside the consent filter, so no caller (CLI, HTTP, web pages, batch jobs) can skip it;
 - the candidate carries ``minor_policy=True``, which the review queue turns into
-  two required reviewers and first place in the queue (:mod:`matcher.review`), and
+  two required reviewers and first place in the queue (:mod:`matcher.review.queue`), and
   the reveal of its reference photo into a mandatory written reason (api layer);
 - answers say ``minor_policy: true``, never an age or a date.
 
@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 from indexer import text as text_rules
 from indexer.store.catalog import Subject
 from indexer.store.store import Store
-from matcher import decide
+from matcher.search import decide
 
 if TYPE_CHECKING:
-    from matcher.search import Candidate
+    from matcher.search.query import Candidate
 
 
 def is_protected(subject: Subject | None, today: dt.date | None = None) -> bool:

@@ -1,13 +1,13 @@
 """Linking ads incrementally: each new ad or image is searched once against what is there.
 
 A link says "these two ads belong together, because ...", with a strength on
-the common score scale of :mod:`matcher.decide` (0.8 = safe without a
+the common score scale of :mod:`matcher.search.decide` (0.8 = safe without a
 person). Kinds and where their strength comes from:
 
 - ``photo``: the two ads show the same image (same sha256: 1.0) or a copy of
   it. Copies are found two ways:
 
-  * through the image's *print* (:mod:`matcher.link_prints`): its PDQ with the
+  * through the image's *print* (:mod:`matcher.networks.prints`): its PDQ with the
     8 dihedral variants and the PDQ of the picture with uniform borders
     trimmed, compared with every stored print at PDQ's strict distance (31 of
     256 bits, bank policy ``link_pdq_distance``; the query-time thresholds, a
@@ -19,7 +19,7 @@ person). Kinds and where their strength comes from:
   * by the matcher's local-feature copy searcher with geometric verification
     (cropped, pasted, rotated reposts), where the bank has local features:
     candidates at decision ``match`` link, with their score as strength;
-- ``phone`` / ``email``: a shared normalised contact (:mod:`matcher.contacts`),
+- ``phone`` / ``email``: a shared normalised contact (:mod:`matcher.networks.contacts`),
   strength :attr:`LinkConfig.contact_strength`;
 - ``face``: the same face in both ads, found by a radius search in the bank's
   face index at a strict distance (a quarter tighter than the signal's match
@@ -55,9 +55,8 @@ from indexer.signals.hashes import PDQ_SIDE
 from indexer.store.catalog import Bank, Item, Subject, Vector, utcnow
 from indexer.store.store import Store
 from indexer.text import with_article
-from matcher import contacts, decide, photo_contacts
-from matcher import link_prints as prints
-from matcher.link_store import (
+from matcher.networks import contacts, photo_contacts, prints
+from matcher.networks.store import (
     AdContact,
     AdItemLink,
     AdLink,
@@ -67,7 +66,8 @@ from matcher.link_store import (
     ads_showing,
     upsert_link,
 )
-from matcher.search import Candidate, HashSearcher, Matcher, merge
+from matcher.search import decide
+from matcher.search.query import Candidate, HashSearcher, Matcher, merge
 
 FACE_FAMILY = "faces"
 SCENE_FAMILY = "scene"
