@@ -73,7 +73,8 @@ MATCH_FALSE_ACCEPTS = 0.005
 REVIEW_FALSE_ACCEPTS = 0.10
 SHORTLIST = 50
 NET_WEIGHTS = (0.0, 25.0, 50.0, 100.0)
-# The descriptor's cosine counts above this (unrelated rooms sit near it); fixed, not fitted.
+# The descriptor's cosine counts above this (unrelated rooms sit near it); fixed, not fitted
+# (``--net-base``: another descriptor's unrelated rooms sit elsewhere).
 NET_BASE = 0.5
 # ``--floor-slope``: the chance floor may grow or shrink per doubling of the bank's venues
 # (matcher.search.venues.SceneParams.chance_floor), measured from a bank of CHANCE_VENUES.
@@ -346,7 +347,11 @@ def main() -> None:
                         help="Fit for the recall averaged over every bank size, not the whole suite's alone.")
     parser.add_argument("--floor-slope", action="store_true",
                         help="Also fit how the chance floor changes per doubling of the bank's venues.")
+    parser.add_argument("--net-base", type=float, default=0.5,
+                        help="The cosine above which the descriptor counts (written as net_base).")
     args = parser.parse_args()
+    global NET_BASE
+    NET_BASE = args.net_base
     queries = load(args.evidence)
     venues = {label: i for i, label in enumerate(sorted({c["label"] for q in queries
                                                           for c in q["candidates"]}))}

@@ -42,12 +42,21 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def pooled(maps: dict[str, np.ndarray], keep: np.ndarray, p: float) -> dict[str, np.ndarray]:
-    """Masked GeM of each map, L2-normalised."""
+def pooled(maps: dict[str, np.ndarray], keep: np.ndarray, p: float, signed: bool = False
+           ) -> dict[str, np.ndarray]:
+    """Masked GeM of each map, L2-normalised.
+
+    The stage outputs are linear bottlenecks (no ReLU): GeM clamps them at 0, ``signed``
+    takes their plain masked mean instead (p ignored for them).
+    """
     out = {}
     for name, fmap in maps.items():
         weights = None if keep.all() else room_net.cell_weights(keep, fmap.shape[1:])
-        v = room_net.gem(np.maximum(fmap, 0), weights, p)
+        if signed and name != effnet_onnx.FEATURES:
+            w = np.ones(fmap.shape[1:]) if weights is None or weights.sum() <= 0 else weights
+            v = (fmap * w[None]).reshape(fmap.shape[0], -1).sum(axis=1) / w.sum()
+        else:
+            v = room_net.gem(np.maximum(fmap, 0), weights, p)
         out[name] = (v / (np.linalg.norm(v) or 1.0)).astype(np.float32)
     return out
 
@@ -85,6 +94,8 @@ def main() -> None:
     parser.add_argument("--variants", default="lite0,lite1,lite2")
     parser.add_argument("--sides", default="448")
     parser.add_argument("--gem", default="1")
+    parser.add_argument("--signed-taps", action="store_true",
+                        help="Pool the stage outputs by their signed mean instead of clamped GeM.")
     parser.add_argument("--limit", type=int, default=0, help="Only the first N queries (exploration).")
     args = parser.parse_args()
     cv2.setNumThreads(1)
@@ -109,7 +120,7 @@ def main() -> None:
                 maps = run_maps(sessions[v], rgb, side)
                 seconds.setdefault(f"{v}@{side}", []).append(time.process_time() - t)
                 for p in ps:
-                    for name, vec in pooled(maps, mask.keep, p).items():
+                    for name, vec in pooled(maps, mask.keep, p, args.signed_taps).items():
                         vectors.setdefault(f"{v}@{side}/p{p:g}/{name}", []).append(vec)
     n = len(gallery)
     g_labels = [g["label"] for g in gallery]
