@@ -374,3 +374,16 @@ def test_only_the_first_ranked_venue_can_match() -> None:
     # The same evidence ranked by itself: b matches.
     out = rank_venues([(60.0, venue("a")), (80.0, venue("b"))], p)
     assert out[0].label == "b" and out[0].decision == decide.MATCH
+
+
+def test_the_descriptor_can_run_on_another_variant() -> None:
+    if not _installed("lite2"):
+        pytest.skip("lite2 wheel missing")
+    rgb = photo("coffee.png")
+    lite0, lite2 = room_net.RoomNetSignal(), room_net.RoomNetSignal("lite2", long_side=256)
+    a, b = lite0.embed(rgb), lite2.embed(rgb)
+    assert a.shape == b.shape == (room_net.DIM,) and abs(float(np.linalg.norm(b)) - 1) < 1e-5
+    assert lite2.feature_map(rgb).shape[1:] == (6, 8)  # 256 x 192 -> a 32nd
+    assert not np.allclose(a, b, atol=1e-2)  # another network's features
+    with pytest.raises(ValueError, match="lite9"):
+        room_net.RoomNetSignal("lite9")
