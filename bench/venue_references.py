@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.venue_bench import build_bank, evidence_row, read_csv, with_shortlist  # noqa: E402
-from matcher.scene_search import SceneSearcher  # noqa: E402
-from matcher.search import Matcher  # noqa: E402
+from matcher.search.query import Matcher  # noqa: E402
+from matcher.search.venues import SceneSearcher  # noqa: E402
 
 # The shipped ranking's weights (matcher/defaults.json, section scene), used to pick a venue's reference.
 VLAD_W, COLOUR_W, NET_W, NET_BASE = 25.0, 20.0, 25.0, 0.5
