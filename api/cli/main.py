@@ -15,6 +15,10 @@ from typing import Annotated
 
 import typer
 
+from api.cli import coercion
+
+coercion.install()  # plain option values without pydantic (0.15-0.25 s of every start)
+
 CATALOG_URL_ENV = "REUNITE_CATALOG_URL"
 VECTORS_URL_ENV = "REUNITE_VECTORS_URL"
 
