@@ -167,3 +167,33 @@ def test_plain_option_values_coerce_as_typers_own_adapter() -> None:
     assert taken >= 30
     assert plain_value(int, OptionInfo(min=1), "0") is _NOT_PLAIN  # Typer's own words for a refusal
     assert plain_value(float, OptionInfo(), "nan") is _NOT_PLAIN
+
+
+@pytest.mark.parametrize("engine", ["pool", "nonsense"])
+def test_index_resumes_garbage_collection_after_its_start(tmp_path: Path, engine: str) -> None:
+    """`index` collects no garbage while it imports and opens the catalog (api.cli.main.startup_without_gc),
+    and collection is on again for the run and after it, also when the start is refused (exit 2)."""
+    import gc
+
+    from api.cli.main import app
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    tiles(1)[0].save(photos / "p.png")
+    states: list[bool] = []
+    real = gc.freeze
+
+    def freeze() -> None:
+        states.append(gc.isenabled())  # still paused when the start ends
+        real()
+
+    gc.freeze = freeze
+    try:
+        with pytest.raises(SystemExit) as done:
+            app(["--data", str(tmp_path / "data"), "index", str(photos), "--bank", "crawl", "--signals",
+                 "hashes", "--quiet", "--workers", "1", "--engine", engine], standalone_mode=True)
+    finally:
+        gc.freeze = real
+        gc.unfreeze()
+    assert done.value.code == (0 if engine == "pool" else 2)
+    assert states == [False] and gc.isenabled()
