@@ -17,7 +17,7 @@ from pathlib import Path
 def main() -> None:
     from indexer import images
     from indexer.signals import base
-    from matcher import link_prints
+    from matcher.networks import prints as link_prints
 
     paths = sorted(Path(sys.argv[1]).iterdir())[:int(sys.argv[2]) if len(sys.argv) > 2 else 100]
     blobs = [p.read_bytes() for p in paths]

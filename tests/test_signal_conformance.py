@@ -183,7 +183,7 @@ def test_grey_decodes_hash_as_the_rgb_formulas_do() -> None:
     from PIL import Image
 
     from indexer.signals.hashes import grey_square, pdq_buffer
-    from matcher.link_prints import print_of
+    from matcher.networks.prints import print_of
 
     levels = Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16), "L")
     assert np.array_equal(np.asarray(levels.convert("RGB").convert("L")), np.asarray(levels))
