@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from api.audit import AuditLog
 from indexer.crypto import KEY_ENV, Cipher, MissingKey
@@ -37,9 +37,11 @@ from indexer.store.catalog import Bank
 from indexer.store.photos import PhotoStore, needs_encryption
 from indexer.store.store import Store
 from indexer.text import with_article
-from matcher.review.outbox import AlertBook
-from matcher.review.queue import ReviewQueue
-from matcher.search.query import Matcher
+
+if TYPE_CHECKING:  # imported on first use: a crawl's `reunite index` queues nothing where no bank watches
+    from matcher.review.outbox import AlertBook
+    from matcher.review.queue import ReviewQueue
+    from matcher.search.query import Matcher
 
 ADMIN_ROLE = "admin"
 MAX_BULK = 200  # one queue page is 25; a bulk action is a page or a few, never "everything"
@@ -101,16 +103,28 @@ class Application:
         self.store = Store(self.data_dir, catalog_url or self.environ.get("REUNITE_CATALOG_URL") or None,
                            self.environ.get("REUNITE_VECTORS_URL") or None)
         self.audit = AuditLog(self.store.catalog, self.data_dir, self.environ)
-        self.review = ReviewQueue(self.store.catalog, self.cipher, second_review_missing_person)
+        self.second_review_missing_person = second_review_missing_person
         self.photos = PhotoStore(self.data_dir, self.cipher)
 
     @cached_property
+    def review(self) -> ReviewQueue:
+        """The review queue (:mod:`matcher.review.queue`), made on first use: its tables and rules are
+        not imported by the runs that never queue (a crawl no bank watches, ``banks``)."""
+        from matcher.review.queue import ReviewQueue
+
+        return ReviewQueue(self.store.catalog, self.cipher, self.second_review_missing_person)
+
+    @cached_property
     def matcher(self) -> Matcher:
+        from matcher.search.query import Matcher
+
         return Matcher(self.store)
 
     @cached_property
     def alerts(self) -> AlertBook:
         """Cases' alerts, their deliveries and subscribers (the outbox of :mod:`matcher.review.outbox`)."""
+        from matcher.review.outbox import AlertBook
+
         return AlertBook(self.store.catalog, self.cipher)
 
     # --- the one path into the review queue ------------------------------------------

@@ -559,7 +559,11 @@ def _run(todo: list[tuple[int, str]], signal_names: list[str], workers: int | No
         for job in todo:
             yield _work(job)
         return
-    ctx = mp.get_context(start_method())
+    method = start_method()
+    if method == "fork":  # Pillow's common decoders, imported once here rather than in every worker
+        from PIL import Image
+        Image.preinit()
+    ctx = mp.get_context(method)
     with ctx.Pool(count, initializer=_init_worker, initargs=(signal_names, extras)) as pool:
         # In order: the catalog gets the crawl's order whatever the worker count (ids, reports).
         yield from pool.imap(_work, todo, chunksize=4)

@@ -134,7 +134,8 @@ def print_of(picture: Picture) -> Print:
         top, bottom, left, right = box
         pixels = np.ascontiguousarray(small.rgb[top:bottom, left:right])
         # Hashed as the crop it is (its own size as the original): no fold onto the parent's grid.
-        crop = Picture(pixels, small.format, (pixels.shape[1], pixels.shape[0]), small.frames)
+        crop = Picture(pixels, small.format, (pixels.shape[1], pixels.shape[0]), small.frames,
+                       grey=small.grey)
         out.trim_variants, out.trim_quality = _pdq_variants(crop)
         out.trim_pdq = out.trim_variants[0]
         out.trim_thumb = _thumb(crop)
