@@ -13,7 +13,7 @@ over a data folder and go through it for what must not drift between them:
   :meth:`Application.audited` wraps a CLI action so that it leaves an event
   whether it succeeds, is refused or fails, as a request does;
 - consent: expired subjects are dropped inside the matcher
-  (:mod:`matcher.consent`), so every caller of :attr:`Application.matcher`
+  (:mod:`matcher.privacy.consent`), so every caller of :attr:`Application.matcher`
   gets the same answer.
 
 A CLI action is attributed to ``cli:<unix user>`` with role ``admin``: whoever
@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from api.audit import AuditLog
 from indexer.crypto import KEY_ENV, Cipher, MissingKey
@@ -37,9 +37,11 @@ from indexer.store.catalog import Bank
 from indexer.store.photos import PhotoStore, needs_encryption
 from indexer.store.store import Store
 from indexer.text import with_article
-from matcher.outbox import AlertBook
-from matcher.review import ReviewQueue
-from matcher.search import Matcher
+
+if TYPE_CHECKING:  # imported on first use: a crawl's `reunite index` queues nothing where no bank watches
+    from matcher.review.outbox import AlertBook
+    from matcher.review.queue import ReviewQueue
+    from matcher.search.query import Matcher
 
 ADMIN_ROLE = "admin"
 MAX_BULK = 200  # one queue page is 25; a bulk action is a page or a few, never "everything"
@@ -101,16 +103,28 @@ class Application:
         self.store = Store(self.data_dir, catalog_url or self.environ.get("REUNITE_CATALOG_URL") or None,
                            self.environ.get("REUNITE_VECTORS_URL") or None)
         self.audit = AuditLog(self.store.catalog, self.data_dir, self.environ)
-        self.review = ReviewQueue(self.store.catalog, self.cipher, second_review_missing_person)
+        self.second_review_missing_person = second_review_missing_person
         self.photos = PhotoStore(self.data_dir, self.cipher)
 
     @cached_property
+    def review(self) -> ReviewQueue:
+        """The review queue (:mod:`matcher.review.queue`), made on first use: its tables and rules are
+        not imported by the runs that never queue (a crawl no bank watches, ``banks``)."""
+        from matcher.review.queue import ReviewQueue
+
+        return ReviewQueue(self.store.catalog, self.cipher, self.second_review_missing_person)
+
+    @cached_property
     def matcher(self) -> Matcher:
+        from matcher.search.query import Matcher
+
         return Matcher(self.store)
 
     @cached_property
     def alerts(self) -> AlertBook:
-        """Cases' alerts, their deliveries and subscribers (the outbox of :mod:`matcher.outbox`)."""
+        """Cases' alerts, their deliveries and subscribers (the outbox of :mod:`matcher.review.outbox`)."""
+        from matcher.review.outbox import AlertBook
+
         return AlertBook(self.store.catalog, self.cipher)
 
     # --- the one path into the review queue ------------------------------------------
@@ -123,7 +137,7 @@ class Application:
         ``reunite match`` take this one call, so a search from the browser
         queues exactly what the API would. Raises :class:`indexer.images.ImageError`.
         """
-        candidates = self.matcher.match(data, banks, top=top)  # consent: matcher.consent
+        candidates = self.matcher.match(data, banks, top=top)  # consent: matcher.privacy.consent
         queued = self.queue_candidates(candidates, banks, sha256, data, requested_by)
         return candidates, queued
 
@@ -135,9 +149,9 @@ class Application:
         HTTP match, ``reunite match``, the watch of a crawl and the back-search of an
         enrolment all come here, so they cannot drift: the query image is kept (sealed
         when a key is configured) only when something is queued, once per image, and
-        :meth:`matcher.review.ReviewQueue.record` keeps one row per image x subject.
+        :meth:`matcher.review.queue.ReviewQueue.record` keeps one row per image x subject.
         """
-        from matcher.review import QUEUED_TIERS
+        from matcher.review.queue import QUEUED_TIERS
 
         if not any(c.decision in QUEUED_TIERS for c in candidates):
             return {}
@@ -150,7 +164,7 @@ class Application:
         from sqlalchemy import select
 
         from indexer.store.photos import QUERY_NAMESPACE
-        from matcher.review import StoredCandidate
+        from matcher.review.queue import StoredCandidate
 
         with self.store.catalog.session() as s:
             token = s.scalar(select(StoredCandidate.query_photo).where(
@@ -165,12 +179,12 @@ class Application:
                     via: str | None = None) -> list[BulkOutcome]:
         """Reject each candidate in turn: one decision and one audit event per candidate.
 
-        A protected child's candidate (matcher.minors) is never rejected in bulk:
+        A protected child's candidate (matcher.privacy.minors) is never rejected in bulk:
         it is refused with ``minor_policy`` and must be decided on its own page.
         Each candidate succeeds or fails alone (a conflict on one leaves the others
         decided); the outcomes come back in the order asked.
         """
-        from matcher import review
+        from matcher.review import queue as review
 
         if len(candidate_ids) > MAX_BULK:
             raise ValueError(f"at most {MAX_BULK} candidates at once")
@@ -197,9 +211,9 @@ class Application:
 
         The reason is sealed with the decision (it is a case note) and never
         written into the audit event, which records who, which candidate and
-        the new state. Raises what :meth:`matcher.review.ReviewQueue.reopen` raises.
+        the new state. Raises what :meth:`matcher.review.queue.ReviewQueue.reopen` raises.
         """
-        from matcher import review
+        from matcher.review import queue as review
 
         refused: Exception | None = None
         with self.audited(actor, "review.reopen", f"candidate:{candidate_id}", via=via) as event:
@@ -216,8 +230,8 @@ class Application:
 
     def export_confirmed(self, actor: Actor, fmt: str, bank: Bank | None = None,
                          via: str | None = None) -> tuple[str, str, int]:
-        """(body, media type, rows) of the confirmed matches (:mod:`matcher.review_export`); audited."""
-        from matcher import review_export
+        """(body, media type, rows) of the confirmed matches (:mod:`matcher.review.export`); audited."""
+        from matcher.review import export as review_export
 
         with self.audited(actor, "review.export", f"bank:{bank.name}" if bank else "queue", format=fmt,
                           via=via) as event:

@@ -1,10 +1,10 @@
 """Changing a bank's review requirement after it exists: one audited path for the CLI and the web pages.
 
 ``second_review`` (two different reviewers must confirm) is read when a
-candidate enters the queue (:func:`matcher.review.second_review_required`),
+candidate enters the queue (:func:`matcher.review.queue.second_review_required`),
 so a change applies to candidates stored from then on; those already in the
 queue keep the number of reviews they were stored with, and a protected
-child's candidate always needs two (:mod:`matcher.minors`) whatever the bank
+child's candidate always needs two (:mod:`matcher.privacy.minors`) whatever the bank
 says. Watches have their own path, :func:`api.watching.set_watches`.
 """
 

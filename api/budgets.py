@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
     from api.auth import Principal
     from api.service import Service
-    from matcher.search import Candidate
+    from matcher.search.query import Candidate
 
 OFF = frozenset({"", "off", "none", "0", "false", "no"})
 FINGERPRINT_HEX = 12
@@ -306,7 +306,7 @@ def charge_queue_insertions(svc: Service, principal: Principal, candidates: Iter
     calls this just before ``svc.review.record``.
     """
     from api.auth import PARTNER
-    from matcher.review import QUEUED_TIERS
+    from matcher.review.queue import QUEUED_TIERS
 
     if principal.role != PARTNER:
         return

@@ -68,7 +68,7 @@ def _purge(svc: Application, pseudonym: str) -> Withdrawal | None:
         assert bank is not None
         items = store.subject_items(s, subject.id)
         tokens = [str(it.attributes.get(PHOTO_ATTR)) for it in items if (it.attributes or {}).get(PHOTO_ATTR)]
-        from matcher.review import StoredCandidate
+        from matcher.review.queue import StoredCandidate
         n_candidates = len(list(s.scalars(select(StoredCandidate.id)
                                           .where(StoredCandidate.subject_id == subject.id))))
         query_tokens = svc.review.purge_subject(s, subject.id)

@@ -1,4 +1,4 @@
-"""The webhook deliverer: sends the alert outbox (:mod:`matcher.outbox`) to the owners' receivers.
+"""The webhook deliverer: sends the alert outbox (:mod:`matcher.review.outbox`) to the owners' receivers.
 
 One pass (:meth:`Deliverer.run_once`, also ``reunite alerts deliver`` for cron)
 takes every due delivery, claims it with a compare-and-set lease (so two
@@ -6,7 +6,7 @@ deliverers, e.g. the service's thread and a cron pass, never send one row at
 the same moment), POSTs the signed payload and marks the row delivered with a
 compare-and-set on its state. A failure (no answer, a non-2xx status) puts
 the row back with an exponential backoff (``REUNITE_ALERT_BACKOFF_S`` x 2^n,
-at most an hour) and after :data:`matcher.outbox.MAX_ATTEMPTS` the row is
+at most an hour) and after :data:`matcher.review.outbox.MAX_ATTEMPTS` the row is
 ``failed`` and stays visible until an operator retries it
 (``reunite alerts retry``). The outbox is in the catalog: a crash or restart
 loses nothing; a lease left by a killed process runs out and the row is sent
@@ -43,8 +43,8 @@ from sqlalchemy import or_, select, update
 
 from api.application import Actor, Application
 from indexer.store.catalog import utcnow
-from matcher import outbox
-from matcher.outbox import AlertDelivery, WebhookSubscriber
+from matcher.review import outbox
+from matcher.review.outbox import AlertDelivery, WebhookSubscriber
 
 log = logging.getLogger("reunite.alerts")
 SIGNATURE_HEADER = "X-Reunite-Signature"

@@ -28,8 +28,8 @@ from indexer.images import ImageError
 from indexer.signals import base as signals
 from indexer.store.catalog import Bank, Item, Subject, Vector
 from indexer.store.photos import QUERY_NAMESPACE
-from matcher import outbox
-from matcher.review import StoredCandidate
+from matcher.review import outbox
+from matcher.review.queue import StoredCandidate
 
 
 def _iso(value: dt.datetime | None) -> str | None:

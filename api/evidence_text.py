@@ -31,6 +31,6 @@ def evidence_lines(evidence: dict[str, Any], score: float, tier: str,
 
 def _drawing(key: str) -> bool:
     """Coordinates kept to draw the evidence on the page: noise in a terminal."""
-    from matcher.search import DRAWING_SUFFIXES
+    from matcher.search.query import DRAWING_SUFFIXES
 
     return key.endswith(DRAWING_SUFFIXES)

@@ -24,9 +24,9 @@ from api.errors import ApiError
 from api.service import Service
 from indexer import pipeline
 from indexer.store.catalog import Bank, Item, Vector
-from matcher.hash_lookup import match_hashes
-from matcher.review import QUEUED_TIERS
-from matcher.search import Candidate
+from matcher.review.queue import QUEUED_TIERS
+from matcher.search.hashes import match_hashes
+from matcher.search.query import Candidate
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def lookup(svc: Service, principal: Principal, query: pipeline.Extraction, banks
     transaction of its own, as everywhere, retried when it loses a race.
     """
     with svc.store.catalog.unit():
-        candidates = match_hashes(svc.matcher, query, banks, top)  # consent: matcher.consent
+        candidates = match_hashes(svc.matcher, query, banks, top)  # consent: matcher.privacy.consent
     if principal.role == PARTNER:  # partners learn of hits only, not of distant neighbours
         candidates = [c for c in candidates if c.decision in QUEUED_TIERS]
     budgets.charge_queue_insertions(svc, principal, candidates)  # 429 before a partner floods the queue

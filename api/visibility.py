@@ -69,9 +69,9 @@ from api.auth import ADMIN, INVESTIGATOR, REVIEWER
 from indexer import age, privacy
 from indexer.crypto import DecryptionFailed, MissingKey
 from indexer.store.catalog import Bank, Item, Subject
-from matcher import minors
-from matcher.review import AWAITING_SECOND, DecisionView, ReviewQueue, StoredCandidate
-from matcher.search import Candidate
+from matcher.privacy import minors
+from matcher.review.queue import AWAITING_SECOND, DecisionView, ReviewQueue, StoredCandidate
+from matcher.search.query import Candidate
 
 IDENTITY_ROLES = frozenset({ADMIN, REVIEWER})
 PSEUDONYM_ROLES = frozenset({ADMIN, REVIEWER, INVESTIGATOR})
@@ -158,7 +158,7 @@ def match_view(cand: Candidate, bank_kind: str, role: str, candidate_id: int | N
         "decision": cand.decision,
         "evidence": cand.evidence,
         "candidate_id": candidate_id,
-        "minor_policy": cand.minor_policy,  # a protected child (matcher.minors): a flag, never an age
+        "minor_policy": cand.minor_policy,  # a protected child (matcher.privacy.minors): a flag, never an age
     }
 
 
@@ -249,7 +249,7 @@ def candidate_view(row: StoredCandidate, bank: Bank, subject: Subject | None, ro
         "decisions": [] if blind else [decision_view(d, role) for d in decisions],
         "blind_review": blind,
         "decisions_hidden": len(decisions) if blind else 0,
-        # Confirming needs the reference photo revealed by the one confirming (matcher.review).
+        # Confirming needs the reference photo revealed by the one confirming (matcher.review.queue).
         "reveal_before_confirm": ReviewQueue.reveal_required(row, bank),
         "revealed": revealed,
     }

@@ -2,7 +2,7 @@
 
 The loop of ``../shared/DESIGN.md``: a crawl indexed by ``reunite index`` or
 pushed over HTTP is matched against every bank that watches its ads bank
-(:mod:`matcher.watch`: missing persons, venues, partners' hash lists), and an
+(:mod:`matcher.search.watch`: missing persons, venues, partners' hash lists), and an
 enrolment (CLI or HTTP) checks every ad of the ads banks its bank watches
 against the new references. Both are one function, :func:`check_ads`, over
 the application layer, and both end in :meth:`Application.queue_candidates`,
@@ -13,7 +13,7 @@ Each ad is decoded once per check and matched against all its due watchers
 at once. The faces of an ad indexed in the same run (:class:`Indexed`: the
 CLI's ``index`` and HTTP ingest pass what they created and with which
 signals) are not detected again: the vectors indexing stored for it are
-handed to the face searcher (:func:`matcher.face_search.seed_faces`), which
+handed to the face searcher (:func:`matcher.search.faces.seed_faces`), which
 were the watch's largest cost (about 1.2 s of the 1.5 s an ad cost on a
 loaded machine, BENCHMARKS.md). the check is recorded per (ad, watcher) only after its candidates
 are in the queue, so a kill at any moment loses nothing and a re-run adds
@@ -96,7 +96,7 @@ def check_ads(app: Application, watched: Bank, actor: Actor, *, watchers: list[B
     ``paths`` (sha256 -> file) are the files of this run, read when no photo was kept.
     ``indexed``: the items this run created and its signals, whose faces are reused.
     """
-    from matcher import watch
+    from matcher.search import watch
 
     report = WatchReport()
     candidates_of = watchers if watchers is not None else watch.watchers_of(app.store.catalog, watched)
@@ -133,7 +133,7 @@ def check_ads(app: Application, watched: Bank, actor: Actor, *, watchers: list[B
 def back_search(app: Application, watcher: Bank, actor: Actor,
                 progress: Callable[[int, int], None] | None = None) -> list[tuple[str, WatchReport]]:
     """Every ads bank ``watcher`` watches, checked against its references not yet searched for."""
-    from matcher import watch
+    from matcher.search import watch
 
     return [(ads.name, check_ads(app, ads, actor, watchers=[watcher], progress=progress))
             for ads in watch.watched_by(app.store.catalog, watcher)]
@@ -187,7 +187,7 @@ def _seed_indexed_faces(app: Application, query: Any, item_id: int, banks: list[
     from indexer.signals import base as signals
     from indexer.signals.base import SignalVector
     from indexer.store.catalog import Vector
-    from matcher.face_search import FACE_FAMILY, seed_faces
+    from matcher.search.faces import FACE_FAMILY, seed_faces
 
     wanted = sorted({n for b in banks for n in app.store.index_signals(b)
                      if n in computed and signals.get(n).family == FACE_FAMILY})
@@ -208,7 +208,7 @@ def _seed_indexed_faces(app: Application, query: Any, item_id: int, banks: list[
 
 
 def photo_reader(app: Application, bank: Bank) -> Callable[[Item], bytes | None]:
-    """An image reader for the linker (matcher.links.ImageReader): the kept photo, else the file.
+    """An image reader for the linker (matcher.networks.links.ImageReader): the kept photo, else the file.
 
     ``reunite networks`` after ``index --no-link`` has no crawl at hand: a WARC's
     payloads were spooled and removed, a folder may have moved. What indexing
@@ -273,11 +273,11 @@ def set_watches(application: Application, actor: Actor, bank_name: str,
     """Set which ads banks the watcher ``bank_name`` watches (``None``: all of them), audited.
 
     The one path for changing the ``watches`` key after a bank exists: the same checks as
-    creating a bank with that policy (:func:`matcher.watch.check_policy`), one audit event
+    creating a bank with that policy (:func:`matcher.search.watch.check_policy`), one audit event
     naming the bank and how many banks it now watches (names of ads banks describe crawls,
     never a person, but the count is all the trail needs).
     """
-    from matcher.watch import WATCHES_KEY, check_policy
+    from matcher.search.watch import WATCHES_KEY, check_policy
 
     problem: str | None = None
     code = "bad_policy"

@@ -34,7 +34,7 @@ def worker(tree: Path, root: Path, out: Path) -> None:
     import faiss
 
     from indexer.store.store import Store
-    from matcher.search import Matcher
+    from matcher.search.query import Matcher
 
     faiss.omp_set_num_threads(1)
     store = Store(root / "data")

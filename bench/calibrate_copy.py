@@ -21,7 +21,7 @@ photos, every edit of one photo on the same side) is looked at. The rule is
   face or room) do, and those are worth a human look in this work.
   ``consistent_share``: at least ``review_inliers`` tight inliers that are this
   share of all tentative matches and span ``consistent_coverage`` (0.2) of an
-  image are a match (low-texture crops: see matcher.decide.CopyRule); the share
+  image are a match (low-texture crops: see matcher.search.decide.CopyRule); the share
   is 0.8 (four of five matches agree), raised to 0.1 above the largest share any
   impostor with ``review_inliers`` reached (0.62 on copydet's calibration half).
 

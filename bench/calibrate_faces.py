@@ -43,9 +43,9 @@ from face_extract import Faces, extract_all  # noqa: E402
 
 from indexer.signals.faces import FACE_DLIB, primary_weight  # noqa: E402
 from indexer.signals.sface import FACE_SFACE  # noqa: E402
-from matcher import decide  # noqa: E402
 from matcher import defaults as defaults_mod  # noqa: E402
-from matcher import face_search as fs  # noqa: E402
+from matcher.search import decide  # noqa: E402
+from matcher.search import faces as fs  # noqa: E402
 
 SIGNALS = (FACE_DLIB.name, FACE_SFACE.name)
 TOP_CANDIDATES = 10

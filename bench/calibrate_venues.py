@@ -5,14 +5,14 @@
 Reads the raw evidence ``bench/venue_bench.py`` records for every venue of the
 bank for every query (inliers, VLAD similarity, colour cosine of the venue's
 best reference) and fits the parameters of the decision in
-matcher/scene_search.py:
+matcher/search/venues.py:
 
 - ``vlad_weight`` w and ``colour_weight`` c of the fused evidence
   ``inliers + w * similarity + c * colour`` (a small fixed grid);
 - ``net_weight`` n of the learned descriptor (``net`` in the evidence, the
   scene_net cosine): venues are ranked by the fused evidence plus
   ``n * max(net - 0.5, 0)`` and decided on the fused evidence without it
-  (matcher/scene_search.py); evidence without ``net``, or ``--no-net``, fits
+  (matcher/search/venues.py); evidence without ``net``, or ``--no-net``, fits
   the ``scene_sift`` section used by banks without the descriptor;
 - ``chance_evidence`` F and the ``match`` margin T: a venue is a match when
   its evidence minus max(best other venue's evidence, F) is at least T;
@@ -73,10 +73,11 @@ MATCH_FALSE_ACCEPTS = 0.005
 REVIEW_FALSE_ACCEPTS = 0.10
 SHORTLIST = 50
 NET_WEIGHTS = (0.0, 25.0, 50.0, 100.0)
-# The descriptor's cosine counts above this (unrelated rooms sit near it); fixed, not fitted.
+# The descriptor's cosine counts above this (unrelated rooms sit near it); fixed, not fitted
+# (``--net-base``: another descriptor's unrelated rooms sit elsewhere).
 NET_BASE = 0.5
 # ``--floor-slope``: the chance floor may grow or shrink per doubling of the bank's venues
-# (matcher.scene_search.SceneParams.chance_floor), measured from a bank of CHANCE_VENUES.
+# (matcher.search.venues.SceneParams.chance_floor), measured from a bank of CHANCE_VENUES.
 SLOPES = (-4.0, -3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0)
 CHANCE_VENUES = 20.0
 Weights = tuple[float, float, float]  # (vlad_weight, colour_weight, net_weight)
@@ -157,7 +158,7 @@ def load_real_banks(path: Path, queries: list[dict], venues: dict[str, int]) -> 
 def simulate(queries: list[dict], venues: dict[str, int], w: Weights, banks: list[np.ndarray],
              real: Sequence[RealBank] = ()) -> Banks:
     """The first venue by the evidence with all of ``w`` (the ranking), decided on the evidence without
-    the descriptor's term (matcher.scene_search.rank_venues): its lead over the best other venue's.
+    the descriptor's term (matcher.search.venues.rank_venues): its lead over the best other venue's.
 
     ``banks`` are drawn from the whole suite's evidence; ``real`` banks bring their own."""
     full = (venue_table(queries, venues, w)[0], venue_table(queries, venues, (w[0], w[1], 0.0)))
@@ -346,7 +347,11 @@ def main() -> None:
                         help="Fit for the recall averaged over every bank size, not the whole suite's alone.")
     parser.add_argument("--floor-slope", action="store_true",
                         help="Also fit how the chance floor changes per doubling of the bank's venues.")
+    parser.add_argument("--net-base", type=float, default=0.5,
+                        help="The cosine above which the descriptor counts (written as net_base).")
     args = parser.parse_args()
+    global NET_BASE
+    NET_BASE = args.net_base
     queries = load(args.evidence)
     venues = {label: i for i, label in enumerate(sorted({c["label"] for q in queries
                                                           for c in q["candidates"]}))}

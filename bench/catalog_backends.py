@@ -39,8 +39,8 @@ from indexer import pipeline  # noqa: E402
 from indexer.signals import base as signals  # noqa: E402
 from indexer.store.catalog import Catalog  # noqa: E402
 from indexer.store.store import NewImage, Store  # noqa: E402
-from matcher import review  # noqa: E402
-from matcher.search import Candidate  # noqa: E402
+from matcher.review import queue as review  # noqa: E402
+from matcher.search.query import Candidate  # noqa: E402
 
 HASHES = [s.name for s in signals.select(["hashes"])]
 

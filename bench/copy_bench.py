@@ -44,8 +44,8 @@ import copy_transforms as ct  # noqa: E402
 from indexer.signals import local  # noqa: E402
 from indexer.store import features  # noqa: E402
 from indexer.store.features import LocalIndexSet  # noqa: E402
-from matcher import copy_search  # noqa: E402
 from matcher import defaults as defaults_mod  # noqa: E402
+from matcher.search import copies as copy_search  # noqa: E402
 
 SYSTEMS = ("reunite", "pdq", "phash")
 
@@ -259,7 +259,7 @@ def growth(store: Any, bank: Any, sizes: list[int], queries: list[np.ndarray],
 
 def retime(store: Any, bank: Any, suite: Path, every: int) -> dict[str, float]:
     """CPU time of ``Matcher.match`` on every ``every``-th query: a timing pass apart from recording."""
-    from matcher.search import Matcher
+    from matcher.search.query import Matcher
     queries = cs.read_csv(suite / "queries.csv")[::every]
     matcher = Matcher(store)
     matcher.match((suite / queries[0]["path"]).read_bytes(), [bank])  # warm caches

@@ -6,11 +6,11 @@ nothing else; ``provenance.csv``, when present, is read here only to put all
 queries made from one original photo into the same half of the split (so that
 calibration never sees the photos it is tested on).
 
-Each query is answered once by the real :class:`matcher.search.Matcher`; its
+Each query is answered once by the real :class:`matcher.search.query.Matcher`; its
 candidates with their full evidence, the PDQ-only and pHash-only baselines
 (peers' defaults, no dihedral variants) and the query's wall and CPU time are
 kept as one JSON record, so that thresholds can be chosen and re-scored
-offline with :func:`matcher.decide.evidence_score`, the function that scores
+offline with :func:`matcher.search.decide.evidence_score`, the function that scores
 live answers.
 """
 
@@ -30,9 +30,9 @@ import numpy as np
 from indexer import images, ingest
 from indexer.signals import base as signals
 from indexer.store.store import Store
-from matcher import decide
 from matcher import defaults as defaults_mod
-from matcher.search import Matcher
+from matcher.search import decide
+from matcher.search.query import Matcher
 
 BASELINES = {"pdq": 31.0, "phash": 10.0}  # HMA's and imagededup's defaults
 INDEX_SIGNALS = ["hashes", "local"]

@@ -4,7 +4,7 @@
         [--json out.json]
 
 Accuracy: each engine (``face_dlib`` alone, ``face_sface`` alone, ``fused``) is
-scored exactly as :mod:`matcher.face_search` scores (the functions are shared
+scored exactly as :mod:`matcher.search.faces` scores (the functions are shared
 with ``bench/calibrate_faces.py``), with the models and thresholds of
 defaults.json, on the same cached extraction, overall and on the held-out half
 of identities (the half calibrate_faces.py did not fit on). Metrics follow
@@ -40,7 +40,7 @@ from indexer import images  # noqa: E402
 from indexer.signals import faces as F  # noqa: E402
 from indexer.signals.sface import FACE_SFACE  # noqa: E402
 from matcher import defaults as defaults_mod  # noqa: E402
-from matcher import face_search as fs  # noqa: E402
+from matcher.search import faces as fs  # noqa: E402
 
 
 def dlib_only_pipeline(picture: images.Picture) -> int:

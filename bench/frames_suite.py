@@ -50,8 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import copy_suite as cs  # noqa: E402
 import frame_kinds as fk  # noqa: E402
 
-from matcher import decide  # noqa: E402
 from matcher import defaults as defaults_mod  # noqa: E402
+from matcher.search import decide  # noqa: E402
 
 GALLERY_FORMS = ("alone", "app_feed", "app_chat", "app_dark", "site_card", "watermark_border")
 FRAMED = GALLERY_FORMS[1:]

@@ -27,11 +27,11 @@ STAGES = [("indexer.store.catalog", "Catalog", "banks"),
           ("indexer.store.catalog", "Catalog", "signals_in_bank"),
           ("indexer.store.catalog", "Catalog", "subjects"),
           ("indexer.store.mih", "MultiIndexHashIndex", "radius_arrays"),
-          ("matcher.search", "HashSearcher", "_vector_items"),
-          ("matcher.search", "HashSearcher", "_nearest_items"),
-          ("matcher.search", "HashSearcher", "_rank"),
-          ("matcher.search", "HashSearcher", "_match_bank"),
-          ("matcher.review", "ReviewQueue", "record"),
+          ("matcher.search.query", "HashSearcher", "_vector_items"),
+          ("matcher.search.query", "HashSearcher", "_nearest_items"),
+          ("matcher.search.query", "HashSearcher", "_rank"),
+          ("matcher.search.query", "HashSearcher", "_match_bank"),
+          ("matcher.review.queue", "ReviewQueue", "record"),
           ("api.audit", "AuditLog", "append")]
 
 
@@ -71,7 +71,7 @@ def main() -> None:
     from api.auth import Principal
     from api.service import Service, ServiceConfig
     from bench.hash_http import BANK, lookups
-    from matcher.hash_lookup import parse_hashes
+    from matcher.search.hashes import parse_hashes
 
     svc = Service(ServiceConfig.from_env(args.data))
     svc.warm()

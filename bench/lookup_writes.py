@@ -5,7 +5,7 @@
     python bench/lookup_writes.py --data /tmp/writes-pg --n 300 --catalog-url postgresql://postgres@127.0.0.1:PORT/DB
 
 Every partner lookup appends one hash-chained audit event (api.audit) and,
-when it finds a hit, puts the candidate into the review queue (matcher.review);
+when it finds a hit, puts the candidate into the review queue (matcher.review.queue);
 both go through the application layer as a request does. This measures them
 alone, in one process, on a fresh catalog: CPU and wall milliseconds per
 append and per queue write (a new query each, so each is an INSERT), on SQLite
@@ -31,8 +31,8 @@ def measure(data: Path, n: int, catalog_url: str | None, synchronous: str | None
     from api.application import Application
     from indexer import pipeline
     from indexer.store.store import NewImage
-    from matcher import decide
-    from matcher.search import Candidate
+    from matcher.search import decide
+    from matcher.search.query import Candidate
 
     app = Application(data, catalog_url)
     catalog = app.store.catalog

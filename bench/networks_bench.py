@@ -117,7 +117,7 @@ class Contacts:
     """Unique random valid US numbers and e-mail boxes, written in varied formats."""
 
     def __init__(self, rng: random.Random) -> None:
-        from matcher.contacts import normalise_phone
+        from matcher.networks.contacts import normalise_phone
 
         self.rng = rng
         self.used: set[str] = set()
@@ -324,7 +324,7 @@ def reunite(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def link_in_process(store, bank, ads: list[Ad], linker) -> tuple[float, float, float]:  # noqa: ANN001
     """Index then link ``ads`` as `reunite index` does; returns (index CPU s, link CPU s, wall s)."""
     from indexer import ingest
-    from matcher.links import Occurrence, file_reader
+    from matcher.networks.links import Occurrence, file_reader
 
     records = [ingest.Record(Path(row["path"]), row["label"], row["path"],
                              {k: v for k, v in row.items() if k not in ("path", "label") and v})
@@ -405,8 +405,8 @@ def main() -> None:
 
     if args.crawl_size:
         from indexer.store.store import Store
-        from matcher import networks as nets
-        from matcher.links import Linker
+        from matcher.networks import components as nets
+        from matcher.networks.links import Linker
 
         store = Store(data)
         bank = store.bank_or_error("crawl")

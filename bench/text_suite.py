@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from indexer import pipeline  # noqa: E402
-from matcher.photo_contacts import read_contacts  # noqa: E402
+from matcher.networks.photo_contacts import read_contacts  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "bench"
 FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/truetype/liberation"))

@@ -50,8 +50,8 @@ from indexer.signals.scene import SCENE  # noqa: E402
 from indexer.store.store import Store  # noqa: E402
 from indexer.store.vectors import FaissFloatIndex  # noqa: E402
 from matcher.defaults import Defaults  # noqa: E402
-from matcher.scene_search import SceneSearcher  # noqa: E402
-from matcher.search import Matcher  # noqa: E402
+from matcher.search.query import Matcher  # noqa: E402
+from matcher.search.venues import SceneSearcher  # noqa: E402
 
 PDQ_MATCH = 31
 BASELINE_FEATURES = 2000

@@ -1,7 +1,7 @@
 """A child's record at enrollment: ``date_of_birth`` / ``minor`` and the coarse end of protection.
 
 Both fields are personal and sealed with the rest (:mod:`indexer.privacy`).
-The matcher applies the minors' regime (:mod:`matcher.minors`) at search time and must not
+The matcher applies the minors' regime (:mod:`matcher.privacy.minors`) at search time and must not
 need the key for it. Reading the sealed fields at search time would mean
 decrypting every candidate's record on every query (and a matcher that cannot
 work without the key even for the tier cap), and an in-process cache of

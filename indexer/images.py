@@ -79,6 +79,9 @@ class Picture:
     original_size: tuple[int, int]
     frames: int = 1
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    # True when the three channels are one luma plane repeated (a ``grey=True`` decode, or a
+    # shrink of one): PDQ's luma and the hashes' grey square are then read from one channel.
+    grey: bool = field(default=False, repr=False, compare=False)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -100,8 +103,9 @@ class Picture:
             return self
         key = ("shrunk", max_side)
         if key not in self._cache:
+            # An area shrink computes each channel alike: equal channels stay equal.
             self._cache[key] = Picture(shrink(self.rgb, max_side), self.format,
-                                       self.original_size, self.frames)
+                                       self.original_size, self.frames, grey=self.grey)
         return self._cache[key]
 
 
@@ -177,7 +181,9 @@ def load(
             img.draft("L", img.size)
         img.load()  # first frame only for GIF/WebP/TIFF sequences
         img = ImageOps.exif_transpose(img) or img
-        rgb = _to_rgb(img)
+        # Luma wanted and luma decoded (a JPEG's Y, a grey PNG): Pillow's L -> RGB -> L is the
+        # identity (its weights sum to 1 exactly), so the round trip is skipped.
+        rgb = img if grey and img.mode == "L" else _to_rgb(img)
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
@@ -188,7 +194,7 @@ def load(
     # Orientations 5-8 are quarter turns: the upright picture swaps its sides.
     original = (height, width) if orientation in {5, 6, 7, 8} else (width, height)
     if grey:
-        luma = np.asarray(rgb.convert("L"))
+        luma = np.asarray(rgb if rgb.mode == "L" else rgb.convert("L"))
         if max_side is not None:
             luma = shrink(luma, max_side)
         pixels = cv2.cvtColor(luma, cv2.COLOR_GRAY2RGB)
@@ -196,7 +202,7 @@ def load(
         pixels = np.asarray(rgb)
         if max_side is not None:
             pixels = shrink(pixels, max_side)
-    return Picture(np.ascontiguousarray(pixels), fmt, original, frames)
+    return Picture(np.ascontiguousarray(pixels), fmt, original, frames, grey=grey)
 
 
 _MAGIC_PREFIXES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM",

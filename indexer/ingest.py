@@ -16,6 +16,7 @@ Designed for crawls of hundreds of thousands of images that get interrupted:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import errno
@@ -27,12 +28,12 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from indexer import images, pipeline, text
+from indexer import images, interrupts, pipeline, text
 from indexer.store import features
 from indexer.store.catalog import Bank, Item, Subject
 from indexer.store.store import NewImage, Store
@@ -424,22 +425,25 @@ def index_records(
             last_checkpoint = time.monotonic()
 
     try:
-        for position, extraction, code, detail in engine.run(todo, signal_names, picture_extras):
-            record = by_position.pop(position)
-            done += 1
-            if extraction is None:
-                report.add_error(record.shown_as, code, detail)
-            elif len(record.label) > LABEL_MAX:  # refused alike on SQLite and PostgreSQL (VARCHAR)
-                report.add_error(record.shown_as, "label_too_long",
-                                 f"the label has {len(record.label)} characters, at most {LABEL_MAX}")
-            else:
-                kept = keeper.keep(record.path, extraction.sha256) if keeper else {}
-                pending.append(NewImage(extraction, record.label, record.stored_source(),
-                                        {**record.attributes, **kept}))
-                if len(pending) >= batch_size:
-                    flush()
-            if progress:
-                progress(done, report.failed)
+        with interrupts.stop_between_images() as stop, \
+                contextlib.closing(engine.run(todo, signal_names, picture_extras)) as outcomes:
+            for position, extraction, code, detail in outcomes:
+                record = by_position.pop(position)
+                done += 1
+                if extraction is None:
+                    report.add_error(record.shown_as, code, detail)
+                elif len(record.label) > LABEL_MAX:  # refused alike on SQLite and PostgreSQL (VARCHAR)
+                    report.add_error(record.shown_as, "label_too_long",
+                                     f"the label has {len(record.label)} characters, at most {LABEL_MAX}")
+                else:
+                    kept = keeper.keep(record.path, extraction.sha256) if keeper else {}
+                    pending.append(NewImage(extraction, record.label, record.stored_source(),
+                                            {**record.attributes, **kept}))
+                    if len(pending) >= batch_size:
+                        flush()
+                if progress:
+                    progress(done, report.failed)
+                stop.check()  # Ctrl-C: this image is kept, the run stops here
     except KeyboardInterrupt:
         report.interrupted = True
     finally:
@@ -470,14 +474,16 @@ class Engine(Protocol):
     """What maps the per-image work (:func:`work_on`) over the images still to index.
 
     ``run`` yields one :data:`Outcome` per job, in any order; ``nodes`` counts the
-    images each machine extracted (empty where that means nothing, as in the pool).
+    images each machine extracted (empty where that means nothing, as in the pool). ``run`` is
+    a generator: the indexing loop closes it when it stops early (Ctrl-C), which ends the
+    engine's workers.
     """
 
     name: str
     nodes: dict[str, int]
 
     def run(self, todo: list[tuple[int, str]], signal_names: list[str],
-            extras: dict[str, pipeline.PictureExtra] | None) -> Iterator[Outcome]: ...
+            extras: dict[str, pipeline.PictureExtra] | None) -> Generator[Outcome, None, None]: ...
 
 
 class PoolEngine:
@@ -553,7 +559,11 @@ def _run(todo: list[tuple[int, str]], signal_names: list[str], workers: int | No
         for job in todo:
             yield _work(job)
         return
-    ctx = mp.get_context(start_method())
+    method = start_method()
+    if method == "fork":  # Pillow's common decoders, imported once here rather than in every worker
+        from PIL import Image
+        Image.preinit()
+    ctx = mp.get_context(method)
     with ctx.Pool(count, initializer=_init_worker, initargs=(signal_names, extras)) as pool:
         # In order: the catalog gets the crawl's order whatever the worker count (ids, reports).
         yield from pool.imap(_work, todo, chunksize=4)

@@ -200,7 +200,7 @@ def web_session(api: LiveApi, key: str) -> httpx.Client:
 
 def reveal_reference(client: httpx.Client, cid: int) -> None:
     """Look at candidate ``cid``'s reference photo through the audited route, as a reviewer must
-    before confirming a missing person (matcher.review, ``reveal_required``)."""
+    before confirming a missing person (matcher.review.queue, ``reveal_required``)."""
     one = client.get(f"/v1/review/candidates/{cid}")
     assert one.status_code == 200, one.text
     r = client.get(f"/v1/subjects/{one.json()['pseudonym']}/photos/{one.json()['ref_item']}")

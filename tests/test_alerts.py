@@ -20,7 +20,7 @@ from PIL import Image, ImageEnhance
 from webhook_receiver import LoopbackReceiver, Receiver
 
 from api.delivery import Deliverer
-from matcher import outbox
+from matcher.review import outbox
 
 NAME = "Ana Example-Person"
 CASE_REF_TEXT = "CASE-ALERT-77"
@@ -194,7 +194,7 @@ def test_webhook_urls_are_http_only_and_a_caseless_confirmation_is_shown_undeliv
 
 
 def test_percentiles_are_values_that_occurred() -> None:
-    from matcher.review_stats import percentile
+    from matcher.review.stats import percentile
 
     assert percentile([], 90) is None
     assert percentile([5.0], 90) == 5.0

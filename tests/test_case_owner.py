@@ -18,7 +18,7 @@ from PIL import ImageEnhance
 from test_alerts import confirm_twice, face, match
 
 from indexer.store.store import Store
-from matcher.cases import Cases
+from matcher.review.cases import Cases
 from tests.conftest import run_reunite
 from tests.test_watch import ENV, KEY, _enroll_person
 

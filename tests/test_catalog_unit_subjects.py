@@ -21,8 +21,8 @@ from indexer.signals.base import SignalVector
 from indexer.store.catalog import Catalog, Subject
 from indexer.store.store import NewImage, Store
 from matcher import defaults as defaults_mod
-from matcher.hash_lookup import match_hashes, parse_hashes
-from matcher.search import Matcher
+from matcher.search.hashes import match_hashes, parse_hashes
+from matcher.search.query import Matcher
 
 
 def _bank(folder: Path) -> tuple[Store, object, np.ndarray]:

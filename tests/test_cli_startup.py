@@ -18,7 +18,8 @@ import pytest
 
 from tests.conftest import ROOT, run_reunite, tiles
 
-HEAVY = ("cv2", "faiss", "dlib", "torch", "onnxruntime", "sqlalchemy", "fastapi", "numpy", "ray", "pyarrow")
+HEAVY = ("cv2", "faiss", "dlib", "torch", "onnxruntime", "sqlalchemy", "fastapi", "numpy", "ray", "pyarrow",
+         "pydantic")
 
 
 def imported(*args: str, data: Path) -> set[str]:
@@ -109,3 +110,90 @@ def test_index_on_an_up_to_date_catalog_does_not_import_alembic(filled: Path, tm
     loaded = imported("index", str(photos), "--bank", "crawl", "--signals", "hashes", "--quiet", data=filled)
     assert "sqlalchemy" in loaded
     assert not loaded & {"alembic", "mako"}, sorted(loaded & {"alembic", "mako"})
+
+
+def test_index_of_hashes_imports_no_pydantic_face_or_model_libraries(tmp_path: Path) -> None:
+    """`index --signals hashes` loads the catalog, NumPy, Pillow, OpenCV and FAISS, and nothing for
+    other verbs: no pydantic (Typer's coercion of plain values, api/cli/coercion.py), no review
+    queue or alert tables (api.application makes them on first use), no model runtimes."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, tile in enumerate(tiles(2)):
+        tile.save(photos / f"p{i}.png")
+    done = subprocess.run(
+        [sys.executable, "-c", "import runpy, sys; sys.argv = ['reunite', *sys.argv[1:]]\n"
+         "try:\n    runpy.run_module('api.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+         "print(' '.join(sorted(sys.modules)))", "--data", str(tmp_path / "data"), "index", str(photos),
+         "--bank", "crawl", "--signals", "hashes", "--quiet", "--workers", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    modules = set(done.stdout.split("\n")[-2].split())
+    assert {"sqlalchemy", "numpy", "faiss", "api.application"} <= modules  # it did index and link
+    unused = {"pydantic", "scipy", "numpy.ma", "matcher.review.queue", "matcher.review.outbox",
+              "matcher.review.cases", "onnxruntime", "dlib", "torch", "fastapi", "alembic"}
+    assert not modules & unused, sorted(modules & unused)
+
+
+def test_plain_option_values_coerce_as_typers_own_adapter() -> None:
+    """api/cli/coercion.py returns what Typer's pydantic adapter returns, value and type, for every
+    value it takes; the values it leaves (refusals, odd spellings) go to that adapter."""
+    from typer._coercion import build_runtime_param, resolve_type_descriptor
+    from typer.models import OptionInfo
+
+    from api.cli.coercion import _NOT_PLAIN, plain_value
+
+    table = [
+        (str, {}, ["x", "", "ads,venue", "é"]),
+        (bool, {}, [True, False, "true"]),
+        (Path, {}, ["x", "a/b/", "/tmp", "", Path("y"), "-"]),
+        (int, {}, ["5", "05", "-5", "+5", " 5", "5_0", "5.0", 7, "1e3", "x", True]),
+        (int, {"min": 1}, ["0", "1", "3", -2, 2]),
+        (int, {"max": 100}, ["100", "101", 99]),
+        (float, {}, ["0.5", "1", "-1.5", ".5", "5.", "1e-3", "nan", 1, 0.5, " 0.5"]),
+        (float, {"min": 0.0, "max": 1.0}, ["0.5", "1.5", "-0.1", 1, 0.0]),
+        (float, {"min": 0.01}, ["0.001", "0.01", "2"]),
+    ]
+    taken = 0
+    for annotation, info, values in table:
+        parameter_info = OptionInfo(**info)
+        typers = build_runtime_param(resolve_type_descriptor(annotation, parameter_info))
+        for value in values:
+            ours = plain_value(annotation, parameter_info, value)
+            if ours is _NOT_PLAIN:
+                continue
+            taken += 1
+            theirs = typers._coerce_value(value, param=None, ctx=None)
+            assert (ours, type(ours)) == (theirs, type(theirs)), (annotation, info, value)
+    assert taken >= 30
+    assert plain_value(int, OptionInfo(min=1), "0") is _NOT_PLAIN  # Typer's own words for a refusal
+    assert plain_value(float, OptionInfo(), "nan") is _NOT_PLAIN
+
+
+@pytest.mark.parametrize("engine", ["pool", "nonsense"])
+def test_index_resumes_garbage_collection_after_its_start(tmp_path: Path, engine: str) -> None:
+    """`index` collects no garbage while it imports and opens the catalog (api.cli.main.startup_without_gc),
+    and collection is on again for the run and after it, also when the start is refused (exit 2)."""
+    import gc
+
+    from api.cli.main import app
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    tiles(1)[0].save(photos / "p.png")
+    states: list[bool] = []
+    real = gc.freeze
+
+    def freeze() -> None:
+        states.append(gc.isenabled())  # still paused when the start ends
+        real()
+
+    gc.freeze = freeze
+    try:
+        with pytest.raises(SystemExit) as done:
+            app(["--data", str(tmp_path / "data"), "index", str(photos), "--bank", "crawl", "--signals",
+                 "hashes", "--quiet", "--workers", "1", "--engine", engine], standalone_mode=True)
+    finally:
+        gc.freeze = real
+        gc.unfreeze()
+    assert done.value.code == (0 if engine == "pool" else 2)
+    assert states == [False] and gc.isenabled()

@@ -20,8 +20,9 @@ from indexer.signals import base as signals
 from indexer.signals import local
 from indexer.store.features import LocalIndexSet
 from indexer.store.store import Store
-from matcher import copy_search, decide
-from matcher.search import Matcher
+from matcher.search import copies as copy_search
+from matcher.search import decide
+from matcher.search.query import Matcher
 from tests.conftest import FIXTURES, jpeg_bytes, photo
 
 IN_BANK = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg"]
@@ -261,7 +262,7 @@ def test_photo_small_on_a_large_page_matches_through_the_detail_pass(
 
 
 def test_detail_features_only_for_queries_larger_than_the_first_frame() -> None:
-    from matcher.search import Query
+    from matcher.search.query import Query
     small = images.load(jpeg_bytes(crop_50(photo("rocket.jpg"))))
     large = images.load(jpeg_bytes(large_screenshot(photo("rocket.jpg"))))
     assert copy_search.detail_features(Query(b"", small, None)) is None  # type: ignore[arg-type]

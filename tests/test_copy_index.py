@@ -130,8 +130,8 @@ def test_large_banks_get_a_product_quantised_index_that_still_finds_copies(
         LocalIndexSet(store.data_dir, store.catalog).path(bank.id).read_bytes())
     assert reloaded.is_pq and len(reloaded) == len(index)
 
-    from matcher import decide
-    from matcher.search import Matcher
+    from matcher.search import decide
+    from matcher.search.query import Matcher
     img = Image.open(FIXTURES / "chelsea.png").convert("RGB")
     w, h = img.size
     best = Matcher(store).match(jpeg_bytes(img.crop((w // 4, h // 4, w * 3 // 4, h * 3 // 4))),

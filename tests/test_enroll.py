@@ -22,8 +22,8 @@ from indexer.crypto import MissingKey, generate_key
 from indexer.signals import base as signals
 from indexer.store.catalog import Bank, Item, Subject, Vector
 from indexer.store.store import Store
-from matcher.hash_lookup import match_hashes, parse_hashes
-from matcher.search import Matcher
+from matcher.search.hashes import match_hashes, parse_hashes
+from matcher.search.query import Matcher
 from tests.conftest import ROOT, jpeg_bytes, photo
 
 TODAY = dt.date.today()

@@ -21,7 +21,7 @@ from conftest import PHOTOS, catalog_of, jpeg_bytes, photo, run_reunite
 from indexer import exchange
 from indexer.exchange import signing
 from indexer.store.store import Store
-from matcher.search import Matcher
+from matcher.search.query import Matcher
 
 # Each test runs on SQLite and on PostgreSQL (every data folder it makes gets its own database).
 pytestmark = pytest.mark.usefixtures("every_folder_on_backend")

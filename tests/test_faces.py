@@ -12,7 +12,7 @@ from PIL import Image
 from indexer import images
 from indexer.signals import base as signals
 from indexer.signals import faces as F
-from matcher import face_search as fs
+from matcher.search import faces as fs
 from tests.conftest import jpeg_bytes, photo, png_bytes
 
 S_MATCH = signals.get("face_sface").default_thresholds.match
@@ -181,7 +181,7 @@ def test_face_candidates_keep_each_models_evidence(tmp_path: Path, monkeypatch: 
     from indexer import enroll
     from indexer.crypto import generate_key
     from indexer.store.store import Store
-    from matcher.search import Matcher
+    from matcher.search.query import Matcher
 
     monkeypatch.setenv("REUNITE_ENCRYPTION_KEY", generate_key())
     today = dt.date.today()
@@ -249,7 +249,7 @@ def _query() -> bytes:
 
 def test_a_missing_persons_face_finds_her_ad_in_an_ads_bank_at_most_for_review(tmp_path: Path) -> None:
     from matcher import defaults as defaults_mod
-    from matcher.search import Matcher
+    from matcher.search.query import Matcher
 
     store, bank = _ads_bank(tmp_path, None)
     matcher = Matcher(store)
@@ -268,7 +268,7 @@ def test_a_missing_persons_face_finds_her_ad_in_an_ads_bank_at_most_for_review(t
 
 
 def test_an_ads_bank_whose_policy_says_no_is_not_searched_by_face(tmp_path: Path) -> None:
-    from matcher.search import Matcher
+    from matcher.search.query import Matcher
 
     store, bank = _ads_bank(tmp_path, {"face_search": False})
     matcher = Matcher(store)

@@ -18,10 +18,10 @@ from sqlalchemy import select
 from indexer import ingest
 from indexer.signals import base as signals
 from indexer.store.store import Store
-from matcher import decide, frames, parts
-from matcher.link_store import AdLink
-from matcher.links import Linker, file_reader
-from matcher.search import Matcher
+from matcher.networks.links import Linker, file_reader
+from matcher.networks.store import AdLink
+from matcher.search import decide, frames, parts
+from matcher.search.query import Matcher
 from tests.conftest import jpeg_bytes, photo, tiles
 
 IN_FRAMES = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg"]

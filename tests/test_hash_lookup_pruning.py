@@ -3,7 +3,7 @@
 At ten million references a hash near a widely reposted photo has thousands of
 references within the radius; the searcher reads owners and scores in groups of
 equal distance, nearest first, until no unread hit can enter the ranking
-(:meth:`matcher.search.HashSearcher._nearest_items`). These banks are crowded on
+(:meth:`matcher.search.query.HashSearcher._nearest_items`). These banks are crowded on
 purpose (hundreds of references within the radius of one query, qualities on
 both sides of PDQ's 50, several photos per subject, ties at every distance) and
 every answer must equal the one that reads every hit: same candidates, scores,
@@ -24,8 +24,8 @@ from indexer.store.mih import MultiIndexHashIndex
 from indexer.store.store import NewImage, Store
 from indexer.store.vectors import FaissBinaryIndex, IndexChoice
 from matcher import defaults as defaults_mod
-from matcher.hash_lookup import parse_hashes
-from matcher.search import HashSearcher
+from matcher.search.hashes import parse_hashes
+from matcher.search.query import HashSearcher
 
 
 def _flipped(code: np.ndarray, bits: int, rng: np.random.Generator) -> np.ndarray:

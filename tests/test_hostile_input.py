@@ -24,8 +24,8 @@ from test_images import big_canvas_gif
 from api.auth import create_key
 from indexer import ingest, text
 from indexer.store.store import Store
-from matcher import networks
-from matcher.links import Linker, Occurrence, file_reader
+from matcher.networks import components as networks
+from matcher.networks.links import Linker, Occurrence, file_reader
 
 HASHES_ONLY = {"signals": ["hashes"]}
 RLO = "\u202e"

@@ -20,8 +20,8 @@ from indexer import ingest
 from indexer.signals.hashes import PDQ_DCT_DIHEDRAL, pdq_bits, pdq_coefficients
 from indexer.store.catalog import Subject
 from indexer.store.store import Store
-from matcher.link_store import AdLink, AdPrint
-from matcher.links import Linker, file_reader
+from matcher.networks.links import Linker, file_reader
+from matcher.networks.store import AdLink, AdPrint
 from tests.conftest import tiles
 
 
@@ -54,7 +54,7 @@ def test_linking_after_index_uses_the_prints_the_workers_made(tmp_path: Path) ->
 
 def test_print_variants_are_the_indexed_pdq_and_its_symmetries(tmp_path: Path) -> None:
     from indexer import images
-    from matcher.link_prints import print_of
+    from matcher.networks.prints import print_of
 
     data = (tmp_path / "p.png")
     tiles(1, size=300, seed=5)[0].save(data)

@@ -21,8 +21,11 @@ from conftest import photo, png_bytes
 
 from indexer import age
 from indexer.store.catalog import Bank, Item, Subject
-from matcher import decide, minors, review, review_stats
-from matcher.search import Candidate
+from matcher.privacy import minors
+from matcher.review import queue as review
+from matcher.review import stats as review_stats
+from matcher.search import decide
+from matcher.search.query import Candidate
 
 TODAY = dt.datetime.now(dt.UTC).date()
 CHILD_DOB = TODAY.replace(year=TODAY.year - 10, day=1).isoformat()

@@ -20,9 +20,10 @@ from PIL import ImageOps
 
 from indexer import ingest
 from indexer.store.store import Store
-from matcher import contacts, networks
-from matcher.link_store import AdLink, AdPhoto
-from matcher.links import Linker, Occurrence, file_reader
+from matcher.networks import components as networks
+from matcher.networks import contacts
+from matcher.networks.links import Linker, Occurrence, file_reader
+from matcher.networks.store import AdLink, AdPhoto
 
 NETWORK_A = {"a1", "a2", "a3", "a4"}
 NETWORK_B = {"b1", "b2", "b3"}

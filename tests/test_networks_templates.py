@@ -19,9 +19,10 @@ from PIL import Image, ImageDraw, ImageOps
 
 from indexer import images
 from indexer.store.store import Store
-from matcher import link_prints, networks
-from matcher.link_store import AdItemLink, AdLink
-from matcher.links import LinkConfig
+from matcher.networks import components as networks
+from matcher.networks import prints as link_prints
+from matcher.networks.links import LinkConfig
+from matcher.networks.store import AdItemLink, AdLink
 
 SCREENSHOTS = [f"s{n}" for n in range(8)]
 COPIES = {"o1", "o2", "o3"}
@@ -135,7 +136,7 @@ def test_template_witnesses_counts_third_contents() -> None:
 def test_later_pages_demote_an_earlier_template_link(crawl: Path, data_dir: Path) -> None:
     """Two pages linked while nothing showed the template is common stop grouping once others arrive."""
     from indexer import ingest
-    from matcher.links import Linker, Occurrence, file_reader
+    from matcher.networks.links import Linker, Occurrence, file_reader
 
     pages = {x: _print(crawl.parent / f"{x}.jpg") for x in SCREENSHOTS}
     index = link_prints.KeyIndex()

@@ -22,11 +22,14 @@ from indexer import pipeline
 from indexer.signals import base as signals
 from indexer.store.catalog import Bank
 from indexer.store.store import NewImage
-from matcher import outbox, review, review_export, review_stats
-from matcher.cases import Cases
-from matcher.review import ReviewDecision
-from matcher.review_stats import QueueFilter
-from matcher.search import Candidate
+from matcher.review import export as review_export
+from matcher.review import outbox
+from matcher.review import queue as review
+from matcher.review import stats as review_stats
+from matcher.review.cases import Cases
+from matcher.review.queue import ReviewDecision
+from matcher.review.stats import QueueFilter
+from matcher.search.query import Candidate
 from tests.conftest import jpeg_bytes, tiles
 
 HASHES = [s.name for s in signals.select(["hashes"])]

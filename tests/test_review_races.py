@@ -26,8 +26,8 @@ from conftest import jpeg_bytes, png_bytes, tiles
 from indexer import pipeline
 from indexer.signals import base as signals
 from indexer.store.store import NewImage, Store
-from matcher import review
-from matcher.search import Candidate
+from matcher.review import queue as review
+from matcher.search.query import Candidate
 
 HASHES_ONLY = {"signals": ["hashes"]}
 ROUNDS = 24  # candidates per scenario: the unserialised code lost at least one race in 24

@@ -1,6 +1,6 @@
 """Reveal before confirming a person, and blind second review: the rules in the application layer.
 
-The review queue (matcher.review) refuses a confirmation of a missing
+The review queue (matcher.review.queue) refuses a confirmation of a missing
 person's candidate by a reviewer who has not revealed its reference photo,
 whoever calls it; the candidate view (api.visibility) hides earlier decisions
 from a second reviewer until they have decided. Both are checked here on a
@@ -19,9 +19,9 @@ from indexer import pipeline
 from indexer.signals import base as signals
 from indexer.store.catalog import Bank, Subject
 from indexer.store.store import NewImage, Store
-from matcher import review
-from matcher.review import ReviewQueue
-from matcher.search import Candidate
+from matcher.review import queue as review
+from matcher.review.queue import ReviewQueue
+from matcher.search.query import Candidate
 from tests.conftest import jpeg_bytes, tiles
 
 HASHES = [s.name for s in signals.select(["hashes"])]

@@ -10,10 +10,10 @@ from sqlalchemy import update
 from indexer import pipeline
 from indexer.signals import base as signals
 from indexer.store.store import NewImage, Store
-from matcher import review_stats
-from matcher.review import AWAITING_SECOND, ReviewDecision, ReviewQueue, StoredCandidate
-from matcher.review_stats import QueueFilter
-from matcher.search import Candidate
+from matcher.review import stats as review_stats
+from matcher.review.queue import AWAITING_SECOND, ReviewDecision, ReviewQueue, StoredCandidate
+from matcher.review.stats import QueueFilter
+from matcher.search.query import Candidate
 from tests.conftest import jpeg_bytes, tiles
 
 HASHES = [s.name for s in signals.select(["hashes"])]

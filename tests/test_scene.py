@@ -27,14 +27,14 @@ from indexer.scene.geometry import verify
 from indexer.signals import base as signals
 from indexer.signals.scene import SCENE, scene_features
 from indexer.store.store import Store
-from matcher.scene_search import (
+from matcher.search.query import Candidate, Matcher
+from matcher.search.venues import (
     SceneParams,
     SceneSearcher,
     evidence_score,
     interleave,
     rank_venues,
 )
-from matcher.search import Candidate, Matcher
 from tests.conftest import jpeg_bytes, photo
 
 ROOMS = {"cafe": "coffee.png", "cat_room": "chelsea.png", "launch_hall": "rocket.jpg"}

@@ -130,7 +130,77 @@ def test_fast_phash_equals_imagehash_without_scipy() -> None:
     # Hashing a picture must not load SciPy (imagehash's pHash imports scipy.fftpack).
     probe = ("import sys; from indexer import pipeline; from tests.conftest import jpeg_bytes, tiles; "
              "pipeline.extract(jpeg_bytes(tiles(1)[0]), ['phash', 'dhash', 'ahash', 'whash', 'pdq']); "
-             "print('scipy' in sys.modules)")
+             "print('scipy' in sys.modules, 'numpy.ma' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
-    assert done.stdout.strip() == "False", done.stderr[-1000:]
+    # Nor numpy.ma (np.median's NaN check imports it: 70 ms in each worker of a crawl).
+    assert done.stdout.strip() == "False False", done.stderr[-1000:]
+
+
+def test_median_is_numpys_median_to_the_bit() -> None:
+    from indexer.signals.hashes import median
+
+    rng = np.random.default_rng(5)
+    for size in (64, 63, 2, 1):
+        for _ in range(200):
+            values = rng.normal(size=size) * 10.0 ** rng.integers(-3, 4)
+            values[: size // 3] = values[-1]  # ties, as flat squares give
+            assert median(values) == np.median(values)
+            assert median(values.reshape(-1, 1)) == np.median(values)
+
+
+def _odd_greys() -> list[bytes]:
+    """Photos whose grey decode takes each route: JPEG luma drafts, grey and palette PNGs, CMYK,
+    an EXIF quarter turn, a large JPEG drafted down, a framed photo (the print's trimmed crop)."""
+    import io
+
+    from PIL import Image
+
+    from tests.conftest import jpeg_bytes, photo, png_bytes
+
+    cat = photo("chelsea.png").convert("RGB")
+    framed = Image.new("RGB", (400, 400), (255, 255, 255))
+    framed.paste(cat.resize((300, 200)), (50, 100))
+    turned = io.BytesIO()
+    grey = cat.convert("L")
+    exif = grey.getexif()
+    exif[0x0112] = 6
+    grey.save(turned, "JPEG", exif=exif.tobytes())
+    cmyk = io.BytesIO()
+    cat.convert("CMYK").save(cmyk, "JPEG")
+    return [jpeg_bytes(cat), jpeg_bytes(cat.convert("L")), png_bytes(cat.convert("L")),
+            png_bytes(cat.convert("LA")), png_bytes(cat.convert("P")), cmyk.getvalue(), turned.getvalue(),
+            jpeg_bytes(cat.resize((1800, 1200))), jpeg_bytes(framed), jpeg_bytes(framed.convert("L")),
+            png_bytes(photo("astronaut.png"))]
+
+
+def test_grey_decodes_hash_as_the_rgb_formulas_do() -> None:
+    """A grey decode (three equal channels) reads PDQ's luma from a table and the hashes' grey
+    square from one channel, and a luma decode skips Pillow's L -> RGB -> L: the same bits as the
+    RGB formulas on the same pixels."""
+    import dataclasses
+
+    from PIL import Image
+
+    from indexer.signals.hashes import grey_square, pdq_buffer
+    from matcher.networks.prints import print_of
+
+    levels = Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16), "L")
+    assert np.array_equal(np.asarray(levels.convert("RGB").convert("L")), np.asarray(levels))
+    names = [s.name for s in signals.select(["hashes"])]
+    for data in _odd_greys():
+        fast = images.load(data, max_side=256, grey=True)
+        assert fast.grey
+        slow = dataclasses.replace(fast, grey=False, _cache={})
+        assert np.array_equal(pdq_buffer(fast), pdq_buffer(slow))
+        assert np.array_equal(grey_square(fast), grey_square(slow))
+        assert print_of(fast) == print_of(slow)
+        fast_out = pipeline.extract_picture(data, fast, names, with_variants=True)
+        slow_out = pipeline.extract_picture(data, slow, names, with_variants=True)
+        assert [v.vector.tobytes() for v in fast_out.vectors] == [
+            v.vector.tobytes() for v in slow_out.vectors]
+        assert [v.quality for v in fast_out.vectors] == [v.quality for v in slow_out.vectors]
+        for name, variants in fast_out.variants.items():
+            assert [v.vector.tobytes() for _n, v in variants] == [
+                v.vector.tobytes() for _n, v in slow_out.variants[name]]
+    assert not images.load(_odd_greys()[0], max_side=256).grey  # a colour decode is never marked

@@ -24,8 +24,11 @@ from sqlalchemy import select, update
 
 from indexer.store.catalog import Item, Subject
 from indexer.store.store import Store
-from matcher import decide, dp_stats, privacy_ledger, review
-from matcher.search import Candidate
+from matcher.privacy import dp_stats
+from matcher.privacy import ledger as privacy_ledger
+from matcher.review import queue as review
+from matcher.search import decide
+from matcher.search.query import Candidate
 
 UNTIL = dt.date(2026, 11, 29)  # a Sunday: the period's last week is 2026-11-23..29
 WEEK = dt.timedelta(weeks=1)
@@ -147,7 +150,8 @@ RACER = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
     from indexer.store.store import Store
-    from matcher import dp_stats, privacy_ledger
+    from matcher.privacy import dp_stats
+    from matcher.privacy import ledger as privacy_ledger
     store = Store(Path(sys.argv[1]), os.environ.get("REUNITE_CATALOG_URL"))
     go = Path(sys.argv[2])
     print("ready", flush=True)
@@ -412,7 +416,7 @@ def test_http_site_and_region_release(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_a_venues_region_column_is_kept_by_cli_and_http_enrolment_and_locates_its_candidates(
         tmp_path: Path) -> None:
-    from matcher import dp_groups
+    from matcher.privacy import dp_groups
 
     data = tmp_path / "data"
     room = tmp_path / "room.png"

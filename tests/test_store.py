@@ -180,8 +180,8 @@ def test_catalog_and_its_wal_and_shm_are_private_from_creation(data_dir: Path) -
 def test_an_old_catalog_without_the_review_version_column_opens_and_decides(data_dir: Path) -> None:
     import sqlite3
 
-    from matcher import review
-    from matcher.search import Candidate
+    from matcher.review import queue as review
+    from matcher.search.query import Candidate
 
     store = Store(data_dir)
     bank = store.catalog.ensure_bank("ads", "ads")

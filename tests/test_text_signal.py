@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from indexer import images, pipeline
 from indexer.signals import base as signals
-from matcher.photo_contacts import read_contacts
+from matcher.networks.photo_contacts import read_contacts
 from tests.conftest import photo, png_bytes, run_reunite
 
 NUMBER = "+1 (212) 555-0143"
@@ -180,7 +180,7 @@ def test_reviewer_sees_the_contacts_read_on_the_reference_photo_boxed(crawl: tup
     from api.web import evidence
     from indexer.store.catalog import Item, Subject
     from indexer.store.store import Store
-    from matcher import photo_contacts
+    from matcher.networks import photo_contacts
 
     store = Store(crawl[1])
     with store.catalog.session() as s:

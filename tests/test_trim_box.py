@@ -1,4 +1,4 @@
-"""The linker's border test (matcher.link_prints.trim_box) finds the same box as the per-line
+"""The linker's border test (matcher.networks.prints.trim_box) finds the same box as the per-line
 NumPy test it replaced (issue 21: cv2.inRange on the 8-bit line instead of five float passes),
 on photos framed by borders of every colour, width and noise level, and on unframed ones."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from conftest import tiles
 
-from matcher.link_prints import trim_box
+from matcher.networks.prints import trim_box
 
 
 def _reference(rgb: np.ndarray, tol: int = 24, share: float = 0.97, min_keep: float = 0.25,

@@ -14,7 +14,7 @@ from api_support import live_api
 
 from api.audit import AuditEvent
 from indexer.store.store import Store
-from matcher.watch import watchers_of
+from matcher.search.watch import watchers_of
 from tests.conftest import run_reunite
 
 

@@ -26,14 +26,14 @@ app.add_typer(cases_app, name="cases")
 app.add_typer(alerts_app, name="alerts")
 
 
-def _case_line(c) -> str:  # noqa: ANN001 - matcher.cases.CaseView
+def _case_line(c) -> str:  # noqa: ANN001 - matcher.review.cases.CaseView
     return json.dumps({"ref": c.ref, "title": c.title, "owner": c.owner, "subjects": c.subjects})
 
 
 def _case_change(action: str, obj: str, change: Callable[[Any], Any], **detail: Any) -> None:
     """One change of the case book as an audited CLI action; a refusal exits 2 with its reason."""
     from api.application import cli_actor
-    from matcher.cases import CaseError
+    from matcher.review.cases import CaseError
 
     application = open_app()
     with application.audited(cli_actor(), action, obj, via="cli", **detail) as note:
@@ -54,7 +54,7 @@ def cases_create(
 ) -> None:
     """Make a case; prints it as one JSON line (its ref, C-..., names it everywhere)."""
     from api.application import cli_actor
-    from matcher.cases import CaseError
+    from matcher.review.cases import CaseError
 
     application = open_app()
     with application.audited(cli_actor(), "case.create", "case:new", via="cli") as note:
@@ -91,7 +91,7 @@ def cases_team(team: Annotated[str, typer.Argument(help="Team name (owner team:N
                ) -> None:
     """Add a key name to a team (or take it out with --remove)."""
     from api.application import cli_actor
-    from matcher.cases import CaseError
+    from matcher.review.cases import CaseError
 
     application = open_app()
     with application.audited(cli_actor(), "team.remove" if remove else "team.add", f"team:{team[:120]}",
@@ -121,8 +121,8 @@ def alerts_subscribe(
 ) -> None:
     """Register a webhook receiver for an owner; the signing secret is printed alone on the last line."""
     from api.application import cli_actor
-    from matcher.cases import CaseError
-    from matcher.outbox import AlertError
+    from matcher.review.cases import CaseError
+    from matcher.review.outbox import AlertError
 
     application = open_app()
     with application.audited(cli_actor(), "webhook.subscribe", "webhook:new", via="cli") as note:
@@ -190,7 +190,7 @@ def alerts_evidence(alert_id: Annotated[int, typer.Argument(help="Alert id.")],
     """The evidence report of a confirmed match (admin view)."""
     from api import evidence_report
     from api.application import cli_actor
-    from matcher.outbox import AlertError
+    from matcher.review.outbox import AlertError
 
     application = open_app()
     with application.audited(cli_actor(), "alert.evidence", f"alert:{alert_id}", via="cli") as note:

@@ -40,7 +40,7 @@ def enroll_cmd(
     if kind not in enroll.ENROLL_KINDS:
         raise fail(f"--kind must be one of {', '.join(enroll.ENROLL_KINDS)}")
     if case_owner is not None:  # checked before anything is stored
-        from matcher.cases import CaseError, check_owner
+        from matcher.review.cases import CaseError, check_owner
         try:
             case_owner = check_owner(case_owner)
         except CaseError as exc:
@@ -97,7 +97,7 @@ def enroll_cmd(
 
 def _own_subjects(application, bank: str, labels: list[str], owner: str) -> str | None:  # noqa: ANN001
     """Put each enrolled subject of ``labels`` in a case owned by ``owner``; the refusal, if any."""
-    from matcher.cases import CaseError
+    from matcher.review.cases import CaseError
 
     catalog = application.store.catalog
     bank_row = catalog.bank(bank)

@@ -24,9 +24,10 @@ def eval_cmd(
 ) -> None:
     """Index the suite's gallery in a temporary data folder, match its queries, print metrics."""
     from api.progress import Progress
-    from matcher import evaluate, metrics
 
     # A bar on a terminal, count lines in a log: a suite takes tens of minutes, its gallery first.
+    from matcher.evaluation import metrics
+    from matcher.evaluation import suite as evaluate
     bars: dict[str, Progress] = {}
 
     def tracked(label: str, unit: str):  # noqa: ANN202 - the progress callback of one phase

@@ -47,7 +47,7 @@ def link_records(store: Store, bank: Bank, records: Iterable[Record], region: st
     immediate linking give the same links.
     """
     from indexer import ingest
-    from matcher.links import LinkConfig, Linker, Occurrence, file_reader
+    from matcher.networks.links import LinkConfig, Linker, Occurrence, file_reader
 
     paths: dict[str, Path] = {}
     occurrences = []
@@ -73,7 +73,7 @@ def link_records(store: Store, bank: Bank, records: Iterable[Record], region: st
 
 @contextmanager
 def link_progress(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
-    """The linker's progress (matcher.links.LinkProgress) on stderr: a bar on a terminal, log
+    """The linker's progress (matcher.networks.links.LinkProgress) on stderr: a bar on a terminal, log
     lines with counts and rates otherwise (api.progress), one per phase."""
     from api.progress import Progress
 
@@ -131,8 +131,8 @@ def networks_cmd(
     """Ads of a bank grouped into networks by shared photos, faces, phones and e-mails."""
     from api.watching import photo_reader
     from indexer.text import with_article
-    from matcher import networks
-    from matcher.links import LinkConfig, Linker
+    from matcher.networks import components as networks
+    from matcher.networks.links import LinkConfig, Linker
 
     engine_progress(quiet)
     region = region_or_fail(region)

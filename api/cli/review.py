@@ -30,7 +30,7 @@ def export_cmd(
 ) -> None:
     """Confirmed matches as CSV or JSON (pseudonyms and opaque ids, never names or notes)."""
     from api.application import cli_actor
-    from matcher.review_export import FORMATS
+    from matcher.review.export import FORMATS
 
     if fmt not in FORMATS:
         raise fail(f"--format must be one of {', '.join(FORMATS)}")
@@ -72,7 +72,7 @@ def reopen_cmd(
 ) -> None:
     """Put a decided candidate back to pending (an admin's reopen), with a reason."""
     from api.application import cli_actor
-    from matcher import review
+    from matcher.review import queue as review
 
     application = open_app()
     try:

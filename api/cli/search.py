@@ -1,7 +1,7 @@
 """``reunite search --phone N | --email E | --handle H``: the ads and images that carry a contact.
 
 Ads banks are first brought up to date (the linking step reads the contacts
-painted on new photos), then searched through :mod:`matcher.contact_search`,
+painted on new photos), then searched through :mod:`matcher.search.contacts`,
 the same search as ``GET /v1/search``. The query is audited by a digest, never
 in clear.
 """
@@ -32,8 +32,8 @@ def search_cmd(
 ) -> None:
     """List the ads (and their photos, with the box the text was read in) that carry a contact."""
     from api.application import cli_actor
-    from matcher import contact_search
-    from matcher.links import LinkConfig, Linker, file_reader
+    from matcher.networks.links import LinkConfig, Linker, file_reader
+    from matcher.search import contacts as contact_search
 
     given = [(k, v) for k, v in (("phone", phone), ("email", email), ("handle", handle)) if v is not None]
     if len(given) != 1:

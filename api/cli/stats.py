@@ -4,8 +4,8 @@
 it), ``show ID`` reprints a recorded release exactly as published (no new
 noise, no budget), ``ledger`` lists the releases and the budget left. Every
 verb is audited through :meth:`api.application.Application.audited` as
-``cli:<user>``. The rules live in :mod:`matcher.dp_stats` and
-:mod:`matcher.privacy_ledger`; the HTTP routes (api/http/routes/stats.py) call the same.
+``cli:<user>``. The rules live in :mod:`matcher.privacy.dp_stats` and
+:mod:`matcher.privacy.ledger`; the HTTP routes (api/http/routes/stats.py) call the same.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ app.add_typer(stats_app, name="stats")
 
 
 def _print_release(entry: dict[str, Any], as_json: bool) -> None:
-    from matcher import dp_stats
+    from matcher.privacy import dp_stats
 
     if as_json:
         typer.echo(json.dumps(entry, sort_keys=True))
@@ -71,7 +71,8 @@ def release_cmd(
 ) -> None:
     """Publish a differentially private release and record it in the ledger (spends budget)."""
     from api.application import cli_actor
-    from matcher import dp_stats, privacy_ledger
+    from matcher.privacy import dp_stats
+    from matcher.privacy import ledger as privacy_ledger
 
     try:
         last_day = dt.date.fromisoformat(until) if until else None
@@ -105,7 +106,7 @@ def show_cmd(release_id: Annotated[int, typer.Argument(help="The release's ledge
              as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False) -> None:
     """Reprint a recorded release exactly as it was published (no new noise, no budget spent)."""
     from api.application import cli_actor
-    from matcher import privacy_ledger
+    from matcher.privacy import ledger as privacy_ledger
 
     application = open_app()
     with application.audited(cli_actor(), "stats.show", f"stats:{release_id}") as note:
@@ -120,7 +121,7 @@ def show_cmd(release_id: Annotated[int, typer.Argument(help="The release's ledge
 def ledger_cmd(as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False) -> None:
     """The releases of this data folder and the privacy budget left."""
     from api.application import cli_actor
-    from matcher import privacy_ledger
+    from matcher.privacy import ledger as privacy_ledger
 
     application = open_app()
     with application.audited(cli_actor(), "stats.ledger", "stats"):

@@ -23,7 +23,7 @@ def watches_cmd(
     """Set which ads banks BANK watches: --ads NAME (repeatable), --all or --none."""
     from api.application import cli_actor
     from api.watching import WatchPolicyError, set_watches
-    from matcher.watch import watched_by
+    from matcher.search.watch import watched_by
 
     chosen = sum([bool(ads), all_, none])
     if chosen != 1:

@@ -1,6 +1,6 @@
 """What a reviewer does: sign in and out, reveal a reference photo, decide a candidate.
 
-Decisions go through :meth:`matcher.review.ReviewQueue.decide`, the same call
+Decisions go through :meth:`matcher.review.queue.ReviewQueue.decide`, the same call
 the API makes, so the lifecycle (the second reviewer for missing persons,
 final states, sealed notes) is enforced in one place. After a decision the
 next candidate of the same queue view opens, skipping those that only wait
@@ -38,7 +38,9 @@ from api.web.access import (
 from api.web.pages import Filters, _context, _row_or_404, filters
 from api.web.render import page, qs
 from api.web.sessions import COOKIE, Session
-from matcher import minors, review, review_stats
+from matcher.privacy import minors
+from matcher.review import queue as review
+from matcher.review import stats as review_stats
 
 router = APIRouter(include_in_schema=False)
 SIGNIN_CSRF_SECONDS = 3600
@@ -137,9 +139,9 @@ def reveal(candidate_id: int, request: Request,
     """The reviewer chose to see a missing person's reference photo: audited, then shown.
 
     Recorded with the review queue too: only a reviewer who revealed it may confirm
-    (matcher.review ``reveal_required``; the API's photo route counts the same).
+    (matcher.review.queue ``reveal_required``; the API's photo route counts the same).
 
-    A protected child's photo (matcher.minors) needs a written reason, kept in the audit event.
+    A protected child's photo (matcher.privacy.minors) needs a written reason, kept in the audit event.
     """
     svc = service(request)
     row = _row_or_404(svc, candidate_id)

@@ -28,7 +28,7 @@ from api.web.access import Refused, form_guard, prefix, signed_in
 from api.web.render import page, qs
 from api.web.sessions import Session
 from indexer.text import with_article
-from matcher import review
+from matcher.review import queue as review
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 ADMINS = frozenset({ADMIN})
@@ -111,7 +111,7 @@ def audit_page(request: Request, _s: Annotated[Session, signed_in("audit.read", 
 
 def _bank_rows(request: Request) -> list[dict[str, Any]]:
     svc = service(request)
-    from matcher.watch import WATCHER_KINDS, WATCHES_KEY
+    from matcher.search.watch import WATCHER_KINDS, WATCHES_KEY
 
     ads = [b.name for b in svc.store.catalog.banks() if b.kind == "ads"]
     rows = []

@@ -3,7 +3,7 @@
 Reviewers and admins see every alert, failing deliveries first in mind (the
 dashboard links here when any is failing); an investigator signs in to see
 the alerts of the cases its key owns and to acknowledge them and record an
-outcome, with the same rules as the API (:mod:`matcher.outbox`: once each,
+outcome, with the same rules as the API (:mod:`matcher.review.outbox`: once each,
 owners only) and the same audit events (``alert.ack``, ``alert.outcome``,
 with ``via=web``). The evidence report is served here as the printable page
 the API gives with ``format=html``.
@@ -22,7 +22,7 @@ from api.http.routes.common import audit, service
 from api.web.access import Refused, form_guard, prefix, signed_in
 from api.web.render import page, qs
 from api.web.sessions import Session
-from matcher import outbox
+from matcher.review import outbox
 
 router = APIRouter(include_in_schema=False)
 READERS = frozenset({ADMIN, REVIEWER, INVESTIGATOR})

@@ -20,8 +20,8 @@ from sqlalchemy import or_, select
 
 from indexer.store.catalog import Bank, Catalog, Item, Subject
 from indexer.text import displayable
-from matcher import networks
-from matcher.link_store import AdContact, AdLink, AdPhoto
+from matcher.networks import components as networks
+from matcher.networks.store import AdContact, AdLink, AdPhoto
 
 AD_FIELDS = ("url", "site", "posted_at", "location")
 # A network larger than this is reported as "at least" so that one page view stays cheap.
@@ -87,7 +87,7 @@ def ad_facts(catalog: Catalog, bank: Bank, subject: Subject | None, item: Item |
 
 
 def _occurrences(catalog: Catalog, subject: Subject | None) -> list[dict[str, Any]]:
-    """The manifest columns stored with each photo of the ad (matcher.link_store.AdPhoto)."""
+    """The manifest columns stored with each photo of the ad (matcher.networks.store.AdPhoto)."""
     if subject is None:
         return []
     with catalog.session() as s:
@@ -102,7 +102,7 @@ def ad_network(catalog: Catalog, bank: Bank, subject_id: int,
 
     Walked outward from the one ad (breadth first, at most :data:`MAX_NETWORK`
     ads) rather than by computing every network of the bank, so a page view
-    costs what this network costs. Its id is :func:`matcher.networks.network_id`
+    costs what this network costs. Its id is :func:`matcher.networks.components.network_id`
     of the oldest ad, as ``reunite networks`` names it. None for an ad linked
     to nothing.
     """

@@ -23,8 +23,8 @@ from typing import Any
 from indexer.signals import base as signals
 from indexer.signals.base import Thresholds
 from matcher import defaults as defaults_mod
-from matcher.review_stats import FAMILY_LABELS
-from matcher.verify import TIGHT_PX
+from matcher.review.stats import FAMILY_LABELS
+from matcher.search.verify import TIGHT_PX
 
 HASH_NAMES = {"pdq": "PDQ", "phash": "pHash", "dhash": "dHash", "ahash": "aHash", "whash": "wHash"}
 # Keys explained by the sentences below (and not listed again as raw values).
@@ -205,7 +205,7 @@ def _local_sentences(ev: dict[str, Any], prefix: str) -> list[str]:
         out.append(f"The matched region covers {float(ev[f'{prefix}_coverage']) * 100:.0f}% of the "
                    f"reference and {float(ev.get(f'{prefix}_query_coverage') or 0) * 100:.0f}% of the query")
     if ev.get(f"{prefix}_template"):
-        # matcher.frames: the shared part is a frame many items of the bank share.
+        # matcher.search.frames: the shared part is a frame many items of the bank share.
         out.append(f"Same template, different photo: "
                    f"{float(ev.get(f'{prefix}_shared_inliers') or 0) * 100:.0f}% of the inliers lie on a "
                    f"frame many items of the bank share, and the photos inside it differ "
@@ -366,7 +366,7 @@ CONTACT_WORDS = {"phone": "Phone number", "email": "E-mail address", "handle": "
 
 
 def text_sentences(contacts: list[dict[str, Any]], where: str) -> tuple[list[str], list[Shape]]:
-    """Contacts read by OCR on a photo (:func:`matcher.photo_contacts.on_item`): sentences and boxes.
+    """Contacts read by OCR on a photo (:func:`matcher.networks.photo_contacts.on_item`): sentences and boxes.
 
     Why: a number painted on the photo is evidence the reviewer must be able to
     check by eye; the box shows which pixels the engine read it from.

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from matcher.networks import Network
+from matcher.networks.components import Network
 
 MAX_DRAWN = 150
 WIDTH, HEIGHT, MARGIN = 720, 460, 36
-# Link kinds (matcher.link_store.LINK_KINDS) grouped into what an investigator reads them as.
+# Link kinds (matcher.networks.store.LINK_KINDS) grouped into what an investigator reads them as.
 KIND_GROUPS = {"photo": "photo", "face": "face", "scene": "room", "phone": "phone", "email": "e-mail",
                "photo_text_phone": "text in photo", "photo_text_email": "text in photo",
                "photo_text_handle": "text in photo"}

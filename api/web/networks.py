@@ -24,7 +24,7 @@ from api.web.access import WEB_ROLES, Refused, signed_in
 from api.web.render import page
 from api.web.sessions import Session
 from indexer.store.catalog import Bank
-from matcher import networks
+from matcher.networks import components as networks
 
 router = APIRouter(include_in_schema=False)
 NETWORK_ROLES = frozenset({ADMIN, INVESTIGATOR})  # as GET /v1/networks

@@ -25,8 +25,9 @@ from api.web.access import Refused, signed_in
 from api.web.render import page
 from api.web.sessions import Session
 from indexer.store.catalog import Bank, Item, Subject
-from matcher import review, review_stats
-from matcher.review_stats import FAMILY_LABELS, ORDERS, QueueFilter
+from matcher.review import queue as review
+from matcher.review import stats as review_stats
+from matcher.review.stats import FAMILY_LABELS, ORDERS, QueueFilter
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 25
@@ -124,7 +125,7 @@ def candidate(candidate_id: int, request: Request, session: Annotated[Session, s
     face_item = ev.get("reference_item", row.ref_item_id)
     ref_box, ref_landmarks = photos.reference_face(svc, row.ref_item_id, ev.get("face_signal")) \
         if face_item == row.ref_item_id else (None, None)
-    # Contacts painted on an ad's photo (OCR, matcher.photo_contacts): never read for a reference bank.
+    # Contacts painted on an ad's photo (OCR, matcher.networks.photo_contacts): never for a reference bank.
     ref_contacts = _photo_contacts(svc, row.ref_item_id) if bank.kind == "ads" else []
     qf = f.queue_filter(svc)
     # The confirmation that put it into awaiting_second (the latest; an undone one no longer counts).
@@ -163,7 +164,7 @@ def _network_url(request: Request) -> str | None:
 
 
 def _photo_contacts(svc: Any, item_id: int | None) -> list[dict[str, Any]]:
-    from matcher import photo_contacts
+    from matcher.networks import photo_contacts
 
     if item_id is None:
         return []

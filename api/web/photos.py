@@ -19,7 +19,7 @@ from api.service import Service
 from indexer.crypto import DecryptionFailed, MissingKey
 from indexer.store.catalog import Bank, Item, Vector
 from indexer.store.photos import QUERY_NAMESPACE, bank_namespace
-from matcher.review import StoredCandidate
+from matcher.review.queue import StoredCandidate
 
 BLUR_SOURCE_SIDE = 12  # the blurred picture is made from this few pixels: shapes, no face
 BLUR_OUTPUT_SIDE = 480

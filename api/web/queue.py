@@ -1,7 +1,7 @@
 """The queue page and what a reviewer does to several candidates at once.
 
 The page lists open candidates in the application's priority order
-(:class:`matcher.review_stats.QueueFilter`: protected children, missing
+(:class:`matcher.review.stats.QueueFilter`: protected children, missing
 persons, venues, then score), optionally grouped by query image or by case,
 with a thumbnail of each side. The thumbnails go through the same rules as
 the candidate page's pictures: the query image is audited
@@ -44,9 +44,10 @@ from api.web.pages import (
 from api.web.render import page, qs
 from api.web.sessions import Session
 from indexer.store.catalog import Item, utcnow
-from matcher import review, review_stats
-from matcher.cases import Case, CaseSubject
-from matcher.review_stats import FAMILY_LABELS
+from matcher.review import queue as review
+from matcher.review import stats as review_stats
+from matcher.review.cases import Case, CaseSubject
+from matcher.review.stats import FAMILY_LABELS
 
 router = APIRouter(include_in_schema=False)
 GROUPS = {"": "No grouping", "query": "By query image", "case": "By case"}
@@ -225,7 +226,7 @@ def reopen(candidate_id: int, request: Request, session: Annotated[Session, form
 @router.get("/export/confirmed.{fmt}")
 def export(fmt: str, request: Request, session: Annotated[Session, signed_in("review.export")],
            bank: str | None = Query(None, max_length=120)) -> Response:
-    """Confirmed matches as CSV or JSON (pseudonyms and opaque ids only: matcher.review_export)."""
+    """Confirmed matches as CSV or JSON (pseudonyms and opaque ids only: matcher.review.export)."""
     svc = service(request)
     request.state.audit_action = None  # Application.export_confirmed records the event
     chosen = svc.store.catalog.bank(bank) if bank else None

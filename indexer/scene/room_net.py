@@ -13,7 +13,7 @@ convolution is pooled by generalised mean (GeM, p = :data:`GEM_P`), each cell
 weighted by the share of its pixels outside the people mask (the same mask
 as the SIFT features, from the picture's cache), then L2-normalised. Cosine
 similarity of two such vectors is the ``scene_net`` evidence that
-:mod:`matcher.scene_search` adds to inliers, VLAD and colour.
+:mod:`matcher.search.venues` adds to inliers, VLAD and colour.
 
 The signal joins the ``scene`` family, so venue banks index it by default
 (indexer.kinds) when its wheels are installed; it is registered only when
@@ -35,6 +35,7 @@ from indexer.signals.base import Signal, SignalVector, Thresholds, VectorKind
 
 NAME = "scene_net"
 DIM = 1280
+VARIANT = "lite0"  # which EfficientNet-Lite (indexer.scene.effnet_onnx.VARIANTS)
 LONG_SIDE = 448
 GEM_P = 1.0
 # A cell counts when at least this share of it is background (cells fully on
@@ -76,7 +77,9 @@ class RoomNetSignal(Signal):
     # the calibrated fused evidence, not these.
     default_thresholds = Thresholds(match=0.05, review=0.35)
 
-    def __init__(self) -> None:
+    def __init__(self, variant: str = VARIANT, long_side: int = LONG_SIDE) -> None:
+        self.variant = effnet_onnx.variant(variant).name
+        self.long_side = int(long_side)
         self._session = None
         self._lock = threading.Lock()
 
@@ -85,13 +88,13 @@ class RoomNetSignal(Signal):
         with self._lock:
             if self._session is None:
                 from indexer.signals.onnx_runtime import open_session
-                self._session = open_session(effnet_onnx.cached_model(), "scene_net")
+                self._session = open_session(effnet_onnx.cached_model(name=self.variant), "scene_net")
             return self._session
 
     def feature_map(self, rgb: np.ndarray) -> np.ndarray:
-        """(1280, h, w) map of ``rgb`` resized to a long side of LONG_SIDE."""
+        """(1280, h, w) map of ``rgb`` resized to a long side of ``long_side``."""
         h, w = rgb.shape[:2]
-        s = LONG_SIDE / max(h, w)
+        s = self.long_side / max(h, w)
         size = (max(32, round(w * s)), max(32, round(h * s)))
         small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
         x = ((small.astype(np.float32) / 255.0 - MEAN) / STD).transpose(2, 0, 1)[None]
@@ -117,7 +120,7 @@ def available() -> bool:
     if find_spec("onnx") is None or find_spec("onnxruntime") is None:
         return False
     try:
-        effnet_onnx.weights_path()
+        effnet_onnx.weights_path(VARIANT)
     except FileNotFoundError:
         return False
     return True

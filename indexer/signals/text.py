@@ -14,7 +14,7 @@ process that never reads text never loads the models.
 What is kept: one :class:`~indexer.signals.base.Annotation` per text line,
 with its box in the picture's original pixels and the recogniser's
 confidence. Contacts are worked out from these lines later
-(:mod:`matcher.photo_contacts`), with the bank's phone region, so a change of
+(:mod:`matcher.networks.photo_contacts`), with the bank's phone region, so a change of
 region or of the contact rules needs no second OCR pass.
 
 Cost: 2-5 s per image on a loaded 2-core machine, 10-50x the rest of the ads

@@ -2,7 +2,7 @@
 
 Why a table and not vectors: a line of text is searched by what it says
 ("which photos show this number"), never by distance, so it has no FAISS
-index; the rows are the source of truth and :mod:`matcher.photo_contacts`
+index; the rows are the source of truth and :mod:`matcher.networks.photo_contacts`
 derives contacts from them. Deleting an image (consent withdrawal, retention)
 deletes its lines by cascade. ``photo_contacts`` holds the contacts the
 linking step read from those lines (defined here so that every store has the
@@ -42,7 +42,7 @@ class ImageText(Base):
 
 
 class PhotoContact(Base):
-    """A contact read from a text line of a stored image (normalised; filled by matcher.photo_contacts)."""
+    """A contact read from a text line of a stored image (normalised; by matcher.networks.photo_contacts)."""
 
     __tablename__ = "photo_contacts"
     __table_args__ = (Index("ix_photo_contacts_lookup", "bank_id", "kind", "value"),)

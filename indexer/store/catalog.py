@@ -99,7 +99,7 @@ class Subject(Base):
     personal: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     consent_expires: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     # Coarse end of the minors' regime (1 January after the 18th birthday), in clear so that the
-    # matcher needs no key to apply it; why that is safe enough: matcher/minors.py.
+    # matcher needs no key to apply it; why that is safe enough: matcher/privacy/minors.py.
     protected_until: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     bank: Mapped[Bank] = relationship()

@@ -33,7 +33,7 @@ never returned) and are compacted away at the next merge.
 
 Radii beyond the exact probe radius, and nearest-neighbour search, stay exact
 by falling back to a scan of the packed codes; the searcher keeps large banks
-to the probe radius (see :mod:`matcher.search`), because that scan is what this
+to the probe radius (see :mod:`matcher.search.query`), because that scan is what this
 index is here to avoid.
 
 The saved form is the whole layout, so a process loads it with ``np.memmap``

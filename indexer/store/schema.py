@@ -68,8 +68,8 @@ PRIVATE_MODE = 0o600
 MODEL_MODULES = (
     "indexer.store.catalog", "indexer.store.annotations", "indexer.scene.storage",
     "api.api_keys", "api.audit", "api.web.sessions",
-    "matcher.review", "matcher.cases", "matcher.outbox", "matcher.watch",
-    "matcher.link_store", "matcher.privacy_ledger",
+    "matcher.review.queue", "matcher.review.cases", "matcher.review.outbox", "matcher.search.watch",
+    "matcher.networks.store", "matcher.privacy.ledger",
 )
 
 

@@ -57,7 +57,7 @@ class VectorIndex(ABC):
 
     revision: int = 0
     # The largest radius answered without reading every vector (None: every search
-    # is a scan). The hash searcher keeps large banks to it (matcher/search.py).
+    # is a scan). The hash searcher keeps large banks to it (matcher/search/query.py).
     fast_radius: int | None = None
 
     @abstractmethod

@@ -4,7 +4,7 @@ An investigator sees only the alerts of cases its key owns (itself or one of
 its teams); any other id answers 404 like one that does not exist. Reviewers
 read every alert (the reviewer pages show failing deliveries), admins also
 act on any. The rules (who owns what, once-only steps) are in
-:mod:`matcher.outbox`; each request is one audit event (``alert.list``,
+:mod:`matcher.review.outbox`; each request is one audit event (``alert.list``,
 ``alert.read``, ``alert.ack``, ``alert.outcome``, ``alert.evidence``).
 """
 
@@ -21,7 +21,7 @@ from api.auth import ADMIN, INVESTIGATOR, REVIEWER, Principal, guard
 from api.errors import GUARDED, ApiError, responses
 from api.http.routes.common import audit, service
 from api.http.schemas import MAX_ID
-from matcher import outbox
+from matcher.review import outbox
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 AlertId = Annotated[int, Path(ge=1, le=MAX_ID)]

@@ -35,8 +35,8 @@ def create_bank(body: BankIn, request: Request,
         raise ApiError(409, "encryption_key_required",
                        f"{with_article(body.kind)} bank is encrypted at rest: "
                        f"start the service with {KEY_ENV} set")
-    try:  # watch keys (matcher/watch.py): `watches` on watchers, `keep_photos` on ads banks
-        from matcher.watch import check_policy
+    try:  # watch keys (matcher/search/watch.py): `watches` on watchers, `keep_photos` on ads banks
+        from matcher.search.watch import check_policy
         check_policy(body.kind, policy)
     except ValueError as exc:
         raise ApiError(422, "bad_policy", str(exc)) from None

@@ -1,10 +1,10 @@
 """Cases for their owners: the case's subjects, confirmed matches, network context and timeline.
 
 An investigator lists and reads the cases its key owns (directly or through a
-team, :mod:`matcher.cases`); another case answers 404 like a missing one.
+team, :mod:`matcher.review.cases`); another case answers 404 like a missing one.
 Cases are made and given owners by admins on the command line
 (``reunite cases ...``). The network context of a confirmed match is the ad
-network (:mod:`matcher.networks`) that holds the ad the matched photo was
+network (:mod:`matcher.networks.components`) that holds the ad the matched photo was
 indexed in: the other ads linked to it by shared photos, phones, e-mails,
 faces or rooms.
 """
@@ -25,8 +25,8 @@ from api.http.routes.common import audit, service
 from api.http.routes.networks import _current as link_new_ads
 from api.service import Service
 from indexer.store.catalog import Bank, Item
-from matcher import networks
-from matcher.cases import CaseError, CaseView
+from matcher.networks import components as networks
+from matcher.review.cases import CaseError, CaseView
 
 router = APIRouter(prefix="/v1/cases", tags=["cases"])
 CaseRef = Annotated[str, Path(pattern=r"^C-[0-9a-f]{12}$", description="A case ref (C-...).")]

@@ -56,8 +56,8 @@ from indexer import images, pipeline
 from indexer.signals import base as signals
 from indexer.signals.base import SignalVector
 from indexer.store.catalog import Bank
-from matcher.hash_lookup import BadHash, parse_hashes
-from matcher.review import QUEUED_TIERS
+from matcher.review.queue import QUEUED_TIERS
+from matcher.search.hashes import BadHash, parse_hashes
 
 ROLES = (ADMIN, INVESTIGATOR, PARTNER)  # those of /v1/match/hashes
 TOP = 100  # HMA returns every match; reunite's lookup is bounded, at the most /v1/match/hashes allows

@@ -2,7 +2,7 @@
 
 Candidates at ``match`` or ``review`` are stored and enter the review queue;
 subjects whose consent has expired are never returned (the matcher
-drops them, for every caller: matcher/consent.py). The query image is
+drops them, for every caller: matcher/privacy/consent.py). The query image is
 kept (sealed when a key is configured) only when a candidate was queued, so
 that the reviewer can compare it with the reference.
 """
@@ -21,7 +21,7 @@ from api.http.schemas import HashMatchOut, HashQuery, MatchCandidate, MatchOut, 
 from api.uploads import api_error, read_uploads
 from indexer import images
 from indexer import text as text_rules
-from matcher.hash_lookup import BadHash, parse_hashes
+from matcher.search.hashes import BadHash, parse_hashes
 
 router = APIRouter(prefix="/v1/match", tags=["match"])
 

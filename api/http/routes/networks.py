@@ -27,8 +27,8 @@ from api.service import Service
 from indexer.crypto import DecryptionFailed, KeyProblem
 from indexer.store.catalog import Bank, Item
 from indexer.store.photos import bank_namespace
-from matcher import networks
-from matcher.links import ImageReader, Linker, file_reader
+from matcher.networks import components as networks
+from matcher.networks.links import ImageReader, Linker, file_reader
 
 router = APIRouter(prefix="/v1/networks", tags=["networks"])
 NetworkId = Annotated[str, Path(pattern=r"^N-[0-9a-f]{12}$", description="A network id (N-...).")]
@@ -41,7 +41,7 @@ _linkers: weakref.WeakKeyDictionary[Service, Linker] = weakref.WeakKeyDictionary
 
 
 class NetworkOut(BaseModel):
-    """One network and its summary (see matcher.networks)."""
+    """One network and its summary (see matcher.networks.components)."""
 
     id: str
     bank: str

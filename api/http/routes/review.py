@@ -18,7 +18,7 @@ from api.service import Service
 from indexer.crypto import DecryptionFailed, MissingKey
 from indexer.store.catalog import Bank, Subject
 from indexer.store.photos import QUERY_NAMESPACE
-from matcher import review
+from matcher.review import queue as review
 
 router = APIRouter(prefix="/v1/review/candidates", tags=["review"])
 CandidateId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -79,7 +79,7 @@ def list_queue(request: Request, bank: str | None = Query(None, max_length=120),
 
 @router.get("/export", response_class=Response, responses={
     200: {"content": {"text/csv": {}, "application/json": {}},
-          "description": "confirmed matches: pseudonyms and opaque ids only (matcher/review_export.py)"},
+          "description": "confirmed matches: pseudonyms and opaque ids only (matcher/review/export.py)"},
     **responses(*GUARDED, 404)})
 def export_confirmed(request: Request, format: Literal["csv", "json"] = "csv",  # noqa: A002 - the API's word
                      bank: str | None = Query(None, max_length=120),

@@ -1,6 +1,6 @@
 """``GET /v1/search?phone=|email=|handle=``: the ads and photos that carry a contact (investigators).
 
-The same search as ``reunite search`` (:mod:`matcher.contact_search`), over
+The same search as ``reunite search`` (:mod:`matcher.search.contacts`), over
 ads banks only, after linking what was ingested since the last request (the
 linking step reads the contacts painted on new photos). The contact is
 audited by a digest, never in clear.
@@ -17,7 +17,8 @@ from api.auth import ADMIN, INVESTIGATOR, Principal, guard
 from api.errors import GUARDED, ApiError, responses
 from api.http.routes.common import audit, service
 from api.http.routes.networks import _ads_banks, _current
-from matcher import contact_search, contacts
+from matcher.networks import contacts
+from matcher.search import contacts as contact_search
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 

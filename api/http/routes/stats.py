@@ -4,7 +4,7 @@
 budget, so it is not a GET: a crawler, a prefetch or a retry must never drain
 the budget); ``GET /v1/stats`` lists the ledger and the budget left;
 ``GET /v1/stats/{release_id}`` reprints one release as published, at no cost.
-The rules are :mod:`matcher.dp_stats` and :mod:`matcher.privacy_ledger`, the
+The rules are :mod:`matcher.privacy.dp_stats` and :mod:`matcher.privacy.ledger`, the
 same as ``reunite stats``; every call is audited by the request middleware.
 """
 
@@ -20,7 +20,8 @@ from api.auth import ADMIN, Principal, guard
 from api.errors import GUARDED, ApiError, responses
 from api.http.routes.common import audit, service
 from api.http.schemas import MAX_ID
-from matcher import dp_stats, privacy_ledger
+from matcher.privacy import dp_stats
+from matcher.privacy import ledger as privacy_ledger
 
 router = APIRouter(prefix="/v1/stats", tags=["stats"])
 

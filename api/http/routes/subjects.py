@@ -18,8 +18,8 @@ from indexer.crypto import DecryptionFailed, MissingKey
 from indexer.enroll import utcnow
 from indexer.store.catalog import Item, Subject
 from indexer.store.photos import bank_namespace
-from matcher import minors
-from matcher.cases import CaseError, check_owner
+from matcher.privacy import minors
+from matcher.review.cases import CaseError, check_owner
 
 router = APIRouter(prefix="/v1", tags=["subjects"])
 READERS = (ADMIN, REVIEWER, INVESTIGATOR)
@@ -144,7 +144,7 @@ def reveal_photo(pseudonym: str, request: Request, item: int = Path(ge=1, le=MAX
 
     It also counts as this reviewer having seen the reference of every candidate
     against that photo: confirming a missing person's candidate needs it
-    (matcher.review, ``reveal_required``).
+    (matcher.review.queue, ``reveal_required``).
     """
     svc = service(request)
     audit(request, f"subject:{pseudonym}", item=item)

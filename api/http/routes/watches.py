@@ -44,7 +44,7 @@ class WatchesOut(BaseModel):
 
 
 def watches_out(request: Request, bank: Bank) -> WatchesOut:
-    from matcher.watch import WATCHES_KEY, watched_by, watchers_of
+    from matcher.search.watch import WATCHES_KEY, watched_by, watchers_of
 
     catalog = service(request).store.catalog
     stored = (bank.policy or {}).get(WATCHES_KEY)
