@@ -368,6 +368,11 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         _MILVUS.stop()
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """An interrupted run (Ctrl-C) never reaches the last test's teardown: the server stops here."""
+    _MILVUS.stop()
+
+
 # --- Parallel runs (pytest-xdist, `-n N --dist loadgroup`) -------------------------------------
 
 # Tests on one of these run servers (the run's Milvus, the two-node Ray cluster) are kept on one
