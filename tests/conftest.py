@@ -4,7 +4,11 @@ Everything runs for real: SQLite files and FAISS indexes in tmp_path, the real
 `reunite` command in a subprocess where exit codes and stderr matter. Tests
 that take ``catalog_url`` (or ``module_catalog_url``) run twice: on the embedded
 SQLite catalog (the URL is None) and on a throwaway database of one real
-PostgreSQL server started for the run (tests/pg_server.py).
+PostgreSQL server started for the run (tests/pg_server.py). With
+``REUNITE_TEST_VECTORS=milvus`` the PostgreSQL half keeps its vectors in the run's
+Milvus server too (tests/milvus_server.py) instead of FAISS files: every data folder
+on PostgreSQL gets the Milvus URL the way it gets its database URL (``catalog_env_of``
+for `reunite` subprocesses, ``$REUNITE_VECTORS_URL`` for in-process services).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ try:
         MISSING,
         NEW_FOLDERS_ON,
         OPT_OUT_ENV,
+        VECTORS_ON,
         PostgresServer,
         find_bin,
         opted_out,
@@ -40,6 +45,7 @@ except ModuleNotFoundError:  # imported as tests.conftest (a subprocess probe wi
         MISSING,
         NEW_FOLDERS_ON,
         OPT_OUT_ENV,
+        VECTORS_ON,
         PostgresServer,
         find_bin,
         opted_out,
@@ -48,10 +54,13 @@ except ModuleNotFoundError:  # imported as tests.conftest (a subprocess probe wi
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 CATALOG_URL_ENV = "REUNITE_CATALOG_URL"
+VECTORS_URL_ENV = "REUNITE_VECTORS_URL"
+# "milvus": the PostgreSQL half of the doubled modules runs on Milvus vectors (default: FAISS).
+TEST_VECTORS_ENV = "REUNITE_TEST_VECTORS"
 BACKENDS = ("sqlite", "postgresql")
 # A developer's own REUNITE_CATALOG_URL must not send the SQLite half of the suite to their database.
 os.environ.pop(CATALOG_URL_ENV, None)
-os.environ.pop("REUNITE_VECTORS_URL", None)  # nor the FAISS half to their Milvus
+os.environ.pop(VECTORS_URL_ENV, None)  # nor the FAISS half to their Milvus
 PHOTOS = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "camera.png", "brick.png"]
 
 
@@ -122,9 +131,20 @@ def catalog_rows(data: Path, statement: str) -> list[tuple]:
         engine.dispose()
 
 
+def vectors_for(catalog_url: str | None) -> str | None:
+    """The vectors URL that goes with ``catalog_url``: the run's Milvus for a PostgreSQL catalog
+    under ``REUNITE_TEST_VECTORS=milvus``, else None (FAISS files in the data folder)."""
+    return VECTORS_ON[-1] if catalog_url and VECTORS_ON else None
+
+
+def vectors_of(data: Path) -> str | None:
+    """The vectors URL of ``data``'s service (None: FAISS files in it); see :func:`vectors_for`."""
+    return vectors_for(catalog_of(data))
+
+
 def catalog_env_of(data: Path) -> dict[str, str]:
-    url = catalog_of(data)
-    return {CATALOG_URL_ENV: url} if url else {}
+    """The environment that points a `reunite` subprocess at ``data``'s catalog and vectors."""
+    return catalog_env(catalog_of(data))
 
 
 def run_reunite(*args: str, data: Path, timeout: float = 300, check: bool = False,
@@ -171,10 +191,62 @@ def pg_server() -> Iterator[PostgresServer]:
         server.stop()
 
 
+def milvus_vectors_asked() -> bool:
+    """Whether ``REUNITE_TEST_VECTORS=milvus``: the PostgreSQL half runs on Milvus vectors too."""
+    value = os.environ.get(TEST_VECTORS_ENV, "").strip().lower()
+    if value not in ("", "faiss", "milvus"):
+        raise pytest.UsageError(f"{TEST_VECTORS_ENV} must be faiss or milvus, not {value!r}")
+    return value == "milvus"
+
+
+def _on_milvus(item: pytest.Item) -> bool:
+    """Whether ``item`` needs the run's Milvus: it asks for it, or it is a PostgreSQL-half test
+    under ``REUNITE_TEST_VECTORS=milvus``."""
+    if "milvus" in getattr(item, "fixturenames", ()):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return (milvus_vectors_asked() and callspec is not None
+            and callspec.params.get("backend") == "postgresql")
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    """The catalog backend of this module's run; modules that use it run once per backend."""
-    return str(request.param)
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The catalog backend of this module's run; modules that use it run once per backend.
+
+    Under ``REUNITE_TEST_VECTORS=milvus`` the PostgreSQL run also sets ``$REUNITE_VECTORS_URL``
+    to the run's Milvus for the module (in-process services read it, as `reunite serve` does) and
+    gives every folder on PostgreSQL that URL (:func:`catalog_env_of`, :func:`vectors_of`).
+    """
+    name = str(request.param)
+    if name != "postgresql" or not milvus_vectors_asked():
+        yield name
+        return
+    if milvus_server.opted_out():
+        pytest.skip(f"{TEST_VECTORS_ENV}=milvus, but the Milvus tests are skipped "
+                    f"({milvus_server.OPT_OUT_ENV}=0)")
+    if not milvus_server.installed():
+        pytest.fail(milvus_server.MISSING, pytrace=False)
+    url = _MILVUS.running().url
+    old = os.environ.get(VECTORS_URL_ENV)
+    os.environ[VECTORS_URL_ENV] = url
+    VECTORS_ON.append(url)
+    try:
+        yield name
+    finally:
+        VECTORS_ON.pop()
+        if old is None:
+            os.environ.pop(VECTORS_URL_ENV, None)
+        else:
+            os.environ[VECTORS_URL_ENV] = old
+
+
+@pytest.fixture(autouse=True)
+def _vectors_only_for_the_postgresql_half(request: pytest.FixtureRequest,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test of a doubled module that is not on the PostgreSQL backend runs on FAISS, even while
+    that module's PostgreSQL run holds ``$REUNITE_VECTORS_URL``."""
+    if VECTORS_ON and not _on_milvus(request.node):
+        monkeypatch.delenv(VECTORS_URL_ENV, raising=False)
 
 
 def _database(backend: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
@@ -225,8 +297,12 @@ def every_folder_on_backend(backend: str, request: pytest.FixtureRequest) -> Ite
 
 
 def catalog_env(url: str | None) -> dict[str, str]:
-    """The environment that points a `reunite` subprocess at ``url`` (nothing for SQLite)."""
-    return {CATALOG_URL_ENV: url} if url else {}
+    """The environment that points a `reunite` subprocess at ``url`` (nothing for SQLite), and at
+    the run's Milvus for its vectors under ``REUNITE_TEST_VECTORS=milvus``."""
+    if not url:
+        return {}
+    vectors = vectors_for(url)
+    return {CATALOG_URL_ENV: url, **({VECTORS_URL_ENV: vectors} if vectors else {})}
 
 
 # --- Ray --------------------------------------------------------------------------------------
@@ -286,8 +362,15 @@ def milvus() -> Iterator[milvus_server.MilvusServer]:
 
 
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    if nextitem is None or "milvus" not in getattr(nextitem, "fixturenames", ()):
+    # Under REUNITE_TEST_VECTORS=milvus every doubled module's PostgreSQL half needs it (and may
+    # hold services on it across its tests): kept to the end of the run rather than restarted.
+    if nextitem is None or (not _on_milvus(nextitem) and not milvus_vectors_asked()):
         _MILVUS.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """An interrupted run (Ctrl-C) never reaches the last test's teardown: the server stops here."""
+    _MILVUS.stop()
 
 
 # --- Parallel runs (pytest-xdist, `-n N --dist loadgroup`) -------------------------------------

@@ -38,6 +38,9 @@ CATALOG_OF: dict[Path, str] = {}
 # While a module runs under conftest's `every_folder_on_backend` on PostgreSQL: the server
 # that gives each new data folder its own database (here for the same reason).
 NEW_FOLDERS_ON: list[PostgresServer] = []
+# While a PostgreSQL module runs under REUNITE_TEST_VECTORS=milvus (conftest's `backend`): the
+# run's Milvus URL, which every folder on PostgreSQL gets for its vectors (here for the same reason).
+VECTORS_ON: list[str] = []
 
 
 def opted_out() -> bool:

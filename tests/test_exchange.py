@@ -16,7 +16,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import PHOTOS, catalog_of, jpeg_bytes, photo, run_reunite
+from conftest import PHOTOS, catalog_of, jpeg_bytes, photo, run_reunite, vectors_of
 
 from indexer import exchange
 from indexer.exchange import signing
@@ -79,7 +79,7 @@ def test_an_export_holds_only_hashes_quality_and_opaque_ids(exported: dict[str, 
     csv_lines = exported["csv"].read_text(encoding="ascii").splitlines()
     assert csv_lines[0] == "id,pdq,pdq_quality,phash"
     assert all(CSV_LINE.match(line) for line in csv_lines[1:]) and len(csv_lines) == len(PHOTOS) + 1
-    store = Store(exported["a"], catalog_of(exported["a"]))
+    store = Store(exported["a"], catalog_of(exported["a"]), vectors_of(exported["a"]))
     shas = store.catalog.known_sha256(store.bank_or_error("crawl").id)
     for fmt in exchange.EXPORT_FORMATS:
         text = exported[fmt].read_text(encoding="ascii")
@@ -100,7 +100,7 @@ def test_import_matches_a_reencoded_photo_across_folders(exported: dict[str, Pat
     done = run_reunite("import", str(exported[fmt]), "--bank", "partner-a", "--signer", str(signer),
                        data=data_b, check=True)
     assert f"imported {len(PHOTOS)} hashes ({fmt}, signed by" in done.stdout
-    store_b = Store(data_b, catalog_of(data_b))
+    store_b = Store(data_b, catalog_of(data_b), vectors_of(data_b))
     bank_b = store_b.bank_or_error("partner-a")
     assert bank_b.kind == "hashes"
     query = photo("chelsea.png")
@@ -108,7 +108,7 @@ def test_import_matches_a_reencoded_photo_across_folders(exported: dict[str, Pat
     found = Matcher(store_b).match(jpeg_bytes(query, quality=55), [bank_b], top=3)
     assert found and found[0].decision == "match"
     # The hit is the opaque id folder A gave its chelsea photo, and nothing else identifies it.
-    store_a = Store(exported["a"], catalog_of(exported["a"]))
+    store_a = Store(exported["a"], catalog_of(exported["a"]), vectors_of(exported["a"]))
     bank_a = store_a.bank_or_error("crawl")
     [own] = Matcher(store_a).match(jpeg_bytes(photo("chelsea.png")), [bank_a], top=1)
     secret = exchange._id_secret(exported["a"])
@@ -143,7 +143,7 @@ def _copy_list(exported: dict[str, Path], fmt: str, folder: Path, body: bytes | 
 
 def test_tampered_unsigned_or_foreign_lists_are_refused(exported: dict[str, Path], tmp_path: Path) -> None:
     signer = exported["a"] / exchange.KEYS_DIR / exchange.PUBLIC_KEY
-    store = Store(tmp_path / "b", catalog_of(tmp_path / "b"))
+    store = Store(tmp_path / "b", catalog_of(tmp_path / "b"), vectors_of(tmp_path / "b"))
     data = exported["pdq"].read_bytes()
     sig = (exported["pdq"].parent / "list.pdq.sig").read_bytes()
     sig_at = sig.index(b"sig=") + 10
@@ -185,7 +185,7 @@ def test_a_legacy_inline_signed_list_is_still_verified(exported: dict[str, Path]
     body = exported["pdq"].read_bytes()
     legacy = tmp_path / "legacy.pdq"
     legacy.write_bytes(signing.sign_inline(body, "pdq", key))
-    store = Store(tmp_path / "b", catalog_of(tmp_path / "b"))
+    store = Store(tmp_path / "b", catalog_of(tmp_path / "b"), vectors_of(tmp_path / "b"))
     assert public is not None
     result = exchange.import_list(store, legacy, "partner", public)
     assert result.verified and result.rows == len(PHOTOS) and result.format == "pdq"
@@ -199,7 +199,7 @@ def test_a_legacy_inline_signed_list_is_still_verified(exported: dict[str, Path]
 
 
 def test_imported_lists_are_not_re_exported(exported: dict[str, Path], tmp_path: Path) -> None:
-    store = Store(tmp_path / "b", catalog_of(tmp_path / "b"))
+    store = Store(tmp_path / "b", catalog_of(tmp_path / "b"), vectors_of(tmp_path / "b"))
     signer = exported["a"] / exchange.KEYS_DIR / exchange.PUBLIC_KEY
     result = exchange.import_list(store, exported["csv"], "partner", signer)
     assert result.added == len(PHOTOS)

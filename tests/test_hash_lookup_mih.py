@@ -19,7 +19,9 @@ from api_support import LiveApi, live_api
 from conftest import jpeg_bytes, png_bytes, tiles
 
 from indexer import pipeline
+from indexer.store.indexes import IndexSet
 from indexer.store.mih import MultiIndexHashIndex
+from indexer.store.milvus_vectors import MilvusIndexSet, MilvusVectorIndex
 from indexer.store.vectors import FaissBinaryIndex, IndexChoice
 
 HASHES_ONLY = {"signals": ["hashes"]}
@@ -70,13 +72,18 @@ def test_http_lookups_are_the_same_on_the_multi_index(api: LiveApi) -> None:
                + [_pdq(jpeg_bytes(p.resize((80, 80)), 70)) for p in pictures[:4]]  # recompressed copies
                + [_flip(h, rng.choice(256, 12, replace=False).tolist()) for h in exact[:4]]  # 12 bits off
                + [rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex() for _ in range(3)])  # strangers
-    indexes = api.service.store.indexes
-    bank = api.service.store.catalog.bank("refs")
-    assert isinstance(indexes.get(bank.id, "pdq"), FaissBinaryIndex)
+    store = api.service.store
+    indexes = store.indexes
+    bank = store.catalog.bank("refs")
+    original = indexes
+    on_milvus = isinstance(indexes, MilvusIndexSet)  # REUNITE_TEST_VECTORS=milvus
+    assert isinstance(indexes.get(bank.id, "pdq"), MilvusVectorIndex if on_milvus else FaissBinaryIndex)
     before = _answers(api, lookups, "flat")
     assert sum('"decision":"match"' in a[1] for a in before) >= 8  # the lookups do find the references
 
     try:
+        if on_milvus:  # Milvus's BIN_FLAT answered; the service now answers from in-process indexes
+            store.indexes = indexes = IndexSet(store.data_dir, store.catalog)
         indexes.choice = IndexChoice("mih")
         assert isinstance(indexes.get(bank.id, "pdq"), MultiIndexHashIndex)  # rebuilt: the kind changed
         assert _answers(api, lookups, "mih") == before
@@ -93,6 +100,7 @@ def test_http_lookups_are_the_same_on_the_multi_index(api: LiveApi) -> None:
         assert gone["hits"] == []
     finally:
         indexes.choice = IndexChoice("auto")
+        store.indexes = original
 
 
 def _item_of(api: LiveApi, pdq_hex: str) -> int:

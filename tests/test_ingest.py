@@ -11,7 +11,17 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, catalog_env_of, catalog_of, catalog_rows, jpeg_bytes, photo, run_reunite, tiles
+from conftest import (
+    ROOT,
+    catalog_env_of,
+    catalog_of,
+    catalog_rows,
+    jpeg_bytes,
+    photo,
+    run_reunite,
+    tiles,
+    vectors_of,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 from indexer import ingest
@@ -86,7 +96,7 @@ def test_index_reports_bad_files_and_rerun_indexes_nothing(crawl: Path, data_dir
     assert "0 indexed" in second.stdout and "995 already indexed" in second.stdout
     assert _counts(data_dir)["items"] == GOOD
 
-    store = Store(data_dir, catalog_of(data_dir))
+    store = Store(data_dir, catalog_of(data_dir), vectors_of(data_dir))
     bank = store.bank_or_error("ads")
     assert len(store.indexes.get(bank.id, "pdq")) == GOOD
 
@@ -118,7 +128,7 @@ def test_sigkill_halfway_then_resume_matches_an_uninterrupted_run(
 
     _index_crawl(crawl, killed)
     assert _counts(killed) == _counts(reference)
-    store = Store(killed, catalog_of(killed))
+    store = Store(killed, catalog_of(killed), vectors_of(killed))
     bank = store.bank_or_error("ads")
     for name in ("pdq", "phash", "dhash", "ahash", "whash"):
         assert len(store.indexes.get(bank.id, name)) == GOOD
@@ -135,7 +145,7 @@ def test_csv_manifest_keeps_labels_and_metadata(tmp_path: Path, data_dir: Path) 
                         "imgs/1.jpg,ad-17,example.org,\n"
                         "imgs/2.jpg,,other.net,\n")
     run_reunite(*HASH_INDEX, str(manifest), data=data_dir, check=True)
-    store = Store(data_dir, catalog_of(data_dir))
+    store = Store(data_dir, catalog_of(data_dir), vectors_of(data_dir))
     with store.catalog.session() as s:
         from sqlalchemy import select
 

@@ -1,23 +1,30 @@
-"""Two ``reunite serve`` processes on two ports, one PostgreSQL catalog and one Milvus server.
+"""Two ``reunite serve`` processes on two ports, and ``reunite serve --workers 2`` on one port,
+each on one PostgreSQL catalog and one Milvus server.
 
 Each process keeps no vectors of its own: what one indexes is found through the other at
 once, and a consent withdrawal through one deletes the subject's vectors in Milvus (a query
-of the collection finds none of them) and is gone from the other's answers too.
+of the collection finds none of them) and is gone from the other's answers too. For the two
+workers of one port, each request is sent on a connection whose server end the test has
+found in that worker's file descriptors (/proc), so "through the other worker" is known, not
+left to the kernel's spreading of connections.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from api_support import consent_record
 from conftest import jpeg_bytes, photo, png_bytes
 from serve_process import start_serve, wait_ready
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from api.application import Application
 from api.auth import create_key
@@ -109,4 +116,131 @@ def test_two_ports_see_each_others_writes_and_withdrawals(tmp_path: Path, pg_url
         for proc in (first, second):
             proc.terminate()
             proc.wait(timeout=60)
+        catalog.engine.dispose()
+
+
+def _workers(pid: int) -> list[int]:
+    """uvicorn's worker processes of the ``reunite serve`` at ``pid``: its children started by
+    multiprocessing's spawn (not its resource tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if parent == pid and b"spawn_main" in cmdline:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def _serving_worker(workers: list[int], server_port: int, client_port: int) -> int | None:
+    """Which of ``workers`` holds the server end of the loopback connection from ``client_port``."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                cols = line.split()
+                local, remote, inode = cols[1], cols[2], cols[9]
+                if int(local.rsplit(":", 1)[1], 16) == server_port and \
+                        int(remote.rsplit(":", 1)[1], 16) == client_port:
+                    inodes.add(f"socket:[{inode}]")
+    for pid in workers:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) in inodes:
+                    return pid
+    return None
+
+
+def _client_port(response: httpx.Response) -> int:
+    return int(response.extensions["network_stream"].get_extra_info("socket").getsockname()[1])
+
+
+def _through(url: str, workers: list[int], worker: int, key: str, method: str, path: str,
+             **request: Any) -> httpx.Response:
+    """Send one request on a new connection that ``worker`` accepted (others are closed unused)."""
+    server_port = int(url.rsplit(":", 1)[1])
+    for _attempt in range(200):
+        with httpx.Client(base_url=url, timeout=120) as client:
+            probe = client.get("/readyz")
+            assert probe.status_code == 200, probe.text
+            port = _client_port(probe)
+            if _serving_worker(workers, server_port, port) != worker:
+                continue
+            r = client.request(method, path, headers={"X-API-Key": key}, **request)
+            assert _client_port(r) == port  # the same kept-alive connection: the same worker
+            return r
+    raise AssertionError(f"no connection of 200 reached worker {worker}")
+
+
+def test_two_workers_see_each_others_writes_and_withdrawals(tmp_path: Path, pg_url: str, milvus) -> None:  # noqa: ANN001
+    data = tmp_path / "data"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "REUNITE_CATALOG_URL": pg_url,
+           "REUNITE_VECTORS_URL": milvus.url, KEY_ENV: generate_key()}
+    catalog = Catalog.open(data, pg_url)
+    keys = {role: create_key(catalog, role, f"two-workers-{role}")
+            for role in ("admin", "ingest", "investigator")}
+    server, url = start_serve(data, env, "--workers", "2")
+    try:
+        wait_ready(server, url, timeout=180)
+        workers = _workers(server.pid)
+        assert len(workers) == 2, workers
+        first, second = workers
+        # /readyz answered through one worker; wait until the other accepts connections too.
+        seen: set[int | None] = set()
+        deadline = time.monotonic() + 180
+        while not seen >= {first, second}:
+            assert server.poll() is None and time.monotonic() < deadline, f"workers seen: {seen}"
+            with httpx.Client(base_url=url, timeout=60) as probe:
+                r = probe.get("/readyz")
+                seen.add(_serving_worker(workers, int(url.rsplit(":", 1)[1]), _client_port(r)))
+
+        def a(role: str, method: str, path: str, **request: Any) -> httpx.Response:
+            return _through(url, workers, first, keys[role], method, path, **request)
+
+        def b(role: str, method: str, path: str, **request: Any) -> httpx.Response:
+            return _through(url, workers, second, keys[role], method, path, **request)
+
+        for bank in ({"name": "ads", "kind": "ads", "policy": {"signals": ["hashes"]}},
+                     {"name": "families", "kind": "missing_person"}):
+            r = a("admin", "POST", "/v1/banks", json=bank)
+            assert r.status_code == 201, r.text
+
+        # An ad photo indexed through worker A is found through worker B at once.
+        ad = photo("rocket.jpg").resize((240, 160))
+        r = a("ingest", "POST", "/v1/banks/ads/items/batch",
+              files=[("images", ("ad-1.png", png_bytes(ad), "image/png"))])
+        assert r.status_code == 200 and r.json()["indexed"] == 1, r.text
+        r = b("investigator", "POST", "/v1/match", data={"banks": "ads"},
+              files={"image": ("q.jpg", jpeg_bytes(ad, 75), "image/jpeg")})
+        assert r.status_code == 200, r.text
+        assert r.json()["candidates"][0]["decision"] == "match", r.text
+
+        # Enrolled through B, found through A; withdrawn through A, gone from B and from Milvus.
+        reference = photo("astronaut.png").crop((130, 20, 370, 260)).resize((160, 160))
+        r = b("admin", "POST", "/v1/banks/families/subjects",
+              data={"record": json.dumps(consent_record("two-workers"))},
+              files=[("photos", ("p.png", png_bytes(reference), "image/png"))])
+        assert r.status_code == 201, r.text
+        pseudonym = r.json()["subject"]["pseudonym"]
+
+        def query() -> dict[str, tuple[str, bytes, str]]:
+            return {"image": ("q.jpg", jpeg_bytes(reference, 80), "image/jpeg")}
+
+        r = a("investigator", "POST", "/v1/match", data={"banks": "families"}, files=query())
+        assert [c["pseudonym"] for c in r.json()["candidates"]][:1] == [pseudonym], r.text
+        with catalog.session() as s:
+            held = s.scalar(select(func.count(Vector.id)).join(Item, Item.id == Vector.item_id)
+                            .join(Subject, Subject.id == Item.subject_id)
+                            .where(Subject.pseudonym == pseudonym))
+        r = a("admin", "DELETE", f"/v1/subjects/{pseudonym}")
+        assert r.status_code == 200 and r.json()["vectors"] == held, r.text
+        r = b("investigator", "POST", "/v1/match", data={"banks": "families"}, files=query())
+        assert r.status_code == 200
+        assert all(c["pseudonym"] != pseudonym for c in r.json()["candidates"]), r.text
+        assert not list((data / "indexes").glob("**/*.faiss"))  # neither worker kept vectors
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
         catalog.engine.dispose()

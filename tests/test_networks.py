@@ -15,7 +15,7 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
-from conftest import jpeg_bytes, photo, png_bytes, run_reunite
+from conftest import jpeg_bytes, photo, png_bytes, run_reunite, vectors_for
 from PIL import ImageOps
 
 from indexer import ingest
@@ -102,7 +102,7 @@ def test_contacts_are_normalised() -> None:
 
 
 def test_networks_group_the_right_ads(crawl: Path, data_dir: Path, catalog_url: str | None) -> None:
-    store = Store(data_dir, catalog_url)
+    store = Store(data_dir, catalog_url, vectors_for(catalog_url))
     bank, report = _link(store, crawl)
     assert report.images == 8 and report.images_from_vectors == 0
     found = networks.find_networks(store.catalog, bank)
@@ -123,7 +123,7 @@ def test_networks_group_the_right_ads(crawl: Path, data_dir: Path, catalog_url: 
 
 def test_new_ads_link_incrementally_and_ids_are_stable(crawl: Path, data_dir: Path, tmp_path: Path,
                                                       catalog_url: str | None) -> None:
-    store = Store(data_dir, catalog_url)
+    store = Store(data_dir, catalog_url, vectors_for(catalog_url))
     bank, _ = _link(store, crawl)
     before = {frozenset(n.summary()["ads"]): n.id for n in networks.find_networks(store.catalog, bank)}
     newcomer = tmp_path / "new"

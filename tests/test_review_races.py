@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from api_support import LiveApi, encryption_key, live_api, queued_candidates, web_session
-from conftest import jpeg_bytes, png_bytes, tiles
+from conftest import jpeg_bytes, png_bytes, tiles, vectors_for
 
 from indexer import pipeline
 from indexer.signals import base as signals
@@ -189,7 +189,7 @@ def test_two_first_confirms_at_once_follow_the_two_person_rule(
 
 def _queue_with_candidates(data_dir: Path, n: int, second_review: bool, catalog_url: str | None = None
                            ) -> tuple[Store, review.ReviewQueue, list[int]]:
-    store = Store(data_dir, catalog_url)
+    store = Store(data_dir, catalog_url, vectors_for(catalog_url))
     bank = store.catalog.ensure_bank("ads", "ads", {"second_review": second_review})
     names = [s.name for s in signals.select(["hashes"])]
     added = store.add_images(bank, [NewImage(pipeline.extract(jpeg_bytes(t), names), f"ad-{k}")

@@ -14,14 +14,14 @@ from matcher.review import stats as review_stats
 from matcher.review.queue import AWAITING_SECOND, ReviewDecision, ReviewQueue, StoredCandidate
 from matcher.review.stats import QueueFilter
 from matcher.search.query import Candidate
-from tests.conftest import jpeg_bytes, tiles
+from tests.conftest import jpeg_bytes, tiles, vectors_for
 
 HASHES = [s.name for s in signals.select(["hashes"])]
 
 
 def _queue(tmp_path: Path, catalog_url: str | None = None) -> tuple[Store, ReviewQueue, list[int]]:
     """Four stored candidates with scores 0.9, 0.6, 0.95, 0.7 (ids in that order)."""
-    store = Store(tmp_path / "data", catalog_url)
+    store = Store(tmp_path / "data", catalog_url, vectors_for(catalog_url))
     bank = store.catalog.ensure_bank("ads", "ads", {"second_review": True})
     items = [item for item, _new in store.add_images(bank, [
         NewImage(pipeline.extract(jpeg_bytes(t), HASHES), f"ad-{i}", f"tile-{i}")

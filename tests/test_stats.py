@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from api_support import ROOT, encryption_key, live_api, reunite
-from conftest import catalog_env, photo, png_bytes
+from conftest import catalog_env, photo, png_bytes, vectors_for
 from sqlalchemy import select, update
 
 from indexer.store.catalog import Item, Subject
@@ -170,7 +170,8 @@ def test_the_ledger_refuses_a_release_over_budget_across_processes(tmp_path: Pat
                                                                    catalog_url: str | None) -> None:
     """Four processes release epsilon 3 each at the same moment on a budget of 10: three win."""
     data = tmp_path / "data"
-    _confirm(Store(data, catalog_url), "rooms", "s", [dt.datetime(2026, 11, 20, 12)])
+    _confirm(Store(data, catalog_url, vectors_for(catalog_url)), "rooms", "s",
+             [dt.datetime(2026, 11, 20, 12)])
     go = tmp_path / "go"
     procs = [subprocess.Popen([sys.executable, "-c", RACER, str(data), str(go), f"racer-{n}"], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -185,7 +186,7 @@ def test_the_ledger_refuses_a_release_over_budget_across_processes(tmp_path: Pat
         assert p.returncode == 0, err
         outcomes.append(out.split()[0])
     assert sorted(outcomes) == ["published"] * 3 + ["refused"]
-    rows = privacy_ledger.entries(Store(data, catalog_url).catalog)
+    rows = privacy_ledger.entries(Store(data, catalog_url, vectors_for(catalog_url)).catalog)
     assert [r.seq for r in rows] == [1, 2, 3]
     assert rows[-1].spent_after == pytest.approx(9.0)
     assert sum(r.epsilon for r in rows) <= 10

@@ -12,7 +12,7 @@ from indexer import pipeline
 from indexer.signals import base as signals
 from indexer.store import vectors
 from indexer.store.store import NewImage, Store
-from tests.conftest import jpeg_bytes, tiles
+from tests.conftest import jpeg_bytes, tiles, vectors_for
 
 HASHES = [s.name for s in signals.select(["hashes"])]
 
@@ -81,35 +81,50 @@ def test_damaged_index_file_is_a_cache_miss(tmp_path: Path) -> None:
 
 
 def test_indexes_persist_and_reload(data_dir: Path, catalog_url: str | None) -> None:
-    store = Store(data_dir, catalog_url)
+    vectors_url = vectors_for(catalog_url)
+    store = Store(data_dir, catalog_url, vectors_url)
     _fill(store, 12)
     store.checkpoint()
     bank = store.bank_or_error("ads")
-    saved = store.indexes.path(bank.id, "pdq")
-    assert saved.exists()
-    reopened = Store(data_dir, catalog_url)
+    if vectors_url is None:  # FAISS: the index is saved in the folder
+        assert store.indexes.path(bank.id, "pdq").exists()
+    else:  # Milvus: the server holds the collection at the catalog's revision, nothing in the folder
+        held = store.indexes.stored_revision(store.indexes.collection(bank.id, "pdq"))
+        assert held == store.catalog.revision(bank.id, "pdq")
+        assert not list((data_dir / "indexes").glob("**/*.faiss"))
+    reopened = Store(data_dir, catalog_url, vectors_url)
     idx = reopened.indexes.get(bank.id, "pdq")
     assert len(idx) == 12 and idx.revision == reopened.catalog.revision(bank.id, "pdq")
 
 
 def test_stale_or_missing_index_is_rebuilt_from_the_catalog(data_dir: Path, catalog_url: str | None) -> None:
-    store = Store(data_dir, catalog_url)
+    vectors_url = vectors_for(catalog_url)
+    store = Store(data_dir, catalog_url, vectors_url)
     _fill(store, 8)
     store.checkpoint()
     bank = store.bank_or_error("ads")
-    old = store.indexes.path(bank.id, "pdq").read_bytes()
-    # A second process adds images but "crashes" before saving its indexes.
-    other = Store(data_dir, catalog_url)
-    _fill(other, 5, seed=99)
-    store.indexes.path(bank.id, "pdq").write_bytes(old)
-    fresh = Store(data_dir, catalog_url).indexes.get(bank.id, "pdq")
+    if vectors_url is None:
+        old = store.indexes.path(bank.id, "pdq").read_bytes()
+        # A second process adds images but "crashes" before saving its indexes.
+        other = Store(data_dir, catalog_url)
+        _fill(other, 5, seed=99)
+        store.indexes.path(bank.id, "pdq").write_bytes(old)
+    else:
+        # A second process adds images to the catalog without Milvus (its own FAISS files): the
+        # collections are behind the catalog's revision.
+        other = Store(data_dir, catalog_url)
+        _fill(other, 5, seed=99)
+    fresh = Store(data_dir, catalog_url, vectors_url).indexes.get(bank.id, "pdq")
     assert len(fresh) == 13
-    store.indexes.path(bank.id, "phash").unlink()
-    assert len(Store(data_dir, catalog_url).indexes.get(bank.id, "phash")) == 13
+    if vectors_url is None:
+        store.indexes.path(bank.id, "phash").unlink()
+    else:  # the collection dropped on the server
+        store.indexes.client.drop_collection(store.indexes.collection(bank.id, "phash"))
+    assert len(Store(data_dir, catalog_url, vectors_url).indexes.get(bank.id, "phash")) == 13
 
 
 def test_adding_the_same_image_twice_is_idempotent(data_dir: Path, catalog_url: str | None) -> None:
-    store = Store(data_dir, catalog_url)
+    store = Store(data_dir, catalog_url, vectors_for(catalog_url))
     bank = store.catalog.ensure_bank("ads", "ads")
     ex = pipeline.extract(jpeg_bytes(tiles(1)[0]), HASHES)
     first = store.add_images(bank, [NewImage(ex, "ad-1")])
@@ -120,7 +135,7 @@ def test_adding_the_same_image_twice_is_idempotent(data_dir: Path, catalog_url: 
 
 
 def test_deleting_items_removes_their_vectors_from_the_index(data_dir: Path, catalog_url: str | None) -> None:
-    store = Store(data_dir, catalog_url)
+    store = Store(data_dir, catalog_url, vectors_for(catalog_url))
     _fill(store, 6)
     bank = store.bank_or_error("ads")
     assert len(store.indexes.get(bank.id, "pdq")) == 6
@@ -133,7 +148,7 @@ def test_deleting_items_removes_their_vectors_from_the_index(data_dir: Path, cat
 
 
 def test_bank_kind_conflicts_are_refused(data_dir: Path, catalog_url: str | None) -> None:
-    store = Store(data_dir, catalog_url)
+    store = Store(data_dir, catalog_url, vectors_for(catalog_url))
     store.catalog.ensure_bank("refs", "missing_person")
     with pytest.raises(ValueError, match="already exists with kind"):
         store.catalog.ensure_bank("refs", "ads")
@@ -250,7 +265,7 @@ def test_two_writers_storing_the_same_images_at_once_store_each_once(data_dir: P
     """Two stores on one folder (as two processes have) add overlapping batches at the same moment."""
     import threading
 
-    writers = [Store(data_dir, catalog_url), Store(data_dir, catalog_url)]
+    writers = [Store(data_dir, catalog_url, vectors_for(catalog_url)) for _ in range(2)]
     banks = [w.catalog.ensure_bank("ads", "ads") for w in writers]
     pictures = tiles(60, seed=21)
     extractions = [pipeline.extract(jpeg_bytes(t), HASHES) for t in pictures]

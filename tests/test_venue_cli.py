@@ -11,7 +11,7 @@ import numpy as np
 from indexer.scene.bank import SceneBankIndex
 from indexer.signals.scene import SCENE
 from indexer.store.store import Store
-from tests.conftest import CATALOG_OF, bind_catalog, jpeg_bytes, photo, run_reunite
+from tests.conftest import CATALOG_OF, bind_catalog, jpeg_bytes, photo, run_reunite, vectors_of
 from tests.test_scene import view
 
 
@@ -32,7 +32,7 @@ def _manifest(folder: Path, rows: list[tuple[str, str, int]]) -> Path:
 
 
 def _index(data: Path) -> SceneBankIndex:
-    store = Store(data, CATALOG_OF.get(data.resolve()))
+    store = Store(data, CATALOG_OF.get(data.resolve()), vectors_of(data))
     bank = store.bank_or_error("hotels")
     return SceneBankIndex(store.catalog, store.indexes.root / f"bank-{bank.id}", bank.id, SCENE)
 
