@@ -34,7 +34,7 @@ postgres:
 
 test: test-venv browser postgres
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 lint: test-venv
 	$(BIN)/ruff check .

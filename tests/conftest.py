@@ -372,22 +372,3 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """An interrupted run (Ctrl-C) never reaches the last test's teardown: the server stops here."""
     _MILVUS.stop()
 
-
-# --- Parallel runs (pytest-xdist, `-n N --dist loadgroup`) -------------------------------------
-
-# Tests on one of these run servers (the run's Milvus, the two-node Ray cluster) are kept on one
-# worker each, so a parallel run starts each server once, as a serial one does.
-_SERVER_GROUPS = (("milvus", "milvus"), ("ray_cluster_of_two", "ray"))
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group tests for xdist's loadgroup: a server's tests together, else each module on one worker.
-
-    A module stays whole so its module-scoped services (a data folder, a `reunite serve`, a
-    PostgreSQL database) are set up once, not once per worker.
-    """
-    for item in items:
-        fixtures = getattr(item, "fixturenames", ())
-        group = next((name for fixture, name in _SERVER_GROUPS if fixture in fixtures), None)
-        item.add_marker(pytest.mark.xdist_group(group or item.module.__name__))
