@@ -42,13 +42,19 @@ def pg_url(pg_server) -> Iterator[str]:  # noqa: ANN001 - tests.pg_server.Postgr
         pg_server.drop_database(url)
 
 
-def test_two_ports_see_each_others_writes_and_withdrawals(tmp_path: Path, pg_url: str, milvus) -> None:  # noqa: ANN001
+def _folder_on_pg_and_milvus(tmp_path: Path, pg_url: str, milvus, name: str  # noqa: ANN001
+                             ) -> tuple[Path, Catalog, dict[str, str], dict[str, str]]:
+    """A data folder on the test's database and the run's Milvus: path, catalog, serve env, a key per role."""
     data = tmp_path / "data"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "REUNITE_CATALOG_URL": pg_url,
            "REUNITE_VECTORS_URL": milvus.url, KEY_ENV: generate_key()}
     catalog = Catalog.open(data, pg_url)
-    keys = {role: create_key(catalog, role, f"two-ports-{role}")
-            for role in ("admin", "ingest", "investigator")}
+    keys = {role: create_key(catalog, role, f"{name}-{role}") for role in ("admin", "ingest", "investigator")}
+    return data, catalog, env, keys
+
+
+def test_two_ports_see_each_others_writes_and_withdrawals(tmp_path: Path, pg_url: str, milvus) -> None:  # noqa: ANN001
+    data, catalog, env, keys = _folder_on_pg_and_milvus(tmp_path, pg_url, milvus, "two-ports")
     # The folder's audit key made once, so that the two processes can start side by side.
     Application(data, pg_url, env).store.catalog.engine.dispose()
     (first, url_a), (second, url_b) = start_serve(data, env), start_serve(data, env)
@@ -175,12 +181,7 @@ def _through(url: str, workers: list[int], worker: int, key: str, method: str, p
 
 
 def test_two_workers_see_each_others_writes_and_withdrawals(tmp_path: Path, pg_url: str, milvus) -> None:  # noqa: ANN001
-    data = tmp_path / "data"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "REUNITE_CATALOG_URL": pg_url,
-           "REUNITE_VECTORS_URL": milvus.url, KEY_ENV: generate_key()}
-    catalog = Catalog.open(data, pg_url)
-    keys = {role: create_key(catalog, role, f"two-workers-{role}")
-            for role in ("admin", "ingest", "investigator")}
+    data, catalog, env, keys = _folder_on_pg_and_milvus(tmp_path, pg_url, milvus, "two-workers")
     server, url = start_serve(data, env, "--workers", "2")
     try:
         wait_ready(server, url, timeout=180)
