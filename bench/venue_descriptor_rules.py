@@ -228,7 +228,9 @@ def score_descriptor(s: Suite, name: str, cos: np.ndarray, aggregate: str = "bes
     b = Banked(s, ranked, evidence, s.venue_max(c))
     top1, top5 = topk(s, ranked)
     fam = descriptor_family(b)
-    out = {"descriptor": name, "aggregate": aggregate, "top1": top1, "top5": top5}
+    alone = topk(s, s.venue_max(cos)) if spread > 0 else (0, 0)
+    out = {"descriptor": name, "aggregate": aggregate, "top1": top1, "top5": top5,
+           "descriptor_alone_top1_top5": list(alone)}
     for hold in ("place", "dataset"):
         out[f"recall_{hold}"] = held_out(fam, b, s.groups(hold))
     return out
