@@ -28,7 +28,11 @@ VLAD similarity, colour; every query against every gallery photo):
   the other venues' evidence for this query: median + k, mean + k x sd) or
   divided by their spread;
 - the decision's fusion weights (VLAD and colour) with floor and margin
-  fitted, held out by place and by source dataset.
+  fitted, held out by place and by source dataset;
+- what a venue's second reference photo is worth: the shipped ranking and
+  decision (nothing refitted) with one of the two references of every
+  two-reference venue left out of the bank (``--references-only`` runs
+  just this part).
 
 ``--maps`` caches Lite0's 448 px head maps with the people mask's cell weights
 (computed on the first run) for the regional variants.
@@ -369,6 +373,35 @@ def weight_rows(s: Suite) -> list[dict]:
     return out
 
 
+def reference_rows(s: Suite) -> list[dict]:
+    """Recall by the venue's reference count, and with each two-reference venue's first or second left out."""
+    counts = np.bincount(s.photo_venue, minlength=len(s.venues))
+    mated = s.truth >= 0
+    two = mated & (counts[np.maximum(s.truth, 0)] == 2)
+    one = mated & (counts[np.maximum(s.truth, 0)] == 1)
+    rank_photo = s.fused() + NET_W * np.maximum(s.net - NET_BASE, 0)
+    out = []
+    cases = (("every reference", None), ("first of two left out", 0), ("second of two left out", 1))
+    for name, drop in cases:
+        keep = np.ones(len(s.photos), bool)
+        if drop is not None:
+            for v in np.nonzero(counts == 2)[0]:
+                keep[np.nonzero(s.photo_venue == v)[0][drop]] = False
+        ranked, evidence = s.per_venue(np.where(keep[None], rank_photo, -np.inf),
+                                       np.where(keep[None], s.fused(), -np.inf))
+        b = Banked(s, ranked, evidence)
+        acc = shipped_rule(b) >= MARGIN
+        hit = acc & b.right
+        wrong = acc & ~b.right
+        out.append({"bank": name, "two_reference_venues_queries": int(two.sum()),
+                    "their_top1": int(b.right[0][two].sum()), "their_recall": int(hit[0][two].sum()),
+                    "one_reference_venues_queries": int(one.sum()),
+                    "one_reference_recall": int(hit[0][one].sum()), "suite_recall": int(hit[0][mated].sum()),
+                    "false_accept_pct_by_bank_size": {int(k): round(100 * float(wrong[b.size == k].mean()), 2)
+                                                      for k in np.unique(b.size)}})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("suite", type=Path)
@@ -378,9 +411,14 @@ def main() -> None:
     parser.add_argument("--key", action="append", default=[], help="variant@side/p/map (repeatable)")
     parser.add_argument("--maps", type=Path, help="Lite0 448 px maps cache (.npz) for the regional variants")
     parser.add_argument("--out", type=Path, help="Write the report (JSON) here too.")
+    parser.add_argument("--references-only", action="store_true", help="Only the reference-count rows.")
     args = parser.parse_args()
     suite = args.suite.resolve()
     s = Suite(suite, args.references)
+    if args.references_only:
+        for row in reference_rows(s):
+            print(json.dumps(row), flush=True)
+        return
     report: dict = {"descriptors": []}
 
     def emit(row: dict) -> None:
@@ -424,7 +462,8 @@ def main() -> None:
                                       regional_cosines(s, maps, levels, how)))
     report["adaptive_chance"] = adaptive_rules(s)
     report["decision_weights"] = weight_rows(s)
-    for row in report["adaptive_chance"] + report["decision_weights"]:
+    report["references"] = reference_rows(s)
+    for row in report["adaptive_chance"] + report["decision_weights"] + report["references"]:
         print(json.dumps(row), flush=True)
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
