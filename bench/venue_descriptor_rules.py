@@ -35,7 +35,8 @@ VLAD similarity, colour; every query against every gallery photo):
   just this part).
 
 ``--maps`` caches Lite0's 448 px head maps with the people mask's cell weights
-(computed on the first run) for the regional variants.
+(computed on the first run), and those of the mirrored photos, for the regional
+and test-time flip variants.
 """
 
 from __future__ import annotations
@@ -297,8 +298,15 @@ def regional_cosines(s: Suite, maps: dict, levels: tuple[int, ...], how: str) ->
     return out
 
 
-def cache_maps(suite: Path, target: Path) -> dict:
-    """Lite0 448 px head maps (float16) and people-mask cell weights of every suite photo."""
+def cache_maps(suite: Path, target: Path, flipped: bool = False) -> dict:
+    """Lite0 448 px head maps (float16) and people-mask cell weights of every suite photo.
+
+    ``flipped``: the maps of the mirrored photos, their cell weights mirrored from
+    ``target``'s (the mask commutes with the mirror; ``target`` is made first).
+    """
+    if flipped:
+        plain = cache_maps(suite, target)
+        target = target.with_name(target.stem + "_flipped.npz")
     if not target.exists():
         import cv2
 
@@ -311,14 +319,29 @@ def cache_maps(suite: Path, target: Path) -> dict:
         saved = {}
         for row in [*read_csv(suite / "gallery.csv"), *read_csv(suite / "queries.csv")]:
             picture = images.load(suite / row["path"])
-            _feats, mask = scene_features(picture)
-            fmap = net.feature_map(picture.shrunk(local.FEATURE_SIDE).rgb)
-            keep = (np.ones(fmap.shape[1:], np.float32) if mask.keep.all()
-                    else room_net.cell_weights(mask.keep, fmap.shape[1:]))
+            rgb = picture.shrunk(local.FEATURE_SIDE).rgb
+            if flipped:
+                fmap = net.feature_map(np.ascontiguousarray(rgb[:, ::-1]))
+                keep = np.ascontiguousarray(plain["k:" + row["path"]][:, ::-1])
+            else:
+                _feats, mask = scene_features(picture)
+                fmap = net.feature_map(rgb)
+                keep = (np.ones(fmap.shape[1:], np.float32) if mask.keep.all()
+                        else room_net.cell_weights(mask.keep, fmap.shape[1:]))
             saved["m:" + row["path"]], saved["k:" + row["path"]] = fmap.astype(np.float16), keep
         np.savez(target, **saved)
     data = np.load(target)
     return {k: data[k] for k in data.files}
+
+
+def pooled(maps: dict, names: list[str]) -> np.ndarray:
+    """Masked mean (GeM p = 1, as shipped) of each photo's map, L2-normalised."""
+    out = []
+    for name in names:
+        fmap, keep = np.maximum(maps["m:" + name].astype(np.float32), 0), maps["k:" + name]
+        w = keep if keep.sum() > 0 else np.ones_like(keep)
+        out.append((fmap * w[None]).sum(axis=(1, 2)) / w.sum())
+    return unit(np.stack(out))
 
 
 def adaptive_rules(s: Suite) -> list[dict]:
@@ -412,6 +435,7 @@ def main() -> None:
     parser.add_argument("--maps", type=Path, help="Lite0 448 px maps cache (.npz) for the regional variants")
     parser.add_argument("--out", type=Path, help="Write the report (JSON) here too.")
     parser.add_argument("--references-only", action="store_true", help="Only the reference-count rows.")
+    parser.add_argument("--maps-only", action="store_true", help="Only the variants of the maps cache.")
     args = parser.parse_args()
     suite = args.suite.resolve()
     s = Suite(suite, args.references)
@@ -425,11 +449,12 @@ def main() -> None:
         report["descriptors"].append(row)
         print(json.dumps(row), flush=True)
 
-    emit(score_descriptor(s, "none", np.zeros_like(s.net)))
-    emit(score_descriptor(s, "shipped (evidence's scene_net)", s.net))
-    emit(score_descriptor(s, "shipped (evidence's scene_net)", s.net, "venue mean"))
+    if not args.maps_only:
+        emit(score_descriptor(s, "none", np.zeros_like(s.net)))
+        emit(score_descriptor(s, "shipped (evidence's scene_net)", s.net))
+        emit(score_descriptor(s, "shipped (evidence's scene_net)", s.net, "venue mean"))
     vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for path in args.vectors:
+    for path in [] if args.maps_only else args.vectors:
         data = np.load(path)
         index = {str(p): i for i, p in enumerate(data["_paths"])}
         for key in args.key:
@@ -456,10 +481,20 @@ def main() -> None:
             emit(score_descriptor(s, name, c, "venue mean"))
     if args.maps:
         maps = cache_maps(suite, args.maps)
+        flips = cache_maps(suite, args.maps, flipped=True)
+        queries = [r["query"] for r in s.rows]
+        q0, g0 = pooled(maps, queries), pooled(maps, s.photos)
+        q1, g1 = pooled(flips, queries), pooled(flips, s.photos)
+        emit(score_descriptor(s, "lite0@448 from the maps cache", q0 @ g0.T))
+        summed = unit(q0 + q1) @ unit(g0 + g1).T
+        emit(score_descriptor(s, "lite0@448 + mirrored photo, vectors summed", summed))
+        emit(score_descriptor(s, "lite0@448, best of query and its mirror", np.maximum(q0 @ g0.T, q1 @ g0.T)))
         for levels in ((0,), (1, 2), (2, 3), (0, 2, 3)):
             for how in ("best pair", "mutual best mean"):
                 emit(score_descriptor(s, f"lite0@448 regions levels {levels}, {how}",
                                       regional_cosines(s, maps, levels, how)))
+    if args.maps_only:
+        return
     report["adaptive_chance"] = adaptive_rules(s)
     report["decision_weights"] = weight_rows(s)
     report["references"] = reference_rows(s)
