@@ -62,8 +62,14 @@ async def match_hashes_route(
         body: HashQuery, request: Request,
         p: Principal = guard("match.hashes", PARTNER, ADMIN, INVESTIGATOR)) -> JSONResponse:
     """Hash-only lookup: answers with opaque refs, scores and evidence, never identities."""
-    # One hop to a worker thread for the catalog work: a sync route makes two (FastAPI runs its
-    # response validation in the pool too), each costing more CPU than a lookup's SQL statement.
+    if service(request).store.in_process:
+        # On the event loop: with the catalog and the index in this process the lookup is a few
+        # milliseconds of CPU and no network wait, and the hop to a worker thread and back cost
+        # ~0.6-0.9 ms of it (BENCHMARKS.md). Like the audit append, it may wait for another
+        # writer's short SQLite transaction, holding up this worker's other requests that long.
+        return _match_hashes(body, request, p)
+    # A catalog or vectors over the network: the waits go to a worker thread (one hop; a sync
+    # route makes two, FastAPI running its response handling in the pool too).
     return await anyio.to_thread.run_sync(_match_hashes, body, request, p)
 
 
