@@ -90,16 +90,18 @@ def main() -> None:
     def one(h: str) -> None:
         hashes = {"pdq": h}
         qid = hash_matching.query_id(hashes)
-        chosen = hash_matching.choose_banks(svc, [BANK], partner=True)
         if args.separate_event:  # the event in a transaction of its own, after the queue write's
+            chosen = hash_matching.choose_banks(svc, [BANK], partner=True)
             found = hash_matching.lookup(svc, partner, parse_hashes(hashes, None), chosen, 10, qid)
             svc.audit.append(partner.name, partner.role, "match.hashes", f"hashes:{qid}", "ok",
                              {"candidates": len(found.candidates), "queued": len(found.queued),
                               "status": 200})
-        else:  # as the route does: the event in the queue write's transaction
+        else:  # as the route does: banks, search and the write (with the event) on one unit
             event = PlannedEvent(partner.name, partner.role, "match.hashes", f"hashes:{qid}", "ok",
                                  {"status": 200})
-            hash_matching.lookup(svc, partner, parse_hashes(hashes, None), chosen, 10, qid, event)
+            with svc.store.catalog.unit():
+                chosen = hash_matching.choose_banks(svc, [BANK], partner=True)
+                hash_matching.lookup(svc, partner, parse_hashes(hashes, None), chosen, 10, qid, event)
 
     bodies = lookups(args.lookups + 30)
     for h in bodies[:30]:

@@ -218,11 +218,10 @@ class HashSearcher:
         # True: read and score every hit, never only the nearest (:meth:`_nearest_items`); the
         # tests compare the two.
         self.read_all_hits = read_all_hits
-        # Scores by (bank policy, evidence) and evidence by hits, kept across lookups: a score is a
-        # pure function of the evidence and the policy (matcher.search.decide), and a crowded
-        # lookup's hundreds of items share a few dozen (distance, quality) pairs with the last one's.
-        self._scores: dict[str, dict[tuple[tuple[str, Any], ...], float]] = {}
-        self._evidences: dict[tuple[Any, ...], dict[str, Any]] = {}
+        # Scores by (bank policy, evidence) and (score, evidence) by (policy, hits), kept across
+        # lookups: a score is a pure function of the evidence and the policy (matcher.search.decide),
+        # and a crowded lookup's hundreds of items share a few dozen (distance, quality) pairs.
+        self._scores: dict[str, dict[Any, Any]] = {}
 
     def applies(self, bank: Bank) -> bool:
         return True  # sha256 is always there
@@ -268,7 +267,7 @@ class HashSearcher:
             per_item.setdefault(item.id, _ItemHits(subject_id=item.subject_id)).distances["sha256"] = 0.0
         return self._rank(bank, per_item, top, scores)
 
-    def _scores_under(self, policy: dict[str, Any]) -> dict[tuple[tuple[str, Any], ...], float]:
+    def _scores_under(self, policy: dict[str, Any]) -> dict[Any, Any]:
         """The score cache of one policy (its canonical JSON is the key); bounded, so a stream of
         distinct evidence cannot grow it without end."""
         key = json.dumps(policy, sort_keys=True, default=str)
@@ -279,18 +278,19 @@ class HashSearcher:
             held = self._scores[key] = {}
         return held
 
-    def _evidence_of(self, hits: _ItemHits) -> dict[str, Any]:
-        """:func:`_evidence` of ``hits``, shared by every item with the same hits (do not modify it)."""
+    def _scored(self, hits: _ItemHits, policy: dict[str, Any],
+                scores: dict[Any, Any]) -> tuple[float, dict[str, Any]]:
+        """(score, evidence) of one item's hits; the evidence is shared by every item with the
+        same hits (do not modify it). ``scores``: the policy's cache (:meth:`_scores_under`)."""
         key = (tuple(hits.distances.items()), tuple(hits.qualities.items()), tuple(hits.transforms.items()))
-        held = self._evidences.get(key)
+        held = scores.get(key)
         if held is None:
-            if len(self._evidences) > _CACHE_ENTRIES:
-                self._evidences.clear()
-            held = self._evidences[key] = _evidence(hits)
+            evidence = _evidence(hits)
+            held = scores[key] = (self._score(evidence, policy, scores), evidence)
         return held
 
     def _nearest_items(self, found: _SignalHits, keep: int, policy: dict[str, Any],
-                       scores: dict[tuple[tuple[str, Any], ...], float] | None = None
+                       scores: dict[Any, Any] | None = None
                        ) -> dict[int, _ItemHits]:
         """The items of one signal's hits, read only as far as ranking can need them.
 
@@ -340,7 +340,7 @@ class HashSearcher:
             if len(per_item) >= keep:  # fewer items than ``keep`` cannot have ``keep`` above the bound
                 above = 0
                 for hits in per_item.values():
-                    above += self._score(self._evidence_of(hits), policy, scores) > bound
+                    above += self._scored(hits, policy, scores)[0] > bound
                     if above >= keep:
                         return per_item
             want *= 4
@@ -368,16 +368,16 @@ class HashSearcher:
                 in self.store.catalog.vector_owner_rows(sorted(vector_ids))}
 
     def _rank(self, bank: Bank, per_item: dict[int, _ItemHits], top: int,
-              scores: dict[tuple[tuple[str, Any], ...], float] | None = None) -> list[Candidate]:
+              scores: dict[Any, Any] | None = None) -> list[Candidate]:
         if not per_item:
             return []
         policy = self.defaults.policy_for(bank.kind, bank.policy)
         scored = []
         scores = {} if scores is None else scores
         for item_id, hits in per_item.items():
-            evidence = self._evidence_of(hits)
             # One scoring function for live answers and offline calibration (bench/).
-            scored.append((self._score(evidence, policy, scores), item_id, evidence))
+            score, evidence = self._scored(hits, policy, scores)
+            scored.append((score, item_id, evidence))
         # Items of one subject collapse into one candidate, so keep a few spare before loading rows.
         scored.sort(key=lambda t: (-t[0], t[1]))
         scored = scored[:_kept(top)]
