@@ -13,7 +13,10 @@ may be photos of missing persons).
 
 The audit event is appended *before* the response starts, so a client never
 sees the result of an action that left no trace; a request that ends in an
-unhandled error (500) is audited too, with result "error". Routes declare their audit
+unhandled error (500) is audited too, with result "error". A route may append
+its own 200 event inside its write's transaction (a hash lookup, with the hits
+it queues: :func:`planned_event` describes it the same way); the middleware then
+appends nothing for that answer, and its event for any other. Routes declare their audit
 action through :func:`api.auth.guard`; routes without one (health probes,
 metrics, whoami) are not audited.
 """

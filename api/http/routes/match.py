@@ -65,7 +65,7 @@ async def match_hashes_route(
     if service(request).store.in_process:
         # On the event loop: with the catalog and the index in this process the lookup is a few
         # milliseconds of CPU and no network wait, and the hop to a worker thread and back cost
-        # ~0.6-0.9 ms of it (BENCHMARKS.md). Like the audit append, it may wait for another
+        # 0.7-1.1 ms of it at 10M references (BENCHMARKS.md). Like the audit append, it may wait for another
         # writer's short SQLite transaction, holding up this worker's other requests that long.
         return _match_hashes(body, request, p)
     # A catalog or vectors over the network: the waits go to a worker thread (one hop; a sync
