@@ -55,7 +55,7 @@ class Prepared:
         self.dialect = dialect
         self._driver_error: type[Exception] = dialect.loaded_dbapi.Error
         self.postgres = dialect.name == "postgresql"
-        self._texts: dict[str, str] = {}
+        self._texts: dict[tuple[str, int], str] = {}
         self._bind: dict[str, Processor] = {}
         self._result: dict[str, Processor] = {}
         for name, sa_type in (("json", JSON()), ("datetime", DateTime()), ("date", Date()),
@@ -124,12 +124,13 @@ class Prepared:
              lists: Mapping[str, list[int]] | None = None) -> list[tuple]:
         """Every row of one SELECT, as the driver's tuples.
 
-        ``lists``: the values of its ``{in:name}`` lists, each non-empty; a list longer
-        than :data:`MAX_LIST` (SQLite's bound-parameter limit) is read in chunks.
+        ``lists``: the values of its ``{in:name}`` lists, each non-empty; the one list of a
+        statement longer than :data:`MAX_LIST` is read in chunks (a statement binds a bounded
+        number of values, and each padded width is one more statement in SQLite's cache).
         """
-        if lists:
-            [(name, values)] = lists.items() if len(lists) == 1 else [(None, None)]
-            if name is not None and len(values) > MAX_LIST:
+        if lists is not None and len(lists) == 1:
+            [(name, values)] = lists.items()
+            if len(values) > MAX_LIST:
                 out: list[tuple] = []
                 for start in range(0, len(values), MAX_LIST):
                     out.extend(self.rows(conn, text, params, {name: values[start:start + MAX_LIST]}))
