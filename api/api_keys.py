@@ -23,7 +23,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import DateTime, String, bindparam, select, update
+from sqlalchemy import DateTime, String, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from indexer import text
@@ -98,21 +98,26 @@ def authenticate(catalog: Catalog, key: str | None) -> Principal | None:
     """The principal of an active key, or None."""
     if not key or not key.startswith(KEY_PREFIX) or len(key) > 200:
         return None
-    # Read on every request (revocation takes effect on the next one); a few columns through
-    # Core, not an ORM session: this runs before every authenticated route.
+    # Read on every request (revocation takes effect on the next one); a few columns with a
+    # prepared statement (indexer.store.prepared), not an ORM session nor Core: this runs before
+    # every authenticated route.
+    prep = catalog.prepared
     with catalog.engine.connect() as conn:
-        row = conn.execute(_KEY_BY_HASH, {"key_hash": hash_key(key)}).first()
-        if row is None or row.revoked_at is not None:
+        row = prep.run(conn, _KEY_SQL, {"key_hash": hash_key(key)})
+        if row is None:
+            return None
+        key_id, name, role, revoked_at, last_used_at = row
+        if revoked_at is not None:
             return None
         now = utcnow()
-        if use_is_stale(row.last_used_at, now):
-            conn.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
+        if use_is_stale(prep.load("datetime", last_used_at), now):
+            conn.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
             conn.commit()
-    return Principal(key_id=int(row.id), name=str(row.name), role=str(row.role))
+    return Principal(key_id=int(key_id), name=str(name), role=str(role))
 
 
-_KEY_BY_HASH = select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.revoked_at,
-                      ApiKey.last_used_at).where(ApiKey.key_hash == bindparam("key_hash"))
+_KEY_SQL = (f"SELECT id, name, role, revoked_at, last_used_at FROM {ApiKey.__tablename__} "
+            "WHERE key_hash = :key_hash")
 
 
 def use_is_stale(last_used_at: dt.datetime | None, now: dt.datetime) -> bool:

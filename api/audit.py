@@ -53,17 +53,18 @@ import re
 import secrets
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import JSON, Integer, String, func, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import JSON, Integer, String, func, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from indexer.crypto import KeyProblem
-from indexer.store.catalog import Base, Catalog
+from indexer.store.catalog import Base, Catalog, lost_a_race
 
 GENESIS = "0" * 64
 HEAD_FILE = "audit-head"
@@ -75,6 +76,7 @@ SEAL_ACTION = "audit.seal"
 HEAD_MISMATCH_ACTION = "audit.head_mismatch"
 _MAX_DETAIL_TEXT = 120
 # The form of indexer.store.catalog.new_pseudonym(); tests check that the two agree.
+T = TypeVar("T")
 PSEUDONYM = re.compile(r"S-[0-9a-f]{16}(?![0-9a-f])")
 
 
@@ -99,8 +101,12 @@ class AuditEvent(Base):
                 "detail": self.detail, "hash": self.hash}
 
 
-_LAST_LINK = select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
-_INSERT_EVENT = insert(AuditEvent.__table__)
+# AuditLog's append (indexer.store.prepared: the same SQL on SQLite and PostgreSQL).
+_LAST_LINK_SQL = f"SELECT seq, hash FROM {AuditEvent.__tablename__} ORDER BY seq DESC LIMIT 1"
+_EVENT_COLUMNS = ("seq", "at", "actor", "role", "action", "object", "result", "detail", "prev_hash", "hash")
+_INSERT_EVENT_SQL = (f"INSERT INTO {AuditEvent.__tablename__} ({', '.join(_EVENT_COLUMNS)}) "
+                     f"VALUES ({', '.join(':' + c for c in _EVENT_COLUMNS)})")
+APPEND_ATTEMPTS = 20
 
 
 def _body(seq: int, at: str, actor: str, role: str, action: str, obj: str, result: str,
@@ -206,6 +212,23 @@ def _clean_detail(detail: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class PlannedEvent:
+    """An event to append in another write's transaction (:meth:`AuditLog.append_after`).
+
+    ``detail`` is what the caller records of the action so far (an HTTP request: the
+    status it answers); the write that runs with it may add its own (a lookup: how many
+    candidates it found and queued).
+    """
+
+    actor: str
+    role: str
+    action: str
+    obj: str
+    result: str
+    detail: dict[str, Any]
+
+
 class AuditLog:
     """Appends and verifies the events of one catalog.
 
@@ -293,32 +316,53 @@ class AuditLog:
     def append(self, actor: str, role: str, action: str, obj: str, result: str,
                detail: dict[str, Any] | None = None) -> AuditEvent:
         """Append one event; safe across threads and processes sharing the catalog."""
-        clean = {k: self._scrub(v) if isinstance(v, str) else v
-                 for k, v in _clean_detail(detail or {}).items()}
+        _none, event = self.append_after(None, actor, role, action, obj, result, lambda _out: detail or {})
+        return event
+
+    def append_after(self, write: Callable[[Connection], T] | None, actor: str, role: str, action: str,
+                     obj: str, result: str, detail_of: Callable[[T | None], dict[str, Any]]
+                     ) -> tuple[T | None, AuditEvent]:
+        """Run ``write(conn)`` and append the event that records it in ONE transaction: (its result, event).
+
+        Why: a lookup that queues a hit wrote its candidates and then its event, two
+        transactions and two commits (on SQLite each commit is a WAL write); here they are
+        committed together, so neither is ever kept without the other. ``detail_of`` makes the
+        event's detail from what ``write`` returned. A transaction that lost a race with another
+        writer (the event's sequence number, a queue row: :func:`indexer.store.catalog.lost_a_race`)
+        is rolled back whole and run again. The head file is written after the commit, as by
+        :meth:`append`.
+        """
         obj = self._scrub(obj)[:200]
+        actor, role, action, result = actor[:120], role[:32], action[:64], result[:32]
         with self._lock:
-            for _attempt in range(20):
+            for _attempt in range(APPEND_ATTEMPTS):
                 try:
-                    event = self._append_once(actor[:120], role[:32], action[:64], obj,
-                                              result[:32], clean)
-                except IntegrityError:  # another process took this sequence number
-                    continue
+                    with self.catalog.writing() as conn:
+                        out = write(conn) if write is not None else None
+                        clean = {k: self._scrub(v) if isinstance(v, str) else v
+                                 for k, v in _clean_detail(detail_of(out)).items()}
+                        event = self._append_on(conn, actor, role, action, obj, result, clean)
+                except DBAPIError as exc:  # another process took this sequence number (or a queue row)
+                    if lost_a_race(exc):
+                        continue
+                    raise
                 self._write_head(event.seq, event.hash)
-                return event
+                return out, event
         raise RuntimeError("could not append to the audit log (contention)")
 
-    def _append_once(self, actor: str, role: str, action: str, obj: str, result: str,
-                     detail: dict[str, Any]) -> AuditEvent:
-        # Core statements on a connection of the catalog (inside a unit, the unit's transaction):
-        # one event per request, and an ORM session's bookkeeping cost more than the INSERT itself.
-        with self.catalog.writing() as conn:
-            last = conn.execute(_LAST_LINK).first()
-            seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
-            at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
-            row = {"seq": seq, "at": at, "actor": actor, "role": role, "action": action, "object": obj,
-                   "result": result, "detail": detail, "prev_hash": prev,
-                   "hash": self.key.link(prev, seq, at, actor, role, action, obj, result, detail)}
-            conn.execute(_INSERT_EVENT, row)
+    def _append_on(self, conn: Connection, actor: str, role: str, action: str, obj: str, result: str,
+                   detail: dict[str, Any]) -> AuditEvent:
+        # Prepared statements on a connection of the catalog (inside a unit, the unit's transaction):
+        # one event per request, and an ORM session's bookkeeping, then Core's per-statement work,
+        # cost more than the INSERT itself.
+        prep = self.catalog.prepared
+        last = prep.run(conn, _LAST_LINK_SQL)
+        seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
+        at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+        row = {"seq": seq, "at": at, "actor": actor, "role": role, "action": action, "object": obj,
+               "result": result, "detail": detail, "prev_hash": prev,
+               "hash": self.key.link(prev, seq, at, actor, role, action, obj, result, detail)}
+        prep.run(conn, _INSERT_EVENT_SQL, {**row, "detail": prep.dump("json", detail)})
         return AuditEvent(**row)
 
     def _write_head(self, seq: int, digest: str) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from api import budgets, visibility
+from api.audit import PlannedEvent
 from api.auth import PARTNER, Principal
 from api.errors import ApiError
 from api.service import Service
@@ -71,21 +72,30 @@ def query_id(hashes: dict[str, str]) -> str:
 
 
 def lookup(svc: Service, principal: Principal, query: pipeline.Extraction, banks: list[Bank],
-           top: int, qid: str) -> HashLookup:
+           top: int, qid: str, event: PlannedEvent | None = None) -> HashLookup:
     """Search ``banks`` for the hashes of ``query`` as ``principal`` may, and queue the hits.
 
     The search and its rules (revisions, items, consent, minors) read through one
-    catalog session (:meth:`indexer.store.catalog.Catalog.unit`); queueing is a
-    transaction of its own, as everywhere, retried when it loses a race.
+    catalog session (:meth:`indexer.store.catalog.Catalog.unit`). Queueing is one
+    transaction, retried whole when it loses a race; with ``event``, the audit event
+    of the lookup is appended in that same transaction (one commit,
+    :meth:`api.audit.AuditLog.append_after`), so the hits are never queued without it.
     """
-    with svc.store.catalog.unit():
+    catalog = svc.store.catalog
+    with catalog.unit():
         candidates = match_hashes(svc.matcher, query, banks, top)  # consent: matcher.privacy.consent
-    if principal.role == PARTNER:  # partners learn of hits only, not of distant neighbours
-        candidates = [c for c in candidates if c.decision in QUEUED_TIERS]
-    budgets.charge_queue_insertions(svc, principal, candidates)  # 429 before a partner floods the queue
-    by_name = {b.name: b for b in banks}
-    queued = svc.review.record(candidates, by_name, qid, principal.name, None)
-    return HashLookup(qid, by_name, candidates, queued)
+        if principal.role == PARTNER:  # partners learn of hits only, not of distant neighbours
+            candidates = [c for c in candidates if c.decision in QUEUED_TIERS]
+        budgets.charge_queue_insertions(svc, principal, candidates)  # 429 before a partner floods the queue
+        by_name = {b.name: b for b in banks}
+        if event is None:
+            queued = svc.review.record(candidates, by_name, qid, principal.name, None)
+        else:
+            queued, _event = svc.audit.append_after(
+                lambda conn: svc.review.record_in(conn, candidates, by_name, qid, principal.name),
+                event.actor, event.role, event.action, event.obj, event.result,
+                lambda q: {**event.detail, "candidates": len(candidates), "queued": len(q or {})})
+    return HashLookup(qid, by_name, candidates, queued or {})
 
 
 @dataclass(frozen=True)

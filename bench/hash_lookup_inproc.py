@@ -32,7 +32,9 @@ STAGES = [("indexer.store.catalog", "Catalog", "banks"),
           ("matcher.search.query", "HashSearcher", "_rank"),
           ("matcher.search.query", "HashSearcher", "_match_bank"),
           ("matcher.review.queue", "ReviewQueue", "record"),
-          ("api.audit", "AuditLog", "append")]
+          ("api.audit", "AuditLog", "append"),
+          ("api.audit", "AuditLog", "append_after"),
+          ("matcher.review.queue", "ReviewQueue", "record_in")]
 
 
 def instrument(spent: dict[str, float]) -> None:
@@ -61,6 +63,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--lookups", type=int, default=300)
     parser.add_argument("--stages", action="store_true")
+    parser.add_argument("--separate-event", action="store_true",
+                        help="append the audit event after the lookup, in a transaction of its own "
+                             "(what main does; its lookup() takes no event)")
     args = parser.parse_args()
     os.environ.update({"REUNITE_BUDGET_ADDRESS": "off", "REUNITE_BUDGET_PARTNER": "off",
                        "REUNITE_BUDGET_PARTNER_QUEUE": "off"})
@@ -68,6 +73,11 @@ def main() -> None:
     if args.stages:
         instrument(spent)
     from api import hash_matching
+    try:
+        from api.audit import PlannedEvent
+    except ImportError:  # a tree before the one-transaction write: only --separate-event runs there
+        PlannedEvent = None  # noqa: N806
+        args.separate_event = True
     from api.auth import Principal
     from api.service import Service, ServiceConfig
     from bench.hash_http import BANK, lookups
@@ -80,10 +90,18 @@ def main() -> None:
     def one(h: str) -> None:
         hashes = {"pdq": h}
         qid = hash_matching.query_id(hashes)
-        chosen = hash_matching.choose_banks(svc, [BANK], partner=True)
-        found = hash_matching.lookup(svc, partner, parse_hashes(hashes, None), chosen, 10, qid)
-        svc.audit.append(partner.name, partner.role, "match.hashes", f"hashes:{qid}", "ok",
-                         {"candidates": len(found.candidates), "queued": len(found.queued)})
+        if args.separate_event:  # the event in a transaction of its own, after the queue write's
+            chosen = hash_matching.choose_banks(svc, [BANK], partner=True)
+            found = hash_matching.lookup(svc, partner, parse_hashes(hashes, None), chosen, 10, qid)
+            svc.audit.append(partner.name, partner.role, "match.hashes", f"hashes:{qid}", "ok",
+                             {"candidates": len(found.candidates), "queued": len(found.queued),
+                              "status": 200})
+        else:  # as the route does: banks, search and the write (with the event) on one unit
+            event = PlannedEvent(partner.name, partner.role, "match.hashes", f"hashes:{qid}", "ok",
+                                 {"status": 200})
+            with svc.store.catalog.unit():
+                chosen = hash_matching.choose_banks(svc, [BANK], partner=True)
+                hash_matching.lookup(svc, partner, parse_hashes(hashes, None), chosen, 10, qid, event)
 
     bodies = lookups(args.lookups + 30)
     for h in bodies[:30]:

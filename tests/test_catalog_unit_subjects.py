@@ -41,13 +41,16 @@ def _hits(found: list) -> list:  # noqa: ANN001 - candidates
 
 
 def _subject_selects(catalog: Catalog) -> list[str]:
+    """Every SELECT of the subjects table SQLite runs from now on (the lookup's statements run on the
+    DB-API cursor, past SQLAlchemy's events: sqlite3's trace callback sees each one)."""
     seen: list[str] = []
 
-    def note(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+    def note(statement: str) -> None:
         if statement.lstrip().upper().startswith("SELECT") and "FROM subjects" in statement:
             seen.append(statement)
 
-    event.listen(catalog.engine, "before_cursor_execute", note)
+    catalog.engine.dispose()  # every connection from here on is a new one, traced
+    event.listen(catalog.engine, "connect", lambda dbapi, _record: dbapi.set_trace_callback(note))
     return seen
 
 

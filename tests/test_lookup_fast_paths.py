@@ -135,3 +135,21 @@ def test_subjects_read_by_core_are_the_orm_rows(tmp_path: Path, catalog_url: str
         assert (subject.bank_id, subject.label, subject.pseudonym, subject.consent_expires,
                 subject.protected_until, subject.attributes, subject.personal) == expected[sid]
 
+
+
+def test_prepared_statements_raise_sqlalchemys_errors(tmp_path: Path, catalog_url: str | None) -> None:
+    """A driver error on the DB-API cursor is the IntegrityError (etc.) SQLAlchemy would raise, so
+    the queue's and the audit's race retries catch it; the transaction rolls back as usual."""
+    from sqlalchemy.exc import IntegrityError
+
+    store, _bank, vector_ids = _store(tmp_path, catalog_url)
+    prep = store.catalog.prepared
+    with pytest.raises(IntegrityError), store.catalog.writing() as conn:
+        prep.run(conn, "INSERT INTO catalog_meta (name, value) VALUES (:name, :value)",
+                 {"name": "catalog_id", "value": "another"})  # its primary key is taken
+    assert store.catalog.identity() != "another"
+    # A list of every width (padded on SQLite, an array on PostgreSQL) finds the same rows.
+    with store.catalog.reading() as conn:
+        for n in (1, 7, 8, 9, 33):
+            rows = prep.rows(conn, "SELECT id FROM vectors WHERE id {in:ids}", lists={"ids": vector_ids[:n]})
+            assert sorted(r[0] for r in rows) == vector_ids[:n]

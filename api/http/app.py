@@ -81,7 +81,10 @@ def create_app(data_dir: Path | str, *, catalog_url: str | None = None,
     app.state.deliverer = deliverer
     app.state.metrics = Metrics(svc)
     errors.install(app)
-    for module in (admin, banks, subjects, ingest, match, review, networks, cases, alerts, stats, search,
+    # The match routes first: a request is matched against the routes in order, and a partner's
+    # hash lookup (the busiest route) walked some twenty others first (~0.3 ms a request). No other
+    # route's path lies under /v1/match, so the order changes nothing else.
+    for module in (match, admin, banks, subjects, ingest, review, networks, cases, alerts, stats, search,
                    watches):
         app.include_router(module.router)
     docs.install(app)

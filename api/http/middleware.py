@@ -13,7 +13,10 @@ may be photos of missing persons).
 
 The audit event is appended *before* the response starts, so a client never
 sees the result of an action that left no trace; a request that ends in an
-unhandled error (500) is audited too, with result "error". Routes declare their audit
+unhandled error (500) is audited too, with result "error". A route may append
+its own 200 event inside its write's transaction (a hash lookup, with the hits
+it queues: :func:`planned_event` describes it the same way); the middleware then
+appends nothing for that answer, and its event for any other. Routes declare their audit
 action through :func:`api.auth.guard`; routes without one (health probes,
 metrics, whoami) are not audited.
 """
@@ -28,6 +31,7 @@ from typing import Any
 import anyio
 
 from api import budgets
+from api.audit import PlannedEvent
 from api.http.metrics import Metrics
 from api.service import Service
 
@@ -112,26 +116,46 @@ class ServiceMiddleware:
 
     async def _audit(self, scope: Scope, status: int) -> None:
         state = scope.get("state") or {}
-        action = state.get("audit_action")
-        if not action:
+        if state.get(APPENDED) == status:
+            return  # the route appended this very event in its own write's transaction
+        event = planned_event(scope, status)
+        if event is None:
             return
-        principal = state.get("principal")
-        path_params = scope.get("path_params") or {}
-        obj = state.get("audit_object") or default_object(path_params, scope.get("path", ""))
-        detail = {k: v for k, v in (state.get("audit_detail") or {}).items() if v is not None}
-        detail["status"] = status
         try:
             # On the event loop, not in a worker thread: the hop there and back cost more CPU than
             # the append (~0.6 ms a request on two loaded cores, BENCHMARKS.md). The append is a
             # read of the chain's last link and one INSERT; it may wait for another writer's short
             # transaction (SQLite's lock), which holds up this worker's other requests that long.
-            self.svc.audit.append(
-                principal.name if principal else "anonymous",
-                principal.role if principal else "none",
-                action, str(obj), result_of(status), detail)
+            self.svc.audit.append(event.actor, event.role, event.action, event.obj, event.result,
+                                  event.detail)
         except Exception:
-            log.exception("audit append failed for %s", action)
+            log.exception("audit append failed for %s", event.action)
             raise
+
+
+# request.state key: the status whose event a route appended itself (api.hash_matching.lookup
+# appends it with the queue write, in one transaction). Answered with another status (an error
+# after that commit), the request gets the middleware's event as well.
+APPENDED = "audit_appended_for"
+
+
+def planned_event(scope: Scope, status: int) -> PlannedEvent | None:
+    """The audit event of a request answered ``status`` (None: the route is not audited).
+
+    The one description of a request's event: the middleware appends it as the response
+    starts, and a route that appends it inside its own transaction makes it here too.
+    """
+    state = scope.get("state") or {}
+    action = state.get("audit_action")
+    if not action:
+        return None
+    principal = state.get("principal")
+    path_params = scope.get("path_params") or {}
+    obj = state.get("audit_object") or default_object(path_params, scope.get("path", ""))
+    detail = {k: v for k, v in (state.get("audit_detail") or {}).items() if v is not None}
+    detail["status"] = status
+    return PlannedEvent(principal.name if principal else "anonymous", principal.role if principal else "none",
+                        action, str(obj), result_of(status), detail)
 
 
 async def _drain(scope: Scope, receive: Any, cap: int) -> None:

@@ -29,7 +29,6 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
-    bindparam,
     create_engine,
     delete,
     event,
@@ -50,6 +49,7 @@ from sqlalchemy.orm import (
     sessionmaker,
 )
 
+from indexer.store.prepared import Prepared
 from indexer.store.schema import migrate
 
 BANK_KINDS = ("ads", "venue", "missing_person", "hashes")
@@ -196,6 +196,9 @@ class Catalog:
         if url.startswith("sqlite"):
             _make_sqlite_file_private(url)
         self.engine: Engine = create_engine(url, future=True)
+        # The hot path's statements on the DB-API cursor (indexer.store.prepared).
+        self.prepared = Prepared(self.engine.dialect)
+        self._subject_loaders: list[Any] | None = None
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         # indexer.store.schema: to this release's schema, or CatalogTooNew; what it was, for `reunite migrate`
@@ -328,15 +331,18 @@ class Catalog:
     def banks(self) -> list[Bank]:
         """Every bank, by name, read anew on every call (a policy change holds on the next request).
 
-        Read with one Core statement and made into detached rows (as a closed
-        session's would be): every partner lookup asks, and an ORM session's
-        load of the few bank rows cost as much as the rest of the lookup's reads.
+        Read with one prepared statement (:mod:`indexer.store.prepared`) and made into
+        detached rows (as a closed session's would be): every partner lookup asks, and
+        an ORM session's load of the few bank rows cost as much as the rest of the
+        lookup's reads.
         """
+        prep = self.prepared
         with self.reading() as conn:
-            rows = conn.execute(_BANK_ROWS).all()
+            rows = prep.rows(conn, _BANK_SQL)
         out = []
-        for row in rows:
-            bank = Bank(id=row.id, name=row.name, kind=row.kind, policy=row.policy, created_at=row.created_at)
+        for bank_id, name, kind, policy, created_at in rows:
+            bank = Bank(id=bank_id, name=name, kind=kind, policy=prep.load("json", policy),
+                        created_at=prep.load("datetime", created_at))
             make_transient_to_detached(bank)  # persistent's identity: a later session updates, not inserts
             out.append(bank)
         return out
@@ -422,10 +428,13 @@ class Catalog:
             s.flush()  # what an ORM query would autoflush first: the rows as this session sees them
         # A Core read made into detached rows: an ORM load of a subject (its JSON, its
         # relationship, the identity map) cost more than the rest of a lookup's reads.
-        conn = s.connection() if missing else None
-        for start in range(0, len(missing), 900):  # SQLite's bound-parameter limit
-            for row in conn.execute(_SUBJECT_ROWS, {"ids": missing[start:start + 900]}).mappings():
-                subject = Subject(**row)
+        if missing:
+            loaders = self._subject_loaders
+            if loaders is None:
+                loaders = self._subject_loaders = self.prepared.column_loaders(Subject.__table__.columns)
+            for row in self.prepared.rows(s.connection(), _SUBJECT_SQL, lists={"ids": missing}):
+                subject = Subject(**{name: load(value) for name, load, value
+                                     in zip(_SUBJECT_COLUMNS, loaders, row, strict=True)})
                 make_transient_to_detached(subject)
                 out[subject.id] = subject
         if read is not None:
@@ -482,7 +491,7 @@ class Catalog:
         signal the bank ever held, and one EXISTS each tells which still has vectors.
         """
         with self.reading() as conn:
-            rows = conn.execute(_SIGNALS_HELD, {"bank_id": bank_id}).all()
+            rows = self.prepared.rows(conn, _SIGNALS_SQL, {"bank_id": bank_id})
         reads = self._reads()
         if reads is not None:  # the revisions come with the signals: Catalog.revision asks no more
             reads.update(((bank_id, str(signal)), int(rev or 0)) for signal, rev, _held in rows)
@@ -508,26 +517,17 @@ class Catalog:
         """(vector id, item id, stored quality, item's subject id) of each of ``vector_ids`` that exists.
 
         The hash searcher's read of its nearest hits' owners, a hundred rows per
-        lookup: on the DB-API cursor of the :meth:`reading` connection (the unit's
-        transaction inside one), because SQLAlchemy's per-row result processing
-        and the re-rendering of an expanding IN cost more than the query.
+        lookup: a prepared statement on the DB-API cursor of the :meth:`reading`
+        connection (the unit's transaction inside one), because SQLAlchemy's per-row
+        result processing and the re-rendering of an expanding IN cost more than the query.
         """
         ids = [int(i) for i in vector_ids]
-        out: list[tuple[int, int, float | None, int | None]] = []
         if not ids:
-            return out
-        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+            return []
         with self.reading() as conn:
-            cursor = conn.connection.cursor()
-            try:
-                for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
-                    chunk = ids[start:start + 900]
-                    cursor.execute(_OWNER_ROWS_SQL.format(marks=", ".join([mark] * len(chunk))), chunk)
-                    out.extend((int(v), int(i), None if q is None else float(q),
-                                None if sid is None else int(sid)) for v, i, q, sid in cursor.fetchall())
-            finally:
-                cursor.close()
-        return out
+            rows = self.prepared.rows(conn, _OWNER_SQL, lists={"ids": ids})
+        return [(int(v), int(i), None if q is None else float(q), None if sid is None else int(sid))
+                for v, i, q, sid in rows]
 
     def vector_owners(self, vector_ids: Iterable[int]) -> dict[int, tuple[Vector, Item, Subject | None]]:
         """Map vector ids (as returned by an index) to their vector, item and subject."""
@@ -591,21 +591,18 @@ class Catalog:
         return removed
 
 
-# Every revision row of a bank with whether its signal still has vectors (Catalog.signals_in_bank):
-# built once, since building a statement costs more than SQLite running it.
-# Catalog.vector_owner_rows: plain SQL of the two tables (the same in SQLite and PostgreSQL).
-_OWNER_ROWS_SQL = (f"SELECT v.id, v.item_id, v.quality, i.subject_id FROM {Vector.__tablename__} v "
-                   f"JOIN {Item.__tablename__} i ON i.id = v.item_id WHERE v.id IN ({{marks}})")
-
-_SUBJECT_ROWS = select(*Subject.__table__.columns).where(
-    Subject.__table__.c.id.in_(bindparam("ids", expanding=True)))
-
-_BANK_ROWS = select(Bank.id, Bank.name, Bank.kind, Bank.policy, Bank.created_at).order_by(Bank.name)
-
-_SIGNALS_HELD = select(
-    IndexRevision.signal, IndexRevision.revision,
-    exists().where(Vector.bank_id == IndexRevision.bank_id, Vector.signal == IndexRevision.signal),
-).where(IndexRevision.bank_id == bindparam("bank_id"))
+# The hot path's statements (indexer.store.prepared: plain SQL, the same in SQLite and PostgreSQL).
+# Catalog.vector_owner_rows: each hit's item, quality and subject.
+_OWNER_SQL = (f"SELECT v.id, v.item_id, v.quality, i.subject_id FROM {Vector.__tablename__} v "
+              f"JOIN {Item.__tablename__} i ON i.id = v.item_id WHERE v.id {{in:ids}}")
+# Catalog.subjects: every column of the table.
+_SUBJECT_COLUMNS = tuple(c.name for c in Subject.__table__.columns)
+_SUBJECT_SQL = f"SELECT {', '.join(_SUBJECT_COLUMNS)} FROM {Subject.__tablename__} WHERE id {{in:ids}}"
+_BANK_SQL = f"SELECT id, name, kind, policy, created_at FROM {Bank.__tablename__} ORDER BY name"
+# Every revision row of a bank with whether its signal still has vectors (Catalog.signals_in_bank).
+_SIGNALS_SQL = (f"SELECT r.signal, r.revision, EXISTS (SELECT 1 FROM {Vector.__tablename__} v "
+                "WHERE v.bank_id = r.bank_id AND v.signal = r.signal) "
+                f"FROM {IndexRevision.__tablename__} r WHERE r.bank_id = :bank_id")
 
 
 # Session.info key: the subject rows a unit has read (Catalog.subjects), held until it writes or ends.

@@ -36,7 +36,7 @@ by falling back to a scan of the packed codes; the searcher keeps large banks
 to the probe radius (see :mod:`matcher.search.query`), because that scan is what this
 index is here to avoid.
 
-The saved form is the whole layout, so a process loads it with ``np.memmap``
+The saved form is the whole layout, so a process maps it read-only (``mmap``)
 instead of re-sorting: several API workers on one box share one copy of the
 pages, and a restart does not rebuild.
 """
@@ -44,6 +44,7 @@ pages, and a restart does not rebuild.
 from __future__ import annotations
 
 import functools
+import mmap
 import struct
 import threading
 from collections.abc import Callable, Iterator
@@ -390,8 +391,10 @@ class MultiIndexHashIndex(VectorIndex):
 
     @classmethod
     def from_buffer(cls, buffer: np.ndarray | bytes) -> MultiIndexHashIndex:
-        """The index saved in ``buffer`` (a ``np.memmap`` of the file is used in place, not copied)."""
-        raw = np.frombuffer(buffer, dtype=np.uint8) if isinstance(buffer, bytes) else buffer
+        """The index saved in ``buffer`` (a mapping of the file is used in place, not copied)."""
+        # A plain ndarray (of the mapped file's pages, no copy), never a np.memmap: every slice of one
+        # runs its Python __getitem__ and __array_finalize__, about 70 µs of a lookup's seven gathers.
+        raw = np.frombuffer(buffer, dtype=np.uint8) if isinstance(buffer, bytes) else np.asarray(buffer)
         magic, bits, n, nd, m, flips = _BODY_HEADER.unpack_from(bytes(raw[:_BODY_HEADER.size]))
         if magic != MAGIC:
             raise ValueError("not a multi-index hash file")
@@ -450,9 +453,17 @@ def default_substrings(bits: int, rows: int, flips: int = 2) -> int:
 
 
 def load_mapped(path: Path, offset: int) -> MultiIndexHashIndex:
-    """The index saved in ``path`` after ``offset`` header bytes, memory-mapped read-only."""
-    raw = np.memmap(path, dtype=np.uint8, mode="r", offset=offset)
-    return MultiIndexHashIndex.from_buffer(raw)
+    """The index saved in ``path`` after ``offset`` header bytes, memory-mapped read-only.
+
+    The mapping's page tables are filled at once (``MAP_POPULATE``, Linux): a fresh worker
+    otherwise took a page fault for most of the pages its first hundred lookups touched
+    (at 10M hashes 160 faults and +0.9 ms of CPU per lookup, BENCHMARKS.md). The pages are
+    the page cache's, shared with every process mapping the file, as before.
+    """
+    with path.open("rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                           prot=mmap.PROT_READ)
+    return MultiIndexHashIndex.from_buffer(np.frombuffer(mapped, dtype=np.uint8, offset=offset))
 
 
 def _sorted_hits(ids: np.ndarray, dist: np.ndarray) -> list[Hit]:

@@ -31,7 +31,7 @@ from indexer.pipeline import Extraction
 from indexer.signals import base as signals
 from indexer.store.annotations import add_annotations
 from indexer.store.catalog import Bank, Catalog, Item, Subject, Vector, lost_a_race
-from indexer.store.milvus_vectors import open_index_set
+from indexer.store.milvus_vectors import milvus_uri, open_index_set
 
 # Where an image came from is shown in reports; a longer path or URL is cut to the column (PostgreSQL
 # refuses what does not fit, SQLite would keep it), as nothing looks an item up by it.
@@ -64,6 +64,9 @@ class Store:
                  vectors_url: str | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.catalog = Catalog.open(self.data_dir, catalog_url)
+        # Whether every read of a lookup stays in this process (a SQLite file, index files): then a
+        # lookup waits on no network, only on the CPU and SQLite's short write lock.
+        self.in_process = self.catalog.url.startswith("sqlite") and milvus_uri(vectors_url) is None
         try:
             self.indexes = open_index_set(self.data_dir, self.catalog, vectors_url)
         except BaseException:

@@ -88,12 +88,10 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
-    bindparam,
     case,
     delete,
     false,
     func,
-    insert,
     select,
     text,
     update,
@@ -206,17 +204,19 @@ class CandidateReveal(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
-# ReviewQueue._record's statements, built once.
-_CANDIDATES = StoredCandidate.__table__
-_STORED_OF_QUERY = (select(_CANDIDATES.c.id, _CANDIDATES.c.bank_id, _CANDIDATES.c.subject_id,
-                           _CANDIDATES.c.score, _CANDIDATES.c.minor_policy, _CANDIDATES.c.state,
-                           _CANDIDATES.c.query_photo, _CANDIDATES.c.created_by,
-                           _CANDIDATES.c.context)
-                    .where(_CANDIDATES.c.query_sha256 == bindparam("sha"),
-                           _CANDIDATES.c.bank_id.in_(bindparam("banks", expanding=True)))
-                    .order_by(_CANDIDATES.c.id))
-_INSERT_CANDIDATE = insert(_CANDIDATES).returning(_CANDIDATES.c.id)
-_INSERT_REQUESTER = insert(CandidateRequester.__table__)
+# ReviewQueue.record_in's statements (indexer.store.prepared: the same SQL on SQLite and PostgreSQL).
+_CANDIDATES = StoredCandidate.__tablename__
+_STORED_SQL = ("SELECT id, bank_id, subject_id, score, minor_policy, state, query_photo, created_by, context "
+               f"FROM {_CANDIDATES} WHERE query_sha256 = :sha AND bank_id {{in:banks}} ORDER BY id")
+_NEW_CANDIDATE_COLUMNS = ("bank_id", "subject_id", "ref_item_id", "query_sha256", "query_photo", "score",
+                          "tier", "evidence", "state", "required_reviews", "minor_policy", "created_by",
+                          "created_at", "updated_at", "context", "version")
+_INSERT_CANDIDATE_SQL = (f"INSERT INTO {_CANDIDATES} ({', '.join(_NEW_CANDIDATE_COLUMNS)}) VALUES "
+                         f"({', '.join(':' + c for c in _NEW_CANDIDATE_COLUMNS)}) RETURNING id")
+_INSERT_REQUESTER_SQL = (f"INSERT INTO {CandidateRequester.__tablename__} (candidate_id, requester) "
+                         "VALUES (:candidate_id, :requester)")
+_REQUESTED_SQL = (f"SELECT candidate_id FROM {CandidateRequester.__tablename__} "
+                  "WHERE candidate_id {in:ids} AND requester = :requester")
 
 # Banks whose candidates name a person: confirming one needs the reference revealed first.
 REVEAL_KINDS = frozenset({"missing_person"})
@@ -298,79 +298,96 @@ class ReviewQueue:
             return {}  # nothing to queue: no transaction (most hash lookups find nothing)
         for attempt in range(1, RECORD_ATTEMPTS + 1):
             try:
-                return self._record(candidates, banks, query_sha256, requested_by, query_photo, context)
+                with self.catalog.writing() as conn:
+                    return self.record_in(conn, candidates, banks, query_sha256, requested_by, query_photo,
+                                          context)
             except DBAPIError as exc:
                 if attempt == RECORD_ATTEMPTS or not lost_a_race(exc):
                     raise
         raise AssertionError("unreachable")
 
-    def _record(self, candidates: list[Candidate], banks: dict[str, Bank], query_sha256: str,
-                requested_by: str, query_photo: str | None,
-                context: dict[str, Any] | None = None) -> dict[int, int]:
-        # Core statements on a catalog connection (inside a unit, the unit's transaction):
-        # the ORM's flush of one new row cost more than the rest of a hash lookup's queueing.
+    def record_in(self, conn: Connection, candidates: list[Candidate], banks: dict[str, Bank],
+                  query_sha256: str, requested_by: str, query_photo: str | None = None,
+                  context: dict[str, Any] | None = None) -> dict[int, int]:
+        """:meth:`record` inside the caller's transaction on ``conn`` (no statement when nothing is
+        queued). A lost race (:func:`indexer.store.catalog.lost_a_race`) is raised for the caller to
+        roll back and run its whole transaction again, as :meth:`record` does with its own."""
+        # Prepared statements (indexer.store.prepared) on a catalog connection: the ORM's flush of
+        # one new row, then Core's per-statement work, cost more than the rest of a lookup's queueing.
         out: dict[int, int] = {}
-        now = utcnow()
         queued = [(position, cand) for position, cand in enumerate(candidates)
                   if cand.decision in QUEUED_TIERS]
-        with self.catalog.writing() as conn:
-            # The query's stored rows and this requester's links read once (two queries), not once
-            # per candidate: a lookup of a reposted photo queues up to ``top`` candidates.
-            stored: dict[tuple[int, int | None], dict[str, Any]] = {}
-            for existing in conn.execute(_STORED_OF_QUERY, {
-                    "sha": query_sha256, "banks": sorted({banks[c.bank].id for _p, c in queued})}).mappings():
-                row = {**existing, "has_context": existing["context"] is not None}
-                stored.setdefault((row["bank_id"], row["subject_id"]), row)
-            linked = self._requested_of(conn, [r["id"] for r in stored.values()], requested_by)
-            changed: dict[int, dict[str, Any]] = {}
-            for position, cand in queued:
-                bank = banks[cand.bank]
-                row = stored.get((bank.id, cand.subject_id))
-                if row is None:
-                    values = dict(
-                        bank_id=bank.id, subject_id=cand.subject_id, ref_item_id=cand.item,
-                        query_sha256=query_sha256, query_photo=query_photo, score=cand.score,
-                        tier=cand.decision, evidence=cand.evidence, state=PENDING,
-                        required_reviews=2 if cand.minor_policy or second_review_required(
-                            bank, self.second_review_missing_person) else 1,
-                        minor_policy=cand.minor_policy,
-                        created_by=requested_by, created_at=now, updated_at=now, context=context)
-                    new_id = int(conn.execute(_INSERT_CANDIDATE, values).scalar_one())
-                    row = {**values, "id": new_id, "has_context": context is not None}
-                    stored[(bank.id, cand.subject_id)] = row
-                else:
-                    update_of = changed.setdefault(row["id"], {})
-                    if cand.score > row["score"]:
-                        fields = dict(score=cand.score, tier=cand.decision, evidence=cand.evidence,
-                                      ref_item_id=cand.item, updated_at=now)
-                        row.update(fields)
-                        update_of.update(fields)
-                    if cand.minor_policy and not row["minor_policy"] and row["state"] == PENDING:
-                        # protected since it was stored
-                        row.update(minor_policy=True, required_reviews=2)
-                        update_of.update(minor_policy=True, required_reviews=2)
-                    if row["query_photo"] is None and query_photo is not None:
-                        row["query_photo"] = update_of["query_photo"] = query_photo
-                    if not row["has_context"] and context is not None:
-                        update_of["context"] = context
-                        row["has_context"] = True
-                if requested_by and row["created_by"] != requested_by and row["id"] not in linked:
-                    conn.execute(_INSERT_REQUESTER, {"candidate_id": row["id"], "requester": requested_by})
-                    linked.add(row["id"])
-                out[position] = row["id"]
-            for candidate_id, fields in changed.items():
-                if fields:
-                    conn.execute(update(StoredCandidate.__table__)
-                                 .where(StoredCandidate.__table__.c.id == candidate_id).values(**fields))
+        if not queued:
+            return out
+        now = utcnow()
+        prep = self.catalog.prepared
+        load_bool, load_json = prep.loader("bool"), prep.loader("json")
+        # The query's stored rows and this requester's links read once (two queries), not once
+        # per candidate: a lookup of a reposted photo queues up to ``top`` candidates.
+        stored: dict[tuple[int, int | None], dict[str, Any]] = {}
+        bank_ids = sorted({banks[c.bank].id for _p, c in queued})
+        for cid, bank_id, subject_id, score, minor, state, photo, created_by, kept_context in prep.rows(
+                conn, _STORED_SQL, {"sha": query_sha256}, lists={"banks": bank_ids}):
+            row = {"id": cid, "bank_id": bank_id, "subject_id": subject_id, "score": score,
+                   "minor_policy": minor is not None and bool(load_bool(minor)), "state": state,
+                   "query_photo": photo, "created_by": created_by,
+                   "has_context": kept_context is not None and load_json(kept_context) is not None}
+            stored.setdefault((row["bank_id"], row["subject_id"]), row)
+        linked = self._requested_of(conn, [r["id"] for r in stored.values()], requested_by)
+        changed: dict[int, dict[str, Any]] = {}
+        for position, cand in queued:
+            bank = banks[cand.bank]
+            row = stored.get((bank.id, cand.subject_id))
+            if row is None:
+                values = dict(
+                    bank_id=bank.id, subject_id=cand.subject_id, ref_item_id=cand.item,
+                    query_sha256=query_sha256, query_photo=query_photo, score=cand.score,
+                    tier=cand.decision, evidence=cand.evidence, state=PENDING,
+                    required_reviews=2 if cand.minor_policy or second_review_required(
+                        bank, self.second_review_missing_person) else 1,
+                    minor_policy=cand.minor_policy,
+                    created_by=requested_by, created_at=now, updated_at=now, context=context)
+                stamp = prep.dump("datetime", now)
+                new_id = int(prep.run(conn, _INSERT_CANDIDATE_SQL, {
+                    **values, "evidence": prep.dump("json", cand.evidence),
+                    "context": prep.dump("json", context),
+                    "minor_policy": prep.dump("bool", cand.minor_policy),
+                    "created_at": stamp, "updated_at": stamp, "version": 0})[0])
+                row = {**values, "id": new_id, "has_context": context is not None}
+                stored[(bank.id, cand.subject_id)] = row
+            else:
+                update_of = changed.setdefault(row["id"], {})
+                if cand.score > row["score"]:
+                    fields = dict(score=cand.score, tier=cand.decision, evidence=cand.evidence,
+                                  ref_item_id=cand.item, updated_at=now)
+                    row.update(fields)
+                    update_of.update(fields)
+                if cand.minor_policy and not row["minor_policy"] and row["state"] == PENDING:
+                    # protected since it was stored
+                    row.update(minor_policy=True, required_reviews=2)
+                    update_of.update(minor_policy=True, required_reviews=2)
+                if row["query_photo"] is None and query_photo is not None:
+                    row["query_photo"] = update_of["query_photo"] = query_photo
+                if not row["has_context"] and context is not None:
+                    update_of["context"] = context
+                    row["has_context"] = True
+            if requested_by and row["created_by"] != requested_by and row["id"] not in linked:
+                prep.run(conn, _INSERT_REQUESTER_SQL, {"candidate_id": row["id"],
+                                                   "requester": requested_by})
+                linked.add(row["id"])
+            out[position] = row["id"]
+        for candidate_id, fields in changed.items():
+            if fields:
+                conn.execute(update(StoredCandidate.__table__)
+                             .where(StoredCandidate.__table__.c.id == candidate_id).values(**fields))
         return out
 
-    @staticmethod
-    def _requested_of(conn: Connection, candidate_ids: list[int], requester: str) -> set[int]:
+    def _requested_of(self, conn: Connection, candidate_ids: list[int], requester: str) -> set[int]:
         """Those of ``candidate_ids`` that ``requester`` is already recorded as having asked for."""
         if not candidate_ids or not requester:
             return set()
-        return set(conn.scalars(select(CandidateRequester.candidate_id).where(
-            CandidateRequester.candidate_id.in_(candidate_ids), CandidateRequester.requester == requester)))
+        return {int(cid) for (cid,) in self.catalog.prepared.rows(
+            conn, _REQUESTED_SQL, {"requester": requester}, lists={"ids": candidate_ids})}
 
     # --- reading -------------------------------------------------------------
     def list(self, *, bank_id: int | None = None, tier: str | None = None, state: str | None = None,

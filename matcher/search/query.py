@@ -10,6 +10,7 @@ score and all the evidence.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -217,6 +218,10 @@ class HashSearcher:
         # True: read and score every hit, never only the nearest (:meth:`_nearest_items`); the
         # tests compare the two.
         self.read_all_hits = read_all_hits
+        # Scores by (bank policy, evidence) and (score, evidence) by (policy, hits), kept across
+        # lookups: a score is a pure function of the evidence and the policy (matcher.search.decide),
+        # and a crowded lookup's hundreds of items share a few dozen (distance, quality) pairs.
+        self._scores: dict[str, dict[Any, Any]] = {}
 
     def applies(self, bank: Bank) -> bool:
         return True  # sha256 is always there
@@ -252,16 +257,41 @@ class HashSearcher:
                 found = index.radius_arrays(matrix, min(t.review, max(index.fast_radius, t.match)))
             searched.append(_SignalHits(signal_name, queries, found))
         keep = _kept(top)
+        scores = self._scores_under(policy)
         if len(searched) == 1 and not exact and not self.read_all_hits:
-            per_item = self._nearest_items(searched[0], keep, policy)
+            per_item = self._nearest_items(searched[0], keep, policy, scores)
         else:
             owners = self._vector_items({int(v) for sh in searched for v in sh.ids().tolist()})
             per_item = _collect(searched, owners)
         for item in exact:
             per_item.setdefault(item.id, _ItemHits(subject_id=item.subject_id)).distances["sha256"] = 0.0
-        return self._rank(bank, per_item, top)
+        return self._rank(bank, per_item, top, scores)
 
-    def _nearest_items(self, found: _SignalHits, keep: int, policy: dict[str, Any]) -> dict[int, _ItemHits]:
+    def _scores_under(self, policy: dict[str, Any]) -> dict[Any, Any]:
+        """The score cache of one policy (its canonical JSON is the key); bounded, so a stream of
+        distinct evidence cannot grow it without end."""
+        key = json.dumps(policy, sort_keys=True, default=str)
+        held = self._scores.get(key)
+        if held is None or len(held) > _CACHE_ENTRIES:
+            if len(self._scores) > 64:
+                self._scores.clear()
+            held = self._scores[key] = {}
+        return held
+
+    def _scored(self, hits: _ItemHits, policy: dict[str, Any],
+                scores: dict[Any, Any]) -> tuple[float, dict[str, Any]]:
+        """(score, evidence) of one item's hits; the evidence is shared by every item with the
+        same hits (do not modify it). ``scores``: the policy's cache (:meth:`_scores_under`)."""
+        key = (tuple(hits.distances.items()), tuple(hits.qualities.items()), tuple(hits.transforms.items()))
+        held = scores.get(key)
+        if held is None:
+            evidence = _evidence(hits)
+            held = scores[key] = (self._score(evidence, policy, scores), evidence)
+        return held
+
+    def _nearest_items(self, found: _SignalHits, keep: int, policy: dict[str, Any],
+                       scores: dict[Any, Any] | None = None
+                       ) -> dict[int, _ItemHits]:
         """The items of one signal's hits, read only as far as ranking can need them.
 
         Why: at ten million references a query near a widely reposted photo has
@@ -291,7 +321,7 @@ class HashSearcher:
         levels, counts = np.unique(dist_sorted, return_counts=True)
         read_upto = np.cumsum(counts)  # vectors at or below each distance
         owners: dict[int, tuple[int, float | None, int | None]] = {}
-        scores: dict[tuple[tuple[str, Any], ...], float] = {}
+        scores = {} if scores is None else scores
         want, done, read = 2 * keep, 0, 0
         signal = signals.get(found.signal)
         t = self.defaults.thresholds(found.signal, policy)
@@ -310,7 +340,7 @@ class HashSearcher:
             if len(per_item) >= keep:  # fewer items than ``keep`` cannot have ``keep`` above the bound
                 above = 0
                 for hits in per_item.values():
-                    above += self._score(_evidence(hits), policy, scores) > bound
+                    above += self._scored(hits, policy, scores)[0] > bound
                     if above >= keep:
                         return per_item
             want *= 4
@@ -337,16 +367,17 @@ class HashSearcher:
         return {vid: (item_id, quality, subject_id) for vid, item_id, quality, subject_id
                 in self.store.catalog.vector_owner_rows(sorted(vector_ids))}
 
-    def _rank(self, bank: Bank, per_item: dict[int, _ItemHits], top: int) -> list[Candidate]:
+    def _rank(self, bank: Bank, per_item: dict[int, _ItemHits], top: int,
+              scores: dict[Any, Any] | None = None) -> list[Candidate]:
         if not per_item:
             return []
         policy = self.defaults.policy_for(bank.kind, bank.policy)
         scored = []
-        scores: dict[tuple[tuple[str, Any], ...], float] = {}
+        scores = {} if scores is None else scores
         for item_id, hits in per_item.items():
-            evidence = _evidence(hits)
             # One scoring function for live answers and offline calibration (bench/).
-            scored.append((self._score(evidence, policy, scores), item_id, evidence))
+            score, evidence = self._scored(hits, policy, scores)
+            scored.append((score, item_id, evidence))
         # Items of one subject collapse into one candidate, so keep a few spare before loading rows.
         scored.sort(key=lambda t: (-t[0], t[1]))
         scored = scored[:_kept(top)]
@@ -365,7 +396,7 @@ class HashSearcher:
                              subject_id=subject.id if subject else None,
                              pseudonym=subject.pseudonym if subject else None,
                              item=item_id, score=score, decision=decide.decision_for(score),
-                             evidence=evidence)
+                             evidence=dict(evidence))  # a candidate's own copy: callers add to it
             key = subject.id if subject is not None else ("item", item_id)
             if key not in best or cand.score > best[key].score:
                 best[key] = cand
@@ -394,6 +425,9 @@ class _SignalHits:
 
     def distances(self) -> np.ndarray:
         return np.concatenate([d for _i, d in self.found]) if self.found else np.empty(0, np.float64)
+
+
+_CACHE_ENTRIES = 20_000  # scores (or evidences) a searcher keeps per policy before starting afresh
 
 
 def _kept(top: int) -> int:
