@@ -21,6 +21,9 @@ def eval_cmd(
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N queries.")
                      ] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Indexing processes.")] = 1,
+    signals: Annotated[str | None, typer.Option(
+        "--signals", help="copy: the gallery's signal families or names, comma separated "
+                          "(default: an ads bank's).")] = None,
 ) -> None:
     """Index the suite's gallery in a temporary data folder, match its queries, print metrics."""
     from api.progress import Progress
@@ -39,8 +42,9 @@ def eval_cmd(
             bars[label].update(done, total)
         return progress
 
+    chosen = [n for n in signals.split(",") if n.strip()] if signals else None
     try:
-        result = evaluate.run_eval(suite, kind, limit=limit, workers=workers,
+        result = evaluate.run_eval(suite, kind, limit=limit, workers=workers, signal_names=chosen,
                                    progress=tracked("eval", "query"),
                                    index_progress=tracked("eval gallery", "img"))
     except BaseException as exc:

@@ -25,8 +25,9 @@ of rooms the bank did not hold were matched; with 64 words, 0.005 and none.
 
 from __future__ import annotations
 
-import faiss
 import numpy as np
+
+from indexer.store.faiss_tuned import faiss
 
 DEFAULT_WORDS = 64
 # Fewer descriptors than this per word -> fewer words (a bank of one or two photos).

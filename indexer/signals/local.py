@@ -130,7 +130,8 @@ def feature_frame(picture: Picture, max_side: int = FEATURE_SIDE) -> tuple[np.nd
     key = ("local_frame", max_side)
     if key not in picture._cache:
         small = picture.shrunk(max_side)
-        grey = small.gray
+        # A luma decode carries its plane in every channel (Pillow's L of equal channels is that channel).
+        grey = small.rgb[:, :, 0] if small.grey else small.gray
         h, w = grey.shape
         if max(h, w) < MIN_SIDE:
             f = MIN_SIDE / max(h, w)
@@ -271,7 +272,8 @@ class SiftSignal(Signal):
     family = "local"
     kind = VectorKind.BINARY  # stored as uint8 bytes; compared by :meth:`distance`, not Hamming
     dim = packed_size() * 8
-    decode_side = 1024
+    decode_side = FEATURE_SIDE
+    needs_color = False  # SIFT sees luma: a JPEG's Y plane is decoded alone when no other signal wants colour
     vector_index = False  # searched per descriptor by indexer.store.features
     # distance = 1 - mutual matches / smaller keypoint count; copies share a large
     # fraction, unrelated photos almost none. Copy decisions use verified inliers

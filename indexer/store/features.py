@@ -34,13 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 from sqlalchemy import func, select
 
 from indexer.signals import local
 from indexer.store.atomic import write_atomically
 from indexer.store.catalog import Catalog, Vector
+from indexer.store.faiss_tuned import faiss
 
 if TYPE_CHECKING:
     from indexer.store.catalog import Bank

@@ -24,11 +24,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from indexer.signals.base import Signal, VectorKind
 from indexer.store.atomic import write_atomically
+from indexer.store.faiss_tuned import faiss
 
 _MAGIC = b"RUNIDX1\0"
 _HEADER = struct.Struct("<8sQ")  # magic, catalog revision

@@ -65,8 +65,13 @@ def read_suite(suite: Path) -> tuple[list[ingest.Record], list[metrics.QueryTrut
 
 
 def _index_gallery(store: Store, kind: str, gallery: list[ingest.Record],
-                   workers: int, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Index (or enroll) the gallery; ``progress(done, total)`` after each image."""
+                   workers: int, progress: Callable[[int, int], None] | None = None,
+                   signal_names: list[str] | None = None) -> dict[str, Any]:
+    """Index (or enroll) the gallery; ``progress(done, total)`` after each image.
+
+    ``signal_names`` (families or names; copy suites only) replaces the bank kind's
+    defaults, so that a signal set can be measured as users would index with it.
+    """
     bank_kind = KIND_TO_BANK[kind]
     if bank_kind in ("missing_person", "venue"):
         try:
@@ -82,7 +87,7 @@ def _index_gallery(store: Store, kind: str, gallery: list[ingest.Record],
     # the face leads an ads bank gives would count as wrong there: the copy eval measures copy detection.
     policy = {"face_search": False} if kind == "copy" else None
     bank = store.catalog.ensure_bank("gallery", bank_kind, policy)
-    names = [s.name for s in signals.select(default_families(bank_kind))]
+    names = [s.name for s in signals.select(signal_names or default_families(bank_kind))]
     report = ingest.index_records(store, bank, gallery, names, workers=workers, source="gallery",
                                   progress=(lambda done, _failed: progress(done, len(gallery)))
                                   if progress else None)
@@ -92,6 +97,7 @@ def _index_gallery(store: Store, kind: str, gallery: list[ingest.Record],
 
 def run_eval(suite: Path, kind: str, *, top: int = 10, limit: int | None = None,
              workers: int = 1, data_dir: Path | None = None,
+             signal_names: list[str] | None = None,
              progress: Callable[[int, int], None] | None = None,
              index_progress: Callable[[int, int], None] | None = None) -> EvalResult:
     """Index the gallery, answer every query, and score the answers.
@@ -100,6 +106,13 @@ def run_eval(suite: Path, kind: str, *, top: int = 10, limit: int | None = None,
     """
     if kind not in KIND_TO_BANK:
         raise SuiteError(f"unknown eval kind {kind!r} (one of {', '.join(KIND_TO_BANK)})")
+    if signal_names is not None:
+        if kind != "copy":
+            raise SuiteError("--signals applies to copy suites (faces and venues enroll their own signals)")
+        try:
+            signals.select(signal_names)
+        except KeyError as exc:
+            raise SuiteError(str(exc.args[0])) from None
     suite = Path(suite)
     gallery, queries = read_suite(suite)
     if limit is not None:
@@ -107,7 +120,7 @@ def run_eval(suite: Path, kind: str, *, top: int = 10, limit: int | None = None,
     with tempfile.TemporaryDirectory(prefix="reunite-eval-") as tmp:
         store = Store(data_dir or Path(tmp))
         t0 = time.monotonic()
-        index_report = _index_gallery(store, kind, gallery, workers, index_progress)
+        index_report = _index_gallery(store, kind, gallery, workers, index_progress, signal_names)
         index_seconds = time.monotonic() - t0
         store.checkpoint()
         bank = store.bank_or_error("gallery")
