@@ -137,3 +137,29 @@ def test_large_banks_get_a_product_quantised_index_that_still_finds_copies(
     best = Matcher(store).match(jpeg_bytes(img.crop((w // 4, h // 4, w * 3 // 4, h * 3 // 4))),
                                 [bank])[0]
     assert best.label == "chelsea" and best.decision == decide.MATCH
+
+
+def test_inverted_lists_are_no_more_than_the_sample_trains(capfd: pytest.CaptureFixture[str]) -> None:
+    # A bank just past the inverted-file size whose photos have fewer keypoints than the cap:
+    # 80 photos count as 40,960 descriptors (1,024 lists by the square-root rule), but the
+    # sample holds 38,150 rows, too few for FAISS's 39 per list.
+    rows = np.random.default_rng(5).random((38_150, local.DESCRIPTOR_DIM), dtype=np.float32)
+    index = features.LocalFeatureIndex.empty(80 * local.MAX_KEYPOINTS, rows)
+    assert index.is_ivf
+    assert index.index.nlist == 512
+    assert index.index.nlist * features.MIN_TRAIN_PER_LIST <= len(rows)
+    assert "WARNING clustering" not in capfd.readouterr().err
+    # Enough rows: the square-root rule alone, as before.
+    assert features.nlist_for(80 * local.MAX_KEYPOINTS) == 1024
+    assert features.nlist_for(80 * local.MAX_KEYPOINTS, 1024 * 40) == 1024
+    # Never below FAISS's guideline's floor of 256 lists.
+    assert features.nlist_for(30_000, 1_000) == 256
+
+
+def test_banks_of_a_few_dozen_photos_are_searched_through_an_inverted_file() -> None:
+    # The flat search's cost grows with every stored descriptor (linking searches each new
+    # photo twice): from about 40 photos on, a bank is shortlisted through an inverted file.
+    assert features.IVF_MIN_DESCRIPTORS <= 40 * local.MAX_KEYPOINTS
+    few = features.LocalFeatureIndex.empty(30 * local.MAX_KEYPOINTS,
+                                           np.zeros((15_360, local.DESCRIPTOR_DIM), np.float32))
+    assert not few.is_ivf

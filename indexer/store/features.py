@@ -10,11 +10,17 @@ vectors written since (the common case: a crawl keeps indexing), and is
 rebuilt from the catalog when vectors were deleted or the file is missing or
 damaged.
 
-Small banks are searched exactly (``IndexFlatL2``). From
-:data:`IVF_MIN_DESCRIPTORS` descriptors on, an inverted file (``IndexIVFFlat``)
-is trained with FAISS k-means on a sample of the bank's own descriptors; it is
-retrained when the bank has grown :data:`RETRAIN_GROWTH` times past the size
-it was trained for. From :data:`PQ_MIN_DESCRIPTORS` on (about 8,000 photos)
+Banks of a few dozen photos are searched exactly (``IndexFlatL2``). From
+:data:`IVF_MIN_DESCRIPTORS` descriptors on (about 40 photos), an inverted file
+(``IndexIVFFlat``) is trained with FAISS k-means on a sample of the bank's own
+descriptors; it is retrained when the bank has grown :data:`RETRAIN_GROWTH`
+times past the size it was trained for. The flat search is a matrix product
+with every stored descriptor, so its cost grows with the bank: at 100 photos
+a photo's 512 rows cost ~85 ms of CPU against ~9-14 ms in the inverted file,
+and linking a crawl searches every new photo twice (plain and mirrored). The
+threshold was 100,000 descriptors (~200 photos); at 20,000 the links of a
+150-photo crawl of copies were the same and its ``index`` CPU fell by a third
+(BENCHMARKS.md, ingest). From :data:`PQ_MIN_DESCRIPTORS` on (about 8,000 photos)
 the inverted file stores product-quantised codes (``IndexIVFPQ``,
 :data:`PQ_BYTES` bytes instead of 512 per descriptor): the index only picks
 which references to verify, and verification re-reads the exact descriptors
@@ -48,11 +54,12 @@ if TYPE_CHECKING:
 
 _MAGIC = b"RUNLOC1\0"
 _LEN = struct.Struct("<Q")
-IVF_MIN_DESCRIPTORS = 100_000
+IVF_MIN_DESCRIPTORS = 20_000
 PQ_MIN_DESCRIPTORS = 4_000_000
 PQ_BYTES = 32  # sub-quantizers of 4 dimensions, 8 bits each
 RETRAIN_GROWTH = 4.0
 TRAIN_PER_LIST = 40
+MIN_TRAIN_PER_LIST = 39  # FAISS k-means' min_points_per_centroid
 NPROBE = 8
 _SEED = 1234
 
@@ -83,7 +90,7 @@ class LocalFeatureIndex:
         dim = local.DESCRIPTOR_DIM
         if expected_descriptors < IVF_MIN_DESCRIPTORS or sample is None:
             return cls(faiss.IndexFlatL2(dim), np.zeros(0, np.int64))
-        nlist = nlist_for(expected_descriptors)
+        nlist = nlist_for(expected_descriptors, len(sample))
         quantizer = faiss.IndexFlatL2(dim)
         if expected_descriptors >= PQ_MIN_DESCRIPTORS:
             index = faiss.IndexIVFPQ(quantizer, dim, nlist, PQ_BYTES, 8)
@@ -166,10 +173,20 @@ class LocalFeatureIndex:
                    trained_for=int(meta["trained_for"]))
 
 
-def nlist_for(n_descriptors: int) -> int:
-    """Inverted lists: about 4 sqrt(N), a power of two, 256..65536 (FAISS's guideline)."""
+def nlist_for(n_descriptors: int, training_rows: int | None = None) -> int:
+    """Inverted lists: about 4 sqrt(N), a power of two, 256..65536 (FAISS's guideline).
+
+    With ``training_rows`` (the sample's size), no more lists than that sample trains
+    with :data:`MIN_TRAIN_PER_LIST` rows each: FAISS's k-means wants 39 points per
+    centroid and says so on stderr otherwise, which a small bank whose photos have
+    fewer than :data:`local.MAX_KEYPOINTS` keypoints would hit.
+    """
     target = 4.0 * np.sqrt(max(n_descriptors, 1))
-    return int(min(65536, max(256, 2 ** int(np.round(np.log2(target))))))
+    lists = int(min(65536, max(256, 2 ** int(np.round(np.log2(target))))))
+    if training_rows is not None:
+        while lists > 256 and lists * MIN_TRAIN_PER_LIST > training_rows:
+            lists //= 2
+    return lists
 
 
 class LocalIndexSet:
@@ -265,7 +282,9 @@ class LocalIndexSet:
         sample = np.concatenate(rows) if rows else np.zeros((0, local.DESCRIPTOR_DIM), np.float32)
         if len(sample) > wanted:
             sample = sample[rng.choice(len(sample), wanted, replace=False)]
-        return sample if len(sample) >= nlist_for(total_vectors * local.MAX_KEYPOINTS) else None
+        # Fewer rows than lists cannot train at all (the bank stays flat); between that and
+        # 39 a list (a lowered threshold in tests) FAISS trains and warns.
+        return sample if len(sample) >= nlist_for(total_vectors * local.MAX_KEYPOINTS, len(sample)) else None
 
     def forget_bank(self, bank_id: int) -> None:
         with self._lock:
