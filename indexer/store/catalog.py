@@ -735,7 +735,7 @@ def scrub_reference_sources(engine: Engine) -> int:
         return int(conn.execute(update(Item).where(*named).values(source=REFERENCE_SOURCE)).rowcount or 0)
 
 
-SQLITE_CACHE_KIB = 65536  # per connection (PRAGMA cache_size), see _sqlite_pragmas
+SQLITE_CACHE_KIB = 16384  # per connection (PRAGMA cache_size), see _sqlite_pragmas
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -749,6 +749,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # A page cache large enough for the interior pages of the biggest tables (at 10M references
     # the vectors' and items' B-trees have ~7 MB of them) and the hot leaves: a hash lookup reads
     # a hundred random owner rows, and with SQLite's default 2 MB each was a few preads
-    # (BENCHMARKS.md). Allocated as pages are read, per connection.
+    # (BENCHMARKS.md; 16 MB read them as fast as 64 MB did). Allocated as pages are read, per connection.
     cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
