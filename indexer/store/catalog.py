@@ -735,6 +735,9 @@ def scrub_reference_sources(engine: Engine) -> int:
         return int(conn.execute(update(Item).where(*named).values(source=REFERENCE_SOURCE)).rowcount or 0)
 
 
+SQLITE_CACHE_KIB = 16384  # per connection (PRAGMA cache_size), see _sqlite_pragmas
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -743,4 +746,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     # Deleted personal data must not linger in free pages of the file.
     cursor.execute("PRAGMA secure_delete=ON")
+    # A page cache large enough for the interior pages of the biggest tables (at 10M references
+    # the vectors' and items' B-trees have ~7 MB of them) and the hot leaves: a hash lookup reads
+    # a hundred random owner rows, and with SQLite's default 2 MB each was a few preads
+    # (BENCHMARKS.md; 16 MB read them as fast as 64 MB did). Allocated as pages are read, per connection.
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
