@@ -72,7 +72,8 @@ def query_id(hashes: dict[str, str]) -> str:
 
 
 def lookup(svc: Service, principal: Principal, query: pipeline.Extraction, banks: list[Bank],
-           top: int, qid: str, event: PlannedEvent | None = None) -> HashLookup:
+           top: int, qid: str, event: PlannedEvent | None = None, *, hits_only: bool = False
+           ) -> HashLookup:
     """Search ``banks`` for the hashes of ``query`` as ``principal`` may, and queue the hits.
 
     The search and its rules (revisions, items, consent, minors) read through one
@@ -80,11 +81,13 @@ def lookup(svc: Service, principal: Principal, query: pipeline.Extraction, banks
     transaction, retried whole when it loses a race; with ``event``, the audit event
     of the lookup is appended in that same transaction (one commit,
     :meth:`api.audit.AuditLog.append_after`), so the hits are never queued without it.
+    Partners, and every caller with ``hits_only`` (HMA's lookups, which answer matches
+    only), get the candidates at a queued tier only; the event counts what is answered.
     """
     catalog = svc.store.catalog
     with catalog.unit():
         candidates = match_hashes(svc.matcher, query, banks, top)  # consent: matcher.privacy.consent
-        if principal.role == PARTNER:  # partners learn of hits only, not of distant neighbours
+        if hits_only or principal.role == PARTNER:  # partners learn of hits only, not of distant neighbours
             candidates = [c for c in candidates if c.decision in QUEUED_TIERS]
         budgets.charge_queue_insertions(svc, principal, candidates)  # 429 before a partner floods the queue
         by_name = {b.name: b for b in banks}

@@ -1,6 +1,9 @@
-"""``POST /v1/match/hashes`` through the FastAPI app over ASGI, without uvicorn or sockets: CPU per request.
+"""Hash lookups through the FastAPI app over ASGI, without uvicorn or sockets: CPU per request.
 
-    python bench/hash_asgi.py --data /tmp/refs10m [--requests 300] [--profile cumulative|tottime]
+    python bench/hash_asgi.py --data /tmp/refs10m [--requests 300] [--route v1|hma] \
+        [--profile cumulative|tottime]
+
+``--route v1`` (default) sends ``POST /v1/match/hashes``, ``--route hma`` HMA's ``GET /m/lookup``.
 
 The app of ``reunite serve`` (``api.http.app.create_app``, middleware, guard, route,
 application layer) is called directly with the lookups of ``bench/hash_http.py`` (half
@@ -27,18 +30,29 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-async def _lookups(app, key: str, hashes: list[str]) -> None:  # noqa: ANN001 - the FastAPI app
+def _scope(route: str, key: str, h: str, top: int) -> tuple[dict, bytes]:
+    """The ASGI scope and body of one lookup of ``h`` through ``route``."""
     from bench.hash_http import BANK
 
+    headers = [(b"host", b"bench"), (b"x-api-key", key.encode())]
+    if route == "hma":
+        raw, method, path = b"", "GET", "/m/lookup"
+        query = f"signal_type=pdq&signal={h}&banks={BANK}".encode()
+    else:
+        method, path = "POST", "/v1/match/hashes"
+        raw = json.dumps({"hashes": {"pdq": h}, "banks": [BANK], "top": top}).encode()
+        query = b""
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+            "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query,
+            "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80), "state": {},
+            "headers": headers}, raw
+
+
+async def _lookups(app, key: str, hashes: list[str], route: str = "v1",  # noqa: ANN001 - the app
+                   top: int = 10) -> None:
     for h in hashes:
-        raw = json.dumps({"hashes": {"pdq": h}, "banks": [BANK]}).encode()
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                 "scheme": "http", "path": "/v1/match/hashes", "raw_path": b"/v1/match/hashes",
-                 "query_string": b"", "root_path": "", "client": ("127.0.0.1", 50000),
-                 "server": ("127.0.0.1", 80), "state": {},
-                 "headers": [(b"host", b"bench"), (b"x-api-key", key.encode()),
-                             (b"content-type", b"application/json"),
-                             (b"content-length", str(len(raw)).encode())]}
+        scope, raw = _scope(route, key, h, top)
         sent = False
 
         async def receive(raw: bytes = raw) -> dict:
@@ -65,6 +79,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--route", choices=["v1", "hma"], default="v1")
+    parser.add_argument("--top", type=int, default=10, help="v1's top (HMA's route asks for 100)")
     parser.add_argument("--profile", choices=["cumulative", "tottime"])
     args = parser.parse_args()
     os.environ.update({"REUNITE_BUDGET_ADDRESS": "off", "REUNITE_BUDGET_PARTNER": "off",
@@ -78,12 +94,12 @@ def main() -> None:
 
     async def run() -> float:
         async with app.router.lifespan_context(app):
-            await _lookups(app, key, bodies[:30])
+            await _lookups(app, key, bodies[:30], args.route, args.top)
             profiler = cProfile.Profile(time.process_time) if args.profile else None
             if profiler:
                 profiler.enable()
             start = time.process_time()
-            await _lookups(app, key, bodies[30:])
+            await _lookups(app, key, bodies[30:], args.route, args.top)
             spent = time.process_time() - start
             if profiler:
                 profiler.disable()
@@ -91,7 +107,7 @@ def main() -> None:
             return spent
 
     spent = asyncio.run(run())
-    print(json.dumps({"requests": args.requests,
+    print(json.dumps({"requests": args.requests, "route": args.route, "top": args.top,
                       "asgi_cpu_ms_per_request": round(spent / args.requests * 1000, 2)}))
 
 

@@ -154,3 +154,22 @@ def test_a_lookup_over_http_leaves_one_event(api: LiveApi) -> None:
     assert ours[0]["detail"] == {"status": 200, "candidates": 0, "queued": 0}
     refused = [e for e in rows if e["detail"].get("status") == 422]
     assert len(refused) == 1 and refused[0]["result"] == "rejected"
+
+
+def test_an_hma_lookup_over_http_leaves_one_event(api: LiveApi) -> None:
+    """HMA's ``GET /m/lookup`` appends its event in the lookup's transaction, as
+    ``/v1/match/hashes`` does: one event for the answer, and one for a refused request."""
+    code = np.random.default_rng(11).integers(0, 256, 32, dtype=np.uint8)
+    hex_code = code.tobytes().hex()
+    partner = api.as_("partner")
+    found = partner.get("/m/lookup", params={"signal_type": "pdq", "signal": hex_code})
+    assert found.status_code == 200 and found.json() == {}, found.text
+    refused = partner.get("/m/lookup", params={"signal_type": "pdq", "signal": "zz"})
+    assert refused.status_code == 400, refused.text
+    qid = hash_matching.query_id({"pdq": hex_code})
+    rows = api.as_("admin").get("/v1/audit/events", params={"action": "hma.lookup", "limit": 100}
+                                ).json()["events"]
+    ours = [e for e in rows if e["object"] == f"hashes:{qid}"]
+    assert len(ours) == 1 and ours[0]["result"] == "ok"
+    assert ours[0]["detail"] == {"status": 200, "candidates": 0, "queued": 0}
+    assert [e["result"] for e in rows if e["detail"].get("status") == 400] == ["rejected"]

@@ -48,8 +48,10 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import hash_matching, visibility
+from api.audit import PlannedEvent
 from api.auth import ADMIN, INVESTIGATOR, PARTNER, Principal, guard
 from api.errors import ApiError, ErrorBody, _validation_detail
+from api.http.middleware import APPENDED, planned_event
 from api.http.routes.common import audit, service
 from api.uploads import Upload, api_error, read_uploads
 from indexer import images, pipeline
@@ -205,10 +207,16 @@ class BankMatch:
 
 
 def lookup_matches(request: Request, p: Principal, query: pipeline.Extraction, signal: str,
-                   qid: str, banks: list[Bank]) -> list[BankMatch]:
-    """reunite's hash lookup, translated: its hits as HMA matches, best first."""
+                   qid: str, banks: list[Bank], event: PlannedEvent | None = None) -> list[BankMatch]:
+    """reunite's hash lookup, translated: its hits as HMA matches, best first.
+
+    With ``event`` (the request's 200 event, :func:`api.http.middleware.planned_event`), the
+    event is appended in the transaction that queues the hits, as ``/v1/match/hashes`` does.
+    """
     svc = service(request)
-    found = hash_matching.lookup(svc, p, query, banks, TOP, qid)
+    found = hash_matching.lookup(svc, p, query, banks, TOP, qid, event, hits_only=True)
+    if event is not None:
+        setattr(request.state, APPENDED, 200)
     hits = [c for c in found.candidates if c.decision in QUEUED_TIERS and signal in c.evidence]
     audit(request, candidates=len(hits), queued=len(found.queued))
     return [BankMatch(c.bank, MatchWithDistance(
@@ -219,11 +227,16 @@ def lookup_matches(request: Request, p: Principal, query: pipeline.Extraction, s
 
 def lookup_signal(request: Request, p: Principal, signal_type: str, signal: str,
                   banks: str | None) -> list[BankMatch]:
+    """One hash sent as text, looked up: the banks, the search, the queue write and the request's
+    audit event on one catalog connection, in one commit (as ``/v1/match/hashes``)."""
     name = signal_name(signal_type)
     qid = hash_matching.query_id({name: signal})
     audit(request, f"hashes:{qid}")
     query = parse_signal(name, signal)
-    return lookup_matches(request, p, query, name, qid, requested_banks(request, p, banks))
+    # Refused or failed from here on, the middleware appends the event of that answer instead.
+    event = planned_event(request.scope, 200)
+    with service(request).store.catalog.unit():
+        return lookup_matches(request, p, query, name, qid, requested_banks(request, p, banks), event)
 
 
 def by_bank(matches: list[BankMatch]) -> dict[str, list[MatchWithDistance]]:
@@ -352,14 +365,20 @@ async def lookup_get(request: Request, p: Principal = guard("hma.lookup", *ROLES
                url: str | None = _url(),
                content_type: str | None = _ignored(), types: str | None = _ignored(),
                seed: str | None = _ignored(), bypass_coinflip: bool = False
-               ) -> dict[str, list[MatchWithDistance]]:
+               ) -> JSONResponse:
     """Look a hash up, matches grouped by bank name: ``{"BANK": [{"bank_content_id", "distance"}]}``."""
     if url:
         raise ApiError(400, "url_not_supported", NO_URL)
     if not signal or not signal_type:
         raise ApiError(400, "missing_signal", "Either url or both signal and signal_type are required")
-    # One hop to a worker thread for the catalog work (a sync route makes two: api/http/routes/match.py).
-    return by_bank(await anyio.to_thread.run_sync(lookup_signal, request, p, signal_type, signal, banks))
+    if service(request).store.in_process:
+        # On the event loop, as /v1/match/hashes (api/http/routes/match.py): with the catalog and
+        # the index in this process the hop to a worker thread cost more CPU than the lookup's waits.
+        matches = lookup_signal(request, p, signal_type, signal, banks)
+    else:  # one hop to a worker thread for a catalog or vectors over the network
+        matches = await anyio.to_thread.run_sync(lookup_signal, request, p, signal_type, signal, banks)
+    # The answer as JSON at once, not validated again against the response model it was built as.
+    return JSONResponse({bank: [m.model_dump() for m in found] for bank, found in by_bank(matches).items()})
 
 
 @router.post("/m/lookup", response_model=dict[str, dict[str, list[MatchWithDistance]]],
