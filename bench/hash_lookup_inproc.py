@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--lookups", type=int, default=300)
     parser.add_argument("--stages", action="store_true")
+    parser.add_argument("--top", type=int, default=10, help="candidates asked for (HMA's routes ask 100)")
     parser.add_argument("--separate-event", action="store_true",
                         help="append the audit event after the lookup, in a transaction of its own "
                              "(what main does; its lookup() takes no event)")
@@ -92,7 +93,7 @@ def main() -> None:
         qid = hash_matching.query_id(hashes)
         if args.separate_event:  # the event in a transaction of its own, after the queue write's
             chosen = hash_matching.choose_banks(svc, [BANK], partner=True)
-            found = hash_matching.lookup(svc, partner, parse_hashes(hashes, None), chosen, 10, qid)
+            found = hash_matching.lookup(svc, partner, parse_hashes(hashes, None), chosen, args.top, qid)
             svc.audit.append(partner.name, partner.role, "match.hashes", f"hashes:{qid}", "ok",
                              {"candidates": len(found.candidates), "queued": len(found.queued),
                               "status": 200})
@@ -101,7 +102,7 @@ def main() -> None:
                                  {"status": 200})
             with svc.store.catalog.unit():
                 chosen = hash_matching.choose_banks(svc, [BANK], partner=True)
-                hash_matching.lookup(svc, partner, parse_hashes(hashes, None), chosen, 10, qid, event)
+                hash_matching.lookup(svc, partner, parse_hashes(hashes, None), chosen, args.top, qid, event)
 
     bodies = lookups(args.lookups + 30)
     for h in bodies[:30]:
