@@ -322,8 +322,8 @@ class HashSearcher:
         read_upto = np.cumsum(counts)  # vectors at or below each distance
         owners: dict[int, tuple[int, float | None, int | None]] = {}
         scores = {} if scores is None else scores
-        # A first read of ``keep`` vectors: one a reference in a hash bank, so that is ``keep`` items
-        # when they are enough (it was 2 x keep: HMA's 100 matches read 800 owner rows, not 400).
+        # A first read of ``keep`` vectors: a hash bank holds one vector a reference, so that is
+        # ``keep`` items when they suffice (it was 2 x keep: HMA's 100 matches read 800 owner rows).
         want, done, read = keep, 0, 0
         signal = signals.get(found.signal)
         t = self.defaults.thresholds(found.signal, policy)

@@ -58,7 +58,6 @@ from indexer import images, pipeline
 from indexer.signals import base as signals
 from indexer.signals.base import SignalVector
 from indexer.store.catalog import Bank
-from matcher.review.queue import QUEUED_TIERS
 from matcher.search.hashes import BadHash, parse_hashes
 
 ROLES = (ADMIN, INVESTIGATOR, PARTNER)  # those of /v1/match/hashes
@@ -217,7 +216,7 @@ def lookup_matches(request: Request, p: Principal, query: pipeline.Extraction, s
     found = hash_matching.lookup(svc, p, query, banks, TOP, qid, event, hits_only=True)
     if event is not None:
         setattr(request.state, APPENDED, 200)
-    hits = [c for c in found.candidates if c.decision in QUEUED_TIERS and signal in c.evidence]
+    hits = [c for c in found.candidates if signal in c.evidence]  # queued tiers only (hits_only)
     audit(request, candidates=len(hits), queued=len(found.queued))
     return [BankMatch(c.bank, MatchWithDistance(
         bank_content_id=visibility.hma_content_id(
