@@ -256,15 +256,34 @@ class HashSearcher:
                 # band beyond it are a full scan per query, what that index is there to avoid.
                 found = index.radius_arrays(matrix, min(t.review, max(index.fast_radius, t.match)))
             searched.append(_SignalHits(signal_name, queries, found))
-        keep = _kept(top)
         scores = self._scores_under(policy)
         if len(searched) == 1 and not exact and not self.read_all_hits:
-            per_item = self._nearest_items(searched[0], keep, policy, scores)
-        else:
-            owners = self._vector_items({int(v) for sh in searched for v in sh.ids().tolist()})
-            per_item = _collect(searched, owners)
+            return self._rank_nearest(searched[0], bank, top, policy, scores)
+        owners = self._vector_items({int(v) for sh in searched for v in sh.ids().tolist()})
+        per_item = _collect(searched, owners)
         for item in exact:
             per_item.setdefault(item.id, _ItemHits(subject_id=item.subject_id)).distances["sha256"] = 0.0
+        return self._rank(bank, per_item, top, scores)
+
+    def _rank_nearest(self, found: _SignalHits, bank: Bank, top: int, policy: dict[str, Any],
+                      scores: dict[Any, Any]) -> list[Candidate]:
+        """The ranking of one hash signal's hits, read first for ``top`` items and a few spare.
+
+        Why: ranking keeps :func:`_kept` items (four per candidate asked) in case
+        items collapse into fewer subjects, and a crowded HMA lookup (100 matches)
+        read and scored 400 owners for it where a partner's hash-only references,
+        one item a candidate, need the 100 nearest. The short read is the answer
+        when ``top`` of its candidates score above what any unread hit could: an
+        unread item can then neither enter the top nor displace one of them. Else
+        (subjects collapsed, consent withdrawn) the ranking is made as before, from
+        :func:`_kept` items, with the owners already read kept.
+        """
+        owners: dict[int, tuple[int, float | None, int | None]] = {}
+        per_item, bound = self._nearest_items(found, top + _spare(top), policy, scores, owners)
+        ranked = self._rank(bank, per_item, top, scores)
+        if bound is None or sum(c.score > bound for c in ranked) >= top:
+            return ranked
+        per_item, _bound = self._nearest_items(found, _kept(top), policy, scores, owners)
         return self._rank(bank, per_item, top, scores)
 
     def _scores_under(self, policy: dict[str, Any]) -> dict[Any, Any]:
@@ -290,8 +309,9 @@ class HashSearcher:
         return held
 
     def _nearest_items(self, found: _SignalHits, keep: int, policy: dict[str, Any],
-                       scores: dict[Any, Any] | None = None
-                       ) -> dict[int, _ItemHits]:
+                       scores: dict[Any, Any] | None = None,
+                       owners: dict[int, tuple[int, float | None, int | None]] | None = None
+                       ) -> tuple[dict[int, _ItemHits], float | None]:
         """The items of one signal's hits, read only as far as ranking can need them.
 
         Why: at ten million references a query near a widely reposted photo has
@@ -305,10 +325,14 @@ class HashSearcher:
         transforms (a tie at an item's best distance is always read whole). The
         hits stay arrays (:meth:`indexer.store.vectors.VectorIndex.radius_arrays`)
         until they are read: only those within the distance read become objects.
+
+        Returns the items and the best score any unread hit could have (None: every
+        hit was read). ``owners``: the owner rows read so far in this lookup, filled
+        and reused (a second call reads only the vectors the first did not).
         """
         ids, dist = found.ids(), found.distances()
         if not len(ids):
-            return {}
+            return {}, None
         # Each vector at its nearest distance (a vector found by several query variants).
         order = np.lexsort((ids, dist))
         ids_sorted, dist_sorted = ids[order], dist[order]
@@ -320,7 +344,7 @@ class HashSearcher:
         ids_sorted, dist_sorted = ids_sorted[first], dist_sorted[first]
         levels, counts = np.unique(dist_sorted, return_counts=True)
         read_upto = np.cumsum(counts)  # vectors at or below each distance
-        owners: dict[int, tuple[int, float | None, int | None]] = {}
+        owners = {} if owners is None else owners
         scores = {} if scores is None else scores
         # A first read of ``keep`` vectors: a hash bank holds one vector a reference, so that is
         # ``keep`` items when they suffice (it was 2 x keep: HMA's 100 matches read 800 owner rows).
@@ -332,11 +356,13 @@ class HashSearcher:
             done = max(done + 1, int(np.searchsorted(read_upto, want, side="left")) + 1)
             done = min(done, len(levels))
             upto = int(read_upto[done - 1])
-            owners.update(self._vector_items(set(ids_sorted[read:upto].tolist())))
+            unread = {v for v in ids_sorted[read:upto].tolist() if v not in owners}
+            if unread:
+                owners.update(self._vector_items(unread))
             read = upto
             per_item = _collect([found], owners, float(levels[done - 1]))
             if done == len(levels):
-                return per_item
+                return per_item, None
             # The best any unread hit could score: its distance's, uncapped.
             bound = decide.signal_score(float(levels[done]), t, signal.max_distance())
             if len(per_item) >= keep:  # fewer items than ``keep`` cannot have ``keep`` above the bound
@@ -344,7 +370,7 @@ class HashSearcher:
                 for hits in per_item.values():
                     above += self._scored(hits, policy, scores)[0] > bound
                     if above >= keep:
-                        return per_item
+                        return per_item, bound
             want *= 4
 
     def _score(self, evidence: dict[str, Any], policy: dict[str, Any],
@@ -435,6 +461,12 @@ _CACHE_ENTRIES = 20_000  # scores (or evidences) a searcher keeps per policy bef
 def _kept(top: int) -> int:
     """Items ranked before subjects are read: a few spare, since items of one subject collapse."""
     return max(4 * top, 40)
+
+
+def _spare(top: int) -> int:
+    """Items beyond ``top`` read first by :meth:`HashSearcher._rank_nearest` (a withdrawn
+    subject or two, a pair of photos of one subject, without a second read)."""
+    return max(4, top // 8)
 
 
 def _collect(searched: list[_SignalHits], owners: dict[int, tuple[int, float | None, int | None]],
