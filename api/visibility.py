@@ -63,6 +63,7 @@ in the sealed fields.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from api.auth import ADMIN, INVESTIGATOR, REVIEWER
@@ -176,12 +177,13 @@ def opaque_int(opaque_ref: str) -> int:
     return int(digits, 16) >> (4 * len(digits) - OPAQUE_INT_BITS)
 
 
-def hma_content_id(cand: Candidate, role: str, opaque_ref: str) -> int:
+def hma_content_id(cand: Candidate, role: str, opaque_ref: Callable[[], str]) -> int:
     """HMA's ``bank_content_id`` of a candidate: the item id for roles that may see item ids,
-    an opaque integer for everyone else (partners)."""
+    an opaque integer for everyone else (partners). ``opaque_ref`` makes the candidate's opaque
+    reference (an HMAC), only for the roles that get it."""
     if role in PSEUDONYM_ROLES:
         return cand.item
-    return opaque_int(opaque_ref)
+    return opaque_int(opaque_ref())
 
 
 def decision_view(d: DecisionView, role: str) -> dict[str, Any]:

@@ -218,9 +218,10 @@ def lookup_matches(request: Request, p: Principal, query: pipeline.Extraction, s
         setattr(request.state, APPENDED, 200)
     hits = [c for c in found.candidates if signal in c.evidence]  # queued tiers only (hits_only)
     audit(request, candidates=len(hits), queued=len(found.queued))
-    return [BankMatch(c.bank, MatchWithDistance(
+    # Built without validation (an int and a str, made here): a crowded lookup answers 100 matches.
+    return [BankMatch(c.bank, MatchWithDistance.model_construct(
         bank_content_id=visibility.hma_content_id(
-            c, p.role, svc.opaque_ref(found.banks[c.bank], c.subject_id, c.item)),
+            c, p.role, lambda c=c: svc.opaque_ref(found.banks[c.bank], c.subject_id, c.item)),
         distance=str(c.evidence[signal]))) for c in hits]
 
 
@@ -377,7 +378,8 @@ async def lookup_get(request: Request, p: Principal = guard("hma.lookup", *ROLES
     else:  # one hop to a worker thread for a catalog or vectors over the network
         matches = await anyio.to_thread.run_sync(lookup_signal, request, p, signal_type, signal, banks)
     # The answer as JSON at once, not validated again against the response model it was built as.
-    return JSONResponse({bank: [m.model_dump() for m in found] for bank, found in by_bank(matches).items()})
+    return JSONResponse({bank: [{"bank_content_id": m.bank_content_id, "distance": m.distance} for m in found]
+                         for bank, found in by_bank(matches).items()})
 
 
 @router.post("/m/lookup", response_model=dict[str, dict[str, list[MatchWithDistance]]],
