@@ -526,6 +526,8 @@ class Catalog:
             return []
         with self.reading() as conn:
             rows = self.prepared.rows(conn, _OWNER_SQL, lists={"ids": ids})
+        if not self.prepared.postgres:  # sqlite3 returns these columns as int, float and None already
+            return rows
         return [(int(v), int(i), None if q is None else float(q), None if sid is None else int(sid))
                 for v, i, q, sid in rows]
 

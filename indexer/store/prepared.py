@@ -56,6 +56,7 @@ class Prepared:
         self._driver_error: type[Exception] = dialect.loaded_dbapi.Error
         self.postgres = dialect.name == "postgresql"
         self._texts: dict[tuple[str, int], str] = {}
+        self._names: dict[tuple[str, int], list[str]] = {}
         self._bind: dict[str, Processor] = {}
         self._result: dict[str, Processor] = {}
         for name, sa_type in (("json", JSON()), ("datetime", DateTime()), ("date", Date()),
@@ -89,8 +90,18 @@ class Prepared:
         while width < max(len(v) for v in lists.values()):
             width *= 2
         for name, values in lists.items():  # padded with its first value: the same set
-            merged.update({f"{name}_{i}": values[i] if i < len(values) else values[0] for i in range(width)})
+            merged.update(zip(self._list_names(name, width),
+                              [*values, *[values[0]] * (width - len(values))], strict=True))
         return self.sql(text, width), merged
+
+    def _list_names(self, name: str, width: int) -> list[str]:
+        """The parameter names of list ``name`` at ``width`` (``name_0`` ...), made once: a hash
+        lookup's owner read binds a hundred of them, and formatting each cost more than the bind."""
+        key = (name, width)
+        names = self._names.get(key)
+        if names is None:
+            names = self._names[key] = [f"{name}_{i}" for i in range(width)]
+        return names
 
     def dump(self, kind: str, value: Any) -> Any:
         """A Python value as SQLAlchemy would bind it to a column of ``kind`` (json, datetime, date, bool)."""
