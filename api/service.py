@@ -70,6 +70,8 @@ class Service(Application):
         _ = self.matcher  # built at start, not raced for by the first concurrent requests
         self.budgets = Budgets(config.budgets)
         self._secret = _service_secret(Path(config.data_dir))
+        # The keyed HMAC state, copied for each reference: a crowded partner lookup makes 100 of them.
+        self._ref_mac = hmac.new(self._secret, digestmod="sha256")
         self._checkpoint_lock = threading.Lock()
         self._last_checkpoint = time.monotonic()
 
@@ -93,7 +95,9 @@ class Service(Application):
     def opaque_ref(self, bank: Bank, subject_id: int | None, item_id: int) -> str:
         """A stable id for partners that reveals nothing about the catalog."""
         key = f"{bank.id}:{subject_id if subject_id is not None else 'item-' + str(item_id)}"
-        return "R-" + hmac.new(self._secret, key.encode(), "sha256").hexdigest()[:24]
+        mac = self._ref_mac.copy()
+        mac.update(key.encode())
+        return "R-" + mac.hexdigest()[:24]
 
 
 def _service_secret(data_dir: Path) -> bytes:
