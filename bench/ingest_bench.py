@@ -22,6 +22,9 @@ Four parts, all in one run (the machines are shared and noisy: read the ratios):
 4. **Local features at the floor.** In-process on the ``mix`` set: decode + SIFT alone (the
    draft decode to the feature frame, one SIFT pass with reunite's parameters) against
    reunite's per-image cost for the ads defaults (``pipeline.extract``).
+
+``--bound`` adds, to part 1, the naive script's three hashes at their cheapest (one draft decode
+per photo, nothing stored, one process per core): a ratio no indexer of those hashes could beat here.
 """
 
 from __future__ import annotations
@@ -59,6 +62,35 @@ for p in sorted(Path(sys.argv[1]).iterdir()):
 print(n)
 """
 
+# ``--bound``: the naive script's three hashes at their cheapest, as a bound on what any indexer of those
+# hashes could reach here: one decode per photo (JPEG draft to 512 px, what PDQ reads), nothing stored,
+# the photos split over one process per core forked after the imports.
+ONCE = """
+import os, sys
+from pathlib import Path
+import imagehash, numpy as np, pdqhash
+from PIL import Image
+paths = sorted(Path(sys.argv[1]).iterdir())
+procs = max(1, len(os.sched_getaffinity(0)))
+def work(part):
+    for p in part:
+        im = Image.open(p)
+        im.draft("RGB", (512, 512))
+        im = im.convert("RGB")
+        imagehash.phash(im)
+        imagehash.dhash(im)
+        pdqhash.compute(np.asarray(im))
+children = []
+for k in range(procs):
+    pid = os.fork()
+    if pid == 0:
+        work(paths[k::procs])
+        os._exit(0)
+    children.append(pid)
+for pid in children:
+    os.waitpid(pid, 0)
+print(len(paths))
+"""
 
 # --- probe: the real CLI in-process, with timers around its stages -------------------------------
 
@@ -158,6 +190,8 @@ TREE = ROOT
 BASELINE: Path | None = None
 # ``--workers N`` passed to ``reunite index`` (None: the command's own default).
 WORKERS: int | None = None
+# ``--bound``: the ONCE script timed in each repeat too.
+BOUND = False
 # Child processes read their bytecode from here (``bytecode_env``), as an installed package's is.
 ENV: dict[str, str] = dict(os.environ)
 
@@ -204,11 +238,13 @@ def index_args(folder: Path, data: Path, signals: str | None, baseline: bool = F
 
 
 def end_to_end(folder: Path, n: int, signals: str | None, repeat: int, work: Path) -> dict:
-    ours, peer, ours_cpu, peer_cpu, base, base_cpu = [], [], [], [], [], []
+    ours, peer, ours_cpu, peer_cpu, base, base_cpu, once = [], [], [], [], [], [], []
     for r in range(repeat):
         took, cpu = timed_run([sys.executable, "-c", NAIVE, str(folder)])
         peer.append(took)
         peer_cpu.append(cpu)
+        if BOUND:
+            once.append(wall([sys.executable, "-c", ONCE, str(folder)]))
         data = work / f"data-{signals or 'default'}-{r}"
         shutil.rmtree(data, ignore_errors=True)
         took, cpu = timed_run([sys.executable, "-m", "api.cli", *index_args(folder, data, signals)])
@@ -244,6 +280,9 @@ def end_to_end(folder: Path, n: int, signals: str | None, repeat: int, work: Pat
             "reunite_images_per_s": n / statistics.median(ours),
             "naive_images_per_s": n / statistics.median(peer),
             "ratio_runs": ratios, "ratio": statistics.median(ratios),
+            **({"bound_s": once,
+                "bound_ratio": statistics.median(p / o for o, p in zip(once, peer, strict=True))}
+               if once else {}),
             "breakdown_s": {k: round(v, 3) for k, v in breakdown.items()} if "error" not in breakdown
             else breakdown,
             **({"baseline_s": base, "baseline_cpu_s": base_cpu,
@@ -405,7 +444,7 @@ def light_verbs(work: Path, repeat: int) -> dict:
 
 
 def main() -> None:
-    global TREE, WORKERS, ENV, BASELINE
+    global TREE, WORKERS, ENV, BASELINE, BOUND
     if len(sys.argv) > 2 and sys.argv[1] == "--probe":
         sys.path.insert(0, sys.argv[2])  # the timed checkout's code first
         probe(sys.argv[3:])
@@ -427,8 +466,12 @@ def main() -> None:
                         help="another checkout (e.g. main) whose `reunite index` is timed in each repeat too")
     parser.add_argument("--workers", type=int, default=None,
                         help="--workers for `reunite index` (default: the command's own default)")
+    parser.add_argument("--bound", action="store_true",
+                        help="also time the naive script's hashes at their cheapest (one decode, every "
+                             "core, nothing stored): what no indexer of those hashes can beat here")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    BOUND = args.bound
     work = args.work or Path(tempfile.mkdtemp(prefix="reunite-ingest-bench-"))
     TREE, WORKERS = args.tree.resolve(), args.workers
     BASELINE = args.baseline.resolve() if args.baseline else None
