@@ -479,23 +479,31 @@ def _collect(searched: list[_SignalHits], owners: dict[int, tuple[int, float | N
     farther hit could change its best distance).
     """
     per_item: dict[int, _ItemHits] = {}
+    farthest = float("inf")
     for found in searched:
         signal_name = found.signal
         for (transform, qvec), (ids, dist) in zip(found.queries, found.found, strict=True):
             if within is not None:
                 close = dist <= within
                 ids, dist = ids[close], dist[close]
+            query_quality = qvec.quality
+            # A crowded lookup passes here for hundreds of hits, once per read of its owners: an
+            # item's hits are made into objects only when it is first seen or seen nearer.
             for vector_id, distance in zip(ids.tolist(), dist.tolist(), strict=True):
                 owner = owners.get(vector_id)
                 if owner is None:
                     continue
                 item_id, ref_quality, subject_id = owner
-                slot = per_item.setdefault(item_id, _ItemHits(subject_id=subject_id))
-                if distance < slot.distances.get(signal_name, float("inf")):
-                    slot.distances[signal_name] = distance
-                    slot.transforms[signal_name] = transform
-                    known = [x for x in (qvec.quality, ref_quality) if x is not None]
-                    slot.qualities[signal_name] = min(known) if known else None
+                slot = per_item.get(item_id)
+                if slot is None:
+                    slot = per_item[item_id] = _ItemHits(subject_id=subject_id)
+                elif distance >= slot.distances.get(signal_name, farthest):
+                    continue
+                slot.distances[signal_name] = distance
+                slot.transforms[signal_name] = transform
+                slot.qualities[signal_name] = (
+                    ref_quality if query_quality is None
+                    else query_quality if ref_quality is None else min(query_quality, ref_quality))
     return per_item
 
 
