@@ -96,6 +96,10 @@ class _ItemHits:
     distances: dict[str, float] = field(default_factory=dict)
     transforms: dict[str, str] = field(default_factory=dict)
     qualities: dict[str, float | None] = field(default_factory=dict)
+    # (the score cache it was scored under, its (score, evidence)): :meth:`HashSearcher._scored`
+    # of a crowded lookup is asked twice for each item (the read's bound, then the ranking).
+    # Hits are complete before they are scored and never change after.
+    scored: tuple[dict[Any, Any], tuple[float, dict[str, Any]]] | None = None
 
 
 class Matcher:
@@ -301,11 +305,14 @@ class HashSearcher:
                 scores: dict[Any, Any]) -> tuple[float, dict[str, Any]]:
         """(score, evidence) of one item's hits; the evidence is shared by every item with the
         same hits (do not modify it). ``scores``: the policy's cache (:meth:`_scores_under`)."""
+        if hits.scored is not None and hits.scored[0] is scores:
+            return hits.scored[1]
         key = (tuple(hits.distances.items()), tuple(hits.qualities.items()), tuple(hits.transforms.items()))
         held = scores.get(key)
         if held is None:
             evidence = _evidence(hits)
             held = scores[key] = (self._score(evidence, policy, scores), evidence)
+        hits.scored = (scores, held)
         return held
 
     def _nearest_items(self, found: _SignalHits, keep: int, policy: dict[str, Any],
