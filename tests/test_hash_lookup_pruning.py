@@ -55,18 +55,25 @@ def _crowded_bank(folder: Path, mode: str, rng: np.random.Generator,
     return store, bank, query
 
 
-@pytest.mark.parametrize("mode", ["flat", "mih"])
-def test_nearest_hits_rank_as_every_hit(tmp_path: Path, mode: str) -> None:
-    rng = np.random.default_rng(23)
-    store, bank, query = _crowded_bank(tmp_path, mode, rng)
-    index = store.indexes.get(bank.id, "pdq")
-    assert isinstance(index, MultiIndexHashIndex if mode == "mih" else FaissBinaryIndex)
+def _searchers(store: Store) -> tuple[HashSearcher, HashSearcher, list[int]]:
+    """The searcher that reads the nearest hits (its owner reads counted into the list, one entry
+    per read) and the one that reads every hit."""
     defaults = defaults_mod.load()
     nearest = HashSearcher(store, defaults)
     every = HashSearcher(store, defaults, read_all_hits=True)
     read: list[int] = []
     counted = nearest._vector_items
     nearest._vector_items = lambda ids: (read.append(len(ids)), counted(ids))[1]  # type: ignore[method-assign]
+    return nearest, every, read
+
+
+@pytest.mark.parametrize("mode", ["flat", "mih"])
+def test_nearest_hits_rank_as_every_hit(tmp_path: Path, mode: str) -> None:
+    rng = np.random.default_rng(23)
+    store, bank, query = _crowded_bank(tmp_path, mode, rng)
+    index = store.indexes.get(bank.id, "pdq")
+    assert isinstance(index, MultiIndexHashIndex if mode == "mih" else FaissBinaryIndex)
+    nearest, every, read = _searchers(store)
     crowded = passes = fewer = 0
     for n in range(12):
         near = _flipped(query, int(rng.integers(0, 10)), rng)
@@ -93,12 +100,7 @@ def test_one_reference_a_subject_reads_the_nearest_top_not_four_times_as_many(
     rows read than a first read of the four items per candidate that ranking keeps in reserve."""
     rng = np.random.default_rng(31)
     store, bank, query = _crowded_bank(tmp_path, mode, rng, subjects=400)
-    defaults = defaults_mod.load()
-    nearest = HashSearcher(store, defaults)
-    every = HashSearcher(store, defaults, read_all_hits=True)
-    read: list[int] = []
-    counted = nearest._vector_items
-    nearest._vector_items = lambda ids: (read.append(len(ids)), counted(ids))[1]  # type: ignore[method-assign]
+    nearest, every, read = _searchers(store)
     spare = query_mod._spare
     fewer = 0
     for n in range(8):
