@@ -22,6 +22,7 @@ from indexer.store.mih import LARGE_LAYOUT_ROWS, MultiIndexHashIndex, default_su
 from indexer.store.vectors import (
     FaissBinaryIndex,
     IndexChoice,
+    VectorOwners,
     load_saved,
     new_index,
     save_atomically,
@@ -288,3 +289,130 @@ def test_rebuilds_of_millions_of_hashes_use_the_11_substring_layout() -> None:
         assert MultiIndexHashIndex(256, m, 2).fast_radius >= 31
     small = MultiIndexHashIndex.from_vectors(256, np.arange(3, dtype=np.int64), np.zeros((3, 32), np.uint8))
     assert small.m == 12
+
+
+def _owners_of(ids: np.ndarray) -> VectorOwners:
+    """Owners made from the ids (item = id * 10, quality id % 7 / 7 or none, subject id // 3 or
+    none), so that any hit's owner can be checked against its id."""
+    ids = np.asarray(ids, dtype=np.int64)
+    qualities = [None if i % 5 == 0 else (i % 7) / 7 for i in ids.tolist()]
+    subjects = [None if i % 4 == 0 else i // 3 for i in ids.tolist()]
+    return VectorOwners.of_rows((ids * 10).tolist(), qualities, subjects)
+
+
+def _assert_owned(mih: MultiIndexHashIndex, queries: np.ndarray) -> None:
+    hits, owners = mih.radius_owned(queries, 31)
+    assert owners is not None
+    for got, want in zip(hits, mih.radius_arrays(queries, 31), strict=True):
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    for (ids, _dist), owned in zip(hits, owners, strict=True):
+        assert owned.rows() == _owners_of(ids).rows()
+
+
+def test_owners_follow_their_hashes_through_deletes_adds_merge_and_a_mapped_load(tmp_path: Path) -> None:
+    """Each hit's owner comes with it, from the layout and the delta, after deletes, a merge and a
+    save and memory-mapped load; an add without owners makes the index stop answering them."""
+    rng = np.random.default_rng(17)
+    codes = _clustered(3000, rng)
+    ids = np.arange(5, 3005, dtype=np.int64)
+    mih = MultiIndexHashIndex.from_vectors(256, ids, codes, owners=_owners_of(ids))
+    assert mih.keeps_owners
+    queries = _queries(codes, rng)
+    _assert_owned(mih, queries)
+    more, more_ids = _clustered(200, rng), np.arange(10_000, 10_200, dtype=np.int64)
+    mih.add(more_ids, more, _owners_of(more_ids))
+    mih.remove(np.concatenate([ids[:300], more_ids[:20]]))
+    both = np.concatenate([queries, more[:10]])
+    assert any(len(h[0]) and h[0].max() >= 10_000 for h in mih.radius_owned(both, 31)[0])  # delta hits
+    _assert_owned(mih, both)
+    mih.revision = 3
+    save_atomically(mih, tmp_path / "pdq.faiss")
+    loaded = load_saved(PDQ, tmp_path / "pdq.faiss")
+    assert isinstance(loaded, MultiIndexHashIndex) and loaded.keeps_owners
+    _assert_owned(loaded, both)
+    mih.merge()
+    assert len(mih._delta_ids) == 0
+    _assert_owned(mih, both)
+    with pytest.raises(ValueError, match="owners for"):
+        mih.add(np.array([1]), more[:1], _owners_of(np.array([1, 2])))
+    mih.add(np.array([20_000]), more[:1])  # no owners: none answered from now on, hits unchanged
+    assert not mih.keeps_owners and mih.radius_owned(both, 31)[1] is None
+    save_atomically(mih, tmp_path / "bare.faiss")
+    bare = load_saved(PDQ, tmp_path / "bare.faiss")
+    assert isinstance(bare, MultiIndexHashIndex) and not bare.keeps_owners
+    assert [h[0].tolist() for h in bare.radius_arrays(both, 31)] == [h[0].tolist() for h in
+                                                                      mih.radius_arrays(both, 31)]
+
+
+def test_a_version_1_multi_index_file_is_rebuilt_with_its_owners(tmp_path: Path) -> None:
+    """The previous release's file (no owners) is unreadable to this one: the catalog rebuilds it."""
+    from indexer import pipeline
+    from indexer.signals.base import SignalVector
+    from indexer.store import mih as mih_mod
+    from indexer.store.store import NewImage, Store
+
+    rng = np.random.default_rng(8)
+    codes = _clustered(300, rng)
+    store = Store(tmp_path)
+    store.indexes.choice = IndexChoice("mih")
+    bank = store.catalog.ensure_bank("refs", "hashes", {"signals": ["hashes"]})
+    store.add_images(bank, [NewImage(pipeline.Extraction(f"{n:064x}", 64, 64, "PNG", 1, [
+        SignalVector("pdq", codes[n], quality=None if n % 3 else 0.9)]), f"ref-{n % 40}")
+        for n in range(300)])
+    store.checkpoint()
+    path = store.indexes.path(bank.id, "pdq")
+    saved = path.read_bytes()
+    at = saved.index(mih_mod.MAGIC)
+    path.write_bytes(saved[:at] + b"RUNMIH1\0" + saved[at + 8:])
+    assert load_saved(PDQ, path) is None
+    again = IndexSet(tmp_path, Catalog.open(tmp_path), IndexChoice("mih"))
+    rebuilt = again.get(bank.id, "pdq")
+    assert isinstance(rebuilt, MultiIndexHashIndex) and rebuilt.keeps_owners
+    hits, owners = rebuilt.radius_owned(codes[:20], 31)
+    assert owners is not None
+    catalog = {v: (i, q, s) for v, i, q, s in store.catalog.vector_owner_rows(
+        {int(v) for ids, _d in hits for v in ids.tolist()})}
+    for (ids, _dist), owned in zip(hits, owners, strict=True):
+        assert owned.rows() == [catalog[v] for v in ids.tolist()]
+    assert any(q is None for o in owners for _i, q, _s in o.rows())
+
+
+def test_owners_kept_by_writes_equal_the_catalogs(tmp_path: Path) -> None:
+    """Batch writes into a multi-index, a bank grown from flat into one, and a withdrawal: the
+    owners the index answers are always those the catalog holds for the hits."""
+    from indexer import pipeline
+    from indexer.signals.base import SignalVector
+    from indexer.store.store import NewImage, Store
+
+    rng = np.random.default_rng(9)
+    codes = _clustered(700, rng)
+
+    def images(lo: int, hi: int) -> list[NewImage]:
+        return [NewImage(pipeline.Extraction(f"{n:064x}", 64, 64, "PNG", 1, [
+            SignalVector("pdq", codes[n], quality=(n % 9) / 9 if n % 2 else None)]), f"ref-{n % 90}")
+            for n in range(lo, hi)]
+
+    store = Store(tmp_path)
+    store.indexes.choice = IndexChoice("auto", 500)
+    bank = store.catalog.ensure_bank("refs", "hashes", {"signals": ["hashes"]})
+    store.add_images(bank, images(0, 400))
+    store.add_images(bank, images(400, 600))  # crosses the threshold: rebuilt from the catalog
+    grown = store.indexes.get(bank.id, "pdq")
+    assert isinstance(grown, MultiIndexHashIndex) and grown.keeps_owners
+    store.add_images(bank, images(600, 700))  # into the delta, with their owners
+    index = store.indexes.get(bank.id, "pdq")
+    assert index is grown and len(index._delta_ids) == 100 and index.keeps_owners
+    with store.catalog.session() as s:
+        gone = [it.id for it in store.subject_items(s, 1)]
+        assert gone
+        removed = store.catalog.delete_items(s, gone)
+        before, after = dict(s.info.get("revisions_before", {})), dict(s.info.get("revisions", {}))
+    store.indexes.apply(before, after, {}, {(bank.id, "pdq"): np.asarray(removed["pdq"])})
+    assert store.indexes.get(bank.id, "pdq") is grown
+    hits, owners = grown.radius_owned(codes[::7], 31)
+    assert owners is not None
+    found = {int(v) for ids, _d in hits for v in ids.tolist()}
+    catalog = {v: (i, q, s) for v, i, q, s in store.catalog.vector_owner_rows(found)}
+    assert set(catalog) == found and not {i for i, _q, _s in catalog.values()} & set(gone)
+    for (ids, _dist), owned in zip(hits, owners, strict=True):
+        assert owned.rows() == [catalog[v] for v in ids.tolist()]

@@ -513,6 +513,25 @@ class Catalog:
             yield [(int(r[0]), bytes(r[1])) for r in rows]
             last = int(rows[-1][0])
 
+    def iter_owned_vectors(self, bank_id: int, signal: str, batch: int = 10_000
+                           ) -> Iterator[list[tuple[int, bytes, int, float | None, int | None]]]:
+        """All (vector id, bytes, item id, quality, item's subject id) of a (bank, signal), in
+        batches by id: a rebuild of an index that keeps its vectors' owners (indexer.store.mih)."""
+        last = 0
+        while True:
+            with self.session() as s:
+                rows = s.execute(
+                    select(Vector.id, Vector.data, Vector.item_id, Vector.quality, Item.subject_id)
+                    .join(Item, Item.id == Vector.item_id)
+                    .where(Vector.bank_id == bank_id, Vector.signal == signal, Vector.id > last)
+                    .order_by(Vector.id).limit(batch)
+                ).all()
+            if not rows:
+                return
+            yield [(int(v), bytes(data), int(item), None if q is None else float(q),
+                    None if sid is None else int(sid)) for v, data, item, q, sid in rows]
+            last = int(rows[-1][0])
+
     def vector_owner_rows(self, vector_ids: Iterable[int]) -> list[tuple[int, int, float | None, int | None]]:
         """(vector id, item id, stored quality, item's subject id) of each of ``vector_ids`` that exists.
 

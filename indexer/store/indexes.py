@@ -24,6 +24,7 @@ from indexer.store.vectors import (
     FaissBinaryIndex,
     IndexChoice,
     VectorIndex,
+    VectorOwners,
     load_saved,
     new_index,
     save_atomically,
@@ -111,18 +112,23 @@ class IndexSet:
         signal = signals.get(signal_name)
         count = self.catalog.count_vectors(bank_id, signal_name)
         index = new_index(signal, count, self._choice_for(bank_id))
-        id_parts, vector_parts = [], []
-        for batch in self.catalog.iter_vectors(bank_id, signal_name):
-            ids = np.fromiter((vid for vid, _ in batch), dtype=np.int64, count=len(batch))
-            data = np.frombuffer(b"".join(blob for _, blob in batch), dtype=signal.dtype)
-            if isinstance(index, MultiIndexHashIndex):  # one sort at the end, not one per batch
-                id_parts.append(ids)
+        if isinstance(index, MultiIndexHashIndex):  # one sort at the end, not one per batch
+            id_parts, vector_parts, owner_parts = [], [], []
+            for batch in self.catalog.iter_owned_vectors(bank_id, signal_name):
+                id_parts.append(np.fromiter((row[0] for row in batch), dtype=np.int64, count=len(batch)))
+                data = np.frombuffer(b"".join(row[1] for row in batch), dtype=signal.dtype)
                 vector_parts.append(data.reshape(len(batch), -1))
-            else:
+                owner_parts.append(VectorOwners.of_rows([row[2] for row in batch], [row[3] for row in batch],
+                                                        [row[4] for row in batch]))
+            if id_parts:
+                index = MultiIndexHashIndex.from_vectors(signal.dim, np.concatenate(id_parts),
+                                                         np.concatenate(vector_parts),
+                                                         owners=VectorOwners.joined(owner_parts))
+        else:
+            for batch in self.catalog.iter_vectors(bank_id, signal_name):
+                ids = np.fromiter((vid for vid, _ in batch), dtype=np.int64, count=len(batch))
+                data = np.frombuffer(b"".join(blob for _, blob in batch), dtype=signal.dtype)
                 index.add(ids, data.reshape(len(batch), -1))
-        if isinstance(index, MultiIndexHashIndex) and id_parts:
-            index = MultiIndexHashIndex.from_vectors(signal.dim, np.concatenate(id_parts),
-                                                     np.concatenate(vector_parts))
         # Vectors written after we read the revision bump it again, so a rebuild
         # that raced a writer is simply stale and rebuilt on the next get().
         index.revision = revision
@@ -132,14 +138,17 @@ class IndexSet:
     def apply(self, revisions_before: dict[tuple[int, str], int],
               revisions_after: dict[tuple[int, str], int],
               added: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]],
-              removed: dict[tuple[int, str], np.ndarray] | None = None) -> None:
+              removed: dict[tuple[int, str], np.ndarray] | None = None,
+              owners: dict[tuple[int, str], VectorOwners] | None = None) -> None:
         """Mirror a committed catalog change into the loaded indexes.
 
         When an index was exactly at the revision the change started from, the
         change is applied in memory; otherwise the index is dropped and the next
-        ``get`` reloads or rebuilds it.
+        ``get`` reloads or rebuilds it. ``owners``: the added vectors' owners, for
+        an index that keeps them (one without them for an add stops keeping any).
         """
         removed = removed or {}
+        owners = owners or {}
         with self._lock:
             for key, after in revisions_after.items():
                 index = self._indexes.get(key)
@@ -152,7 +161,7 @@ class IndexSet:
                     index.remove(removed[key])
                 if key in added:
                     ids, vectors = added[key]
-                    index.add(ids, vectors)
+                    index.add(ids, vectors, owners.get(key))
                 index = self._grown_up(key[0], key[1], index)
                 self._indexes[key] = index
                 index.revision = after
@@ -162,10 +171,8 @@ class IndexSet:
         """A flat hash index that crossed the multi-index threshold, moved into one (same hashes)."""
         signal = signals.get(signal_name)
         if isinstance(index, FaissBinaryIndex) and self._choice_for(bank_id).wants_mih(signal, len(index)):
-            ids, codes = index.export()
-            grown = MultiIndexHashIndex.from_vectors(signal.dim, ids, codes)
-            grown.revision = index.revision
-            return grown
+            # From the catalog, not index.export(): the flat index keeps no owners.
+            return self._rebuild(bank_id, signal_name, index.revision)
         return index
 
     def save(self) -> None:

@@ -31,6 +31,13 @@ Adds go to a small delta that is scanned flat and merged into the layout when
 it grows; deletes clear a row's live flag (consent withdrawal: a deleted hash is
 never returned) and are compacted away at the next merge.
 
+Beside each hash the index keeps its owner (item, quality, subject:
+:class:`~indexer.store.vectors.VectorOwners`, 24 bytes a hash, 240 MB at 10M)
+when every add gave it, as the catalog's rebuild and batch writes do: a
+crowded lookup then ranks its hits without reading ~120 random catalog rows
+(:meth:`MultiIndexHashIndex.radius_owned`). An add without owners makes the
+index stop keeping them, and the searcher reads the catalog as before.
+
 Radii beyond the exact probe radius, and nearest-neighbour search, stay exact
 by falling back to a scan of the packed codes; the searcher keeps large banks
 to the probe radius (see :mod:`matcher.search.query`), because that scan is what this
@@ -53,11 +60,13 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.store.vectors import Hit, HitArrays, VectorIndex, hits_to_arrays
+from indexer.store.vectors import Hit, HitArrays, VectorIndex, VectorOwners, hits_to_arrays
 
-MAGIC = b"RUNMIH1\0"
-# magic, bits, rows in the layout, rows in the delta, substrings, flips probed.
-_BODY_HEADER = struct.Struct("<8sIQQII")
+# Version 2 keeps the vectors' owners; a version-1 file reads as unreadable, so it is rebuilt
+# from the catalog once (with its owners).
+MAGIC = b"RUNMIH2\0"
+# magic, bits, rows in the layout, rows in the delta, substrings, flips probed, owners kept (0/1).
+_BODY_HEADER = struct.Struct("<8sIQQIII")
 # Candidates verified per numpy pass, so that a batch of queries stays in a few MB.
 _CHUNK = 1 << 21
 _SCAN_ROWS = 1 << 18  # rows per pass of a flat scan
@@ -153,6 +162,9 @@ class MultiIndexHashIndex(VectorIndex):
         self._delta_codes = np.empty((0, width), dtype=np.uint8)
         self._delta_ids = np.empty(0, dtype=np.int64)
         self._delta_live = np.empty(0, dtype=bool)
+        # Owners of the layout's and the delta's rows; both None once an add came without them.
+        self._owners: VectorOwners | None = VectorOwners.empty()
+        self._delta_owners: VectorOwners | None = VectorOwners.empty()
         self._id_order: np.ndarray | None = None  # argsort of the layout's ids, for deletes
         self._count = 0
         self._lock = threading.RLock()
@@ -177,10 +189,21 @@ class MultiIndexHashIndex(VectorIndex):
 
     # --- writes ------------------------------------------------------------
 
+    @property
+    def keeps_owners(self) -> bool:
+        """Whether every hash's owner is kept (:meth:`radius_owned` answers them)."""
+        return self._owners is not None and self._delta_owners is not None
+
     @_locked
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    def add(self, ids: np.ndarray, vectors: np.ndarray, owners: VectorOwners | None = None) -> None:
         if not len(ids):
             return
+        if owners is not None and len(owners) != len(ids):
+            raise ValueError(f"{len(owners)} owners for {len(ids)} hashes")
+        if owners is None or not self.keeps_owners:
+            self._owners = self._delta_owners = None
+        else:
+            self._delta_owners = VectorOwners.joined([self._delta_owners, owners])
         codes = np.ascontiguousarray(vectors, dtype=np.uint8).reshape(len(ids), self.bits // 8)
         self._delta_codes = np.concatenate([self._delta_codes, codes])
         self._delta_ids = np.concatenate([self._delta_ids, np.asarray(ids, dtype=np.int64)])
@@ -221,9 +244,13 @@ class MultiIndexHashIndex(VectorIndex):
         """Fold the delta into the sorted layout and drop deleted rows (a full re-sort)."""
         codes = np.concatenate([self._codes[self._live], self._delta_codes[self._delta_live]])
         ids = np.concatenate([self._ids[self._live], self._delta_ids[self._delta_live]])
-        self._build(codes, ids)
+        owners = None
+        if self._owners is not None and self._delta_owners is not None:
+            owners = VectorOwners.joined([self._owners.take(self._live),
+                                          self._delta_owners.take(self._delta_live)])
+        self._build(codes, ids, owners)
 
-    def _build(self, codes: np.ndarray, ids: np.ndarray) -> None:
+    def _build(self, codes: np.ndarray, ids: np.ndarray, owners: VectorOwners | None = None) -> None:
         n = len(ids)
         if n >= 1 << 32:
             raise ValueError("more than 2^32 hashes in one index")
@@ -241,6 +268,8 @@ class MultiIndexHashIndex(VectorIndex):
         self._delta_codes = np.empty((0, width), dtype=np.uint8)
         self._delta_ids = np.empty(0, dtype=np.int64)
         self._delta_live = np.empty(0, dtype=bool)
+        self._owners = owners
+        self._delta_owners = VectorOwners.empty() if owners is not None else None
         self._id_order = None
         self._count = n
 
@@ -261,17 +290,60 @@ class MultiIndexHashIndex(VectorIndex):
         r = int(np.floor(radius))
         if r > self.fast_radius:
             return [hits_to_arrays(hits) for hits in self._scan(q, r, None)]
+        return [(ids, dist) for ids, dist, _rows in self._ordered(q, r)]
+
+    @_locked
+    def radius_owned(self, queries: np.ndarray, radius: float
+                     ) -> tuple[list[HitArrays], list[VectorOwners] | None]:
+        """:meth:`radius_arrays` and each hit's owner, when the index keeps them and ``radius``
+        is probed (else None: the caller reads the owners from the catalog)."""
+        q = np.ascontiguousarray(queries, dtype=np.uint8).reshape(-1, self.bits // 8)
+        r = int(np.floor(radius))
+        if r > self.fast_radius or self._owners is None or self._delta_owners is None:
+            return self.radius_arrays(q, radius), None
+        hits, owners = [], []
+        for ids, dist, rows in self._ordered(q, r):
+            hits.append((ids, dist))
+            owners.append(self._owners_at(rows))
+        return hits, owners
+
+    def _ordered(self, q: np.ndarray, r: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(ids int64, distances float64, rows) within ``r``, nearest first, ties by id."""
         out = []
-        for ids, dist in self._within(q, r):
+        for rows, dist in self._within_rows(q, r):
+            ids = self._at(self._ids, self._delta_ids, rows)
             order = np.lexsort((ids, dist))
-            out.append((ids[order].astype(np.int64, copy=False), dist[order].astype(np.float64)))
+            out.append((ids[order], dist[order].astype(np.float64), rows[order]))
         return out
 
     def _within(self, q: np.ndarray, r: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """(ids, distances) within ``r`` <= the probe radius, layout and delta, unordered."""
+        return [(self._at(self._ids, self._delta_ids, rows), dist) for rows, dist in self._within_rows(q, r)]
+
+    def _within_rows(self, q: np.ndarray, r: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(rows, distances) within ``r``: layout rows as they are, the delta's after them
+        (row ``len(layout) + i`` is the delta's ``i``), unordered."""
         out = self._probe(q, r)
         self._add_delta(q, r, out)
         return out
+
+    def _at(self, layout: np.ndarray, delta: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """A per-row column at ``rows`` numbered as :meth:`_within_rows` numbers them."""
+        n = len(self._ids)
+        if not len(delta) or not len(rows) or int(rows.max()) < n:
+            return layout[rows]
+        in_layout = rows < n
+        out = np.empty(len(rows), dtype=layout.dtype)
+        out[in_layout] = layout[rows[in_layout]]
+        out[~in_layout] = delta[rows[~in_layout] - n]
+        return out
+
+    def _owners_at(self, rows: np.ndarray) -> VectorOwners:
+        main, delta = self._owners, self._delta_owners
+        assert main is not None and delta is not None
+        return VectorOwners(self._at(main.items, delta.items, rows),
+                            self._at(main.qualities, delta.qualities, rows),
+                            self._at(main.subjects, delta.subjects, rows))
 
     @_locked
     def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
@@ -288,7 +360,7 @@ class MultiIndexHashIndex(VectorIndex):
         return [hits[:k] for hits in near]
 
     def _probe(self, q: np.ndarray, r: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(ids, distances) of the layout's live rows within ``r`` of each query.
+        """(rows, distances) of the layout's live rows within ``r`` of each query.
 
         About a millisecond per query at 10M hashes, most of it random reads of the mapping
         (offsets, permutations, codes); the numpy passes around them are kept few: a probe's
@@ -297,7 +369,7 @@ class MultiIndexHashIndex(VectorIndex):
         verification computed, not a second gather and popcount of its code.
         """
         n = len(self._ids)
-        empty = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32))
+        empty = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32))  # rows, distances
         if n == 0:
             return [empty for _ in range(len(q))]
         qkeys = np.unpackbits(q, axis=1).astype(np.int64) @ self._key_weights  # (B, m)
@@ -339,7 +411,7 @@ class MultiIndexHashIndex(VectorIndex):
             alive = self._live[hit_rows]
             if not alive.all():
                 hit_rows, dist = hit_rows[alive], dist[alive]
-            out.append((self._ids[hit_rows], dist))
+            out.append((hit_rows.astype(np.int64), dist))
         return out
 
     def _perm_base(self, n: int) -> np.ndarray:
@@ -350,17 +422,19 @@ class MultiIndexHashIndex(VectorIndex):
         return held[1]
 
     def _add_delta(self, q: np.ndarray, r: int, out: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        """Add the delta's live rows within ``r`` to ``out`` (a flat scan of the small delta)."""
+        """Add the delta's live rows within ``r`` to ``out`` (a flat scan of the small delta),
+        numbered after the layout's."""
         if not self._delta_live.any():
             return
         codes64 = self._delta_codes.view(np.uint64)
         q64 = q.view(np.uint64)
+        n = len(self._ids)
         for b in range(len(q)):
             d = _popcount_rows(codes64, q64[b])
             keep = (d <= r) & self._delta_live
             if keep.any():
-                ids, dist = out[b]
-                out[b] = (np.concatenate([ids, self._delta_ids[keep]]),
+                rows, dist = out[b]
+                out[b] = (np.concatenate([rows, n + np.flatnonzero(keep)]),
                           np.concatenate([dist, d[keep]]))
 
     def _scan(self, q: np.ndarray, r: int, k: int | None) -> list[list[Hit]]:
@@ -403,10 +477,14 @@ class MultiIndexHashIndex(VectorIndex):
         under the lock (a merge replaces them all), then written without it.
         """
         with self._lock:
-            arrays = (self._ids, self._live, self._codes, self._offsets, self._perm,
-                      self._delta_ids, self._delta_live.copy(), self._delta_codes)
+            arrays: tuple[np.ndarray, ...] = (
+                self._ids, self._live, self._codes, self._offsets, self._perm,
+                self._delta_ids, self._delta_live.copy(), self._delta_codes)
+            if self._owners is not None and self._delta_owners is not None:
+                for owners in (self._owners, self._delta_owners):
+                    arrays += (owners.items, owners.qualities, owners.subjects)
         n, nd = len(arrays[0]), len(arrays[5])
-        yield memoryview(_BODY_HEADER.pack(MAGIC, self.bits, n, nd, self.m, self.flips))
+        yield memoryview(_BODY_HEADER.pack(MAGIC, self.bits, n, nd, self.m, self.flips, int(len(arrays) > 8)))
         for array in arrays:
             yield memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
 
@@ -416,7 +494,9 @@ class MultiIndexHashIndex(VectorIndex):
         # A plain ndarray (of the mapped file's pages, no copy), never a np.memmap: every slice of one
         # runs its Python __getitem__ and __array_finalize__, about 70 µs of a lookup's seven gathers.
         raw = np.frombuffer(buffer, dtype=np.uint8) if isinstance(buffer, bytes) else np.asarray(buffer)
-        magic, bits, n, nd, m, flips = _BODY_HEADER.unpack_from(bytes(raw[:_BODY_HEADER.size]))
+        if len(raw) < _BODY_HEADER.size:
+            raise ValueError("truncated multi-index hash file")
+        magic, bits, n, nd, m, flips, owned = _BODY_HEADER.unpack_from(bytes(raw[:_BODY_HEADER.size]))
         if magic != MAGIC:
             raise ValueError("not a multi-index hash file")
         index = cls(bits, m, flips)
@@ -441,6 +521,12 @@ class MultiIndexHashIndex(VectorIndex):
         index._delta_ids = take(np.int64, (nd,)).copy()
         index._delta_live = take(np.bool_, (nd,)).copy()
         index._delta_codes = take(np.uint8, (nd, width)).copy()
+        if owned:
+            index._owners = VectorOwners(take(np.int64, (n,)), take(np.float64, (n,)), take(np.int64, (n,)))
+            index._delta_owners = VectorOwners(take(np.int64, (nd,)).copy(), take(np.float64, (nd,)).copy(),
+                                               take(np.int64, (nd,)).copy())
+        else:
+            index._owners = index._delta_owners = None
         if at != len(raw):
             raise ValueError("trailing bytes after a multi-index hash file")
         ends = index._offset_base + np.array([1 << w for w in index.widths])
@@ -451,12 +537,16 @@ class MultiIndexHashIndex(VectorIndex):
 
     @classmethod
     def from_vectors(cls, bits: int, ids: np.ndarray, vectors: np.ndarray,
-                     substrings: int | None = None, flips: int = 2) -> MultiIndexHashIndex:
+                     substrings: int | None = None, flips: int = 2,
+                     owners: VectorOwners | None = None) -> MultiIndexHashIndex:
         """An index of ``vectors`` built in one sort (what a rebuild from the catalog uses);
-        ``substrings`` defaults to :func:`default_substrings` for that many hashes."""
+        ``substrings`` defaults to :func:`default_substrings` for that many hashes; ``owners``:
+        theirs, kept beside them (none given: none kept)."""
+        if owners is not None and len(owners) != len(ids):
+            raise ValueError(f"{len(owners)} owners for {len(ids)} hashes")
         index = cls(bits, substrings or default_substrings(bits, len(ids), flips), flips)
         index._build(np.ascontiguousarray(vectors, dtype=np.uint8).reshape(len(ids), bits // 8),
-                     np.asarray(ids, dtype=np.int64).copy())
+                     np.asarray(ids, dtype=np.int64).copy(), owners)
         return index
 
 

@@ -58,7 +58,7 @@ from indexer.signals import base as signals
 from indexer.signals.base import Signal, VectorKind
 from indexer.store.catalog import Catalog, IndexRevision
 from indexer.store.indexes import IndexSet
-from indexer.store.vectors import FaissFloatIndex, Hit, IndexChoice, VectorIndex
+from indexer.store.vectors import FaissFloatIndex, Hit, IndexChoice, VectorIndex, VectorOwners
 
 log = logging.getLogger("reunite.milvus")
 
@@ -194,8 +194,11 @@ class MilvusVectorIndex(VectorIndex):
         return Collection(self.name, using=self.client._using)
 
     # writes --------------------------------------------------------------------------------
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Upsert: adding an id again (a retried write) replaces it instead of duplicating it."""
+    def add(self, ids: np.ndarray, vectors: np.ndarray, owners: VectorOwners | None = None) -> None:
+        """Upsert: adding an id again (a retried write) replaces it instead of duplicating it.
+
+        ``owners`` is not kept: several processes share the collection, and the catalog
+        answers the owners of its hits (matcher.search.query)."""
         if len(ids):
             collection = self._orm()
             for columns in self._columns(ids, vectors):
@@ -503,8 +506,10 @@ class MilvusIndexSet(IndexSet):
     def apply(self, revisions_before: dict[tuple[int, str], int],
               revisions_after: dict[tuple[int, str], int],
               added: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]],
-              removed: dict[tuple[int, str], np.ndarray] | None = None) -> None:
-        """Mirror a committed catalog change into Milvus, with its revision.
+              removed: dict[tuple[int, str], np.ndarray] | None = None,
+              owners: dict[tuple[int, str], VectorOwners] | None = None) -> None:
+        """Mirror a committed catalog change into Milvus, with its revision (``owners``: unused,
+        see :meth:`MilvusIndex.add`).
 
         When the collection was not at the revision the change started from (a
         writer that held no lock, a dropped collection), it is left alone: the

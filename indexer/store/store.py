@@ -32,6 +32,7 @@ from indexer.signals import base as signals
 from indexer.store.annotations import add_annotations
 from indexer.store.catalog import Bank, Catalog, Item, Subject, Vector, lost_a_race
 from indexer.store.milvus_vectors import milvus_uri, open_index_set
+from indexer.store.vectors import VectorOwners
 
 # Where an image came from is shown in reports; a longer path or URL is cut to the column (PostgreSQL
 # refuses what does not fit, SQLite would keep it), as nothing looks an item up by it.
@@ -105,6 +106,8 @@ class Store:
         """
         results: list[tuple[Item, bool]] = []
         added: dict[tuple[int, str], tuple[list[int], list[np.ndarray]]] = {}
+        # (item id, quality, subject id) of each added vector: the multi-index keeps them beside its ids.
+        owned: dict[tuple[int, str], tuple[list[int], list[float | None], list[int | None]]] = {}
         with self.catalog.session() as s:
             info = s.info
             shas = sorted({new.extraction.sha256 for new in batch})
@@ -139,12 +142,17 @@ class Store:
                     for item, new in zip(items, fresh, strict=True)
                     for ordinal, v in enumerate(new.extraction.vectors)]
             vector_ids = _insert_ids(s, Vector, rows)
-            vectors = [v for new in fresh for v in new.extraction.vectors]
-            for vid, vec in zip(vector_ids, vectors, strict=True):
+            vectors = [(item, v) for item, new in zip(items, fresh, strict=True)
+                       for v in new.extraction.vectors]
+            for vid, (item, vec) in zip(vector_ids, vectors, strict=True):
                 ids, vecs = added.setdefault((bank.id, vec.signal), ([], []))
                 ids.append(vid)
                 vecs.append(vec.vector)
-            info.setdefault("touched", set()).update((bank.id, v.signal) for v in vectors)
+                owner_items, qualities, owner_subjects = owned.setdefault((bank.id, vec.signal), ([], [], []))
+                owner_items.append(item.id)
+                qualities.append(None if vec.quality is None else float(vec.quality))
+                owner_subjects.append(item.subject_id)
+            info.setdefault("touched", set()).update((bank.id, v.signal) for _item, v in vectors)
             for item, new in zip(items, fresh, strict=True):
                 add_annotations(s, item, new.extraction.annotations)
         before = dict(info.get("revisions_before", {}))
@@ -152,7 +160,7 @@ class Store:
         self.indexes.apply(before, after, {
             key: (np.asarray(ids, dtype=np.int64), np.stack(vecs))
             for key, (ids, vecs) in added.items()
-        })
+        }, owners={key: VectorOwners.of_rows(*columns) for key, columns in owned.items()})
         return results
 
     @staticmethod

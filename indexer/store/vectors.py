@@ -45,6 +45,58 @@ def hits_to_arrays(hits: list[Hit]) -> HitArrays:
 
 
 @dataclass(frozen=True)
+class VectorOwners:
+    """Each vector's owner as ranking needs it: its item, stored quality and the item's subject.
+
+    Why: a crowded hash lookup at ten million references read ~120 owner rows from
+    the catalog, random rows of its two largest tables, and those reads were 0.6 ms
+    of a 4 ms lookup (BENCHMARKS.md). An index that keeps these columns beside its
+    ids answers them with its hits. They are exactly the catalog's: a vector's item
+    and quality never change while it exists, nor an item's subject, and every add
+    or delete of a (bank, signal)'s vectors bumps the revision an index is checked
+    against before every search (indexer.store.indexes).
+
+    Arrays in the vectors' order: ``items`` int64, ``qualities`` float64 (NaN: none
+    stored), ``subjects`` int64 (-1: a reference with no subject).
+    """
+
+    items: np.ndarray
+    qualities: np.ndarray
+    subjects: np.ndarray
+
+    @classmethod
+    def empty(cls) -> VectorOwners:
+        return cls(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int64))
+
+    @classmethod
+    def of_rows(cls, items: list[int], qualities: list[float | None],
+                subjects: list[int | None]) -> VectorOwners:
+        """From catalog columns as Python values (None where a quality or subject is absent)."""
+        return cls(np.asarray(items, dtype=np.int64),
+                   np.array([np.nan if q is None else q for q in qualities], dtype=np.float64),
+                   np.array([-1 if sid is None else sid for sid in subjects], dtype=np.int64))
+
+    @classmethod
+    def joined(cls, parts: list[VectorOwners]) -> VectorOwners:
+        if not parts:
+            return cls.empty()
+        return cls(np.concatenate([p.items for p in parts]), np.concatenate([p.qualities for p in parts]),
+                   np.concatenate([p.subjects for p in parts]))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def take(self, at: np.ndarray | slice) -> VectorOwners:
+        return VectorOwners(self.items[at], self.qualities[at], self.subjects[at])
+
+    def rows(self) -> list[tuple[int, float | None, int | None]]:
+        """(item id, quality, subject id) per vector, as :meth:`Catalog.vector_owner_rows` gives them."""
+        return [(item, None if quality != quality else quality, None if subject < 0 else subject)
+                for item, quality, subject in zip(self.items.tolist(), self.qualities.tolist(),
+                                                  self.subjects.tolist(), strict=True)]
+
+
+@dataclass(frozen=True)
 class Hit:
     """One nearest neighbour: the catalog's vector id and its distance."""
 
@@ -61,7 +113,8 @@ class VectorIndex(ABC):
     fast_radius: int | None = None
 
     @abstractmethod
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+    def add(self, ids: np.ndarray, vectors: np.ndarray, owners: VectorOwners | None = None) -> None:
+        """Add vectors; ``owners``: theirs, for an index that keeps them (others ignore it)."""
 
     @abstractmethod
     def remove(self, ids: np.ndarray) -> int: ...
@@ -84,6 +137,11 @@ class VectorIndex(ABC):
         """
         return [hits_to_arrays(hits) for hits in self.radius_search(queries, radius)]
 
+    def radius_owned(self, queries: np.ndarray, radius: float
+                     ) -> tuple[list[HitArrays], list[VectorOwners] | None]:
+        """:meth:`radius_arrays` and, for an index that keeps them, each hit's owner (else None)."""
+        return self.radius_arrays(queries, radius), None
+
     @abstractmethod
     def __len__(self) -> int: ...
 
@@ -102,7 +160,7 @@ class FaissBinaryIndex(VectorIndex):
         self.bits = bits
         self.index = index or faiss.IndexBinaryIDMap2(faiss.IndexBinaryFlat(bits))
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    def add(self, ids: np.ndarray, vectors: np.ndarray, owners: VectorOwners | None = None) -> None:
         if len(ids):
             self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.uint8),
                                     np.asarray(ids, dtype=np.int64))
@@ -172,7 +230,7 @@ class FaissFloatIndex(VectorIndex):
         faiss.normalize_L2(x)
         return x
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    def add(self, ids: np.ndarray, vectors: np.ndarray, owners: VectorOwners | None = None) -> None:
         if len(ids):
             self.index.add_with_ids(self._normalised(vectors), np.asarray(ids, dtype=np.int64))
 

@@ -22,7 +22,7 @@ from indexer.signals import base as signals
 from indexer.signals.base import VectorKind
 from indexer.store.catalog import Bank, Subject
 from indexer.store.store import Store
-from indexer.store.vectors import HitArrays, hits_to_arrays
+from indexer.store.vectors import HitArrays, VectorOwners, hits_to_arrays
 from matcher import defaults as defaults_mod
 from matcher.privacy.consent import drop_expired, subject_consented
 from matcher.privacy.minors import apply_minor_policy
@@ -248,6 +248,7 @@ class HashSearcher:
                 continue
             matrix = np.stack([v.vector for _name, v in queries])
             index = self.store.indexes.get(bank.id, signal_name)
+            owned = None
             if index.fast_radius is None:
                 knn = [hits_to_arrays(h) for h in index.search(matrix, max(top, 10))]
                 near = index.radius_arrays(matrix, t.review)
@@ -258,13 +259,13 @@ class HashSearcher:
                 # within the radius that index answers exactly without reading every hash (31 for
                 # PDQ: its match threshold, HMA's too): the nearest-neighbour list and the review
                 # band beyond it are a full scan per query, what that index is there to avoid.
-                found = index.radius_arrays(matrix, min(t.review, max(index.fast_radius, t.match)))
-            searched.append(_SignalHits(signal_name, queries, found))
+                # Its hits come with their owners when it keeps them (indexer.store.vectors.VectorOwners).
+                found, owned = index.radius_owned(matrix, min(t.review, max(index.fast_radius, t.match)))
+            searched.append(_SignalHits(signal_name, queries, found, owned))
         scores = self._scores_under(policy)
         if len(searched) == 1 and not exact and not self.read_all_hits:
             return self._rank_nearest(searched[0], bank, top, policy, scores)
-        owners = self._vector_items({int(v) for sh in searched for v in sh.ids().tolist()})
-        per_item = _collect(searched, owners)
+        per_item = _collect(searched, self._owners_of(searched))
         for item in exact:
             per_item.setdefault(item.id, _ItemHits(subject_id=item.subject_id)).distances["sha256"] = 0.0
         return self._rank(bank, per_item, top, scores)
@@ -349,6 +350,9 @@ class HashSearcher:
             first[:] = False
             first[at] = True
         ids_sorted, dist_sorted = ids_sorted[first], dist_sorted[first]
+        known = found.owner_columns()  # the index's owners of the hits, in the same order (or None)
+        if known is not None:
+            known = known.take(order).take(first)
         levels, counts = np.unique(dist_sorted, return_counts=True)
         read_upto = np.cumsum(counts)  # vectors at or below each distance
         owners = {} if owners is None else owners
@@ -363,8 +367,10 @@ class HashSearcher:
             done = max(done + 1, int(np.searchsorted(read_upto, want, side="left")) + 1)
             done = min(done, len(levels))
             upto = int(read_upto[done - 1])
-            unread = {v for v in ids_sorted[read:upto].tolist() if v not in owners}
-            if unread:
+            if known is not None:
+                owners.update(zip(ids_sorted[read:upto].tolist(), known.take(slice(read, upto)).rows(),
+                                  strict=True))
+            elif unread := {v for v in ids_sorted[read:upto].tolist() if v not in owners}:
                 owners.update(self._vector_items(unread))
             read = upto
             per_item = _collect([found], owners, float(levels[done - 1]))
@@ -391,6 +397,21 @@ class HashSearcher:
         if key not in seen:
             seen[key] = decide.evidence_score(evidence, self.defaults, policy)
         return seen[key]
+
+    def _owners_of(self, searched: list[_SignalHits]) -> dict[int, tuple[int, float | None, int | None]]:
+        """vector id -> owner of every hit: from the indexes that keep them, else from the catalog."""
+        owners: dict[int, tuple[int, float | None, int | None]] = {}
+        unread: set[int] = set()
+        for sh in searched:
+            known = sh.owner_columns()
+            if known is None:
+                unread.update(sh.ids().tolist())
+            else:
+                owners.update(zip(sh.ids().tolist(), known.rows(), strict=True))
+        unread.difference_update(owners)
+        if unread:
+            owners.update(self._vector_items(unread))
+        return owners
 
     def _vector_items(self, vector_ids: set[int]) -> dict[int, tuple[int, float | None, int | None]]:
         """vector id -> (item id, stored quality, subject id): the columns ranking needs, no ORM rows.
@@ -449,11 +470,17 @@ class HashSearcher:
 @dataclass
 class _SignalHits:
     """One hash signal's search in one bank: the query vectors and, per query, its hits as
-    (vector ids, distances) arrays (nearest-neighbour list first, then the radius's)."""
+    (vector ids, distances) arrays (nearest-neighbour list first, then the radius's) and,
+    from an index that keeps them, the hits' owners in the same order."""
 
     signal: str
     queries: list[tuple[str, Any]]
     found: list[HitArrays]
+    owners: list[VectorOwners] | None = None
+
+    def owner_columns(self) -> VectorOwners | None:
+        """The owners of :meth:`ids`, in its order (None: the index keeps none)."""
+        return None if self.owners is None else VectorOwners.joined(self.owners)
 
     def ids(self) -> np.ndarray:
         return np.concatenate([ids for ids, _d in self.found]) if self.found else np.empty(0, np.int64)
