@@ -416,3 +416,19 @@ def test_owners_kept_by_writes_equal_the_catalogs(tmp_path: Path) -> None:
     assert set(catalog) == found and not {i for i, _q, _s in catalog.values()} & set(gone)
     for (ids, _dist), owned in zip(hits, owners, strict=True):
         assert owned.rows() == [catalog[v] for v in ids.tolist()]
+
+
+def test_a_rebuild_read_grows_past_a_stale_count() -> None:
+    """The rebuild's arrays are sized by a count read before the rows: rows added since still fit."""
+    from indexer.store.indexes import _Columns
+
+    rng = np.random.default_rng(4)
+    rows = [(n, _random(1, rng).tobytes(), 10 * n, None if n % 2 else n / 10, None if n % 3 else n)
+            for n in range(1, 8)]
+    columns = _Columns(2, 32)
+    for lo in range(0, len(rows), 3):
+        columns.append(rows[lo:lo + 3], np.dtype(np.uint8))
+    ids, codes, owners = columns.arrays()
+    assert ids.tolist() == list(range(1, 8))
+    assert codes.tobytes() == b"".join(r[1] for r in rows)
+    assert owners.rows() == [(r[2], r[3], r[4]) for r in rows]

@@ -113,17 +113,7 @@ class IndexSet:
         count = self.catalog.count_vectors(bank_id, signal_name)
         index = new_index(signal, count, self._choice_for(bank_id))
         if isinstance(index, MultiIndexHashIndex):  # one sort at the end, not one per batch
-            id_parts, vector_parts, owner_parts = [], [], []
-            for batch in self.catalog.iter_owned_vectors(bank_id, signal_name):
-                id_parts.append(np.fromiter((row[0] for row in batch), dtype=np.int64, count=len(batch)))
-                data = np.frombuffer(b"".join(row[1] for row in batch), dtype=signal.dtype)
-                vector_parts.append(data.reshape(len(batch), -1))
-                owner_parts.append(VectorOwners.of_rows([row[2] for row in batch], [row[3] for row in batch],
-                                                        [row[4] for row in batch]))
-            if id_parts:
-                index = MultiIndexHashIndex.from_vectors(signal.dim, np.concatenate(id_parts),
-                                                         np.concatenate(vector_parts),
-                                                         owners=VectorOwners.joined(owner_parts))
+            index = self._rebuilt_multi_index(bank_id, signal_name, count) or index
         else:
             for batch in self.catalog.iter_vectors(bank_id, signal_name):
                 ids = np.fromiter((vid for vid, _ in batch), dtype=np.int64, count=len(batch))
@@ -134,6 +124,19 @@ class IndexSet:
         index.revision = revision
         save_atomically(index, self.path(bank_id, signal_name))
         return index
+
+    def _rebuilt_multi_index(self, bank_id: int, signal_name: str, count: int) -> MultiIndexHashIndex | None:
+        """The (bank, signal)'s hashes and owners read into arrays sized for ``count`` and laid out
+        in one sort (None: no hashes). Filled in place, not joined from parts: at ten million
+        hashes parts and their join held 640 MB more at the peak."""
+        signal = signals.get(signal_name)
+        columns = _Columns(count, signal.dim // 8)
+        for batch in self.catalog.iter_owned_vectors(bank_id, signal_name):
+            columns.append(batch, signal.dtype)
+        if not columns.n:
+            return None
+        ids, codes, owners = columns.arrays()
+        return MultiIndexHashIndex.from_vectors(signal.dim, ids, codes, owners=owners)
 
     def apply(self, revisions_before: dict[tuple[int, str], int],
               revisions_after: dict[tuple[int, str], int],
@@ -204,3 +207,39 @@ class IndexSet:
                 for f in folder.iterdir():
                     f.unlink()
                 folder.rmdir()
+
+
+class _Columns:
+    """Growable arrays of a rebuild's (id, code, item, quality, subject) rows."""
+
+    def __init__(self, capacity: int, width: int) -> None:
+        capacity = max(capacity, 1)
+        self.n = 0
+        self.ids = np.empty(capacity, np.int64)
+        self.codes = np.empty((capacity, width), np.uint8)
+        self.items = np.empty(capacity, np.int64)
+        self.qualities = np.empty(capacity, np.float64)
+        self.subjects = np.empty(capacity, np.int64)
+
+    def append(self, batch: list[tuple[int, bytes, int, float | None, int | None]], dtype: np.dtype) -> None:
+        k = len(batch)
+        if self.n + k > len(self.ids):  # vectors added since the count: grow
+            grow = max(self.n + k, 2 * len(self.ids))
+            for name in ("ids", "codes", "items", "qualities", "subjects"):
+                old = getattr(self, name)
+                new = np.empty((grow, *old.shape[1:]), old.dtype)
+                new[:self.n] = old[:self.n]
+                setattr(self, name, new)
+        at = slice(self.n, self.n + k)
+        self.ids[at] = [row[0] for row in batch]
+        self.codes[at] = np.frombuffer(b"".join(row[1] for row in batch), dtype=dtype).reshape(k, -1)
+        owners = VectorOwners.of_rows([row[2] for row in batch], [row[3] for row in batch],
+                                      [row[4] for row in batch])
+        self.items[at], self.qualities[at] = owners.items, owners.qualities
+        self.subjects[at] = owners.subjects
+        self.n += k
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, VectorOwners]:
+        n = self.n
+        owners = VectorOwners(self.items[:n], self.qualities[:n], self.subjects[:n])
+        return self.ids[:n], self.codes[:n], owners

@@ -349,6 +349,8 @@ def load_saved(signal: Signal, path: Path) -> VectorIndex | None:
     magic, revision = _HEADER.unpack_from(head)
     if magic != _MAGIC:
         return None
+    if head[_HEADER.size:] != mih.MAGIC and head[_HEADER.size:].startswith(mih.MAGIC[:6]):
+        return None  # a multi-index file of an older layout: rebuilt, never read whole into FAISS
     if head[_HEADER.size:] == mih.MAGIC:
         try:
             index: VectorIndex = mih.load_mapped(path, _HEADER.size)
