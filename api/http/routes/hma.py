@@ -201,8 +201,17 @@ def selected_signal_types(types: str | None) -> list[str]:
 
 @dataclass(frozen=True)
 class BankMatch:
+    """One match of a lookup as HMA shows it, plain (a crowded lookup answers 100; GET /m/lookup
+    writes them as JSON at once, without a model each)."""
+
     bank: str
-    match: MatchWithDistance
+    bank_content_id: int
+    distance: str
+
+    @property
+    def match(self) -> MatchWithDistance:
+        return MatchWithDistance.model_construct(bank_content_id=self.bank_content_id,
+                                                 distance=self.distance)
 
 
 def lookup_matches(request: Request, p: Principal, query: pipeline.Extraction, signal: str,
@@ -218,11 +227,9 @@ def lookup_matches(request: Request, p: Principal, query: pipeline.Extraction, s
         setattr(request.state, APPENDED, 200)
     hits = [c for c in found.candidates if signal in c.evidence]  # queued tiers only (hits_only)
     audit(request, candidates=len(hits), queued=len(found.queued))
-    # Built without validation (an int and a str, made here): a crowded lookup answers 100 matches.
-    return [BankMatch(c.bank, MatchWithDistance.model_construct(
-        bank_content_id=visibility.hma_content_id(
-            c, p.role, lambda c=c: svc.opaque_ref(found.banks[c.bank], c.subject_id, c.item)),
-        distance=str(c.evidence[signal]))) for c in hits]
+    return [BankMatch(c.bank, visibility.hma_content_id(
+        c, p.role, lambda c=c: svc.opaque_ref(found.banks[c.bank], c.subject_id, c.item)),
+        str(c.evidence[signal])) for c in hits]
 
 
 def lookup_signal(request: Request, p: Principal, signal_type: str, signal: str,
@@ -378,8 +385,10 @@ async def lookup_get(request: Request, p: Principal = guard("hma.lookup", *ROLES
     else:  # one hop to a worker thread for a catalog or vectors over the network
         matches = await anyio.to_thread.run_sync(lookup_signal, request, p, signal_type, signal, banks)
     # The answer as JSON at once, not validated again against the response model it was built as.
-    return JSONResponse({bank: [{"bank_content_id": m.bank_content_id, "distance": m.distance} for m in found]
-                         for bank, found in by_bank(matches).items()})
+    out: dict[str, list[dict[str, Any]]] = {}
+    for m in matches:
+        out.setdefault(m.bank, []).append({"bank_content_id": m.bank_content_id, "distance": m.distance})
+    return JSONResponse(out)
 
 
 @router.post("/m/lookup", response_model=dict[str, dict[str, list[MatchWithDistance]]],
