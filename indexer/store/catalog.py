@@ -569,17 +569,20 @@ class Catalog:
 
     # revisions -------------------------------------------------------------
     def bump_revision(self, s: Session, bank_id: int, signal: str) -> int:
-        """Increase the (bank, signal) revision; returns the new value."""
-        updated = s.execute(
-            update(IndexRevision)
-            .where(IndexRevision.bank_id == bank_id, IndexRevision.signal == signal)
-            .values(revision=IndexRevision.revision + 1)
-        ).rowcount
-        if not updated:
+        """Increase the (bank, signal) revision; returns the new value.
+
+        One prepared ``UPDATE ... RETURNING`` on the session's connection: a batch of a
+        crawl bumps every signal it touched, and the ORM's UPDATE then SELECT were 1.2 ms
+        a bump (8 a batch). Nothing reads revision rows as ORM objects, so the session
+        holds none that this could leave stale.
+        """
+        row = self.prepared.run(s.connection(), _BUMP_SQL, {"bank_id": bank_id, "signal": signal})
+        if row is None:  # the first vectors of this (bank, signal)
             s.add(IndexRevision(bank_id=bank_id, signal=signal, revision=1))
             s.flush()
-        rev = int(s.scalar(select(IndexRevision.revision).where(
-            IndexRevision.bank_id == bank_id, IndexRevision.signal == signal)) or 0)
+            rev = 1
+        else:
+            rev = int(row[0])
         s.info.setdefault("revisions_before", {}).setdefault((bank_id, signal), rev - 1)
         s.info.setdefault("revisions", {})[(bank_id, signal)] = rev
         return rev
@@ -621,6 +624,8 @@ _SUBJECT_COLUMNS = tuple(c.name for c in Subject.__table__.columns)
 _SUBJECT_SQL = f"SELECT {', '.join(_SUBJECT_COLUMNS)} FROM {Subject.__tablename__} WHERE id {{in:ids}}"
 _BANK_SQL = f"SELECT id, name, kind, policy, created_at FROM {Bank.__tablename__} ORDER BY name"
 # Every revision row of a bank with whether its signal still has vectors (Catalog.signals_in_bank).
+_BUMP_SQL = (f"UPDATE {IndexRevision.__tablename__} SET revision = revision + 1 "
+             "WHERE bank_id = :bank_id AND signal = :signal RETURNING revision")
 _SIGNALS_SQL = (f"SELECT r.signal, r.revision, EXISTS (SELECT 1 FROM {Vector.__tablename__} v "
                 "WHERE v.bank_id = r.bank_id AND v.signal = r.signal) "
                 f"FROM {IndexRevision.__tablename__} r WHERE r.bank_id = :bank_id")

@@ -76,6 +76,19 @@ class IndexSet:
             self._indexes[key] = index
             return index
 
+    def loaded(self, bank_id: int, signal_name: str) -> None:
+        """Make sure (bank, signal)'s index is in memory, without asking the catalog's revision
+        when it already is (a crawl's every batch asked it for each signal: 1.8 ms a signal).
+
+        A loaded index that another process has made stale meanwhile is found so by
+        :meth:`apply`, which compares its revision with the one the change started from,
+        drops it and leaves the next :meth:`get` to rebuild it.
+        """
+        with self._lock:
+            if (bank_id, signal_name) in self._indexes:
+                return
+        self.get(bank_id, signal_name)
+
     def _choice_for(self, bank_id: int) -> IndexChoice:
         """The configured choice, except that ``auto`` keeps wide-radius banks on the flat scan.
 

@@ -85,7 +85,7 @@ class Store:
         # memory and saved at the next checkpoint instead of forcing a rebuild.
         for name in sorted({v.signal for new in batch for v in new.extraction.vectors}):
             if signals.get(name).vector_index:
-                self.indexes.get(bank.id, name)
+                self.indexes.loaded(bank.id, name)
         with self.indexes.writing(bank.id):  # a shared vector server: the commit and its mirror together
             for attempt in range(1, BATCH_ATTEMPTS + 1):
                 try:
