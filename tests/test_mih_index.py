@@ -19,6 +19,7 @@ from indexer.signals import base as signals
 from indexer.store.catalog import Catalog
 from indexer.store.indexes import IndexSet
 from indexer.store.mih import LARGE_LAYOUT_ROWS, MultiIndexHashIndex, default_substrings, substring_widths
+from indexer.store.milvus_vectors import VECTORS_URL_ENV
 from indexer.store.vectors import (
     FaissBinaryIndex,
     IndexChoice,
@@ -377,9 +378,11 @@ def test_a_version_1_multi_index_file_is_rebuilt_with_its_owners(tmp_path: Path)
     assert any(q is None for o in owners for _i, q, _s in o.rows())
 
 
-def test_owners_kept_by_writes_equal_the_catalogs(tmp_path: Path) -> None:
+def test_owners_kept_by_writes_equal_the_catalogs(tmp_path: Path, catalog_url: str | None,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Batch writes into a multi-index, a bank grown from flat into one, and a withdrawal: the
-    owners the index answers are always those the catalog holds for the hits."""
+    owners the index answers are always those the catalog holds for the hits (SQLite and
+    PostgreSQL catalogs; the multi-index is in-process, so never a vector server here)."""
     from indexer import pipeline
     from indexer.signals.base import SignalVector
     from indexer.store.store import NewImage, Store
@@ -392,7 +395,8 @@ def test_owners_kept_by_writes_equal_the_catalogs(tmp_path: Path) -> None:
             SignalVector("pdq", codes[n], quality=(n % 9) / 9 if n % 2 else None)]), f"ref-{n % 90}")
             for n in range(lo, hi)]
 
-    store = Store(tmp_path)
+    monkeypatch.delenv(VECTORS_URL_ENV, raising=False)
+    store = Store(tmp_path, catalog_url)
     store.indexes.choice = IndexChoice("auto", 500)
     bank = store.catalog.ensure_bank("refs", "hashes", {"signals": ["hashes"]})
     store.add_images(bank, images(0, 400))
