@@ -306,8 +306,8 @@ def _assert_owned(mih: MultiIndexHashIndex, queries: np.ndarray) -> None:
     assert owners is not None
     for got, want in zip(hits, mih.radius_arrays(queries, 31), strict=True):
         assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
-    for (ids, _dist), owned in zip(hits, owners, strict=True):
-        assert owned.rows() == _owners_of(ids).rows()
+    for (ids, _dist), handles in zip(hits, owners.handles, strict=True):
+        assert owners.read(handles).rows() == _owners_of(ids).rows()
 
 
 def test_owners_follow_their_hashes_through_deletes_adds_merge_and_a_mapped_load(tmp_path: Path) -> None:
@@ -373,9 +373,9 @@ def test_a_version_1_multi_index_file_is_rebuilt_with_its_owners(tmp_path: Path)
     assert owners is not None
     catalog = {v: (i, q, s) for v, i, q, s in store.catalog.vector_owner_rows(
         {int(v) for ids, _d in hits for v in ids.tolist()})}
-    for (ids, _dist), owned in zip(hits, owners, strict=True):
-        assert owned.rows() == [catalog[v] for v in ids.tolist()]
-    assert any(q is None for o in owners for _i, q, _s in o.rows())
+    for (ids, _dist), handles in zip(hits, owners.handles, strict=True):
+        assert owners.read(handles).rows() == [catalog[v] for v in ids.tolist()]
+    assert any(q is None for _i, q, _s in owners.read(owners.every()).rows())
 
 
 def test_owners_kept_by_writes_equal_the_catalogs(tmp_path: Path, catalog_url: str | None,
@@ -418,8 +418,8 @@ def test_owners_kept_by_writes_equal_the_catalogs(tmp_path: Path, catalog_url: s
     found = {int(v) for ids, _d in hits for v in ids.tolist()}
     catalog = {v: (i, q, s) for v, i, q, s in store.catalog.vector_owner_rows(found)}
     assert set(catalog) == found and not {i for i, _q, _s in catalog.values()} & set(gone)
-    for (ids, _dist), owned in zip(hits, owners, strict=True):
-        assert owned.rows() == [catalog[v] for v in ids.tolist()]
+    for (ids, _dist), handles in zip(hits, owners.handles, strict=True):
+        assert owners.read(handles).rows() == [catalog[v] for v in ids.tolist()]
 
 
 def test_a_rebuild_read_grows_past_a_stale_count() -> None:
@@ -436,3 +436,21 @@ def test_a_rebuild_read_grows_past_a_stale_count() -> None:
     assert ids.tolist() == list(range(1, 8))
     assert codes.tobytes() == b"".join(r[1] for r in rows)
     assert owners.rows() == [(r[2], r[3], r[4]) for r in rows]
+
+
+def test_owners_read_after_a_merge_are_those_of_the_search() -> None:
+    """Owners are read lazily, after the search: a write and merge in between (another thread's)
+    renumbers the rows, and the owners read must still be those of the hits found."""
+    rng = np.random.default_rng(21)
+    codes = _clustered(2000, rng)
+    ids = np.arange(1, 2001, dtype=np.int64)
+    mih = MultiIndexHashIndex.from_vectors(256, ids, codes, owners=_owners_of(ids))
+    mih.add(np.arange(5000, 5050), _clustered(50, rng), _owners_of(np.arange(5000, 5050)))
+    queries = _queries(codes, rng)
+    hits, owners = mih.radius_owned(queries, 31)
+    assert owners is not None and sum(len(h[0]) for h in hits) > 100
+    mih.remove(ids[:500])
+    mih.add(np.arange(9000, 9100), _clustered(100, rng), _owners_of(np.arange(9000, 9100)))
+    mih.merge()
+    for (found, _dist), handles in zip(hits, owners.handles, strict=True):
+        assert owners.read(handles).rows() == _owners_of(found).rows()

@@ -60,7 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.store.vectors import Hit, HitArrays, VectorIndex, VectorOwners, hits_to_arrays
+from indexer.store.vectors import Hit, HitArrays, OwnedHits, VectorIndex, VectorOwners, hits_to_arrays
 
 # Version 2 keeps the vectors' owners; a version-1 file reads as unreadable, so it is rebuilt
 # from the catalog once (with its owners).
@@ -293,32 +293,43 @@ class MultiIndexHashIndex(VectorIndex):
         return [(ids, dist) for ids, dist, _rows in self._ordered(q, r)]
 
     @_locked
-    def radius_owned(self, queries: np.ndarray, radius: float
-                     ) -> tuple[list[HitArrays], list[VectorOwners] | None]:
-        """:meth:`radius_arrays` and each hit's owner, when the index keeps them and ``radius``
-        is probed (else None: the caller reads the owners from the catalog)."""
+    def radius_owned(self, queries: np.ndarray, radius: float) -> tuple[list[HitArrays], OwnedHits | None]:
+        """:meth:`radius_arrays` and its hits' owners, when the index keeps them and ``radius``
+        is probed (else None: the caller reads the owners from the catalog).
+
+        The owners are read for the hits asked, from the arrays of this search: an add or a
+        merge meanwhile (another thread's write) replaces the arrays, never changes them."""
         q = np.ascontiguousarray(queries, dtype=np.uint8).reshape(-1, self.bits // 8)
         r = int(np.floor(radius))
-        if r > self.fast_radius or self._owners is None or self._delta_owners is None:
+        main, delta = self._owners, self._delta_owners
+        if r > self.fast_radius or main is None or delta is None:
             return self.radius_arrays(q, radius), None
-        hits, owners = [], []
+        n = len(self._ids)
+        hits, rows_of = [], []
         for ids, dist, rows in self._ordered(q, r):
             hits.append((ids, dist))
-            owners.append(self._owners_at(rows))
-        return hits, owners
+            rows_of.append(rows)
+
+        def read(rows: np.ndarray) -> VectorOwners:
+            return VectorOwners(_at(main.items, delta.items, rows, n),
+                                _at(main.qualities, delta.qualities, rows, n),
+                                _at(main.subjects, delta.subjects, rows, n))
+
+        return hits, OwnedHits(rows_of, read)
 
     def _ordered(self, q: np.ndarray, r: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(ids int64, distances float64, rows) within ``r``, nearest first, ties by id."""
         out = []
         for rows, dist in self._within_rows(q, r):
-            ids = self._at(self._ids, self._delta_ids, rows)
+            ids = _at(self._ids, self._delta_ids, rows, len(self._ids))
             order = np.lexsort((ids, dist))
             out.append((ids[order], dist[order].astype(np.float64), rows[order]))
         return out
 
     def _within(self, q: np.ndarray, r: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """(ids, distances) within ``r`` <= the probe radius, layout and delta, unordered."""
-        return [(self._at(self._ids, self._delta_ids, rows), dist) for rows, dist in self._within_rows(q, r)]
+        n = len(self._ids)
+        return [(_at(self._ids, self._delta_ids, rows, n), dist) for rows, dist in self._within_rows(q, r)]
 
     def _within_rows(self, q: np.ndarray, r: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """(rows, distances) within ``r``: layout rows as they are, the delta's after them
@@ -327,23 +338,6 @@ class MultiIndexHashIndex(VectorIndex):
         self._add_delta(q, r, out)
         return out
 
-    def _at(self, layout: np.ndarray, delta: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """A per-row column at ``rows`` numbered as :meth:`_within_rows` numbers them."""
-        n = len(self._ids)
-        if not len(delta) or not len(rows) or int(rows.max()) < n:
-            return layout[rows]
-        in_layout = rows < n
-        out = np.empty(len(rows), dtype=layout.dtype)
-        out[in_layout] = layout[rows[in_layout]]
-        out[~in_layout] = delta[rows[~in_layout] - n]
-        return out
-
-    def _owners_at(self, rows: np.ndarray) -> VectorOwners:
-        main, delta = self._owners, self._delta_owners
-        assert main is not None and delta is not None
-        return VectorOwners(self._at(main.items, delta.items, rows),
-                            self._at(main.qualities, delta.qualities, rows),
-                            self._at(main.subjects, delta.subjects, rows))
 
     @_locked
     def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
@@ -575,6 +569,18 @@ def load_mapped(path: Path, offset: int) -> MultiIndexHashIndex:
         mapped = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
                            prot=mmap.PROT_READ)
     return MultiIndexHashIndex.from_buffer(np.frombuffer(mapped, dtype=np.uint8, offset=offset))
+
+
+def _at(layout: np.ndarray, delta: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    """A per-row column at ``rows`` numbered as :meth:`MultiIndexHashIndex._within_rows` numbers
+    them: the ``n`` layout rows, then the delta's."""
+    if not len(delta) or not len(rows) or int(rows.max()) < n:
+        return layout[rows]
+    in_layout = rows < n
+    out = np.empty(len(rows), dtype=layout.dtype)
+    out[in_layout] = layout[rows[in_layout]]
+    out[~in_layout] = delta[rows[~in_layout] - n]
+    return out
 
 
 def _sorted_hits(ids: np.ndarray, dist: np.ndarray) -> list[Hit]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import struct
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +97,25 @@ class VectorOwners:
 
 
 @dataclass(frozen=True)
+class OwnedHits:
+    """The owners of a search's hits, read when asked: per query, the index's handle of each hit
+    (in the hits' order) and the function that reads the owners of some of them.
+
+    Why not every owner at once: a crowded lookup has hundreds to thousands of hits and
+    ranks the nearest hundred; each owner is three random reads of a large mapping.
+    ``read`` sees the index as it was at the search (an add or merge after it changes
+    nothing that ``read`` reads).
+    """
+
+    handles: list[np.ndarray]
+    read: Callable[[np.ndarray], VectorOwners]
+
+    def every(self) -> np.ndarray:
+        """The handles of every query's hits, in order."""
+        return self.handles[0] if len(self.handles) == 1 else np.concatenate(self.handles)
+
+
+@dataclass(frozen=True)
 class Hit:
     """One nearest neighbour: the catalog's vector id and its distance."""
 
@@ -137,9 +156,9 @@ class VectorIndex(ABC):
         """
         return [hits_to_arrays(hits) for hits in self.radius_search(queries, radius)]
 
-    def radius_owned(self, queries: np.ndarray, radius: float
-                     ) -> tuple[list[HitArrays], list[VectorOwners] | None]:
-        """:meth:`radius_arrays` and, for an index that keeps them, each hit's owner (else None)."""
+    def radius_owned(self, queries: np.ndarray, radius: float) -> tuple[list[HitArrays], OwnedHits | None]:
+        """:meth:`radius_arrays` (each query's hits nearest first, ties by id, each vector once)
+        and, for an index that keeps them, its hits' owners (else None)."""
         return self.radius_arrays(queries, radius), None
 
     @abstractmethod

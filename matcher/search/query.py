@@ -22,7 +22,7 @@ from indexer.signals import base as signals
 from indexer.signals.base import VectorKind
 from indexer.store.catalog import Bank, Subject
 from indexer.store.store import Store
-from indexer.store.vectors import HitArrays, VectorOwners, hits_to_arrays
+from indexer.store.vectors import HitArrays, OwnedHits, hits_to_arrays
 from matcher import defaults as defaults_mod
 from matcher.privacy.consent import drop_expired, subject_consented
 from matcher.privacy.minors import apply_minor_policy
@@ -248,7 +248,7 @@ class HashSearcher:
                 continue
             matrix = np.stack([v.vector for _name, v in queries])
             index = self.store.indexes.get(bank.id, signal_name)
-            owned = None
+            owned, ordered = None, False
             if index.fast_radius is None:
                 knn = [hits_to_arrays(h) for h in index.search(matrix, max(top, 10))]
                 near = index.radius_arrays(matrix, t.review)
@@ -261,7 +261,8 @@ class HashSearcher:
                 # band beyond it are a full scan per query, what that index is there to avoid.
                 # Its hits come with their owners when it keeps them (indexer.store.vectors.VectorOwners).
                 found, owned = index.radius_owned(matrix, min(t.review, max(index.fast_radius, t.match)))
-            searched.append(_SignalHits(signal_name, queries, found, owned))
+                ordered = True
+            searched.append(_SignalHits(signal_name, queries, found, owned, ordered))
         scores = self._scores_under(policy)
         if len(searched) == 1 and not exact and not self.read_all_hits:
             return self._rank_nearest(searched[0], bank, top, policy, scores)
@@ -341,18 +342,21 @@ class HashSearcher:
         ids, dist = found.ids(), found.distances()
         if not len(ids):
             return {}, None
-        # Each vector at its nearest distance (a vector found by several query variants).
-        order = np.lexsort((ids, dist))
-        ids_sorted, dist_sorted = ids[order], dist[order]
-        first = np.ones(len(ids_sorted), dtype=bool)
-        if len(ids_sorted) > 1:
-            _u, at = np.unique(ids_sorted, return_index=True)
-            first[:] = False
-            first[at] = True
-        ids_sorted, dist_sorted = ids_sorted[first], dist_sorted[first]
-        known = found.owner_columns()  # the index's owners of the hits, in the same order (or None)
-        if known is not None:
-            known = known.take(order).take(first)
+        # The index's handles of the hits' owners, in the hits' order (None: read from the catalog).
+        handles = found.owners.every() if found.owners is not None else None
+        if found.ordered and len(found.found) == 1:  # one query's hits: nearest first, once each
+            ids_sorted, dist_sorted = ids, dist
+        else:  # each vector at its nearest distance (a vector found by several query variants)
+            order = np.lexsort((ids, dist))
+            ids_sorted, dist_sorted = ids[order], dist[order]
+            first = np.ones(len(ids_sorted), dtype=bool)
+            if len(ids_sorted) > 1:
+                _u, at = np.unique(ids_sorted, return_index=True)
+                first[:] = False
+                first[at] = True
+            ids_sorted, dist_sorted = ids_sorted[first], dist_sorted[first]
+            if handles is not None:
+                handles = handles[order][first]
         levels, counts = np.unique(dist_sorted, return_counts=True)
         read_upto = np.cumsum(counts)  # vectors at or below each distance
         owners = {} if owners is None else owners
@@ -367,9 +371,9 @@ class HashSearcher:
             done = max(done + 1, int(np.searchsorted(read_upto, want, side="left")) + 1)
             done = min(done, len(levels))
             upto = int(read_upto[done - 1])
-            if known is not None:
-                owners.update(zip(ids_sorted[read:upto].tolist(), known.take(slice(read, upto)).rows(),
-                                  strict=True))
+            if handles is not None and found.owners is not None:
+                held = found.owners.read(handles[read:upto]).rows()
+                owners.update(zip(ids_sorted[read:upto].tolist(), held, strict=True))
             elif unread := {v for v in ids_sorted[read:upto].tolist() if v not in owners}:
                 owners.update(self._vector_items(unread))
             read = upto
@@ -403,11 +407,10 @@ class HashSearcher:
         owners: dict[int, tuple[int, float | None, int | None]] = {}
         unread: set[int] = set()
         for sh in searched:
-            known = sh.owner_columns()
-            if known is None:
+            if sh.owners is None:
                 unread.update(sh.ids().tolist())
             else:
-                owners.update(zip(sh.ids().tolist(), known.rows(), strict=True))
+                owners.update(zip(sh.ids().tolist(), sh.owners.read(sh.owners.every()).rows(), strict=True))
         unread.difference_update(owners)
         if unread:
             owners.update(self._vector_items(unread))
@@ -471,16 +474,14 @@ class HashSearcher:
 class _SignalHits:
     """One hash signal's search in one bank: the query vectors and, per query, its hits as
     (vector ids, distances) arrays (nearest-neighbour list first, then the radius's) and,
-    from an index that keeps them, the hits' owners in the same order."""
+    from an index that keeps them, the hits' owners in the same order. ``ordered``: each
+    query's hits are nearest first, ties by id, each vector once (a radius search alone)."""
 
     signal: str
     queries: list[tuple[str, Any]]
     found: list[HitArrays]
-    owners: list[VectorOwners] | None = None
-
-    def owner_columns(self) -> VectorOwners | None:
-        """The owners of :meth:`ids`, in its order (None: the index keeps none)."""
-        return None if self.owners is None else VectorOwners.joined(self.owners)
+    owners: OwnedHits | None = None
+    ordered: bool = False
 
     def ids(self) -> np.ndarray:
         return np.concatenate([ids for ids, _d in self.found]) if self.found else np.empty(0, np.int64)
