@@ -338,7 +338,6 @@ class MultiIndexHashIndex(VectorIndex):
         self._add_delta(q, r, out)
         return out
 
-
     @_locked
     def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
         """The ``k`` nearest, exactly: from the probe when it found ``k`` within the probe
@@ -474,11 +473,11 @@ class MultiIndexHashIndex(VectorIndex):
             arrays: tuple[np.ndarray, ...] = (
                 self._ids, self._live, self._codes, self._offsets, self._perm,
                 self._delta_ids, self._delta_live.copy(), self._delta_codes)
-            if self._owners is not None and self._delta_owners is not None:
-                for owners in (self._owners, self._delta_owners):
-                    arrays += (owners.items, owners.qualities, owners.subjects)
+            owned = self._owners is not None and self._delta_owners is not None
+            for owners in (self._owners, self._delta_owners) if owned else ():
+                arrays += (owners.items, owners.qualities, owners.subjects)
         n, nd = len(arrays[0]), len(arrays[5])
-        yield memoryview(_BODY_HEADER.pack(MAGIC, self.bits, n, nd, self.m, self.flips, int(len(arrays) > 8)))
+        yield memoryview(_BODY_HEADER.pack(MAGIC, self.bits, n, nd, self.m, self.flips, int(owned)))
         for array in arrays:
             yield memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
 

@@ -509,7 +509,7 @@ class MilvusIndexSet(IndexSet):
               removed: dict[tuple[int, str], np.ndarray] | None = None,
               owners: dict[tuple[int, str], VectorOwners] | None = None) -> None:
         """Mirror a committed catalog change into Milvus, with its revision (``owners``: unused,
-        see :meth:`MilvusIndex.add`).
+        see :meth:`MilvusVectorIndex.add`).
 
         When the collection was not at the revision the change started from (a
         writer that held no lock, a dropped collection), it is left alone: the

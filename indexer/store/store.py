@@ -239,7 +239,7 @@ def _insert_numbered(s: Session, table: Any, rows: list[dict[str, Any]]) -> list
     """SQLite: insert ``rows`` with ids numbered here (one executemany) and return the ids.
 
     Why: SQLite does not promise RETURNING's row order, so SQLAlchemy's ordered bulk insert
-    ran one INSERT per row there (13,390 statements for a crawl of 1,900 photos, most of
+    ran one INSERT per row there (13,515 statements for a crawl of 1,900 photos, most of
     the catalog's time). The ids are the next after the table's largest, contiguous, in the
     rows' order; a writer that took one of them first makes the insert fail on the primary
     key, which :meth:`Store.add_images` runs again as a lost race.
